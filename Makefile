@@ -1,0 +1,55 @@
+# Omni's task runner. The README's commands are these targets; .ci/run calls `make setup test`.
+.PHONY: setup build plugins install-plugins test lint fmt serve bench clean
+
+CARGO ?= cargo
+WASM_TARGET := wasm32-wasip2
+WASM_OUT := target/$(WASM_TARGET)/plugin
+PLUGIN_DIR ?= .omni/plugins
+# The task plugins, and the hostile fixture the runtime's tests need.
+PLUGINS := iso rpm srpm
+FIXTURES := hostile
+
+## setup: install what building and testing need (the wasm32-wasip2 Rust target).
+setup:
+	./tests/setup.sh
+
+## plugins: build every plugin component (and the test fixtures) for wasm32-wasip2.
+plugins:
+	$(CARGO) build --locked --target $(WASM_TARGET) --profile plugin \
+		$(foreach p,$(PLUGINS) $(FIXTURES),-p omni-plugin-$(p))
+
+## install-plugins: copy the task plugins into the default plugins directory (write, then rename).
+install-plugins: plugins
+	mkdir -p $(PLUGIN_DIR)
+	for p in $(PLUGINS); do \
+		cp $(WASM_OUT)/omni_plugin_$$p.wasm $(PLUGIN_DIR)/.$$p.wasm.tmp && \
+		mv $(PLUGIN_DIR)/.$$p.wasm.tmp $(PLUGIN_DIR)/$$p.wasm; \
+	done
+
+## build: the omni binary (release) and the plugins, installed into ./.omni/plugins.
+build: install-plugins
+	$(CARGO) build --locked --release -p omni
+
+## serve: build, then run `omni serve` with the defaults (127.0.0.1:8080, embedded everything).
+serve: build
+	./target/release/omni serve
+
+## lint: rustfmt and clippy (warnings are errors), natively and for the wasm target.
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --locked --target $(WASM_TARGET) $(foreach p,$(PLUGINS) $(FIXTURES),-p omni-plugin-$(p)) -- -D warnings
+
+## test: lint, build the plugins, run every test.
+test: lint plugins
+	$(CARGO) test --locked --workspace
+
+## bench: the plugin host's performance figures (README, "Performance").
+bench: plugins
+	$(CARGO) bench --locked -p omni-runtime --bench plugins
+
+fmt:
+	$(CARGO) fmt --all
+
+clean:
+	$(CARGO) clean

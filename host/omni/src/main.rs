@@ -1,0 +1,66 @@
+//! # omni: the binary
+//!
+//! `omni serve` runs the server (the HTTP API over the plugin runtime); `omni plugin render`
+//! runs a plugin component once without a server, like `kwctl run`. This crate owns the command
+//! line, the configuration file and process concerns (signals, logging, listening); the API and
+//! the runtime know nothing of them.
+//!
+//! # Layout
+//! - `config`: the TOML configuration, its defaults and how flags and environment override it.
+//! - `serve`: `omni serve`.
+//! - `render`: `omni plugin render`.
+
+mod config;
+mod render;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Omni: build ISO images, RPMs and SRPMs — and any task type a plugin adds — as jobs.
+#[derive(Debug, Parser)]
+#[command(name = "omni", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve(serve::ServeArgs),
+    /// Work with plugin components.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Render a job's manifests with a plugin file, without a server.
+    Render(render::RenderArgs),
+}
+
+/// Exit status for a command line the user got wrong, as clap uses.
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
+        Command::Plugin(PluginCommand::Render(args)) => render::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("omni: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The default directories of `omni serve`, relative to where it runs.
+fn default_path(path: &str) -> PathBuf {
+    PathBuf::from(path)
+}

@@ -1,0 +1,134 @@
+//! `omni serve`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Args;
+use omni_api::AppState;
+use omni_runtime::{Registry, Sandbox, SandboxConfig, Templates};
+
+use crate::config::Config;
+
+/// Flags of `omni serve`; each overrides the configuration file.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "OMNI_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "OMNI_LISTEN")]
+    listen: Option<std::net::SocketAddr>,
+    /// Directory of plugin components (*.wasm), watched for changes [default: ./.omni/plugins].
+    #[arg(long, env = "OMNI_PLUGIN_DIR")]
+    plugin_dir: Option<PathBuf>,
+    /// Directory of the tasks' templates, one subdirectory per task [default: ./templates].
+    #[arg(long, env = "OMNI_TEMPLATE_DIR")]
+    template_dir: Option<PathBuf>,
+    /// Directory of Omni's own data (compile cache) [default: ./.omni/data].
+    #[arg(long, env = "OMNI_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let mut config = Config::load(args.config.as_deref())?;
+    if let Some(v) = args.listen {
+        config.listen = v;
+    }
+    if let Some(v) = args.plugin_dir {
+        config.plugin_dir = v;
+    }
+    if let Some(v) = args.template_dir {
+        config.template_dir = v;
+    }
+    if let Some(v) = args.data_dir {
+        config.data_dir = v;
+    }
+    init_logging();
+    if !config.listen.ip().is_loopback() {
+        anyhow::bail!(
+            "refusing to listen on {}: no users are configured, and Omni serves without authentication only on a loopback address",
+            config.listen
+        );
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(serve(config))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.plugin_dir).with_context(|| {
+        format!(
+            "cannot create the plugins directory {}",
+            config.plugin_dir.display()
+        )
+    })?;
+    if !config.template_dir.is_dir() {
+        tracing::warn!(dir = %config.template_dir.display(), "the templates directory does not exist; plugins will find no templates");
+    }
+    let templates = Arc::new(Templates::new(&config.template_dir));
+    let sandbox = Sandbox::new(
+        SandboxConfig {
+            cache_dir: Some(config.data_dir.join("cache/components")),
+            limits: config.plugins.limits.clone(),
+            max_instances: config.plugins.max_instances,
+        },
+        templates,
+    )?;
+    let registry = Arc::new(Registry::new(Arc::new(sandbox), &config.plugin_dir));
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let _watch = registry
+        .watch()
+        .context("cannot watch the plugins directory")?;
+    registry.rescan().await;
+    let ready: Vec<String> = registry.list().into_iter().filter_map(|s| s.task).collect();
+    tracing::info!(dir = %config.plugin_dir.display(), tasks = ?ready, "plugins loaded");
+    tokio::spawn(rescan_on_sighup(Arc::clone(&registry)));
+
+    let app = omni_api::router(AppState {
+        registry,
+        namespace: config.namespace.clone(),
+        body_limit: config.body_limit_kib << 10,
+    });
+    tracing::info!("omni listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown())
+        .await?;
+    tracing::info!("omni stopped");
+    Ok(())
+}
+
+async fn rescan_on_sighup(registry: Arc<Registry>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        return;
+    };
+    while hup.recv().await.is_some() {
+        tracing::info!("SIGHUP: rescanning plugins");
+        registry.rescan().await;
+    }
+}
+
+async fn shutdown() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).ok();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = async { if let Some(t) = term.as_mut() { t.recv().await; } else { std::future::pending::<()>().await } } => {}
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,248 @@
+//! The `omni` binary end to end: `omni serve` on a real port with real plugin files, hot reload
+//! through the watcher and SIGHUP, and `omni plugin render` without a server.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+fn component(name: &str) -> PathBuf {
+    let wasm = std::env::var_os("OMNI_PLUGIN_WASM_DIR").map_or_else(
+        || workspace().join("target/wasm32-wasip2/plugin"),
+        PathBuf::from,
+    );
+    let file = wasm.join(format!("omni_plugin_{name}.wasm"));
+    assert!(
+        file.is_file(),
+        "{}: missing; build the plugins first with `make plugins`",
+        file.display()
+    );
+    file
+}
+
+fn omni() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_omni"))
+}
+
+struct Server {
+    child: Child,
+    url: String,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `omni serve` on a free loopback port and waits until it listens.
+fn serve(plugin_dir: &Path, data_dir: &Path) -> Server {
+    let mut child = omni()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .arg("--plugin-dir")
+        .arg(plugin_dir)
+        .arg("--template-dir")
+        .arg(workspace().join("templates"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("omni serve exited before listening")
+            .unwrap();
+        if let Some((_, url)) = line.split_once("omni listening on ") {
+            break url.trim().to_owned();
+        }
+    };
+    // Keep draining the log (so the server never blocks on a full pipe) and keep it for asserts.
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&log);
+    std::thread::spawn(move || {
+        lines
+            .map_while(Result::ok)
+            .for_each(|l| sink.lock().unwrap().push(l));
+    });
+    Server { child, url, log }
+}
+
+async fn get(url: &str) -> (u16, Value) {
+    let response = reqwest::get(url).await.unwrap();
+    (
+        response.status().as_u16(),
+        response.json().await.unwrap_or(Value::Null),
+    )
+}
+
+async fn wait_for_status(url: &str, want: u16) {
+    for _ in 0..1000 {
+        if get(url).await.0 == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{url} never answered {want}");
+}
+
+fn install(dir: &Path, name: &str) {
+    let tmp = dir.join(format!(".{name}.wasm.tmp"));
+    std::fs::copy(component(name), &tmp).unwrap();
+    std::fs::rename(&tmp, dir.join(format!("{name}.wasm"))).unwrap();
+}
+
+#[tokio::test]
+async fn serve_loads_renders_and_reloads_plugins() {
+    let plugins = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    install(plugins.path(), "srpm");
+    let server = serve(plugins.path(), data.path());
+
+    let (status, list) = get(&format!("{}/v1/plugins", server.url)).await;
+    assert_eq!(status, 200);
+    assert_eq!(list[0]["task"], "srpm");
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/plugins/srpm/render", server.url))
+        .json(&json!({"params": {"spec": "Name: hello\n"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let rendered: Value = response.json().await.unwrap();
+    assert!(rendered["primary"].as_str().unwrap().starts_with("omni-"));
+
+    // A plugin renamed into the directory is picked up by the watcher.
+    install(plugins.path(), "rpm");
+    wait_for_status(&format!("{}/v1/plugins/rpm", server.url), 200).await;
+
+    // A removed plugin is unloaded.
+    std::fs::remove_file(plugins.path().join("rpm.wasm")).unwrap();
+    wait_for_status(&format!("{}/v1/plugins/rpm", server.url), 404).await;
+
+    // SIGHUP rescans.
+    let pid = server.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    for _ in 0..1000 {
+        if server
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("SIGHUP: rescanning plugins"))
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        server
+            .log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("SIGHUP: rescanning plugins"))
+    );
+    assert_eq!(get(&format!("{}/v1/plugins/srpm", server.url)).await.0, 200);
+
+    // The compile cache is in the data directory.
+    let cached = std::fs::read_dir(data.path().join("cache/components"))
+        .unwrap()
+        .count();
+    assert!(cached >= 2, "{cached} cached components");
+}
+
+#[test]
+fn serve_refuses_a_non_loopback_address_without_users() {
+    let out = omni()
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("refusing to listen on 0.0.0.0:0"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn serve_rejects_an_unknown_configuration_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("omni.toml");
+    std::fs::write(&config, "listen = \"127.0.0.1:0\"\nplugins_dir = \"x\"\n").unwrap();
+    let out = omni()
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown field `plugins_dir`"), "{stderr}");
+}
+
+#[test]
+fn plugin_render_runs_a_plugin_without_a_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let params = dir.path().join("p.json");
+    std::fs::write(&params, json!({"spec": "Name: hello\n"}).to_string()).unwrap();
+    let out = omni()
+        .args(["plugin", "render"])
+        .arg(component("srpm"))
+        .arg("--params")
+        .arg(&params)
+        .arg("--template-dir")
+        .arg(workspace().join("templates"))
+        .args(["--arch", "aarch64"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("kind: Job"), "{stdout}");
+    assert!(stdout.contains("kubernetes.io/arch: arm64"), "{stdout}");
+
+    std::fs::write(
+        &params,
+        json!({"spec": "Name: hello\n", "colour": "red"}).to_string(),
+    )
+    .unwrap();
+    let out = omni()
+        .args(["plugin", "render"])
+        .arg(component("srpm"))
+        .arg("--params")
+        .arg(&params)
+        .arg("--template-dir")
+        .arg(workspace().join("templates"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("/colour: unknown field `colour`"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,298 @@
+//! The plugin host's performance, printed as the README's table (`make bench`).
+//!
+//! For each of the three task plugins: compile time, cached load time, render calls per second
+//! and p50/p99 latency through the full host path (fresh instance, deadline, memory and output
+//! caps) on one thread and on two, beside the same rendering done natively in Rust (the SDK's
+//! harness, same code) in the same run. Then: how fast a changed plugin serves after its rename
+//! and how many calls fail while it is swapped under load, and the peak RSS of a host process
+//! with the three plugins loaded from the cache.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use omni_runtime::{JobContext, LimitsConfig, Plugin, Registry, Sandbox, SandboxConfig, Templates};
+use serde_json::{Value, json};
+
+const RUN: Duration = Duration::from_secs(2);
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace")
+}
+
+fn wasm(name: &str) -> Vec<u8> {
+    let file = workspace().join(format!(
+        "target/wasm32-wasip2/plugin/omni_plugin_{name}.wasm"
+    ));
+    std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}; run `make plugins`", file.display()))
+}
+
+fn sandbox(cache: &Path) -> Arc<Sandbox> {
+    let config = SandboxConfig {
+        cache_dir: Some(cache.to_owned()),
+        limits: LimitsConfig::default(),
+        max_instances: 64,
+    };
+    Arc::new(
+        Sandbox::new(
+            config,
+            Arc::new(Templates::new(workspace().join("templates"))),
+        )
+        .expect("sandbox"),
+    )
+}
+
+fn job() -> JobContext {
+    JobContext {
+        job_id: "3f1e2d4c-8a7b-11f0-9c5d-0242ac120002".into(),
+        service: "bench".into(),
+        domain: "default".into(),
+        namespace: "omni-jobs".into(),
+        name: "omni-3f1e2d4c-8a7b-11f0-9c5d-0242ac120002".into(),
+        arch: "x86_64".into(),
+    }
+}
+
+fn params(task: &str) -> Value {
+    match task {
+        "iso" => json!({"mode": "release", "version": "24.03-LTS",
+            "packages": ["kernel", "systemd", "bash", "coreutils", "dnf", "openssh-server", "vim-enhanced",
+                         "NetworkManager", "chrony", "rsyslog", "sudo", "tar", "gzip", "xz", "less"]}),
+        _ => {
+            json!({"spec": "Name: hello\nVersion: 1.0\nRelease: 1\nSummary: x\nLicense: MIT\n%description\nx\n",
+                    "defines": {"dist": ".oe2403"}})
+        }
+    }
+}
+
+fn sdk_job() -> omni_sdk::Job {
+    let j = job();
+    omni_sdk::Job {
+        id: j.job_id,
+        service: j.service,
+        domain: j.domain,
+        namespace: j.namespace,
+        name: j.name,
+        arch: j.arch,
+    }
+}
+
+/// Runs `f` for [`RUN`] on `threads` threads; answers (calls/s, sorted latencies).
+fn measure(threads: usize, f: impl Fn() + Sync) -> (f64, Vec<Duration>) {
+    let start = Instant::now();
+    let lats: Vec<Vec<Duration>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut lat = Vec::new();
+                    while start.elapsed() < RUN {
+                        let t = Instant::now();
+                        f();
+                        lat.push(t.elapsed());
+                    }
+                    lat
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("bench thread"))
+            .collect()
+    });
+    let elapsed = start.elapsed().as_secs_f64();
+    let mut all: Vec<Duration> = lats.into_iter().flatten().collect();
+    all.sort();
+    (all.len() as f64 / elapsed, all)
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.0} µs", d.as_secs_f64() * 1e6)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+fn native(task: &str) -> Box<dyn Fn() + Sync> {
+    let dir = workspace().join("templates").join(task);
+    let p = params(task);
+    let j = sdk_job();
+    match task {
+        "iso" => {
+            let h = omni_sdk::testing::Harness::<omni_plugin_iso::Iso>::new(dir);
+            Box::new(move || drop(h.serialize(&j, &p).expect("native render")))
+        }
+        "rpm" => {
+            let h = omni_sdk::testing::Harness::<omni_plugin_rpm::Rpm>::new(dir);
+            Box::new(move || drop(h.serialize(&j, &p).expect("native render")))
+        }
+        _ => {
+            let h = omni_sdk::testing::Harness::<omni_plugin_srpm::Srpm>::new(dir);
+            Box::new(move || drop(h.serialize(&j, &p).expect("native render")))
+        }
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--rss-probe") {
+        rss_probe(Path::new(&args[i + 1]));
+        return;
+    }
+    let cache = tempfile::tempdir().expect("tempdir");
+    let sandbox = sandbox(cache.path());
+    println!("pooling allocator: {}\n", sandbox.is_pooling());
+    println!(
+        "| plugin | compile | cached load | 1 thread: renders/s | p50 | p99 | 2 threads: renders/s | p50 | p99 | native p50 | wasm/native |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for task in ["iso", "rpm", "srpm"] {
+        let bytes = wasm(task);
+        let path = PathBuf::from(format!("{task}.wasm"));
+        let t = Instant::now();
+        let plugin = Plugin::load(&sandbox, &path, &bytes).expect("load");
+        let compile = t.elapsed();
+        let mut loads: Vec<Duration> = (0..20)
+            .map(|_| {
+                let t = Instant::now();
+                drop(Plugin::load(&sandbox, &path, &bytes).expect("cached load"));
+                t.elapsed()
+            })
+            .collect();
+        loads.sort();
+        let p = params(task).to_string();
+        let j = job();
+        let call = || drop(plugin.serialize_blocking(&j, &p).expect("render"));
+        for _ in 0..200 {
+            call();
+        }
+        let (rate1, lat1) = measure(1, call);
+        let (rate2, lat2) = measure(2, call);
+        let native = native(task);
+        for _ in 0..200 {
+            native();
+        }
+        let (_, nat) = measure(1, &native);
+        println!(
+            "| {task} | {} | {} | {rate1:.0} | {} | {} | {rate2:.0} | {} | {} | {} | {:.1} |",
+            ms(compile),
+            ms(pct(&loads, 0.5)),
+            us(pct(&lat1, 0.5)),
+            us(pct(&lat1, 0.99)),
+            us(pct(&lat2, 0.5)),
+            us(pct(&lat2, 0.99)),
+            us(pct(&nat, 0.5)),
+            pct(&lat1, 0.5).as_secs_f64() / pct(&nat, 0.5).as_secs_f64(),
+        );
+    }
+    swap_under_load(&sandbox);
+    let out = std::process::Command::new(&args[0])
+        .arg("--rss-probe")
+        .arg(cache.path())
+        .output()
+        .expect("rss probe");
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// Renames changed versions of the rpm plugin into a watched directory while two threads render
+/// with it; reports the time from rename to the new version serving, and failed calls.
+fn swap_under_load(sandbox: &Arc<Sandbox>) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("rt");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bytes = wasm("rpm");
+    std::fs::write(dir.path().join("rpm.wasm"), &bytes).expect("write");
+    let registry = Arc::new(Registry::new(Arc::clone(sandbox), dir.path()));
+    registry.scan();
+    let _watch = runtime.block_on(async { registry.watch() }).expect("watch");
+    let stop = AtomicBool::new(false);
+    let (ok, failed) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let mut swaps = Vec::new();
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                let p = params("rpm").to_string();
+                let j = job();
+                while !stop.load(Ordering::Relaxed) {
+                    match registry
+                        .get("rpm")
+                        .map(|plugin| plugin.serialize_blocking(&j, &p))
+                    {
+                        Some(Ok(_)) => ok.fetch_add(1, Ordering::Relaxed),
+                        _ => failed.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+            });
+        }
+        for n in 0..10 {
+            let changed = with_nonce(&bytes, n);
+            let digest = omni_runtime::sandbox::digest(&changed);
+            let tmp = dir.path().join("rpm.wasm.tmp");
+            std::fs::write(&tmp, &changed).expect("write");
+            let t = Instant::now();
+            std::fs::rename(&tmp, dir.path().join("rpm.wasm")).expect("rename");
+            while registry.get("rpm").is_none_or(|p| p.digest() != digest) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            swaps.push(t.elapsed());
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    swaps.sort();
+    println!(
+        "\nswap under load (10 renames of a changed rpm.wasm, 2 threads rendering): rename -> serving p50 {}, max {}; {} calls served, {} failed",
+        ms(pct(&swaps, 0.5)),
+        ms(*swaps.last().expect("swaps")),
+        ok.load(Ordering::Relaxed),
+        failed.load(Ordering::Relaxed)
+    );
+}
+
+/// The component with a custom section appended: a new digest, the same behaviour.
+fn with_nonce(bytes: &[u8], n: u8) -> Vec<u8> {
+    let mut out = bytes.to_vec();
+    out.extend_from_slice(&[0, 3, 1, b'n', n]);
+    out
+}
+
+/// In a fresh process: load the three plugins from the cache, render with each, report VmHWM.
+fn rss_probe(cache: &Path) {
+    let sandbox = sandbox(cache);
+    let dir = tempfile::tempdir().expect("tempdir");
+    for task in ["iso", "rpm", "srpm"] {
+        std::fs::write(dir.path().join(format!("{task}.wasm")), wasm(task)).expect("write");
+    }
+    let registry = Registry::new(sandbox, dir.path());
+    registry.scan();
+    for task in ["iso", "rpm", "srpm"] {
+        let plugin = registry.get(task).expect("loaded");
+        for _ in 0..100 {
+            drop(
+                plugin
+                    .serialize_blocking(&job(), &params(task).to_string())
+                    .expect("render"),
+            );
+        }
+    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let hwm = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM"))
+        .unwrap_or("VmHWM: ?");
+    println!(
+        "peak RSS of a host with the three plugins loaded from the cache and rendering: {}",
+        hwm.trim_start_matches("VmHWM:").trim()
+    );
+}

@@ -1,0 +1,615 @@
+//! One loaded plugin and its calls. Every call gets a fresh instance from the pre-linked
+//! `InstancePre`, so no state leaks between jobs, under the plugin's [`Limits`].
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use wasmtime::Store;
+
+use crate::bindings::omni::plugin::types as wit;
+use crate::bindings::{JobHandler, JobHandlerPre};
+use crate::error::{LoadError, PluginError};
+use crate::limits::Limits;
+use crate::sandbox::{Denied, EPOCH_TICK, Sandbox, digest};
+use crate::state::HostState;
+
+/// Time the outer timeout adds to a call's deadline before giving up on the worker thread. The
+/// epoch deadline stops wasm code; this bounds time spent in the host on the plugin's behalf.
+const OUTER_GRACE: Duration = Duration::from_millis(500);
+
+/// What a plugin says it is (its `describe`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PluginInfo {
+    /// Task name.
+    pub task: String,
+    /// Plugin version.
+    pub version: String,
+    /// One line for humans.
+    pub description: String,
+    /// API arches it builds for.
+    pub arches: Vec<String>,
+    /// JSON Schema of the params.
+    pub params_schema: Value,
+    /// Step names in order.
+    pub steps: Vec<String>,
+}
+
+/// One thing wrong in a job's params.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldError {
+    /// JSON Pointer into the params.
+    pub path: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The job a plugin renders for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobContext {
+    /// Job id.
+    pub job_id: String,
+    /// Submitting service.
+    pub service: String,
+    /// Tenant domain.
+    pub domain: String,
+    /// Kubernetes namespace of the objects.
+    pub namespace: String,
+    /// Name of the job's objects.
+    pub name: String,
+    /// API arch.
+    pub arch: String,
+}
+
+/// One rendered Kubernetes object.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Manifest {
+    /// `apiVersion`.
+    #[serde(rename = "apiVersion")]
+    pub api_version: String,
+    /// `kind`.
+    pub kind: String,
+    /// `metadata.name`.
+    pub name: String,
+    /// The object.
+    pub body: Value,
+}
+
+/// What `serialize` answered, checked.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rendered {
+    /// Objects in the order to apply them.
+    pub manifests: Vec<Manifest>,
+    /// Name of the batch/v1 Job to watch.
+    pub primary: String,
+}
+
+/// A loaded plugin: a compiled, pre-linked component and what it said it is.
+pub struct Plugin {
+    info: PluginInfo,
+    digest: String,
+    path: PathBuf,
+    loaded_at: DateTime<Utc>,
+    limits: Limits,
+    pre: JobHandlerPre<HostState>,
+    sandbox: Arc<Sandbox>,
+    task: Arc<str>,
+    label: Arc<str>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("plugin", &self.label)
+            .field("digest", &self.digest)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Plugin {
+    /// Compiles (or loads from the cache), links and checks a component: it must instantiate,
+    /// answer `describe`, and describe itself acceptably (task name, semver version, known arches,
+    /// a JSON Schema object, step names).
+    ///
+    /// # Errors
+    /// A [`LoadError`] naming the file and what was wrong.
+    pub fn load(sandbox: &Arc<Sandbox>, path: &Path, bytes: &[u8]) -> Result<Self, LoadError> {
+        let digest = digest(bytes);
+        let component = sandbox.compile(path, bytes, &digest)?;
+        let link_error = |e: wasmtime::Error| LoadError::Link {
+            path: path.to_owned(),
+            message: format!("{e:#}"),
+        };
+        let pre = sandbox
+            .linker()
+            .instantiate_pre(&component)
+            .map_err(link_error)?;
+        let pre = JobHandlerPre::new(pre).map_err(link_error)?;
+        let file = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        let mut plugin = Self {
+            info: PluginInfo {
+                task: String::new(),
+                version: String::new(),
+                description: String::new(),
+                arches: Vec::new(),
+                params_schema: Value::Null,
+                steps: Vec::new(),
+            },
+            digest,
+            path: path.to_owned(),
+            loaded_at: Utc::now(),
+            limits: sandbox.limits().for_task(""),
+            pre,
+            sandbox: Arc::clone(sandbox),
+            task: "".into(),
+            label: file.into(),
+        };
+        let describe_error = |message: String| LoadError::Describe {
+            path: path.to_owned(),
+            message,
+        };
+        let info = plugin
+            .call(plugin.limits, |h, s| h.call_describe(s))
+            .map_err(|e| describe_error(e.to_string()))?;
+        plugin
+            .check_size(plugin.limits, info_size(&info))
+            .map_err(|e| describe_error(e.to_string()))?;
+        plugin.info = check_info(info).map_err(describe_error)?;
+        plugin.limits = sandbox.limits().for_task(&plugin.info.task);
+        plugin.task = plugin.info.task.as_str().into();
+        plugin.label = format!("{}@{}", plugin.info.task, plugin.info.version).into();
+        Ok(plugin)
+    }
+
+    /// What the plugin said it is.
+    pub fn info(&self) -> &PluginInfo {
+        &self.info
+    }
+
+    /// sha256 of the component file, lowercase hex.
+    pub fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    /// The file it was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// When it was loaded.
+    pub fn loaded_at(&self) -> DateTime<Utc> {
+        self.loaded_at
+    }
+
+    /// Its call limits.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// `task@version`, as errors and logs name it.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Checks params (JSON text) on the calling thread.
+    ///
+    /// # Errors
+    /// [`PluginError::InvalidParams`] with field errors, or why the call failed.
+    pub fn validate_blocking(&self, params: &str) -> Result<(), PluginError> {
+        let limits = self.limits;
+        let answer = self.call(limits, |h, s| h.call_validate(s, params))?;
+        match answer {
+            Ok(()) => Ok(()),
+            Err(errors) => {
+                self.check_size(
+                    limits,
+                    errors.iter().map(|e| e.path.len() + e.message.len()).sum(),
+                )?;
+                Err(PluginError::InvalidParams {
+                    plugin: self.label.to_string(),
+                    errors: field_errors(errors),
+                })
+            }
+        }
+    }
+
+    /// Renders a job's manifests on the calling thread.
+    ///
+    /// # Errors
+    /// [`PluginError::InvalidParams`], [`PluginError::Template`] or [`PluginError::Failed`] as the
+    /// plugin reported, or why the call failed.
+    pub fn serialize_blocking(
+        &self,
+        job: &JobContext,
+        params: &str,
+    ) -> Result<Rendered, PluginError> {
+        let limits = self.limits;
+        let context = wit::JobContext {
+            job_id: job.job_id.clone(),
+            service: job.service.clone(),
+            domain: job.domain.clone(),
+            namespace: job.namespace.clone(),
+            name: job.name.clone(),
+            arch: job.arch.clone(),
+        };
+        let answer = self.call(limits, |h, s| h.call_serialize(s, &context, params))?;
+        let plugin = || self.label.to_string();
+        match answer {
+            Ok(rendered) => {
+                let size = rendered.primary.len()
+                    + rendered
+                        .manifests
+                        .iter()
+                        .map(|m| m.api_version.len() + m.kind.len() + m.name.len() + m.body.len())
+                        .sum::<usize>();
+                self.check_size(limits, size)?;
+                check_rendered(rendered, job).map_err(|message| PluginError::BadOutput {
+                    plugin: plugin(),
+                    message,
+                })
+            }
+            Err(error) => {
+                let (size, error) = match error {
+                    wit::SerializeError::InvalidParams(errors) => (
+                        errors.iter().map(|e| e.path.len() + e.message.len()).sum(),
+                        PluginError::InvalidParams {
+                            plugin: plugin(),
+                            errors: field_errors(errors),
+                        },
+                    ),
+                    wit::SerializeError::Template(message) => (
+                        message.len(),
+                        PluginError::Template {
+                            plugin: plugin(),
+                            message,
+                        },
+                    ),
+                    wit::SerializeError::Internal(message) => (
+                        message.len(),
+                        PluginError::Failed {
+                            plugin: plugin(),
+                            message,
+                        },
+                    ),
+                };
+                self.check_size(limits, size)?;
+                Err(error)
+            }
+        }
+    }
+
+    /// [`Plugin::validate_blocking`] on a blocking thread, under the outer timeout.
+    ///
+    /// # Errors
+    /// As [`Plugin::validate_blocking`].
+    pub async fn validate(self: &Arc<Self>, params: String) -> Result<(), PluginError> {
+        let this = Arc::clone(self);
+        self.off_thread(move || this.validate_blocking(&params))
+            .await
+    }
+
+    /// [`Plugin::serialize_blocking`] on a blocking thread, under the outer timeout.
+    ///
+    /// # Errors
+    /// As [`Plugin::serialize_blocking`].
+    pub async fn serialize(
+        self: &Arc<Self>,
+        job: JobContext,
+        params: String,
+    ) -> Result<Rendered, PluginError> {
+        let this = Arc::clone(self);
+        self.off_thread(move || this.serialize_blocking(&job, &params))
+            .await
+    }
+
+    async fn off_thread<R: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> Result<R, PluginError> + Send + 'static,
+    ) -> Result<R, PluginError> {
+        let limit = self.limits.timeout;
+        match tokio::time::timeout(limit + OUTER_GRACE, tokio::task::spawn_blocking(f)).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(join)) => Err(PluginError::Host {
+                plugin: self.label.to_string(),
+                message: join.to_string(),
+            }),
+            Err(_) => Err(PluginError::Timeout {
+                plugin: self.label.to_string(),
+                limit,
+            }),
+        }
+    }
+
+    fn call<R>(
+        &self,
+        limits: Limits,
+        f: impl FnOnce(&JobHandler, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginError> {
+        let state = HostState::new(
+            Arc::clone(self.sandbox.templates()),
+            Arc::clone(&self.task),
+            Arc::clone(&self.label),
+            limits.memory,
+        );
+        let mut store = Store::new(self.sandbox.engine(), state);
+        store.limiter(|s| &mut s.limiter);
+        let ticks = limits
+            .timeout
+            .as_micros()
+            .div_ceil(EPOCH_TICK.as_micros())
+            .max(1);
+        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+        store.epoch_deadline_trap();
+        let result = self
+            .pre
+            .instantiate(&mut store)
+            .and_then(|handler| f(&handler, &mut store));
+        result.map_err(|e| self.classify(&e, &store, limits))
+    }
+
+    fn classify(
+        &self,
+        error: &wasmtime::Error,
+        store: &Store<HostState>,
+        limits: Limits,
+    ) -> PluginError {
+        let plugin = self.label.to_string();
+        if let Some(requested) = store.data().limiter.exceeded {
+            return PluginError::MemoryExceeded {
+                plugin,
+                limit: limits.memory,
+                requested,
+            };
+        }
+        if let Some(denied) = error.downcast_ref::<Denied>() {
+            return PluginError::Denied {
+                plugin,
+                call: denied.call.clone(),
+                what: denied.what,
+            };
+        }
+        if let Some(wasmtime::Trap::Interrupt) = error.downcast_ref::<wasmtime::Trap>() {
+            return PluginError::Timeout {
+                plugin,
+                limit: limits.timeout,
+            };
+        }
+        let stderr = String::from_utf8_lossy(&store.data().stderr.contents()).into_owned();
+        if let Some(message) = panic_message(&stderr) {
+            return PluginError::Panicked { plugin, message };
+        }
+        match error.downcast_ref::<wasmtime::Trap>() {
+            Some(trap) => PluginError::Trapped {
+                plugin,
+                message: format!("{trap}; {}", first_line(&format!("{error:#}"))),
+            },
+            None => PluginError::Host {
+                plugin,
+                message: first_line(&format!("{error:#}")).to_owned(),
+            },
+        }
+    }
+
+    fn check_size(&self, limits: Limits, size: usize) -> Result<(), PluginError> {
+        if size > limits.output {
+            return Err(PluginError::OutputTooLarge {
+                plugin: self.label.to_string(),
+                size,
+                limit: limits.output,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or_default()
+}
+
+/// The message of a Rust panic as the guest's std prints it to stderr:
+/// `thread '<unnamed>' panicked at src/lib.rs:1:2:\nmessage\nnote: ...`.
+fn panic_message(stderr: &str) -> Option<String> {
+    let (_, after) = stderr.split_once("panicked at ")?;
+    let mut lines = after.lines();
+    let location = lines.next()?.trim_end_matches(':');
+    let message: Vec<&str> = lines.take_while(|l| !l.starts_with("note: ")).collect();
+    Some(format!("{} (at {location})", message.join("\n").trim()))
+}
+
+fn field_errors(errors: Vec<wit::FieldError>) -> Vec<FieldError> {
+    errors
+        .into_iter()
+        .map(|e| FieldError {
+            path: e.path,
+            message: e.message,
+        })
+        .collect()
+}
+
+fn info_size(info: &wit::PluginInfo) -> usize {
+    info.task.len()
+        + info.version.len()
+        + info.description.len()
+        + info.params_schema.len()
+        + info
+            .arches
+            .iter()
+            .chain(&info.steps)
+            .map(String::len)
+            .sum::<usize>()
+}
+
+/// A task name: lowercase letters, digits and `-`, 1 to 63 long, not starting or ending in `-`.
+pub fn is_task_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+fn is_semver(version: &str) -> bool {
+    let core = version.split(['-', '+']).next().unwrap_or_default();
+    let parts: Vec<&str> = core.split('.').collect();
+    version.len() <= 64
+        && parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+fn check_info(info: wit::PluginInfo) -> Result<PluginInfo, String> {
+    if !is_task_name(&info.task) {
+        return Err(format!(
+            "task name {:?} is not lowercase letters, digits and '-', 1 to 63 long",
+            info.task
+        ));
+    }
+    if !is_semver(&info.version) {
+        return Err(format!(
+            "version {:?} of task {} is not semver (1.2.3)",
+            info.version, info.task
+        ));
+    }
+    if info.arches.is_empty() {
+        return Err(format!("task {} names no arches", info.task));
+    }
+    if let Some(arch) = info.arches.iter().find(|a| !omni_arch::is_known(a)) {
+        return Err(format!("task {} names an unknown arch {arch:?}", info.task));
+    }
+    if info.steps.is_empty() || info.steps.iter().any(|s| !is_task_name(s)) {
+        return Err(format!(
+            "task {} must name its steps as DNS labels, got {:?}",
+            info.task, info.steps
+        ));
+    }
+    let params_schema: Value = serde_json::from_str(&info.params_schema)
+        .map_err(|e| format!("params schema of task {} is not JSON: {e}", info.task))?;
+    if !params_schema.is_object() {
+        return Err(format!(
+            "params schema of task {} is not a JSON object",
+            info.task
+        ));
+    }
+    Ok(PluginInfo {
+        task: info.task,
+        version: info.version,
+        description: info.description,
+        arches: info.arches,
+        params_schema,
+        steps: info.steps,
+    })
+}
+
+/// Checks what `serialize` answered against the contract and parses the bodies.
+fn check_rendered(rendered: wit::Rendered, job: &JobContext) -> Result<Rendered, String> {
+    let mut manifests = Vec::with_capacity(rendered.manifests.len());
+    for (i, m) in rendered.manifests.into_iter().enumerate() {
+        let body: Value = serde_json::from_str(&m.body)
+            .map_err(|e| format!("manifest {i} ({} {}) is not JSON: {e}", m.kind, m.name))?;
+        let field = |pointer: &str| body.pointer(pointer).and_then(Value::as_str);
+        if !body.is_object() {
+            return Err(format!(
+                "manifest {i} ({} {}) is not a JSON object",
+                m.kind, m.name
+            ));
+        }
+        for (pointer, declared) in [
+            ("/apiVersion", &m.api_version),
+            ("/kind", &m.kind),
+            ("/metadata/name", &m.name),
+        ] {
+            if field(pointer) != Some(declared.as_str()) {
+                return Err(format!(
+                    "manifest {i} declares {pointer} {declared:?} but its body has {:?}",
+                    field(pointer)
+                ));
+            }
+        }
+        if !is_dns_subdomain(&m.name) {
+            return Err(format!(
+                "manifest {i} ({}) has an invalid name {:?}",
+                m.kind, m.name
+            ));
+        }
+        if let Some(namespace) = field("/metadata/namespace")
+            && namespace != job.namespace
+        {
+            return Err(format!(
+                "{} {} is in namespace {namespace:?}, not the job's {:?}",
+                m.kind, m.name, job.namespace
+            ));
+        }
+        manifests.push(Manifest {
+            api_version: m.api_version,
+            kind: m.kind,
+            name: m.name,
+            body,
+        });
+    }
+    if !manifests
+        .iter()
+        .any(|m| m.name == rendered.primary && m.api_version == "batch/v1" && m.kind == "Job")
+    {
+        return Err(format!(
+            "primary {:?} is not a batch/v1 Job among the manifests",
+            rendered.primary
+        ));
+    }
+    Ok(Rendered {
+        manifests,
+        primary: rendered.primary,
+    })
+}
+
+fn is_dns_subdomain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            let b = label.as_bytes();
+            !b.is_empty()
+                && b.iter()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+                && b[0] != b'-'
+                && b[b.len() - 1] != b'-'
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panic_messages_are_extracted_from_stderr() {
+        let stderr = "\nthread '<unnamed>' panicked at src/lib.rs:78:31:\nboom\nnote: run with `RUST_BACKTRACE=1`\n";
+        assert_eq!(
+            panic_message(stderr).as_deref(),
+            Some("boom (at src/lib.rs:78:31)")
+        );
+        assert_eq!(panic_message("just noise"), None);
+    }
+
+    #[test]
+    fn names_and_versions() {
+        assert!(is_task_name("srpm"));
+        assert!(is_task_name("build-iso2"));
+        assert!(!is_task_name("Srpm"));
+        assert!(!is_task_name("-a"));
+        assert!(!is_task_name(""));
+        assert!(is_semver("0.1.0"));
+        assert!(is_semver("1.2.3-rc.1+build"));
+        assert!(!is_semver("1.2"));
+        assert!(!is_semver("v1.2.3"));
+        assert!(is_dns_subdomain("omni-1.input"));
+        assert!(!is_dns_subdomain("Omni"));
+    }
+}

@@ -1,0 +1,293 @@
+//! The wasmtime side: one Engine for every plugin, the on-disk compile cache, the epoch ticker
+//! that enforces deadlines, and the linker that decides what a plugin can reach.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::bindings::JobHandler;
+use crate::error::LoadError;
+use crate::limits::LimitsConfig;
+use crate::state::HostState;
+use crate::templates::Templates;
+
+/// How often the epoch advances: the resolution of every deadline.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// How the sandbox is set up.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// Where compiled components are cached; `None` compiles on every load.
+    pub cache_dir: Option<PathBuf>,
+    /// Call limits, per task with defaults.
+    pub limits: LimitsConfig,
+    /// Instances that may run at once with the pooling allocator (each reserves address space,
+    /// not memory). `0` uses the on-demand allocator instead.
+    pub max_instances: u32,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            cache_dir: None,
+            limits: LimitsConfig::default(),
+            max_instances: 256,
+        }
+    }
+}
+
+/// The sandbox could not be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up the plugin sandbox: {0}")]
+pub struct SetupError(String);
+
+/// One wasmtime Engine and everything shared by the plugins that run in it.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache_dir: Option<PathBuf>,
+    engine_key: String,
+    limits: LimitsConfig,
+    templates: Arc<Templates>,
+    pooling: bool,
+    stop_ticker: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("cache_dir", &self.cache_dir)
+            .field("engine_key", &self.engine_key)
+            .field("pooling", &self.pooling)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+    }
+}
+
+fn engine_config(pool: Option<PoolingAllocationConfig>) -> Config {
+    let mut config = Config::new();
+    config.wasm_component_model(true);
+    config.epoch_interruption(true);
+    if let Some(pool) = pool {
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    }
+    config
+}
+
+impl Sandbox {
+    /// Sets up the Engine (pooling allocator when `max_instances > 0` and the OS allows it), the
+    /// linker and the epoch ticker thread.
+    ///
+    /// # Errors
+    /// When wasmtime rejects the configuration or the cache directory cannot be created.
+    pub fn new(config: SandboxConfig, templates: Arc<Templates>) -> Result<Self, SetupError> {
+        let (engine, pooling) = Self::build_engine(&config)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| SetupError(e.to_string()))?;
+        deny(&mut linker).map_err(|e| SetupError(e.to_string()))?;
+        JobHandler::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| SetupError(e.to_string()))?;
+        if let Some(dir) = &config.cache_dir {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| SetupError(format!("{}: {e}", dir.display())))?;
+        }
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let engine_key = format!("{:016x}", hasher.finish());
+
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        let (ticking, stop) = (engine.clone(), Arc::clone(&stop_ticker));
+        std::thread::Builder::new()
+            .name("omni-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    ticking.increment_epoch();
+                }
+            })
+            .map_err(|e| SetupError(e.to_string()))?;
+        Ok(Self {
+            engine,
+            linker,
+            cache_dir: config.cache_dir,
+            engine_key,
+            limits: config.limits,
+            templates,
+            pooling,
+            stop_ticker,
+        })
+    }
+
+    fn build_engine(config: &SandboxConfig) -> Result<(Engine, bool), SetupError> {
+        if config.max_instances > 0 {
+            let n = config.max_instances;
+            let mut pool = PoolingAllocationConfig::default();
+            pool.total_component_instances(n)
+                .total_core_instances(n * 4)
+                .total_memories(n * 2)
+                .total_tables(n * 4)
+                .total_stacks(n)
+                .max_memory_size(config.limits.max_memory())
+                // Keep pages of reused slots resident instead of faulting them in on every
+                // call: most of the cost of a fresh instance is first-touch page faults.
+                .linear_memory_keep_resident(8 << 20)
+                .table_keep_resident(1 << 20)
+                .pagemap_scan(wasmtime::Enabled::Auto);
+            match Engine::new(&engine_config(Some(pool))) {
+                Ok(engine) => return Ok((engine, true)),
+                Err(e) => tracing::warn!(
+                    "pooling allocator unavailable ({e}); using on-demand allocation"
+                ),
+            }
+        }
+        Engine::new(&engine_config(None))
+            .map(|e| (e, false))
+            .map_err(|e| SetupError(e.to_string()))
+    }
+
+    /// The Engine.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub(crate) fn linker(&self) -> &Linker<HostState> {
+        &self.linker
+    }
+
+    /// The templates served to plugins.
+    pub fn templates(&self) -> &Arc<Templates> {
+        &self.templates
+    }
+
+    /// Call limits.
+    pub fn limits(&self) -> &LimitsConfig {
+        &self.limits
+    }
+
+    /// Whether instances come from the pooling allocator.
+    pub fn is_pooling(&self) -> bool {
+        self.pooling
+    }
+
+    /// Compiles a component, or loads it from the cache, keyed by the content's sha256 and the
+    /// Engine's compatibility hash (an artifact compiled with other settings never loads).
+    ///
+    /// # Errors
+    /// [`LoadError::Compile`] when the bytes are not a valid component.
+    pub fn compile(&self, path: &Path, bytes: &[u8], digest: &str) -> Result<Component, LoadError> {
+        let Some(dir) = &self.cache_dir else {
+            return self.compile_fresh(path, bytes);
+        };
+        let cached = dir.join(format!("{digest}-{}.cwasm", self.engine_key));
+        if let Ok(artifact) = std::fs::read(&cached) {
+            // Read into memory rather than `deserialize_file`'s mmap: a cache file truncated in
+            // place by someone else would otherwise crash the host with SIGBUS.
+            // SAFETY: `cached` is in the host's own cache directory, written only by this
+            // function below from `Component::serialize` of a component with the same digest and
+            // an engine with the same compatibility hash; wasmtime checks the header and
+            // compatibility again and errors instead of loading a mismatched artifact.
+            #[allow(unsafe_code)]
+            let loaded = unsafe { Component::deserialize(&self.engine, &artifact) };
+            match loaded {
+                Ok(component) => return Ok(component),
+                Err(e) => {
+                    tracing::warn!(file = %cached.display(), "cached component unusable, recompiling: {e}");
+                }
+            }
+        }
+        let component = self.compile_fresh(path, bytes)?;
+        if let Err(e) = write_cache(&component, &cached) {
+            tracing::warn!(file = %cached.display(), "cannot write the compile cache: {e}");
+        }
+        Ok(component)
+    }
+
+    fn compile_fresh(&self, path: &Path, bytes: &[u8]) -> Result<Component, LoadError> {
+        Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile {
+            path: path.to_owned(),
+            message: format!("{e:#}"),
+        })
+    }
+}
+
+fn write_cache(component: &Component, path: &Path) -> std::io::Result<()> {
+    let bytes = component
+        .serialize()
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// The sha256 of `bytes` in lowercase hex.
+pub fn digest(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Marks a trap raised because a plugin called something the sandbox withholds.
+#[derive(Debug, thiserror::Error)]
+#[error("{call} is not available to plugins")]
+pub(crate) struct Denied {
+    pub(crate) call: String,
+    pub(crate) what: &'static str,
+}
+
+/// The WASI entry points to files and sockets. Every other WASI call on a file or socket needs
+/// a handle that only these give, so trapping them closes the whole interface. (With an empty
+/// WASI context they would merely fail; trapping tells the operator what the plugin tried.)
+const DENIED: &[(&str, &str, &str)] = &[
+    (
+        "wasi:filesystem/preopens@0.2.12",
+        "get-directories",
+        "filesystem",
+    ),
+    (
+        "wasi:sockets/instance-network@0.2.12",
+        "instance-network",
+        "network",
+    ),
+    (
+        "wasi:sockets/tcp-create-socket@0.2.12",
+        "create-tcp-socket",
+        "network",
+    ),
+    (
+        "wasi:sockets/udp-create-socket@0.2.12",
+        "create-udp-socket",
+        "network",
+    ),
+    (
+        "wasi:sockets/ip-name-lookup@0.2.12",
+        "resolve-addresses",
+        "network",
+    ),
+];
+
+fn deny(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    linker.allow_shadowing(true);
+    for (interface, function, what) in DENIED {
+        let call = format!("{interface}#{function}");
+        linker
+            .instance(interface)?
+            .func_new(function, move |_, _, _, _| {
+                Err(wasmtime::Error::new(Denied {
+                    call: call.clone(),
+                    what,
+                }))
+            })?;
+    }
+    linker.allow_shadowing(false);
+    Ok(())
+}

@@ -1,0 +1,140 @@
+//! The state of one plugin instance: what the `host` import and WASI see, and the limiter.
+
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::bindings::omni::plugin::host::{Host, Level};
+use crate::bindings::omni::plugin::types;
+use crate::templates::Templates;
+
+/// The most log lines one call may write; the rest are counted and dropped.
+const LOG_LINES_PER_CALL: u32 = 200;
+/// The longest log line kept, in bytes.
+const LOG_LINE_BYTES: usize = 4096;
+/// How much of the plugin's stderr is kept (it carries the panic message).
+pub(crate) const STDERR_BYTES: usize = 16 * 1024;
+
+/// Per-instance state: one per call.
+pub(crate) struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) stderr: MemoryOutputPipe,
+    pub(crate) limiter: MemoryLimiter,
+    templates: Arc<Templates>,
+    task: Arc<str>,
+    plugin: Arc<str>,
+    log_lines: u32,
+}
+
+impl HostState {
+    /// `task` names the templates directory; `plugin` (`task@version`) tags log lines.
+    pub(crate) fn new(
+        templates: Arc<Templates>,
+        task: Arc<str>,
+        plugin: Arc<str>,
+        memory: usize,
+    ) -> Self {
+        let stderr = MemoryOutputPipe::new(STDERR_BYTES);
+        // No preopened directories, no environment, no arguments, no inherited stdio; stderr is
+        // captured (bounded) so a panic's message can be reported. Network access is denied by
+        // the default socket address check; filesystem calls are trapped in the linker.
+        let wasi = wasmtime_wasi::WasiCtxBuilder::new()
+            .stderr(stderr.clone())
+            .build();
+        Self {
+            wasi,
+            table: ResourceTable::new(),
+            stderr,
+            limiter: MemoryLimiter {
+                cap: memory,
+                exceeded: None,
+            },
+            templates,
+            task,
+            plugin,
+            log_lines: 0,
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for HostState {}
+
+impl Host for HostState {
+    fn template(&mut self, name: String) -> Option<String> {
+        self.templates
+            .get(&self.task, &name)
+            .map(|text| text.to_string())
+    }
+
+    fn log(&mut self, level: Level, message: String) {
+        self.log_lines += 1;
+        if self.log_lines > LOG_LINES_PER_CALL {
+            if self.log_lines == LOG_LINES_PER_CALL + 1 {
+                tracing::warn!(plugin = %self.plugin, "plugin log limit reached; dropping further lines of this call");
+            }
+            return;
+        }
+        let mut end = message.len().min(LOG_LINE_BYTES);
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        let message = &message[..end];
+        match level {
+            Level::Debug => tracing::debug!(plugin = %self.plugin, "{message}"),
+            Level::Info => tracing::info!(plugin = %self.plugin, "{message}"),
+            Level::Warn => tracing::warn!(plugin = %self.plugin, "{message}"),
+            Level::Error => tracing::error!(plugin = %self.plugin, "{message}"),
+        }
+    }
+}
+
+/// Caps an instance's linear memory and remembers that it was hit, so the trap that follows is
+/// reported as what it is.
+pub(crate) struct MemoryLimiter {
+    cap: usize,
+    pub(crate) exceeded: Option<usize>,
+}
+
+/// The most table elements an instance may have (function references; plugins need few).
+const TABLE_ELEMENTS: usize = 100_000;
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.cap {
+            self.exceeded = Some(desired);
+            // An error (not `Ok(false)`) traps at once, where the guest asked, instead of letting
+            // its allocator turn the failure into an abort with a vaguer message.
+            return Err(wasmtime::format_err!(
+                "memory cap of {} bytes reached",
+                self.cap
+            ));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= TABLE_ELEMENTS)
+    }
+}

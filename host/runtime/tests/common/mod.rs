@@ -1,0 +1,99 @@
+//! Shared by the runtime's integration tests: where the built plugin components are, and a
+//! sandbox over the repository's templates.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use omni_runtime::{LimitsConfig, Registry, Sandbox, SandboxConfig, Templates};
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// The directory of the built components (`make plugins`), or `OMNI_PLUGIN_WASM_DIR`.
+pub fn wasm_dir() -> PathBuf {
+    std::env::var_os("OMNI_PLUGIN_WASM_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/wasm32-wasip2/plugin"))
+}
+
+/// The bytes of a built component: `rpm`, `srpm`, `iso` or `hostile`.
+pub fn component(name: &str) -> Vec<u8> {
+    let file = wasm_dir().join(format!("omni_plugin_{name}.wasm"));
+    std::fs::read(&file).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; build the plugins first with `make plugins`",
+            file.display()
+        )
+    })
+}
+
+/// A sandbox over the repository's templates with these limits, sharing one compile cache
+/// (under `target/`) across tests so each component compiles once per build.
+pub fn sandbox(limits: serde_json::Value) -> Arc<Sandbox> {
+    sandbox_with(limits, Some(workspace().join("target/omni-test-cache")))
+}
+
+/// A sandbox with a compile cache in `cache`.
+pub fn sandbox_with(limits: serde_json::Value, cache: Option<PathBuf>) -> Arc<Sandbox> {
+    let limits: LimitsConfig = serde_json::from_value(limits).unwrap();
+    let templates = Arc::new(Templates::new(workspace().join("templates")));
+    let config = SandboxConfig {
+        cache_dir: cache,
+        limits,
+        ..SandboxConfig::default()
+    };
+    Arc::new(Sandbox::new(config, templates).unwrap())
+}
+
+/// A registry over a fresh temporary plugins directory holding the named components.
+pub fn registry(sandbox: Arc<Sandbox>, names: &[&str]) -> (tempfile::TempDir, Arc<Registry>) {
+    let dir = tempfile::tempdir().unwrap();
+    for name in names {
+        std::fs::write(dir.path().join(format!("{name}.wasm")), component(name)).unwrap();
+    }
+    let registry = Arc::new(Registry::new(sandbox, dir.path()));
+    registry.scan();
+    (dir, registry)
+}
+
+/// A job context for `arch`.
+pub fn job(arch: &str) -> omni_runtime::JobContext {
+    omni_runtime::JobContext {
+        job_id: "3f1e2d4c-8a7b-11f0-9c5d-0242ac120002".into(),
+        service: "test".into(),
+        domain: "default".into(),
+        namespace: "omni-jobs".into(),
+        name: "omni-3f1e2d4c-8a7b-11f0-9c5d-0242ac120002".into(),
+        arch: arch.into(),
+    }
+}
+
+/// The same component with a custom section appended: a different file (and digest) that
+/// behaves the same, as a rebuilt plugin would.
+pub fn rebuilt(bytes: &[u8], nonce: &str) -> Vec<u8> {
+    let name = b"omni-test-nonce";
+    let mut payload = vec![u8::try_from(name.len()).unwrap()];
+    payload.extend_from_slice(name);
+    payload.extend_from_slice(nonce.as_bytes());
+    let mut out = bytes.to_vec();
+    out.push(0); // custom section id
+    let mut len = payload.len();
+    loop {
+        let byte = u8::try_from(len & 0x7f).unwrap();
+        len >>= 7;
+        if len == 0 {
+            out.push(byte);
+            break;
+        }
+        out.push(byte | 0x80);
+    }
+    out.extend_from_slice(&payload);
+    out
+}

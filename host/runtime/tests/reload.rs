@@ -1,0 +1,262 @@
+//! The plugins directory: loading, broken files, swaps, removal, conflicts, half-written files,
+//! the watcher and the compile cache.
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{component, job, rebuilt, registry, sandbox, sandbox_with};
+use omni_runtime::Registry;
+use serde_json::json;
+
+fn status<'a>(
+    list: &'a [omni_runtime::PluginStatus],
+    file: &str,
+) -> &'a omni_runtime::PluginStatus {
+    list.iter()
+        .find(|s| s.file == file)
+        .unwrap_or_else(|| panic!("{file} not listed in {list:?}"))
+}
+
+fn behave(registry: &Registry) -> Result<omni_runtime::Rendered, omni_runtime::PluginError> {
+    let plugin = registry.get("hostile").expect("hostile serves");
+    plugin.serialize_blocking(&job("x86_64"), &json!({"behaviour": "behave"}).to_string())
+}
+
+#[test]
+fn broken_and_foreign_files_are_reported_and_others_still_load() {
+    let (dir, registry) = registry(sandbox(json!({})), &["hostile"]);
+    std::fs::write(dir.path().join("garbage.wasm"), b"not wasm at all").unwrap();
+    std::fs::write(
+        dir.path().join("empty-world.wasm"),
+        wat::parse_str("(component)").unwrap(),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("notes.txt"), b"ignored").unwrap();
+    std::fs::write(dir.path().join(".hidden.wasm"), b"ignored").unwrap();
+    registry.scan();
+    let list = registry.list();
+    assert_eq!(list.len(), 3, "{list:?}");
+    let hostile = status(&list, "hostile.wasm");
+    assert_eq!(
+        (
+            hostile.status,
+            hostile.task.as_deref(),
+            hostile.version.as_deref()
+        ),
+        ("ready", Some("hostile"), Some("0.1.0"))
+    );
+    assert_eq!(hostile.steps, ["run"]);
+    assert_eq!(hostile.digest.as_deref().map(str::len), Some(64));
+    let garbage = status(&list, "garbage.wasm");
+    assert_eq!(garbage.status, "error");
+    assert!(
+        garbage
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("garbage.wasm: not a valid WebAssembly component"),
+        "{garbage:?}"
+    );
+    let empty = status(&list, "empty-world.wasm");
+    assert!(
+        empty
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("does not fit omni:plugin/job-handler@0.1.0"),
+        "{empty:?}"
+    );
+    assert!(behave(&registry).is_ok());
+}
+
+#[test]
+fn a_component_importing_another_contract_version_is_refused() {
+    let (dir, registry) = registry(sandbox(json!({})), &[]);
+    let other_version = r#"(component
+        (import "omni:plugin/host@0.2.0" (instance
+            (export "log" (func (param "message" string)))))
+    )"#;
+    std::fs::write(
+        dir.path().join("future.wasm"),
+        wat::parse_str(other_version).unwrap(),
+    )
+    .unwrap();
+    registry.scan();
+    let error = registry.list()[0].error.clone().unwrap();
+    assert!(
+        error.contains("future.wasm: does not fit omni:plugin/job-handler@0.1.0"),
+        "{error}"
+    );
+    assert!(error.contains("omni:plugin/host@0.2.0"), "{error}");
+}
+
+#[test]
+fn a_broken_update_keeps_the_previous_version_serving_until_a_good_one_arrives() {
+    let (dir, registry) = registry(sandbox(json!({})), &["hostile"]);
+    let path = dir.path().join("hostile.wasm");
+    let first = registry.get("hostile").unwrap().digest().to_owned();
+    let bytes = component("hostile");
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    registry.scan();
+    let s = status(&registry.list(), "hostile.wasm").clone();
+    assert_eq!(s.status, "ready");
+    assert_eq!(s.digest.as_deref(), Some(first.as_str()));
+    assert!(
+        s.error
+            .unwrap()
+            .contains("not a valid WebAssembly component")
+    );
+    assert!(behave(&registry).is_ok());
+
+    std::fs::write(&path, rebuilt(&bytes, "v2")).unwrap();
+    registry.scan();
+    let s = status(&registry.list(), "hostile.wasm").clone();
+    assert_ne!(s.digest.as_deref(), Some(first.as_str()));
+    assert_eq!(s.error, None);
+}
+
+#[test]
+fn a_removed_file_unloads_its_task_while_calls_in_flight_finish() {
+    let (dir, registry) = registry(sandbox(json!({})), &["hostile"]);
+    let in_flight = registry.get("hostile").unwrap();
+    std::fs::remove_file(dir.path().join("hostile.wasm")).unwrap();
+    registry.scan();
+    assert!(registry.get("hostile").is_none());
+    assert!(registry.list().is_empty());
+    in_flight
+        .serialize_blocking(&job("x86_64"), &json!({"behaviour": "behave"}).to_string())
+        .unwrap();
+}
+
+#[test]
+fn two_files_claiming_one_task_is_an_error_for_the_newer_one() {
+    let (dir, registry) = registry(sandbox(json!({})), &[]);
+    let bytes = component("hostile");
+    std::fs::write(dir.path().join("b-old.wasm"), &bytes).unwrap();
+    registry.scan();
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(dir.path().join("a-new.wasm"), rebuilt(&bytes, "copy")).unwrap();
+    registry.scan();
+    let list = registry.list();
+    assert_eq!(status(&list, "b-old.wasm").status, "ready");
+    let newer = status(&list, "a-new.wasm");
+    assert_eq!(newer.status, "error");
+    assert!(
+        newer
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("task \"hostile\" is already provided by"),
+        "{newer:?}"
+    );
+
+    // Updating the serving file keeps it the owner even though it is now the newer file.
+    std::fs::write(dir.path().join("b-old.wasm"), rebuilt(&bytes, "update")).unwrap();
+    registry.scan();
+    assert!(
+        registry
+            .get("hostile")
+            .unwrap()
+            .path()
+            .ends_with("b-old.wasm")
+    );
+
+    std::fs::remove_file(dir.path().join("b-old.wasm")).unwrap();
+    registry.scan();
+    assert!(
+        registry
+            .get("hostile")
+            .unwrap()
+            .path()
+            .ends_with("a-new.wasm")
+    );
+}
+
+#[test]
+fn a_half_written_file_is_never_loaded() {
+    let (dir, registry) = registry(sandbox(json!({})), &[]);
+    let bytes = component("hostile");
+    let path = dir.path().join("hostile.wasm");
+    std::fs::write(&path, &bytes[..bytes.len() - 1000]).unwrap();
+    registry.scan();
+    assert!(registry.get("hostile").is_none());
+    std::fs::write(&path, &bytes).unwrap();
+    registry.scan();
+    assert!(registry.get("hostile").is_some());
+}
+
+async fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("gave up waiting for {what}");
+}
+
+fn write_then_rename(dir: &Path, name: &str, bytes: &[u8]) {
+    let tmp = dir.join(format!("{name}.tmp"));
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::rename(&tmp, dir.join(name)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watcher_loads_renamed_files_and_unloads_removed_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let registry = Arc::new(Registry::new(sandbox(json!({})), dir.path()));
+    registry.rescan().await;
+    let _watch = registry.watch().unwrap();
+    let bytes = component("hostile");
+    write_then_rename(dir.path(), "hostile.wasm", &bytes);
+    wait_for("the new plugin", || registry.get("hostile").is_some()).await;
+    let first = registry.get("hostile").unwrap().digest().to_owned();
+
+    write_then_rename(dir.path(), "hostile.wasm", &rebuilt(&bytes, "v2"));
+    wait_for("the changed plugin", || {
+        registry.get("hostile").is_some_and(|p| p.digest() != first)
+    })
+    .await;
+
+    std::fs::remove_file(dir.path().join("hostile.wasm")).unwrap();
+    wait_for("the removal", || registry.get("hostile").is_none()).await;
+}
+
+#[test]
+fn compiled_components_are_cached_by_digest_and_engine() {
+    let cache = tempfile::tempdir().unwrap();
+    let (_dir, first) = registry(
+        sandbox_with(json!({}), Some(cache.path().to_owned())),
+        &["hostile"],
+    );
+    let digest = first.get("hostile").unwrap().digest().to_owned();
+    let files: Vec<_> = std::fs::read_dir(cache.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(files.len(), 1);
+    let name = files[0].to_string_lossy().into_owned();
+    assert!(
+        name.starts_with(&digest) && name.ends_with(".cwasm"),
+        "{name}"
+    );
+
+    // A second host loads the cached artifact, and it works.
+    let (_dir, second) = registry(
+        sandbox_with(json!({}), Some(cache.path().to_owned())),
+        &["hostile"],
+    );
+    assert!(behave(&second).is_ok());
+    assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 1);
+
+    // A corrupted cache entry is recompiled, not trusted.
+    std::fs::write(cache.path().join(&name), b"corrupt").unwrap();
+    let (_dir, third) = registry(
+        sandbox_with(json!({}), Some(cache.path().to_owned())),
+        &["hostile"],
+    );
+    assert!(behave(&third).is_ok());
+}

@@ -1,0 +1,158 @@
+//! The sandbox against hostile plugins: each misbehaviour ends in its own clear error naming
+//! the plugin and version, and other calls keep being served meanwhile.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use common::{job, registry, sandbox};
+use omni_runtime::PluginError;
+use serde_json::json;
+
+fn hostile(limits: serde_json::Value) -> (tempfile::TempDir, Arc<omni_runtime::Plugin>) {
+    let (dir, registry) = registry(sandbox(limits), &["hostile"]);
+    let plugin = registry.get("hostile").expect("hostile plugin loads");
+    (dir, plugin)
+}
+
+fn behave(
+    plugin: &omni_runtime::Plugin,
+    behaviour: &str,
+) -> Result<omni_runtime::Rendered, PluginError> {
+    plugin.serialize_blocking(&job("x86_64"), &json!({"behaviour": behaviour}).to_string())
+}
+
+#[test]
+fn a_plugin_that_loops_forever_is_stopped_at_its_deadline() {
+    let (_dir, plugin) = hostile(json!({"tasks": {"hostile": {"timeout_ms": 200}}}));
+    let err = behave(&plugin, "loop").unwrap_err();
+    assert!(matches!(err, PluginError::Timeout { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "plugin hostile@0.1.0 timed out after 200ms"
+    );
+}
+
+#[test]
+fn a_plugin_that_allocates_without_end_hits_its_memory_cap() {
+    let (_dir, plugin) = hostile(json!({"tasks": {"hostile": {"memory_mib": 32}}}));
+    let err = behave(&plugin, "alloc").unwrap_err();
+    let PluginError::MemoryExceeded {
+        limit, requested, ..
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(*limit, 32 << 20);
+    assert!(*requested > 32 << 20);
+    assert!(
+        err.to_string()
+            .starts_with("plugin hostile@0.1.0 exceeded its memory limit of 33554432 bytes"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_panic_is_reported_with_its_message() {
+    let (_dir, plugin) = hostile(json!({}));
+    let err = behave(&plugin, "panic").unwrap_err();
+    assert!(matches!(err, PluginError::Panicked { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(
+        text.starts_with(
+            "plugin hostile@0.1.0 panicked: the hostile plugin panics on purpose (at "
+        ),
+        "{text}"
+    );
+}
+
+#[test]
+fn an_answer_over_the_output_cap_is_refused() {
+    // Memory large enough to build the 50 MiB answer, so the output cap is what stops it.
+    let (_dir, plugin) = hostile(
+        json!({"tasks": {"hostile": {"memory_mib": 512, "output_kib": 4096, "timeout_ms": 30000}}}),
+    );
+    let err = behave(&plugin, "huge").unwrap_err();
+    let PluginError::OutputTooLarge { size, limit, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(*size > 50 << 20);
+    assert_eq!(*limit, 4 << 20);
+    assert!(
+        err.to_string()
+            .starts_with("plugin hostile@0.1.0 answered "),
+        "{err}"
+    );
+}
+
+#[test]
+fn with_the_default_memory_cap_a_50_mib_answer_cannot_even_be_built() {
+    let (_dir, plugin) = hostile(json!({"tasks": {"hostile": {"timeout_ms": 30000}}}));
+    let err = behave(&plugin, "huge").unwrap_err();
+    assert!(matches!(err, PluginError::MemoryExceeded { .. }), "{err:?}");
+}
+
+#[test]
+fn reading_a_file_is_denied_by_the_sandbox() {
+    let (_dir, plugin) = hostile(json!({}));
+    let err = behave(&plugin, "read-file").unwrap_err();
+    let PluginError::Denied { call, what, .. } = &err else {
+        panic!("{err:?}")
+    };
+    assert!(call.starts_with("wasi:filesystem/preopens"), "{call}");
+    assert_eq!(*what, "filesystem");
+    assert!(
+        err.to_string().contains("plugins get no filesystem"),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_answer_that_breaks_the_contract_is_refused() {
+    let (_dir, plugin) = hostile(json!({}));
+    let err = behave(&plugin, "bad-output").unwrap_err();
+    assert!(matches!(err, PluginError::BadOutput { .. }), "{err:?}");
+    assert!(err.to_string().contains("is not a JSON object"), "{err}");
+}
+
+#[test]
+fn the_host_keeps_serving_while_a_plugin_misbehaves() {
+    let (_dir, registry) = registry(
+        sandbox(json!({"tasks": {"hostile": {"timeout_ms": 3000, "memory_mib": 48}}})),
+        &["hostile", "srpm"],
+    );
+    let hostile = registry.get("hostile").unwrap();
+    let srpm = registry.get("srpm").unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicUsize::new(0));
+    let worker = {
+        let (done, served) = (Arc::clone(&done), Arc::clone(&served));
+        std::thread::spawn(move || {
+            let params = json!({"spec": "Name: x\n"}).to_string();
+            while !done.load(Ordering::Acquire) {
+                srpm.serialize_blocking(&job("x86_64"), &params)
+                    .expect("srpm keeps rendering");
+                served.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+    };
+    for behaviour in ["loop", "alloc", "panic", "read-file"] {
+        assert!(behave(&hostile, behaviour).is_err());
+    }
+    done.store(true, Ordering::Release);
+    worker.join().unwrap();
+    assert!(served.load(Ordering::Relaxed) > 0);
+    // And the hostile plugin itself still works for a well-behaved call.
+    assert!(behave(&hostile, "behave").is_ok());
+}
+
+#[tokio::test]
+async fn the_outer_timeout_bounds_an_async_call() {
+    let (_dir, plugin) = hostile(json!({"tasks": {"hostile": {"timeout_ms": 100}}}));
+    let err = plugin
+        .serialize(job("x86_64"), json!({"behaviour": "loop"}).to_string())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, PluginError::Timeout { .. }), "{err:?}");
+}

@@ -1,0 +1,512 @@
+//! # omni-plugin-rpm-common: what the `rpm` and `srpm` task types share
+//!
+//! Both tasks build from one spec file, given in one of two forms: inline (`spec`, with optional
+//! base64 `sources`) or from source control (`scm_url`, `ref`, `spec_path`); both take optional
+//! rpm macro `defines`, the build step's `resources` and a `timeout_seconds`. This crate owns
+//! those params ([`Params`]), the operator's settings both tasks read from their `settings.yaml`
+//! ([`Settings`]), the rules that need more than one field or the settings ([`check`]), and the
+//! data their templates render with ([`render`]). The two plugins differ only in their steps and
+//! their templates (`rpmbuild -bb` or `-bs`).
+//!
+//! It knows nothing of engines or of the host: like a plugin, it sees only a job, its params and
+//! the task's templates directory through [`omni_sdk::Context`].
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use omni_sdk::k8s::{CONFIG_MAP_DATA_LIMIT, Resources, is_config_map_key};
+use omni_sdk::{Context, Error, FieldError, Job, JsonSchema, Level, Rendered};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// ConfigMap keys the templates use for their own files; a source may not take them.
+const SPEC_KEY: &str = "spec";
+/// See [`SPEC_KEY`].
+const MACROS_KEY: &str = "macros";
+/// The spec's file name under `SPECS/` when it is given inline.
+const INLINE_SPEC_FILE: &str = "package.spec";
+
+/// Params of an `rpm` or `srpm` job.
+///
+/// Exactly one spec form: `spec` (inline, optionally with `sources`), or `scm_url`, `ref` and
+/// `spec_path` together; an error names each field that is missing or not allowed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, garde::Validate)]
+#[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [
+    {
+        "title": "inline spec",
+        "required": ["spec"],
+        "not": {"anyOf": [{"required": ["scm_url"]}, {"required": ["ref"]}, {"required": ["spec_path"]}]}
+    },
+    {
+        "title": "spec from source control",
+        "required": ["scm_url", "ref", "spec_path"],
+        "not": {"anyOf": [
+            {"required": ["spec"]},
+            {"required": ["sources"], "properties": {"sources": {"minProperties": 1}}}
+        ]}
+    }
+]))]
+pub struct Params {
+    /// The spec file's text (inline form).
+    #[garde(length(min = 1, max = CONFIG_MAP_DATA_LIMIT))]
+    pub spec: Option<String>,
+
+    /// Files the inline spec's `Source`/`Patch` tags name: file name -> base64 content
+    /// (standard alphabet, padded). Names are plain file names (`[-._a-zA-Z0-9]`, not starting
+    /// with `.`; `spec` and `macros` are reserved). Spec and sources together must stay under
+    /// the size of one ConfigMap (about 1 MiB); larger inputs come from source control.
+    #[serde(default)]
+    #[schemars(extend(
+        "propertyNames" = {"pattern": "^[-_a-zA-Z0-9][-._a-zA-Z0-9]*$", "maxLength": 253},
+        "additionalProperties" = {"type": "string", "contentEncoding": "base64"},
+        "maxProperties" = 500
+    ))]
+    #[garde(length(max = 500))]
+    pub sources: BTreeMap<String, String>,
+
+    /// Git repository to clone (source control form). `https://` unless the operator allows
+    /// `http://` and `git://` too; no credentials in the URL.
+    #[schemars(pattern(r"^https://\S+$"))]
+    #[garde(length(min = 1, max = 2048))]
+    pub scm_url: Option<String>,
+
+    /// Branch, tag or commit to check out (source control form).
+    // Checked in `check`, not by garde: garde 0.22 names fields as Rust does and ignores its own
+    // `rename`, so its errors would point at `/git_ref`.
+    #[serde(rename = "ref")]
+    #[schemars(
+        length(min = 1, max = 255),
+        pattern(r"^[A-Za-z0-9_+](?:[A-Za-z0-9_+/-]|\.[A-Za-z0-9_+/-])*$")
+    )]
+    #[garde(skip)]
+    pub git_ref: Option<String>,
+
+    /// Path of the spec file inside the repository, relative, ending in `.spec` (source control
+    /// form). The files beside it become the build's sources.
+    #[garde(
+        length(max = 1024),
+        pattern(r"^(?:[A-Za-z0-9_+][A-Za-z0-9._+-]*/)*[A-Za-z0-9_+][A-Za-z0-9._+-]*\.spec$")
+    )]
+    pub spec_path: Option<String>,
+
+    /// rpm macros to define for the build (`{"dist": ".oe2403"}` is `%dist .oe2403`): name ->
+    /// value, a value on one line.
+    #[serde(default)]
+    #[schemars(extend(
+        "propertyNames" = {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$", "maxLength": 64},
+        "additionalProperties" = {"type": "string", "minLength": 1, "maxLength": 4096, "pattern": "^[^\\r\\n]*$"},
+        "maxProperties" = 100
+    ))]
+    #[garde(length(max = 100))]
+    pub defines: BTreeMap<String, String>,
+
+    /// CPU and memory of the build step.
+    #[serde(default)]
+    #[garde(dive)]
+    pub resources: Resources,
+
+    /// How long the whole job may run, in seconds.
+    #[serde(default = "default_timeout")]
+    #[garde(range(min = 60, max = 172_800))]
+    pub timeout_seconds: u32,
+}
+
+fn default_timeout() -> u32 {
+    3600
+}
+
+/// The operator's choices, from the task's `settings.yaml`. Image names live only there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// The images the steps run.
+    pub images: Images,
+    /// `imagePullPolicy` of every step.
+    #[serde(default = "default_pull_policy")]
+    pub image_pull_policy: String,
+    /// Whether `scm_url` may be `http://` or `git://` (unauthenticated transports).
+    #[serde(default)]
+    pub allow_insecure_scm: bool,
+    /// The Job's `backoffLimit`: how often a failed pod is retried.
+    #[serde(default)]
+    pub backoff_limit: u32,
+    /// The Job's `ttlSecondsAfterFinished`; none keeps finished Jobs until deleted.
+    #[serde(default)]
+    pub ttl_seconds_after_finished: Option<u32>,
+    /// CPU and memory of the steps other than the build step.
+    pub helper_resources: Resources,
+    /// `sizeLimit` of the `work` volume (`50Gi`); none for no limit.
+    #[serde(default)]
+    pub work_size_limit: Option<String>,
+}
+
+/// Worker images (name and tag or digest).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Images {
+    /// Runs `fetch`: a POSIX sh, `cp` and `git`.
+    pub fetch: String,
+    /// Runs `build` (and, for `rpm`, `deps`): `rpmbuild` (and `dnf` with dnf-plugins-core).
+    pub builder: String,
+}
+
+fn default_pull_policy() -> String {
+    "IfNotPresent".to_owned()
+}
+
+/// Reads and checks the task's settings.
+///
+/// # Errors
+/// [`Error::Template`] when `settings.yaml` is missing, does not match [`Settings`] or holds a
+/// bad quantity.
+pub fn settings(ctx: &Context) -> Result<Settings, Error> {
+    let settings: Settings = ctx.settings()?;
+    if let Err(report) = garde::Validate::validate(&settings.helper_resources) {
+        return Err(Error::Template(format!(
+            "settings.yaml: helper_resources: {report}"
+        )));
+    }
+    Ok(settings)
+}
+
+/// The spec form a job chose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// `spec` (and `sources`) in the params.
+    Inline,
+    /// `scm_url`, `ref` and `spec_path`.
+    Scm,
+}
+
+impl Form {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Inline => "inline",
+            Self::Scm => "scm",
+        }
+    }
+}
+
+/// A JSON Pointer to `/<field>/<key>`, with `key` escaped.
+fn pointer(field: &str, key: &str) -> String {
+    format!("/{field}/{}", omni_sdk::json_pointer_escape(key))
+}
+
+/// The rules of [`Params`] that garde cannot say: exactly one spec form, the SCM transport the
+/// operator allows, source names and contents, macro names and values, and the ConfigMap size.
+///
+/// When the settings cannot be read, `scm_url` is held to the default policy (https only) and
+/// the error is logged; `serialize` then reports the broken settings.
+pub fn check(params: &Params, ctx: &Context) -> Vec<FieldError> {
+    let allow_insecure = match settings(ctx) {
+        Ok(settings) => settings.allow_insecure_scm,
+        Err(e) => {
+            ctx.log(
+                Level::Error,
+                &format!("checking params with the default policy: {e}"),
+            );
+            false
+        }
+    };
+    let mut errors = form_errors(params);
+    if let Some(url) = &params.scm_url
+        && let Some(message) = scm_url_error(url, allow_insecure)
+    {
+        errors.push(FieldError::new("/scm_url", message));
+    }
+    if let Some(git_ref) = &params.git_ref
+        && !is_safe_ref(git_ref)
+    {
+        errors.push(FieldError::new(
+            "/ref",
+            "must be a branch, tag or commit: letters, digits and `._/+-`, not starting with \
+             `-`, `.` or `/`, without `..`, at most 255",
+        ));
+    }
+    errors.extend(source_errors(params));
+    errors.extend(define_errors(&params.defines));
+    errors
+}
+
+/// Which form `params` chose, if exactly one is complete; [`check`] has vetted them before
+/// `serialize` runs, so `None` there is a bug.
+pub fn form(params: &Params) -> Option<Form> {
+    match (
+        &params.spec,
+        &params.scm_url,
+        &params.git_ref,
+        &params.spec_path,
+    ) {
+        (Some(_), None, None, None) => Some(Form::Inline),
+        (None, Some(_), Some(_), Some(_)) if params.sources.is_empty() => Some(Form::Scm),
+        _ => None,
+    }
+}
+
+fn form_errors(params: &Params) -> Vec<FieldError> {
+    let scm = [
+        ("/scm_url", params.scm_url.is_some()),
+        ("/ref", params.git_ref.is_some()),
+        ("/spec_path", params.spec_path.is_some()),
+    ];
+    let any_scm = scm.iter().any(|(_, given)| *given);
+    let mut errors = Vec::new();
+    if params.spec.is_some() {
+        for (path, _) in scm.iter().filter(|(_, given)| *given) {
+            errors.push(FieldError::new(
+                *path,
+                "not allowed with `spec`: give the spec inline or from source control, not both",
+            ));
+        }
+    } else if any_scm {
+        for (path, _) in scm.iter().filter(|(_, given)| !*given) {
+            errors.push(FieldError::new(
+                *path,
+                "missing: `scm_url`, `ref` and `spec_path` go together",
+            ));
+        }
+        if !params.sources.is_empty() {
+            errors.push(FieldError::new(
+                "/sources",
+                "not allowed with `scm_url`: sources come from the repository",
+            ));
+        }
+    } else {
+        errors.push(FieldError::new(
+            "/spec",
+            "missing: give `spec` (the spec file's text), or `scm_url`, `ref` and `spec_path`",
+        ));
+    }
+    errors
+}
+
+/// Why `url` is not an SCM URL this service clones, if it is not.
+fn scm_url_error(url: &str, allow_insecure: bool) -> Option<String> {
+    let schemes: &[&str] = if allow_insecure {
+        &["https", "http", "git"]
+    } else {
+        &["https"]
+    };
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Some("must be a URL (`https://host/path`)".to_owned());
+    };
+    if !schemes.contains(&scheme) {
+        return Some(if allow_insecure {
+            "must be an https://, http:// or git:// URL".to_owned()
+        } else {
+            "must be an https:// URL".to_owned()
+        });
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Some("must not contain spaces or control characters".to_owned());
+    }
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if authority.is_empty() {
+        return Some("has no host".to_owned());
+    }
+    if authority.contains('@') {
+        return Some("must not contain credentials: they would be readable in the job".to_owned());
+    }
+    None
+}
+
+/// Whether `git_ref` matches the schema's pattern of `ref`: it cannot be read as an option, a
+/// revision range (`a..b`) or a revision expression (`@{`, `^`, `~`, `:`).
+fn is_safe_ref(git_ref: &str) -> bool {
+    let bytes = git_ref.as_bytes();
+    let allowed =
+        |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'/' | b'+' | b'-');
+    !bytes.is_empty()
+        && bytes.len() <= 255
+        && (bytes[0].is_ascii_alphanumeric() || matches!(bytes[0], b'_' | b'+'))
+        && bytes.iter().copied().all(allowed)
+        && bytes
+            .iter()
+            .enumerate()
+            .all(|(i, b)| *b != b'.' || bytes.get(i + 1).is_some_and(|n| *n != b'.'))
+}
+
+/// The bytes the job's ConfigMap holds: spec, macros and decoded sources, plus their keys.
+fn config_map_size(params: &Params, decoded_sources: usize) -> usize {
+    let spec = params.spec.as_deref().map_or(0, str::len);
+    SPEC_KEY.len()
+        + spec
+        + MACROS_KEY.len()
+        + macros(&params.defines).len()
+        + decoded_sources
+        + params.sources.keys().map(String::len).sum::<usize>()
+}
+
+fn source_errors(params: &Params) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    let mut decoded = 0;
+    for (name, content) in &params.sources {
+        let path = pointer("sources", name);
+        if name == SPEC_KEY || name == MACROS_KEY {
+            errors.push(FieldError::new(
+                path,
+                format!("`{name}` is a reserved name; rename the file"),
+            ));
+        } else if !is_config_map_key(name) || name.starts_with('.') {
+            errors.push(FieldError::new(
+                path,
+                "must be a plain file name: letters, digits, `-`, `_` and `.`, not starting with `.`",
+            ));
+        } else {
+            match base64::engine::general_purpose::STANDARD.decode(content) {
+                Ok(bytes) => decoded += bytes.len(),
+                Err(e) => errors.push(FieldError::new(
+                    path,
+                    format!("is not base64 (standard alphabet, padded): {e}"),
+                )),
+            }
+        }
+    }
+    let size = config_map_size(params, decoded);
+    if errors.is_empty() && size > CONFIG_MAP_DATA_LIMIT {
+        let path = if params.sources.is_empty() {
+            "/spec"
+        } else {
+            "/sources"
+        };
+        errors.push(FieldError::new(
+            path,
+            format!(
+                "spec and sources take {size} bytes, more than the {CONFIG_MAP_DATA_LIMIT} an \
+                 inline job can carry; build from source control (`scm_url`) instead"
+            ),
+        ));
+    }
+    errors
+}
+
+fn define_errors(defines: &BTreeMap<String, String>) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    for (name, value) in defines {
+        let path = pointer("defines", name);
+        let mut chars = name.chars();
+        let name_ok = name.len() <= 64
+            && chars
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !name_ok {
+            errors.push(FieldError::new(
+                path,
+                "is not an rpm macro name: a letter or `_`, then letters, digits and `_`, at most 64",
+            ));
+        } else if value.is_empty() {
+            errors.push(FieldError::new(
+                path,
+                "must not be empty: rpm rejects macros without a body",
+            ));
+        } else if value.contains(['\n', '\r']) {
+            errors.push(FieldError::new(path, "must be one line"));
+        } else if value.len() > 4096 {
+            errors.push(FieldError::new(path, "is longer than 4096 bytes"));
+        }
+    }
+    errors
+}
+
+/// The `macros` file: one `%name value` line per define, in name order.
+pub fn macros(defines: &BTreeMap<String, String>) -> String {
+    defines
+        .iter()
+        .map(|(name, value)| format!("%{name} {value}\n"))
+        .collect()
+}
+
+/// Renders `configmap.yaml` and `job.yaml` of the task's templates for `job`.
+///
+/// The templates see `job`, `node_arch`, `params`, `settings`, `form` (`inline` or `scm`),
+/// `spec_file` (the spec's file name under `SPECS/`), `macros` (the `macros` file's text),
+/// `resources` and `helper_resources` (container `resources` objects).
+///
+/// # Errors
+/// [`Error::Template`] when the settings or templates are wrong; [`Error::Internal`] when the
+/// params did not pass [`check`].
+pub fn render(task: &str, job: &Job, params: &Params, ctx: &Context) -> Result<Rendered, Error> {
+    let settings = settings(ctx)?;
+    let form = form(params)
+        .ok_or_else(|| Error::Internal("params reached serialize without one spec form".into()))?;
+    let spec_file = match form {
+        Form::Inline => INLINE_SPEC_FILE,
+        Form::Scm => {
+            let path = params.spec_path.as_deref().unwrap_or_default();
+            path.rsplit('/').next().unwrap_or(path)
+        }
+    };
+    let data = json!({
+        "job": job,
+        "node_arch": job.node_arch(),
+        "params": params,
+        "settings": settings,
+        "form": form.name(),
+        "spec_file": spec_file,
+        "macros": macros(&params.defines),
+        "resources": params.resources.requirements(),
+        "helper_resources": settings.helper_resources.requirements(),
+    });
+    let mut objects = ctx.render("configmap.yaml", &data)?;
+    objects.extend(ctx.render("job.yaml", &data)?);
+    Rendered::from_objects(task, job, objects)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pointers_escape_keys() {
+        assert_eq!(pointer("files", "/etc/a~b"), "/files/~1etc~1a~0b");
+    }
+
+    #[test]
+    fn macros_are_one_line_each_in_name_order() {
+        let defines = BTreeMap::from([
+            ("z".to_owned(), "1".to_owned()),
+            ("a".to_owned(), "%{z}".to_owned()),
+        ]);
+        assert_eq!(macros(&defines), "%a %{z}\n%z 1\n");
+        assert_eq!(macros(&BTreeMap::new()), "");
+    }
+
+    #[test]
+    fn refs() {
+        for ok in [
+            "main",
+            "v1.2.3",
+            "refs/pull/7/head",
+            "0123abcd",
+            "+x",
+            "_a.b",
+        ] {
+            assert!(is_safe_ref(ok), "{ok}");
+        }
+        for bad in [
+            "", "-b", ".a", "/a", "a..b", "a.", "a b", "a@{1}", "a^", "a~1", "a:b", "é",
+        ] {
+            assert!(!is_safe_ref(bad), "{bad}");
+        }
+        assert!(!is_safe_ref(&"a".repeat(256)));
+    }
+
+    #[test]
+    fn scm_urls() {
+        assert_eq!(
+            scm_url_error("https://gitee.com/src-openeuler/zlib.git", false),
+            None
+        );
+        assert!(scm_url_error("http://example.com/a.git", false).is_some());
+        assert_eq!(scm_url_error("http://example.com/a.git", true), None);
+        assert_eq!(scm_url_error("git://example.com/a.git", true), None);
+        assert!(scm_url_error("ssh://example.com/a.git", true).is_some());
+        assert!(scm_url_error("file:///etc", true).is_some());
+        assert!(scm_url_error("https://", false).is_some());
+        assert!(scm_url_error("https://user:token@example.com/a.git", false).is_some());
+        assert!(scm_url_error("https://example.com/a b", false).is_some());
+        assert!(scm_url_error("example.com/a.git", false).is_some());
+    }
+}

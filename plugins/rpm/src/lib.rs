@@ -1,0 +1,40 @@
+//! # omni-plugin-rpm: the `rpm` task type
+//!
+//! Builds binary RPMs from one spec file. Params ([`omni_plugin_rpm_common::Params`], shared
+//! with `srpm`): the spec inline (`spec`, with optional base64 `sources`) or from source control
+//! (`scm_url`, `ref`, `spec_path`), optional rpm macro `defines`, the build step's `resources`
+//! and `timeout_seconds` (default 3600). Steps, in order: `fetch` puts the spec into
+//! `$OMNI_WORK/SPECS` and its sources into `$OMNI_WORK/SOURCES` (copied from the job's ConfigMap,
+//! or cloned with git at `ref`); `deps` downloads the build dependencies the builder image lacks
+//! (`dnf builddep --downloadonly`); `build` installs them, runs `rpmbuild -bb` with `_topdir` =
+//! `$OMNI_WORK` and copies `RPMS/*/*.rpm` to `$OMNI_OUTPUT`.
+//!
+//! The Kubernetes objects are `templates/rpm/configmap.yaml` and `job.yaml`; the worker images
+//! and the SCM policy are in `templates/rpm/settings.yaml`. This crate names only the task and
+//! its steps; everything else is in the common crate and the templates.
+
+use omni_plugin_rpm_common::{self as common, Params};
+use omni_sdk::{Context, Error, FieldError, Job, Plugin, Rendered};
+
+/// The `rpm` task type.
+#[derive(Debug)]
+pub struct Rpm;
+
+impl Plugin for Rpm {
+    type Params = Params;
+
+    const TASK: &'static str = "rpm";
+    const DESCRIPTION: &'static str = "Builds binary RPMs from a spec file, inline or from git";
+    const ARCHES: &'static [&'static str] = &["x86_64", "aarch64"];
+    const STEPS: &'static [&'static str] = &["fetch", "deps", "build"];
+
+    fn check(params: &Params, ctx: &Context) -> Vec<FieldError> {
+        common::check(params, ctx)
+    }
+
+    fn serialize(job: &Job, params: Params, ctx: &Context) -> Result<Rendered, Error> {
+        common::render(Self::TASK, job, &params, ctx)
+    }
+}
+
+omni_sdk::export_plugin!(Rpm);

@@ -1,0 +1,125 @@
+//! Helpers for the Kubernetes objects every task renders.
+//!
+//! Templates stay the place where objects are written; these are the pieces of params and
+//! checks that every task needs the same way, so three plugins don't write them three times.
+
+use garde::Validate;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+/// A Kubernetes resource quantity as written in manifests (`500m`, `2`, `4Gi`, `1.5G`).
+pub const QUANTITY_PATTERN: &str = r"^([0-9]+(\.[0-9]+)?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$";
+
+/// CPU and memory of a job's build step: requests equal limits, so a build gets what it asked
+/// for and cannot take a node's memory from other jobs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    /// CPU cores (`2`, `500m`).
+    #[serde(default = "default_cpu")]
+    #[garde(
+        length(min = 1, max = 32),
+        pattern(r"^([0-9]+(\.[0-9]+)?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+    )]
+    pub cpu: String,
+    /// Memory (`4Gi`, `512Mi`).
+    #[serde(default = "default_memory")]
+    #[garde(
+        length(min = 1, max = 32),
+        pattern(r"^([0-9]+(\.[0-9]+)?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
+    )]
+    pub memory: String,
+}
+
+fn default_cpu() -> String {
+    "2".to_owned()
+}
+
+fn default_memory() -> String {
+    "4Gi".to_owned()
+}
+
+impl Default for Resources {
+    fn default() -> Self {
+        Self {
+            cpu: default_cpu(),
+            memory: default_memory(),
+        }
+    }
+}
+
+impl Resources {
+    /// The container's `resources` object (requests = limits).
+    pub fn requirements(&self) -> Value {
+        let amounts = json!({"cpu": self.cpu, "memory": self.memory});
+        json!({"requests": amounts, "limits": amounts})
+    }
+}
+
+/// Whether `name` is a DNS-1123 label (what Kubernetes accepts as most object names).
+pub fn is_dns_label(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
+}
+
+/// Whether `key` is a valid ConfigMap data key (`[-._a-zA-Z0-9]+`, at most 253 long, not `.`,
+/// and not starting with `..`, as Kubernetes validates it).
+pub fn is_config_map_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= 253
+        && key != "."
+        && !key.starts_with("..")
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+}
+
+/// The largest total size of a ConfigMap's data that etcd accepts (1 MiB), less room for the
+/// object's metadata.
+pub const CONFIG_MAP_DATA_LIMIT: usize = 1024 * 1024 - 16 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resources_default_and_render_requests_equal_to_limits() {
+        let r: Resources = serde_json::from_value(json!({"cpu": "500m"})).unwrap();
+        assert_eq!(r.memory, "4Gi");
+        assert_eq!(r.requirements()["limits"]["cpu"], "500m");
+        assert_eq!(r.requirements()["requests"], r.requirements()["limits"]);
+        assert!(r.validate().is_ok());
+        let bad = Resources {
+            cpu: "two".into(),
+            ..Resources::default()
+        };
+        assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn names_and_keys() {
+        assert!(is_dns_label("omni-3f1e"));
+        assert!(!is_dns_label("-a"));
+        assert!(!is_dns_label("A"));
+        assert!(!is_dns_label(&"a".repeat(64)));
+        assert!(is_config_map_key("ks.cfg"));
+        assert!(!is_config_map_key("etc/passwd"));
+        assert!(!is_config_map_key(".."));
+        assert!(!is_config_map_key("..data"));
+    }
+
+    #[test]
+    fn quantity_pattern_is_the_one_in_the_attributes() {
+        // The attribute needs a literal; keep the constant honest.
+        let schema = schemars::schema_for!(Resources);
+        let text = serde_json::to_string(&schema).unwrap();
+        assert!(text.contains(&serde_json::to_string(QUANTITY_PATTERN).unwrap()));
+    }
+}

@@ -1,0 +1,131 @@
+//! A native test harness: run a plugin's `describe`, `validate` and `serialize` with
+//! `cargo test` on the host target, reading templates from a directory, without wasmtime.
+//!
+//! The harness calls the same code the component's exports call; only the template loader and
+//! the log differ (a directory and stderr instead of the host's imports). Templates are read
+//! the way the host reads them: only plain file names inside the directory.
+
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::{Context, Description, Error, FieldError, Job, Plugin, Rendered};
+
+/// Runs a [`Plugin`] natively against a templates directory.
+#[derive(Debug)]
+pub struct Harness<P> {
+    dir: PathBuf,
+    plugin: PhantomData<fn() -> P>,
+}
+
+impl<P: Plugin> Harness<P> {
+    /// A harness reading templates from `dir` (usually `templates/<task>` of the repository).
+    pub fn new(dir: impl AsRef<Path>) -> Self {
+        Self {
+            dir: dir.as_ref().to_path_buf(),
+            plugin: PhantomData,
+        }
+    }
+
+    fn context(&self) -> Context {
+        let dir = self.dir.clone();
+        Context::new(
+            Arc::new(move |name| {
+                if !is_plain_file_name(name) {
+                    return None;
+                }
+                std::fs::read_to_string(dir.join(name)).ok()
+            }),
+            Arc::new(|level, message| eprintln!("[plugin {level:?}] {message}")),
+        )
+    }
+
+    /// What `describe` answers, with the version `0.0.0-test`.
+    pub fn describe(&self) -> Description {
+        crate::__private::describe_plugin::<P>("0.0.0-test")
+    }
+
+    /// What `validate` answers for `params`.
+    ///
+    /// # Errors
+    /// The field errors the component would return.
+    pub fn validate(&self, params: &Value) -> Result<(), Vec<FieldError>> {
+        crate::__private::parse_params::<P>(&params.to_string(), &self.context()).map(drop)
+    }
+
+    /// What `serialize` answers for `job` and `params`.
+    ///
+    /// # Errors
+    /// The error the component would return.
+    pub fn serialize(&self, job: &Job, params: &Value) -> Result<Rendered, Error> {
+        crate::__private::serialize_job::<P>(job, &params.to_string(), &self.context())
+    }
+}
+
+/// Whether `name` is a file name the host serves from a task's templates directory: no
+/// directories, no parent references, no hidden files.
+pub fn is_plain_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with('.')
+        && !name.contains(['/', '\\', '\0'])
+}
+
+/// Checks that every rendered object deserializes into its k8s-openapi type (for the kinds Omni
+/// plugins render), so a typo in a template fails a test instead of a cluster's admission.
+///
+/// # Errors
+/// The first object that does not match its type, or a kind this function does not know.
+#[cfg(feature = "k8s")]
+pub fn check_kubernetes_types(rendered: &Rendered) -> Result<(), String> {
+    use k8s_openapi::api::{batch::v1 as batch, core::v1 as core};
+    // k8s-openapi ignores unknown fields, so a typo (`nodeSelecter`) would deserialize fine:
+    // the object must also come back unchanged from the typed value.
+    fn check<T: serde::de::DeserializeOwned + serde::Serialize>(
+        body: &Value,
+    ) -> Result<(), String> {
+        let typed: T = serde_json::from_value(body.clone()).map_err(|e| e.to_string())?;
+        let back = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
+        match first_difference(body, &back, String::new()) {
+            None => Ok(()),
+            Some(path) => Err(format!(
+                "{path} is not a field of the type, or has the wrong form"
+            )),
+        }
+    }
+    for m in &rendered.manifests {
+        let result = match (m.api_version.as_str(), m.kind.as_str()) {
+            ("batch/v1", "Job") => check::<batch::Job>(&m.body),
+            ("v1", "ConfigMap") => check::<core::ConfigMap>(&m.body),
+            ("v1", "Secret") => check::<core::Secret>(&m.body),
+            ("v1", "PersistentVolumeClaim") => check::<core::PersistentVolumeClaim>(&m.body),
+            (api, kind) => Err(format!("no k8s-openapi type known for {api} {kind}")),
+        };
+        result.map_err(|e| format!("{} {}: {e}", m.kind, m.name))?;
+    }
+    Ok(())
+}
+
+/// The JSON Pointer of the first place where `a` and `b` differ.
+#[cfg(feature = "k8s")]
+fn first_difference(a: &Value, b: &Value, at: String) -> Option<String> {
+    match (a, b) {
+        (Value::Object(a), Value::Object(b)) => {
+            a.keys()
+                .chain(b.keys())
+                .find_map(|k| match (a.get(k), b.get(k)) {
+                    (Some(x), Some(y)) => first_difference(x, y, format!("{at}/{k}")),
+                    _ => Some(format!("{at}/{k}")),
+                })
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => a
+            .iter()
+            .zip(b)
+            .enumerate()
+            .find_map(|(i, (x, y))| first_difference(x, y, format!("{at}/{i}"))),
+        _ if a == b => None,
+        _ => Some(if at.is_empty() { "/".to_owned() } else { at }),
+    }
+}

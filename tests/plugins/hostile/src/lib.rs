@@ -1,0 +1,98 @@
+//! A hostile plugin, built as a test fixture for the host's sandbox (like wasmtime's
+//! test-programs). Its `serialize` misbehaves in the way its `behaviour` param names, so the
+//! host's tests can prove each misbehaviour ends in a distinct, clear error while other calls
+//! keep being served. `validate` and `describe` behave, so the host loads it.
+
+use omni_sdk::{Context, Error, Job, JsonSchema, Plugin, Rendered};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+/// How to misbehave.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Behaviour {
+    /// Render a small valid Job.
+    Behave,
+    /// Spin forever.
+    Loop,
+    /// Allocate memory until something stops it.
+    Alloc,
+    /// Panic.
+    Panic,
+    /// Answer a 50 MiB manifest.
+    Huge,
+    /// Try to read a host file through WASI.
+    ReadFile,
+    /// Answer a manifest whose body is not a Kubernetes object.
+    BadOutput,
+}
+
+/// Params of the hostile task.
+#[derive(Debug, Serialize, Deserialize, JsonSchema, garde::Validate)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    /// What to do.
+    #[garde(skip)]
+    pub behaviour: Behaviour,
+}
+
+/// The hostile task.
+#[derive(Debug)]
+pub struct Hostile;
+
+impl Plugin for Hostile {
+    type Params = Params;
+    const TASK: &'static str = "hostile";
+    const DESCRIPTION: &'static str = "Misbehaves on purpose (test fixture)";
+    const ARCHES: &'static [&'static str] = &["x86_64", "aarch64"];
+    const STEPS: &'static [&'static str] = &["run"];
+
+    fn serialize(job: &Job, params: Params, ctx: &Context) -> Result<Rendered, Error> {
+        let job_object = |extra: &str| {
+            json!({
+                "apiVersion": "batch/v1", "kind": "Job",
+                "metadata": {"name": job.name, "annotations": {"extra": extra}},
+                "spec": {"template": {"spec": {"restartPolicy": "Never",
+                    "containers": [{"name": "run", "image": "busybox", "command": ["true"]}]}}}
+            })
+        };
+        match params.behaviour {
+            Behaviour::Behave => Rendered::from_objects(Self::TASK, job, vec![job_object("")]),
+            Behaviour::Loop => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            Behaviour::Alloc => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            Behaviour::Panic => panic!("the hostile plugin panics on purpose"),
+            Behaviour::Huge => {
+                Rendered::from_objects(Self::TASK, job, vec![job_object(&"x".repeat(50 << 20))])
+            }
+            Behaviour::ReadFile => match std::fs::read_to_string("/etc/passwd") {
+                Ok(text) => Err(Error::Internal(format!(
+                    "read {} bytes of /etc/passwd",
+                    text.len()
+                ))),
+                Err(e) => Err(Error::Internal(format!("reading /etc/passwd failed: {e}"))),
+            },
+            Behaviour::BadOutput => {
+                ctx.log(
+                    omni_sdk::Level::Warn,
+                    "answering a manifest that is not an object",
+                );
+                let mut rendered = Rendered::from_objects(Self::TASK, job, vec![job_object("")])?;
+                rendered.manifests[0].body = json!("not an object");
+                Ok(rendered)
+            }
+        }
+    }
+}
+
+omni_sdk::export_plugin!(Hostile);
