@@ -39,6 +39,7 @@ pub struct Context {
     source: TemplateSource,
     log: LogSink,
     env: OnceLock<Environment<'static>>,
+    settings: OnceLock<Result<Value, Error>>,
 }
 
 impl std::fmt::Debug for Context {
@@ -53,6 +54,7 @@ impl Context {
             source,
             log,
             env: OnceLock::new(),
+            settings: OnceLock::new(),
         }
     }
 
@@ -66,10 +68,16 @@ impl Context {
     /// # Errors
     /// [`Error::Template`] when the file is missing or does not match `T`.
     pub fn settings<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        let text = self
-            .template(SETTINGS)
-            .ok_or_else(|| Error::Template(format!("{SETTINGS} is missing")))?;
-        serde_norway::from_str(&text).map_err(|e| Error::Template(format!("{SETTINGS}: {e}")))
+        // Parsed once per call (checking and rendering both read it): YAML parsing is a large
+        // part of a call's cost, and a fresh instance cannot keep anything between calls.
+        let value = self.settings.get_or_init(|| {
+            let text = self
+                .template(SETTINGS)
+                .ok_or_else(|| Error::Template(format!("{SETTINGS} is missing")))?;
+            serde_norway::from_str(&text).map_err(|e| Error::Template(format!("{SETTINGS}: {e}")))
+        });
+        let value = value.as_ref().map_err(Clone::clone)?;
+        T::deserialize(value).map_err(|e| Error::Template(format!("{SETTINGS}: {e}")))
     }
 
     /// Writes a line to the host's log, tagged with the plugin's task and version.

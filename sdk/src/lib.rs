@@ -89,6 +89,7 @@
 #[doc(hidden)]
 pub mod __private;
 mod context;
+mod pattern;
 pub mod k8s;
 pub mod testing;
 mod types;
@@ -96,6 +97,7 @@ mod types;
 pub use __private::escape as json_pointer_escape;
 pub use context::{Context, Level};
 pub use omni_arch as arch;
+pub use pattern::Pattern;
 pub use schemars::{self, JsonSchema};
 pub use serde_json;
 pub use types::{Description, Error, FieldError, Job, Manifest, Rendered};

@@ -23,7 +23,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use omni_sdk::k8s::{CONFIG_MAP_DATA_LIMIT, Resources};
-use omni_sdk::{Context, Error, FieldError, Job, JsonSchema, Level, Plugin, Rendered};
+use omni_sdk::{Context, Error, FieldError, Job, JsonSchema, Level, Pattern, Plugin, Rendered};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -37,6 +37,13 @@ pub enum Mode {
     Customize,
 }
 
+static PACKAGE_NAME: Pattern = Pattern::new(r"^[A-Za-z0-9_+][A-Za-z0-9._+-]*$");
+/// The shape of an openEuler release (`24.03-LTS-SP1`); settings.yaml lists which exist.
+static RELEASE_VERSION: Pattern = Pattern::new(r"^[0-9]{2}\.[0-9]{2}(-LTS(-SP[0-9]+)?)?$");
+static SHA256: Pattern = Pattern::new(r"^[0-9a-fA-F]{64}$");
+/// An ISO 9660 volume id as xorriso writes it.
+static VOLUME_LABEL: Pattern = Pattern::new(r"^[A-Z0-9_-]{1,32}$");
+
 /// An RPM package name (`kernel`, `python3-pip`, `gcc-c++`).
 #[derive(
     Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema, garde::Validate,
@@ -44,7 +51,7 @@ pub enum Mode {
 #[serde(transparent)]
 #[garde(transparent)]
 pub struct PackageName(
-    #[garde(length(max = 128), pattern(r"^[A-Za-z0-9_+][A-Za-z0-9._+-]*$"))] pub String,
+    #[garde(length(max = 128), pattern(PACKAGE_NAME))] pub String,
 );
 
 /// Params of an `iso` job. Which fields are required or allowed depends on `mode`.
@@ -74,7 +81,7 @@ pub struct Params {
 
     /// The openEuler release to build from (`24.03-LTS-SP1`); one of the releases this service
     /// offers (release mode).
-    #[garde(length(max = 32), pattern(r"^[0-9]{2}\.[0-9]{2}(-LTS(-SP[0-9]+)?)?$"))]
+    #[garde(length(max = 32), pattern(RELEASE_VERSION))]
     pub version: Option<String>,
 
     /// The packages to offer in the installer (release mode).
@@ -88,12 +95,12 @@ pub struct Params {
     pub base_iso: Option<String>,
 
     /// The base ISO's sha256, checked before it is used (customize mode).
-    #[garde(pattern(r"^[0-9a-fA-F]{64}$"))]
+    #[garde(pattern(SHA256))]
     pub base_iso_sha256: Option<String>,
 
     /// The new ISO's volume label (customize mode). Boot menus often find the installer by the
     /// label (`inst.stage2=hd:LABEL=...`): change theirs through `files` when it changes.
-    #[garde(pattern(r"^[A-Z0-9_-]{1,32}$"))]
+    #[garde(pattern(VOLUME_LABEL))]
     pub volume_label: Option<String>,
 
     /// A kickstart file, placed at `/ks.cfg` (customize mode).

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine as _;
 use omni_sdk::k8s::{CONFIG_MAP_DATA_LIMIT, Resources, is_config_map_key};
-use omni_sdk::{Context, Error, FieldError, Job, JsonSchema, Level, Rendered};
+use omni_sdk::{Context, Error, FieldError, Job, JsonSchema, Level, Pattern, Rendered};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -75,19 +75,13 @@ pub struct Params {
     // Checked in `check`, not by garde: garde 0.22 names fields as Rust does and ignores its own
     // `rename`, so its errors would point at `/git_ref`.
     #[serde(rename = "ref")]
-    #[schemars(
-        length(min = 1, max = 255),
-        pattern(r"^[A-Za-z0-9_+](?:[A-Za-z0-9_+/-]|\.[A-Za-z0-9_+/-])*$")
-    )]
+    #[schemars(length(min = 1, max = 255), pattern(GIT_REF))]
     #[garde(skip)]
     pub git_ref: Option<String>,
 
     /// Path of the spec file inside the repository, relative, ending in `.spec` (source control
     /// form). The files beside it become the build's sources.
-    #[garde(
-        length(max = 1024),
-        pattern(r"^(?:[A-Za-z0-9_+][A-Za-z0-9._+-]*/)*[A-Za-z0-9_+][A-Za-z0-9._+-]*\.spec$")
-    )]
+    #[garde(length(max = 1024), pattern(SPEC_PATH))]
     pub spec_path: Option<String>,
 
     /// rpm macros to define for the build (`{"dist": ".oe2403"}` is `%dist .oe2403`): name ->
@@ -311,20 +305,17 @@ fn scm_url_error(url: &str, allow_insecure: bool) -> Option<String> {
     None
 }
 
-/// Whether `git_ref` matches the schema's pattern of `ref`: it cannot be read as an option, a
-/// revision range (`a..b`) or a revision expression (`@{`, `^`, `~`, `:`).
+/// A git ref that cannot be read as an option, a revision range (`a..b`) or a revision
+/// expression (`@{`, `^`, `~`, `:`).
+static GIT_REF: Pattern = Pattern::new(r"^[A-Za-z0-9_+](?:[A-Za-z0-9_+/-]|\.[A-Za-z0-9_+/-])*$");
+
+/// A relative path of a `.spec` file, with no `..` or hidden components.
+static SPEC_PATH: Pattern =
+    Pattern::new(r"^(?:[A-Za-z0-9_+][A-Za-z0-9._+-]*/)*[A-Za-z0-9_+][A-Za-z0-9._+-]*\.spec$");
+
+/// Whether `git_ref` is what the schema says `ref` is.
 fn is_safe_ref(git_ref: &str) -> bool {
-    let bytes = git_ref.as_bytes();
-    let allowed =
-        |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'/' | b'+' | b'-');
-    !bytes.is_empty()
-        && bytes.len() <= 255
-        && (bytes[0].is_ascii_alphanumeric() || matches!(bytes[0], b'_' | b'+'))
-        && bytes.iter().copied().all(allowed)
-        && bytes
-            .iter()
-            .enumerate()
-            .all(|(i, b)| *b != b'.' || bytes.get(i + 1).is_some_and(|n| *n != b'.'))
+    !git_ref.is_empty() && git_ref.len() <= 255 && GIT_REF.is_match(git_ref)
 }
 
 /// The bytes the job's ConfigMap holds: spec, macros and decoded sources, plus their keys.
