@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use crate::Pattern;
 
 /// A Kubernetes resource quantity as written in manifests (`500m`, `2`, `4Gi`, `1.5G`).
-pub static QUANTITY: Pattern = Pattern::new(r"^([0-9]+(\.[0-9]+)?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$");
+pub static QUANTITY: Pattern =
+    Pattern::new(r"^([0-9]+(\.[0-9]+)?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$");
 
 /// CPU and memory of a job's build step: requests equal limits, so a build gets what it asked
 /// for and cannot take a node's memory from other jobs.
@@ -20,17 +21,11 @@ pub static QUANTITY: Pattern = Pattern::new(r"^([0-9]+(\.[0-9]+)?)(m|k|M|G|T|P|E
 pub struct Resources {
     /// CPU cores (`2`, `500m`).
     #[serde(default = "default_cpu")]
-    #[garde(
-        length(min = 1, max = 32),
-        pattern(QUANTITY)
-    )]
+    #[garde(length(min = 1, max = 32), pattern(QUANTITY))]
     pub cpu: String,
     /// Memory (`4Gi`, `512Mi`).
     #[serde(default = "default_memory")]
-    #[garde(
-        length(min = 1, max = 32),
-        pattern(QUANTITY)
-    )]
+    #[garde(length(min = 1, max = 32), pattern(QUANTITY))]
     pub memory: String,
 }
 

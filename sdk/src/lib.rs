@@ -16,6 +16,8 @@
 //!   Rust types.
 //! - [`Context`]: what a plugin may use while it runs — templates, settings, the host's log.
 //! - [`k8s`]: helpers for the objects every task renders (labels, resources, arch node selector).
+//! - [`Pattern`]: a regular expression for `#[garde(pattern(...))]`, written once for the check and
+//!   the schema.
 //! - [`testing`]: a native harness, so a plugin's tests run with `cargo test` without wasmtime.
 //! - [`export_plugin!`]: the component's exports, on `wasm32` targets only.
 //!
@@ -89,8 +91,8 @@
 #[doc(hidden)]
 pub mod __private;
 mod context;
-mod pattern;
 pub mod k8s;
+mod pattern;
 pub mod testing;
 mod types;
 

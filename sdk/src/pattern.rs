@@ -32,7 +32,10 @@ pub struct Pattern {
 impl Pattern {
     /// A pattern from its source text.
     pub const fn new(source: &'static str) -> Self {
-        Self { source, regex: OnceLock::new() }
+        Self {
+            source,
+            regex: OnceLock::new(),
+        }
     }
 
     /// Whether `text` matches anywhere (anchor the pattern with `^...$` for whole values).

@@ -50,9 +50,7 @@ static VOLUME_LABEL: Pattern = Pattern::new(r"^[A-Z0-9_-]{1,32}$");
 )]
 #[serde(transparent)]
 #[garde(transparent)]
-pub struct PackageName(
-    #[garde(length(max = 128), pattern(PACKAGE_NAME))] pub String,
-);
+pub struct PackageName(#[garde(length(max = 128), pattern(PACKAGE_NAME))] pub String);
 
 /// Params of an `iso` job. Which fields are required or allowed depends on `mode`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, garde::Validate)]
