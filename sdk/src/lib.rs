@@ -95,6 +95,7 @@ pub mod k8s;
 mod pattern;
 pub mod testing;
 mod types;
+mod url;
 
 pub use __private::escape as json_pointer_escape;
 pub use context::{Context, Level};
@@ -103,6 +104,7 @@ pub use pattern::Pattern;
 pub use schemars::{self, JsonSchema};
 pub use serde_json;
 pub use types::{Description, Error, FieldError, Job, Manifest, Rendered};
+pub use url::url_error;
 
 /// A task type.
 ///

@@ -374,30 +374,14 @@ fn mode_errors(params: &Params) -> Vec<FieldError> {
 
 /// Why `url` is not a base ISO URL this service downloads, if it is not.
 fn url_error(url: &str, allow_http: bool) -> Option<String> {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return Some("must be a URL (`https://host/path`)".to_owned());
-    };
-    if scheme != "https" && !(allow_http && scheme == "http") {
-        return Some(
-            if allow_http {
-                "must be an https:// or http:// URL"
-            } else {
-                "must be an https:// URL"
-            }
-            .to_owned(),
-        );
-    }
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Some("must not contain spaces or control characters".to_owned());
-    }
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if authority.is_empty() {
-        return Some("has no host".to_owned());
-    }
-    if authority.contains('@') {
-        return Some("must not contain credentials: they would be readable in the job".to_owned());
-    }
-    None
+    omni_sdk::url_error(
+        url,
+        if allow_http {
+            &["https", "http"]
+        } else {
+            &["https"]
+        },
+    )
 }
 
 /// Whether `path` is an absolute path of plain segments (`[A-Za-z0-9._+-]`), none `.` or `..`.

@@ -282,27 +282,7 @@ fn scm_url_error(url: &str, allow_insecure: bool) -> Option<String> {
     } else {
         &["https"]
     };
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return Some("must be a URL (`https://host/path`)".to_owned());
-    };
-    if !schemes.contains(&scheme) {
-        return Some(if allow_insecure {
-            "must be an https://, http:// or git:// URL".to_owned()
-        } else {
-            "must be an https:// URL".to_owned()
-        });
-    }
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Some("must not contain spaces or control characters".to_owned());
-    }
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    if authority.is_empty() {
-        return Some("has no host".to_owned());
-    }
-    if authority.contains('@') {
-        return Some("must not contain credentials: they would be readable in the job".to_owned());
-    }
-    None
+    omni_sdk::url_error(url, schemes)
 }
 
 /// A git ref that cannot be read as an option, a revision range (`a..b`) or a revision
