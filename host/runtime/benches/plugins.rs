@@ -194,6 +194,20 @@ fn main() {
             pct(&lat1, 0.5).as_secs_f64() / pct(&nat, 0.5).as_secs_f64(),
         );
     }
+    // The sandbox's fixed cost per call: a plugin that renders one small Job from Rust, with no
+    // templates, settings or YAML.
+    let hostile =
+        Plugin::load(&sandbox, Path::new("hostile.wasm"), &wasm("hostile")).expect("load");
+    let behave = json!({"behaviour": "behave"}).to_string();
+    let j = job();
+    let (rate, lat) = measure(1, || {
+        drop(hostile.serialize_blocking(&j, &behave).expect("render"));
+    });
+    println!(
+        "\nfixed cost of a call (fresh instance, limits on, a trivial plugin): p50 {}, p99 {}, {rate:.0} calls/s on one thread",
+        us(pct(&lat, 0.5)),
+        us(pct(&lat, 0.99))
+    );
     swap_under_load(&sandbox);
     let out = std::process::Command::new(&args[0])
         .arg("--rss-probe")
