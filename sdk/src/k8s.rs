@@ -54,6 +54,39 @@ impl Resources {
     }
 }
 
+/// `imagePullPolicy` values.
+pub static PULL_POLICY: Pattern = Pattern::new(r"^(IfNotPresent|Always|Never)$");
+
+/// How a task's Jobs run, as the operator sets it under `job:` in the task's `settings.yaml`;
+/// the same keys for every task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct JobSettings {
+    /// `imagePullPolicy` of every step: `IfNotPresent` (the default), `Always` or `Never`.
+    #[serde(default = "default_pull_policy")]
+    #[garde(pattern(PULL_POLICY))]
+    pub image_pull_policy: String,
+    /// The Job's `backoffLimit`: how often a failed pod is retried (default 0).
+    #[serde(default)]
+    #[garde(skip)]
+    pub backoff_limit: u32,
+    /// The Job's `ttlSecondsAfterFinished`; none keeps finished Jobs until something deletes them.
+    #[serde(default)]
+    #[garde(skip)]
+    pub ttl_seconds_after_finished: Option<u32>,
+    /// CPU and memory of the steps other than the build step.
+    #[garde(dive)]
+    pub helper_resources: Resources,
+    /// `sizeLimit` of the `work` volume (`50Gi`); none for no limit.
+    #[serde(default)]
+    #[garde(inner(pattern(QUANTITY)))]
+    pub work_size_limit: Option<String>,
+}
+
+fn default_pull_policy() -> String {
+    "IfNotPresent".to_owned()
+}
+
 /// Whether `name` is a DNS-1123 label (what Kubernetes accepts as most object names).
 pub fn is_dns_label(name: &str) -> bool {
     let bytes = name.as_bytes();
@@ -98,6 +131,30 @@ mod tests {
             ..Resources::default()
         };
         assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn job_settings_default_and_reject_what_kubernetes_would() {
+        let job: JobSettings = serde_json::from_value(json!({"helper_resources": {}})).unwrap();
+        assert_eq!(job.image_pull_policy, "IfNotPresent");
+        assert_eq!(
+            (job.backoff_limit, job.ttl_seconds_after_finished),
+            (0, None)
+        );
+        assert!(job.validate().is_ok());
+        let bad = JobSettings {
+            image_pull_policy: "Sometimes".into(),
+            work_size_limit: Some("big".into()),
+            ..job
+        };
+        let report = bad.validate().unwrap_err().to_string();
+        assert!(
+            report.contains("image_pull_policy") && report.contains("work_size_limit"),
+            "{report}"
+        );
+        let unknown =
+            serde_json::from_value::<JobSettings>(json!({"helper_resources": {}, "retries": 1}));
+        assert!(unknown.is_err());
     }
 
     #[test]

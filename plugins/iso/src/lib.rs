@@ -22,7 +22,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use omni_sdk::k8s::{CONFIG_MAP_DATA_LIMIT, Resources};
+use omni_sdk::k8s::{CONFIG_MAP_DATA_LIMIT, JobSettings, Resources};
 use omni_sdk::{Context, Error, FieldError, Job, JsonSchema, Level, Pattern, Plugin, Rendered};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -143,25 +143,13 @@ fn default_timeout() -> u32 {
 pub struct Settings {
     /// The images the steps run.
     pub images: Images,
-    /// `imagePullPolicy` of every step.
-    #[serde(default = "default_pull_policy")]
-    pub image_pull_policy: String,
+    /// How the Jobs run (`job:`): pull policy, retries, TTL, helper resources.
+    pub job: JobSettings,
     /// omni-imager's `--build-type`.
     pub build_type: String,
     /// Whether `base_iso` may be an `http://` URL.
     #[serde(default)]
     pub allow_insecure_base_iso: bool,
-    /// The Job's `backoffLimit`.
-    #[serde(default)]
-    pub backoff_limit: u32,
-    /// The Job's `ttlSecondsAfterFinished`; none keeps finished Jobs until deleted.
-    #[serde(default)]
-    pub ttl_seconds_after_finished: Option<u32>,
-    /// CPU and memory of the steps other than the build step.
-    pub helper_resources: Resources,
-    /// `sizeLimit` of the `work` volume; none for no limit.
-    #[serde(default)]
-    pub work_size_limit: Option<String>,
     /// The releases release mode builds, by version.
     pub releases: BTreeMap<String, Release>,
 }
@@ -188,16 +176,10 @@ pub struct Release {
     pub rootfs: BTreeMap<String, String>,
 }
 
-fn default_pull_policy() -> String {
-    "IfNotPresent".to_owned()
-}
-
 fn settings(ctx: &Context) -> Result<Settings, Error> {
     let settings: Settings = ctx.settings()?;
-    if let Err(report) = garde::Validate::validate(&settings.helper_resources) {
-        return Err(Error::Template(format!(
-            "settings.yaml: helper_resources: {report}"
-        )));
+    if let Err(report) = garde::Validate::validate(&settings.job) {
+        return Err(Error::Template(format!("settings.yaml: job: {report}")));
     }
     Ok(settings)
 }
@@ -309,7 +291,7 @@ impl Plugin for Iso {
             "entries": entries(&params),
             "iso_name": format!("{}.iso", job.name),
             "resources": params.resources.requirements(),
-            "helper_resources": settings.helper_resources.requirements(),
+            "helper_resources": settings.job.helper_resources.requirements(),
         });
         let mut objects = ctx.render("configmap.yaml", &data)?;
         objects.extend(ctx.render("job.yaml", &data)?);

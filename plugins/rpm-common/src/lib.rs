@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
-use omni_sdk::k8s::{CONFIG_MAP_DATA_LIMIT, Resources, is_config_map_key};
+use omni_sdk::k8s::{CONFIG_MAP_DATA_LIMIT, JobSettings, Resources, is_config_map_key};
 use omni_sdk::{Context, Error, FieldError, Job, JsonSchema, Level, Pattern, Rendered};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -116,23 +116,11 @@ fn default_timeout() -> u32 {
 pub struct Settings {
     /// The images the steps run.
     pub images: Images,
-    /// `imagePullPolicy` of every step.
-    #[serde(default = "default_pull_policy")]
-    pub image_pull_policy: String,
+    /// How the Jobs run (`job:`): pull policy, retries, TTL, helper resources.
+    pub job: JobSettings,
     /// Whether `scm_url` may be `http://` or `git://` (unauthenticated transports).
     #[serde(default)]
     pub allow_insecure_scm: bool,
-    /// The Job's `backoffLimit`: how often a failed pod is retried.
-    #[serde(default)]
-    pub backoff_limit: u32,
-    /// The Job's `ttlSecondsAfterFinished`; none keeps finished Jobs until deleted.
-    #[serde(default)]
-    pub ttl_seconds_after_finished: Option<u32>,
-    /// CPU and memory of the steps other than the build step.
-    pub helper_resources: Resources,
-    /// `sizeLimit` of the `work` volume (`50Gi`); none for no limit.
-    #[serde(default)]
-    pub work_size_limit: Option<String>,
 }
 
 /// Worker images (name and tag or digest).
@@ -145,10 +133,6 @@ pub struct Images {
     pub builder: String,
 }
 
-fn default_pull_policy() -> String {
-    "IfNotPresent".to_owned()
-}
-
 /// Reads and checks the task's settings.
 ///
 /// # Errors
@@ -156,10 +140,8 @@ fn default_pull_policy() -> String {
 /// bad quantity.
 pub fn settings(ctx: &Context) -> Result<Settings, Error> {
     let settings: Settings = ctx.settings()?;
-    if let Err(report) = garde::Validate::validate(&settings.helper_resources) {
-        return Err(Error::Template(format!(
-            "settings.yaml: helper_resources: {report}"
-        )));
+    if let Err(report) = garde::Validate::validate(&settings.job) {
+        return Err(Error::Template(format!("settings.yaml: job: {report}")));
     }
     Ok(settings)
 }
@@ -418,7 +400,7 @@ pub fn render(task: &str, job: &Job, params: &Params, ctx: &Context) -> Result<R
         "spec_file": spec_file,
         "macros": macros(&params.defines),
         "resources": params.resources.requirements(),
-        "helper_resources": settings.helper_resources.requirements(),
+        "helper_resources": settings.job.helper_resources.requirements(),
     });
     let mut objects = ctx.render("configmap.yaml", &data)?;
     objects.extend(ctx.render("job.yaml", &data)?);
