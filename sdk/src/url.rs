@@ -17,9 +17,8 @@ pub fn url_error(url: &str, schemes: &[&str]) -> Option<String> {
     if !schemes.contains(&scheme) {
         let names: Vec<String> = schemes.iter().map(|s| format!("{s}://")).collect();
         let listed = match names.split_last() {
-            Some((last, [])) => last.clone(),
-            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
-            None => "no".to_owned(),
+            Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+            _ => names.concat(),
         };
         return Some(format!("must be an {listed} URL"));
     }

@@ -1,51 +1,15 @@
 //! The plugin routes through the router (`oneshot`), with the real components and templates.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
-
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use omni_api::{AppState, DEFAULT_BODY_LIMIT, router};
-use omni_runtime::{LimitsConfig, Registry, Sandbox, SandboxConfig, Templates};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
 fn app(plugins: &[&str]) -> (tempfile::TempDir, axum::Router) {
-    let wasm = std::env::var_os("OMNI_PLUGIN_WASM_DIR").map_or_else(
-        || workspace().join("target/wasm32-wasip2/plugin"),
-        PathBuf::from,
-    );
-    let dir = tempfile::tempdir().unwrap();
-    for name in plugins {
-        let file = wasm.join(format!("omni_plugin_{name}.wasm"));
-        let bytes = std::fs::read(&file).unwrap_or_else(|e| {
-            panic!(
-                "{}: {e}; build the plugins first with `make plugins`",
-                file.display()
-            )
-        });
-        std::fs::write(dir.path().join(format!("{name}.wasm")), bytes).unwrap();
-    }
-    let config = SandboxConfig {
-        cache_dir: Some(workspace().join("target/omni-test-cache")),
-        limits: LimitsConfig::default(),
-        max_instances: 16,
-    };
-    let sandbox = Sandbox::new(
-        config,
-        Arc::new(Templates::new(workspace().join("templates"))),
-    )
-    .unwrap();
-    let registry = Arc::new(Registry::new(Arc::new(sandbox), dir.path()));
-    registry.scan();
+    let (dir, registry) =
+        omni_test_support::registry(omni_test_support::sandbox(json!({})), plugins);
     let state = AppState {
         registry,
         namespace: "omni-jobs".into(),

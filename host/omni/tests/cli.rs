@@ -2,32 +2,12 @@
 //! through the watcher and SIGHUP, and `omni plugin render` without a server.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use omni_test_support::{component_path as component, workspace};
 use serde_json::{Value, json};
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn component(name: &str) -> PathBuf {
-    let wasm = std::env::var_os("OMNI_PLUGIN_WASM_DIR").map_or_else(
-        || workspace().join("target/wasm32-wasip2/plugin"),
-        PathBuf::from,
-    );
-    let file = wasm.join(format!("omni_plugin_{name}.wasm"));
-    assert!(
-        file.is_file(),
-        "{}: missing; build the plugins first with `make plugins`",
-        file.display()
-    );
-    file
-}
 
 fn omni() -> Command {
     Command::new(env!("CARGO_BIN_EXE_omni"))

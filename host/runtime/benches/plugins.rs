@@ -8,53 +8,23 @@
 //! with the three plugins loaded from the cache.
 
 use std::path::{Path, PathBuf};
+
+use omni_test_support::{component as wasm, rebuilt, workspace};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use omni_runtime::{JobContext, LimitsConfig, Plugin, Registry, Sandbox, SandboxConfig, Templates};
+use omni_runtime::{JobContext, Plugin, Registry, Sandbox};
 use serde_json::{Value, json};
 
 const RUN: Duration = Duration::from_secs(2);
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("workspace")
-}
-
-fn wasm(name: &str) -> Vec<u8> {
-    let file = workspace().join(format!(
-        "target/wasm32-wasip2/plugin/omni_plugin_{name}.wasm"
-    ));
-    std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}; run `make plugins`", file.display()))
-}
-
 fn sandbox(cache: &Path) -> Arc<Sandbox> {
-    let config = SandboxConfig {
-        cache_dir: Some(cache.to_owned()),
-        limits: LimitsConfig::default(),
-        max_instances: 64,
-    };
-    Arc::new(
-        Sandbox::new(
-            config,
-            Arc::new(Templates::new(workspace().join("templates"))),
-        )
-        .expect("sandbox"),
-    )
+    omni_test_support::sandbox_with(json!({}), Some(cache.to_owned()))
 }
 
 fn job() -> JobContext {
-    JobContext {
-        job_id: "3f1e2d4c-8a7b-11f0-9c5d-0242ac120002".into(),
-        service: "bench".into(),
-        domain: "default".into(),
-        namespace: "omni-jobs".into(),
-        name: "omni-3f1e2d4c-8a7b-11f0-9c5d-0242ac120002".into(),
-        arch: "x86_64".into(),
-    }
+    omni_test_support::job("x86_64")
 }
 
 fn params(task: &str) -> Value {
@@ -232,7 +202,7 @@ fn swap_under_load(sandbox: &Arc<Sandbox>) {
     registry.scan();
     let _watch = runtime.block_on(async { registry.watch() }).expect("watch");
     let swap = |n: u8| {
-        let changed = with_nonce(&bytes, n);
+        let changed = rebuilt(&bytes, &n.to_string());
         let digest = omni_runtime::sandbox::digest(&changed);
         let tmp = dir.path().join("rpm.wasm.tmp");
         std::fs::write(&tmp, &changed).expect("write");
@@ -282,13 +252,6 @@ fn swap_under_load(sandbox: &Arc<Sandbox>) {
         ok.load(Ordering::Relaxed),
         failed.load(Ordering::Relaxed)
     );
-}
-
-/// The component with a custom section appended: a new digest, the same behaviour.
-fn with_nonce(bytes: &[u8], n: u8) -> Vec<u8> {
-    let mut out = bytes.to_vec();
-    out.extend_from_slice(&[0, 3, 1, b'n', n]);
-    out
 }
 
 /// In a fresh process: load the three plugins from the cache, render with each, report VmHWM.

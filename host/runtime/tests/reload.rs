@@ -1,14 +1,12 @@
 //! The plugins directory: loading, broken files, swaps, removal, conflicts, half-written files,
 //! the watcher and the compile cache.
 
-mod common;
-
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{component, job, rebuilt, registry, sandbox, sandbox_with};
 use omni_runtime::Registry;
+use omni_test_support::{component, job, rebuilt, registry, sandbox, sandbox_with};
 use serde_json::json;
 
 fn status<'a>(

@@ -1,13 +1,11 @@
 //! The sandbox against hostile plugins: each misbehaviour ends in its own clear error naming
 //! the plugin and version, and other calls keep being served meanwhile.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use common::{job, registry, sandbox};
 use omni_runtime::PluginError;
+use omni_test_support::{job, registry, sandbox};
 use serde_json::json;
 
 fn hostile(limits: serde_json::Value) -> (tempfile::TempDir, Arc<omni_runtime::Plugin>) {

@@ -1,7 +1,7 @@
-//! Shared by the runtime's integration tests: where the built plugin components are, and a
-//! sandbox over the repository's templates.
-
-#![allow(dead_code)]
+//! Shared by the host crates' tests and benchmarks: where the workspace and the built plugin
+//! components are (`make plugins`, or `OMNI_PLUGIN_WASM_DIR`), and sandboxes and registries over
+//! them with the repository's templates. A missing component fails the test with the command
+//! that builds it; nothing here skips.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -23,15 +23,22 @@ pub fn wasm_dir() -> PathBuf {
         .unwrap_or_else(|| workspace().join("target/wasm32-wasip2/plugin"))
 }
 
-/// The bytes of a built component: `rpm`, `srpm`, `iso` or `hostile`.
-pub fn component(name: &str) -> Vec<u8> {
+/// The path of a built component: `rpm`, `srpm`, `iso` or `hostile`; panics, naming the command
+/// that builds it, when it has not been built.
+pub fn component_path(name: &str) -> PathBuf {
     let file = wasm_dir().join(format!("omni_plugin_{name}.wasm"));
-    std::fs::read(&file).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; build the plugins first with `make plugins`",
-            file.display()
-        )
-    })
+    assert!(
+        file.is_file(),
+        "{}: missing; build the plugins first with `make plugins`",
+        file.display()
+    );
+    file
+}
+
+/// The bytes of a built component (see [`component_path`]).
+pub fn component(name: &str) -> Vec<u8> {
+    let file = component_path(name);
+    std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
 }
 
 /// A sandbox over the repository's templates with these limits, sharing one compile cache
