@@ -1,0 +1,377 @@
+//! What the store keeps: jobs and their state history, log lines, leases, webhooks and
+//! idempotency keys. The job types serialize as the API's JSON (../shared/API.md), so handlers
+//! answer with them as they are.
+
+use chrono::{DateTime, SubsecRound, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::state::JobState;
+
+/// A job's id: a time-based UUID (v1), as Cassandra's `timeuuid`.
+pub type JobId = Uuid;
+
+/// A new job id, time-based, unique in this process and (by its random node id) across
+/// replicas.
+pub fn new_job_id() -> JobId {
+    static NODE: std::sync::OnceLock<[u8; 6]> = std::sync::OnceLock::new();
+    let node = NODE.get_or_init(|| {
+        let random = Uuid::new_v4();
+        let mut node = [0; 6];
+        node.copy_from_slice(&random.as_bytes()[..6]);
+        // The multicast bit marks a node id that is not a MAC address (RFC 9562, 6.10).
+        node[0] |= 0x01;
+        node
+    });
+    Uuid::now_v1(node)
+}
+
+/// The time a v1 id was made, if it is one.
+pub fn id_time(id: JobId) -> Option<DateTime<Utc>> {
+    let (secs, nanos) = id.get_timestamp()?.to_unix();
+    DateTime::from_timestamp(i64::try_from(secs).ok()?, nanos)
+}
+
+/// Now, to the millisecond: every time the store keeps has that precision (Cassandra's
+/// `timestamp`), so a job reads back exactly as it was written on every backend.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(3)
+}
+
+/// Which plugin accepted a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginRef {
+    /// The task it serves.
+    pub task: String,
+    /// Its version (from `describe`).
+    pub version: String,
+    /// The sha256 of its component file, hex.
+    pub digest: String,
+}
+
+/// Where a step is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepState {
+    /// Not started.
+    Pending,
+    /// Running now.
+    Running,
+    /// Ended well.
+    Succeeded,
+    /// Ended badly.
+    Failed,
+    /// Never ran (the job ended before).
+    Skipped,
+}
+
+/// One step of a job (an init container, then the containers).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    /// Its name, from the plugin.
+    pub name: String,
+    /// Where it is.
+    pub state: StepState,
+}
+
+/// A job, as stored and as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Job {
+    /// Time-based id.
+    pub id: JobId,
+    /// The service that asked for it (e.g. `obs`).
+    pub service: String,
+    /// The task type (a plugin's task name).
+    pub task: String,
+    /// The tenant it belongs to.
+    pub domain: String,
+    /// The CPU architecture it builds for (API names: `x86_64`, `aarch64`, ...).
+    pub arch: String,
+    /// Where it is.
+    pub state: JobState,
+    /// The task's parameters, as the plugin validated them.
+    pub params: serde_json::Value,
+    /// The plugin that accepted it.
+    pub plugin: PluginRef,
+    /// The engine running it, once one does.
+    pub engine: Option<String>,
+    /// Why it is where it is (set by the last transition that said something).
+    pub message: Option<String>,
+    /// Its steps, in order.
+    pub steps: Vec<Step>,
+    /// When it was accepted.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+    /// When it started running.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it ended.
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl Job {
+    /// Applies an allowed transition to this record (the backends' shared bookkeeping):
+    /// state, message, engine and the times.
+    pub fn apply(&mut self, transition: &Transition) {
+        self.state = transition.to;
+        self.updated_at = transition.time;
+        if transition.message.is_some() {
+            self.message.clone_from(&transition.message);
+        }
+        if transition.engine.is_some() {
+            self.engine.clone_from(&transition.engine);
+        }
+        if transition.to == JobState::Running {
+            self.started_at = Some(transition.time);
+        }
+        if transition.to.is_final() {
+            self.finished_at = Some(transition.time);
+            // Steps the engine did not report on end with the job: all of them succeeded if it
+            // did; otherwise the one running failed (or was cut short) and the rest never ran.
+            let succeeded = transition.to == JobState::Succeeded;
+            for step in &mut self.steps {
+                step.state = match step.state {
+                    StepState::Pending | StepState::Running if succeeded => StepState::Succeeded,
+                    StepState::Running => StepState::Failed,
+                    StepState::Pending => StepState::Skipped,
+                    ended => ended,
+                };
+            }
+        }
+    }
+}
+
+/// A move asked of the store: applied only if the job is still in `from`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    /// The state the caller saw.
+    pub from: JobState,
+    /// The state to move to.
+    pub to: JobState,
+    /// When.
+    pub time: DateTime<Utc>,
+    /// Why (kept as the job's message when set).
+    pub message: Option<String>,
+    /// The engine that took the job (set when it is queued or started on one).
+    pub engine: Option<String>,
+}
+
+impl Transition {
+    /// `from -> to` now, with no message.
+    pub fn new(from: JobState, to: JobState) -> Self {
+        Transition {
+            from,
+            to,
+            time: now(),
+            message: None,
+            engine: None,
+        }
+    }
+
+    /// With a message.
+    #[must_use]
+    pub fn message(mut self, message: impl Into<String>) -> Self {
+        self.message = Some(message.into());
+        self
+    }
+
+    /// With the engine that took the job.
+    #[must_use]
+    pub fn engine(mut self, engine: impl Into<String>) -> Self {
+        self.engine = Some(engine.into());
+        self
+    }
+}
+
+/// One entry of a job's state history (and the payload of a job-change event).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateChange {
+    /// The job.
+    pub job_id: JobId,
+    /// Its place in the job's history: 0 is the creation.
+    pub seq: u32,
+    /// The state before (none for the creation).
+    pub from: Option<JobState>,
+    /// The state after.
+    pub to: JobState,
+    /// When.
+    pub time: DateTime<Utc>,
+    /// Why.
+    pub message: Option<String>,
+}
+
+/// What a listing asks for. Every filter is optional; jobs come newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobQuery {
+    /// Only this service's jobs.
+    pub service: Option<String>,
+    /// Only this task's jobs.
+    pub task: Option<String>,
+    /// Only this domain's jobs.
+    pub domain: Option<String>,
+    /// Only jobs in this state.
+    pub state: Option<JobState>,
+    /// Only jobs created at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Only jobs created before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// At most this many (1 to [`JobQuery::MAX_LIMIT`]).
+    pub limit: usize,
+    /// Continue after this job (the last one of the previous page).
+    pub after: Option<JobId>,
+}
+
+impl JobQuery {
+    /// The default page size.
+    pub const DEFAULT_LIMIT: usize = 100;
+    /// The largest page size.
+    pub const MAX_LIMIT: usize = 1000;
+
+    /// Whether `job` passes the filters (not the paging).
+    pub fn matches(&self, job: &Job) -> bool {
+        self.service.as_ref().is_none_or(|s| *s == job.service)
+            && self.task.as_ref().is_none_or(|t| *t == job.task)
+            && self.domain.as_ref().is_none_or(|d| *d == job.domain)
+            && self.state.is_none_or(|s| s == job.state)
+            && self.since.is_none_or(|t| job.created_at >= t)
+            && self.until.is_none_or(|t| job.created_at < t)
+    }
+}
+
+impl Default for JobQuery {
+    fn default() -> Self {
+        JobQuery {
+            service: None,
+            task: None,
+            domain: None,
+            state: None,
+            since: None,
+            until: None,
+            limit: JobQuery::DEFAULT_LIMIT,
+            after: None,
+        }
+    }
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobPage {
+    /// The jobs, newest first.
+    pub items: Vec<Job>,
+    /// Where the next page starts (the last item's id), if there may be one.
+    pub next: Option<JobId>,
+}
+
+/// Which output a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogStream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// One line a job's step printed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// The step that printed it.
+    pub step: String,
+    /// When it was printed.
+    pub time: DateTime<Utc>,
+    /// Its place in the job's log, increasing across steps (the cursor).
+    pub seq: u64,
+    /// stdout or stderr.
+    pub stream: LogStream,
+    /// The text, without its line ending.
+    pub line: String,
+}
+
+/// What a log read asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogQuery {
+    /// Only this step's lines.
+    pub step: Option<String>,
+    /// Only lines after this sequence number.
+    pub after: Option<u64>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// One page of a job's log, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogPage {
+    /// The lines, by `seq`.
+    pub items: Vec<LogLine>,
+    /// The cursor to read on from (the last line's `seq`) when the page was full.
+    pub next: Option<u64>,
+}
+
+/// Who holds a piece of once-per-cluster work, until when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// What is held (e.g. `scheduler`, `job/<id>/logs`).
+    pub name: String,
+    /// Who holds it (a replica's id).
+    pub holder: String,
+    /// When it lapses unless renewed.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// A registered webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Webhook {
+    /// Its id.
+    pub id: Uuid,
+    /// The domain whose events it gets (all domains when none).
+    pub domain: Option<String>,
+    /// Where events are POSTed.
+    pub url: String,
+    /// Which events (`job.succeeded`, ...; `*` for all).
+    pub events: Vec<String>,
+    /// The HMAC key of the signature header.
+    pub secret: String,
+    /// When it was registered.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A client's `Idempotency-Key` and the fingerprint of the request it came with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    /// The key, as sent (scoped by the caller: the API prefixes the user once there are users).
+    pub key: String,
+    /// sha256 of the request, hex: the same key with another fingerprint is a conflict.
+    pub fingerprint: String,
+}
+
+impl IdempotencyKey {
+    /// A key with the fingerprint of `request` (its canonical bytes).
+    pub fn new(key: impl Into<String>, request: &[u8]) -> Self {
+        use sha2::Digest;
+        IdempotencyKey {
+            key: key.into(),
+            fingerprint: hex::encode(sha2::Sha256::digest(request)),
+        }
+    }
+}
+
+/// What [`crate::Store::create_job`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Created {
+    /// Stored a new job.
+    New(Job),
+    /// The idempotency key had made this job already; nothing was written.
+    Existing(Job),
+}
+
+impl Created {
+    /// The job, new or not.
+    pub fn job(&self) -> &Job {
+        match self {
+            Created::New(job) | Created::Existing(job) => job,
+        }
+    }
+}
