@@ -1,0 +1,153 @@
+//! The tables of the store file, their keys, and what each serves. Records are JSON (the
+//! model's serde form), so the file reads back across versions that add optional fields.
+//!
+//! | table | key | value | serves |
+//! | --- | --- | --- | --- |
+//! | `jobs` | job id | the job | get, transitions |
+//! | `jobs_by_time` | (id's 100 ns ticks, id) | `service\0task\0domain\0state` | listings, newest first; filters without reading jobs |
+//! | `history` | (job id, seq) | a state change | a job's history |
+//! | `logs` | (job id, seq) | a log line | log pages by cursor |
+//! | `expiry` | (finished at, ms; job id) | () | the retention sweep |
+//! | `idempotency` | key | fingerprint, job id, time | repeated submissions |
+//! | `leases` | name | holder, expiry | once-per-cluster work |
+//! | `webhooks` | id | the webhook | webhooks |
+
+use chrono::{DateTime, Utc};
+use omni_store::{Job, JobId, JobQuery, StoreError};
+use redb::{Database, TableDefinition};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+pub(crate) const JOBS: TableDefinition<u128, &[u8]> = TableDefinition::new("jobs");
+pub(crate) const JOBS_BY_TIME: TableDefinition<(u64, u128), &str> =
+    TableDefinition::new("jobs_by_time");
+pub(crate) const HISTORY: TableDefinition<(u128, u32), &[u8]> = TableDefinition::new("history");
+pub(crate) const LOGS: TableDefinition<(u128, u64), &[u8]> = TableDefinition::new("logs");
+pub(crate) const EXPIRY: TableDefinition<(i64, u128), ()> = TableDefinition::new("expiry");
+pub(crate) const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
+pub(crate) const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
+pub(crate) const WEBHOOKS: TableDefinition<u128, &[u8]> = TableDefinition::new("webhooks");
+
+/// Creates every table, so that readers never meet a missing one.
+pub(crate) fn create_all(db: &Database) -> Result<(), StoreError> {
+    let run = || -> Result<(), OpError> {
+        let txn = db.begin_write()?;
+        txn.open_table(JOBS)?;
+        txn.open_table(JOBS_BY_TIME)?;
+        txn.open_table(HISTORY)?;
+        txn.open_table(LOGS)?;
+        txn.open_table(EXPIRY)?;
+        txn.open_table(IDEMPOTENCY)?;
+        txn.open_table(LEASES)?;
+        txn.open_table(WEBHOOKS)?;
+        txn.commit()?;
+        Ok(())
+    };
+    run().map_err(OpError::into_store)
+}
+
+/// An operation's failure: a store answer (conflict, not found, ...) or redb's.
+#[derive(Debug)]
+pub(crate) enum OpError {
+    Store(StoreError),
+    Db(redb::Error),
+}
+
+impl OpError {
+    pub(crate) fn corrupt(message: String) -> Self {
+        OpError::Store(StoreError::Corrupt(message))
+    }
+
+    pub(crate) fn into_store(self) -> StoreError {
+        match self {
+            OpError::Store(error) => error,
+            // A full disk, an I/O error, a damaged file: the caller may retry later.
+            OpError::Db(error) => StoreError::unavailable(error),
+        }
+    }
+}
+
+impl<E: Into<redb::Error>> From<E> for OpError {
+    fn from(error: E) -> Self {
+        OpError::Db(error.into())
+    }
+}
+
+pub(crate) fn encode(value: &impl Serialize) -> Result<Vec<u8>, OpError> {
+    serde_json::to_vec(value).map_err(|e| OpError::corrupt(format!("cannot encode: {e}")))
+}
+
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, OpError> {
+    serde_json::from_slice(bytes).map_err(|e| OpError::corrupt(e.to_string()))
+}
+
+pub(crate) fn decode_job(bytes: &[u8]) -> Result<Job, OpError> {
+    decode(bytes)
+}
+
+/// 100 ns ticks since 1582 (a v1 id's clock) of a time.
+pub(crate) fn ticks(time: DateTime<Utc>) -> u64 {
+    const UNIX_TO_GREGORIAN: i64 = 0x01B2_1DD2_1381_4000;
+    let nanos = time.timestamp_nanos_opt().unwrap_or(i64::MAX);
+    u64::try_from(nanos / 100 + UNIX_TO_GREGORIAN).unwrap_or(0)
+}
+
+/// A job's key in `jobs_by_time`: its id's clock, then the id.
+pub(crate) fn id_key(id: JobId) -> (u64, u128) {
+    let tick = id
+        .get_timestamp()
+        .map_or(0, |timestamp| timestamp.to_gregorian().0);
+    (tick, id.as_u128())
+}
+
+pub(crate) fn time_key(job: &Job) -> (u64, u128) {
+    id_key(job.id)
+}
+
+/// What `jobs_by_time` keeps of a job to filter listings without reading it.
+pub(crate) fn summary(job: &Job) -> String {
+    format!(
+        "{}\0{}\0{}\0{}",
+        job.service,
+        job.task,
+        job.domain,
+        job.state.as_str()
+    )
+}
+
+pub(crate) fn summary_matches(summary: &str, query: &JobQuery) -> bool {
+    let mut fields = summary.split('\0');
+    let mut check = |wanted: Option<&str>| {
+        let field = fields.next();
+        wanted.is_none_or(|wanted| field == Some(wanted))
+    };
+    check(query.service.as_deref())
+        && check(query.task.as_deref())
+        && check(query.domain.as_deref())
+        && check(query.state.map(|s| s.as_str()))
+}
+
+/// What `idempotency` keeps per key.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct IdempotencyRecord {
+    pub fingerprint: String,
+    pub job_id: u128,
+    pub created_ms: i64,
+}
+
+impl IdempotencyRecord {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        // A struct of a string and two integers always serializes.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, OpError> {
+        decode(bytes)
+    }
+}
+
+/// What `leases` keeps per name.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct StoredLease {
+    pub holder: String,
+    pub expires_at: DateTime<Utc>,
+}
