@@ -20,7 +20,7 @@ pub(crate) fn routes() -> Router<AppState> {
 }
 
 async fn list(State(state): State<AppState>) -> Json<Vec<PluginStatus>> {
-    Json(state.registry.list())
+    Json(state.registry().list())
 }
 
 async fn one(
@@ -28,23 +28,19 @@ async fn one(
     Path(task): Path<String>,
 ) -> Result<Json<PluginStatus>, Problem> {
     state
-        .registry
+        .registry()
         .status(&task)
         .map(Json)
         .ok_or_else(|| no_such_task(&task))
 }
 
 async fn reload(State(state): State<AppState>) -> Json<Vec<PluginStatus>> {
-    state.registry.rescan().await;
-    Json(state.registry.list())
+    state.registry().rescan().await;
+    Json(state.registry().list())
 }
 
 fn no_such_task(task: &str) -> Problem {
-    Problem::new(
-        StatusCode::NOT_FOUND,
-        "no such task",
-        format!("no plugin is loaded for task {task:?}"),
-    )
+    Problem::no_such_task(task)
 }
 
 /// `POST /v1/plugins/{task}/render`.
@@ -87,7 +83,7 @@ async fn render(
     body: Result<Json<RenderRequest>, JsonRejection>,
 ) -> Result<Json<Rendered>, Problem> {
     let plugin = state
-        .registry
+        .registry()
         .get(&task)
         .ok_or_else(|| no_such_task(&task))?;
     let Json(request) = body.map_err(|e| Problem::from_json_rejection(&e))?;
@@ -134,7 +130,7 @@ async fn render(
             message: "not an arch of this task".into(),
         }]));
     }
-    let id = uuid::Uuid::now_v1(&node_id()).to_string();
+    let id = omni_store::new_job_id().to_string();
     let job = JobContext {
         name: format!("omni-{id}"),
         job_id: id,
@@ -148,16 +144,4 @@ async fn render(
         .await
         .map_err(Problem::from_plugin)?;
     Ok(Json(rendered))
-}
-
-/// This process's node id for v1 UUIDs: random once per process, as RFC 9562 allows.
-fn node_id() -> [u8; 6] {
-    static NODE: std::sync::OnceLock<[u8; 6]> = std::sync::OnceLock::new();
-    *NODE.get_or_init(|| {
-        let random = uuid::Uuid::new_v4();
-        let mut node = [0u8; 6];
-        node.copy_from_slice(&random.as_bytes()[..6]);
-        node[0] |= 0x01; // multicast bit: not a real MAC address
-        node
-    })
 }

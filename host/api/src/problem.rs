@@ -6,7 +6,12 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use omni_jobs::JobError;
 use omni_runtime::{FieldError, PluginError};
+use omni_store::StoreError;
+
+/// What `Retry-After` says when the store is unavailable.
+pub const RETRY_AFTER_SECS: u32 = 2;
 use serde::Serialize;
 
 /// A problem answer.
@@ -24,6 +29,9 @@ pub struct Problem {
     /// Fields that were wrong, by JSON Pointer into the request body.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// Seconds after which a retry may succeed (`Retry-After`, with 503).
+    #[serde(skip)]
+    pub retry_after: Option<u32>,
 }
 
 impl Problem {
@@ -35,7 +43,104 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             errors: Vec::new(),
+            retry_after: None,
         }
+    }
+
+    /// One field error under `path`.
+    pub fn field(path: &str, message: impl Into<String>) -> FieldError {
+        FieldError {
+            path: path.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// 400 with field errors.
+    pub fn bad_request(detail: impl Into<String>, errors: Vec<FieldError>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid request", detail).with_errors(errors)
+    }
+
+    /// 404 for a job id that names no job (or is not an id at all).
+    pub fn no_such_job(id: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "no such job", format!("no job {id}"))
+    }
+
+    /// A store failure: 503 with `Retry-After` when it is unreachable (the client may retry; the
+    /// service recovers by itself), 500 for damaged data; 409 for an idempotency key reused with
+    /// another request.
+    pub fn from_store(error: StoreError) -> Self {
+        match error {
+            StoreError::Unavailable { .. } => {
+                tracing::warn!(error = %error, "store unavailable");
+                let mut problem = Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store unavailable",
+                    "the job store cannot be reached; retry later",
+                );
+                problem.retry_after = Some(RETRY_AFTER_SECS);
+                problem
+            }
+            StoreError::IdempotencyConflict { key, job_id } => Self::new(
+                StatusCode::CONFLICT,
+                "idempotency key reused",
+                format!(
+                    "Idempotency-Key {key:?} was used for another request (it made job {job_id})"
+                ),
+            ),
+            StoreError::NotFound(id) => Self::no_such_job(&id.to_string()),
+            other => {
+                tracing::error!(error = %other, "store error");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error",
+                    "the server failed; the error is in its log",
+                )
+            }
+        }
+    }
+
+    /// The job service's refusals, status by status.
+    pub fn from_jobs(error: JobError) -> Self {
+        match error {
+            JobError::NoSuchTask(task) => Self::no_such_task(&task),
+            JobError::UnsupportedArch {
+                task,
+                arch,
+                supported,
+            } => {
+                let known = if omni_arch::is_known(&arch) {
+                    ""
+                } else {
+                    " (not an arch Omni knows)"
+                };
+                Self::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "unsupported arch",
+                    format!(
+                        "task {task} builds for {}, not {arch:?}{known}",
+                        supported.join(", ")
+                    ),
+                )
+                .with_errors(vec![Self::field("/arch", "not an arch of this task")])
+            }
+            JobError::Plugin(error) => Self::from_plugin(error),
+            JobError::NotFound(id) => Self::no_such_job(&id.to_string()),
+            JobError::Illegal { id, from, to } => Self::new(
+                StatusCode::CONFLICT,
+                "illegal transition",
+                format!("job {id} is {from} and cannot become {to}"),
+            ),
+            JobError::Store(error) => Self::from_store(error),
+        }
+    }
+
+    /// 404 for a task no plugin serves.
+    pub fn no_such_task(task: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "no such task",
+            format!("no plugin is loaded for task {task:?}"),
+        )
     }
 
     /// Adds field errors.
@@ -103,11 +208,17 @@ impl Problem {
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let retry_after = self.retry_after;
         let mut response = (status, Json(self)).into_response();
         response.headers_mut().insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
         response
     }
 }

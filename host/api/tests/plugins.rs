@@ -1,52 +1,12 @@
 //! The plugin routes through the router (`oneshot`), with the real components and templates.
 
+mod common;
+
 use axum::body::Body;
-use axum::http::{Request, StatusCode, header};
-use http_body_util::BodyExt;
-use omni_api::{AppState, DEFAULT_BODY_LIMIT, router};
-use serde_json::{Value, json};
-use tower::ServiceExt;
-
-fn app(plugins: &[&str]) -> (tempfile::TempDir, axum::Router) {
-    let (dir, registry) =
-        omni_test_support::registry(omni_test_support::sandbox(json!({})), plugins);
-    let state = AppState {
-        registry,
-        namespace: "omni-jobs".into(),
-        body_limit: DEFAULT_BODY_LIMIT,
-    };
-    (dir, router(state))
-}
-
-async fn call(
-    app: &axum::Router,
-    method: &str,
-    uri: &str,
-    body: Option<Body>,
-) -> (StatusCode, String, Value) {
-    let mut request = Request::builder().method(method).uri(uri);
-    if body.is_some() {
-        request = request.header(header::CONTENT_TYPE, "application/json");
-    }
-    let response = app
-        .clone()
-        .oneshot(request.body(body.unwrap_or_else(Body::empty)).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let content_type = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    let value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-    (status, content_type, value)
-}
-
-fn json_body(value: &Value) -> Option<Body> {
-    Some(Body::from(value.to_string()))
-}
+use axum::http::StatusCode;
+use common::{app, call, json_body};
+use omni_api::DEFAULT_BODY_LIMIT;
+use serde_json::json;
 
 #[tokio::test]
 async fn lists_and_shows_the_loaded_plugins() {
@@ -201,7 +161,7 @@ async fn health_readiness_and_reload() {
     let (dir, app) = app(&["srpm"]);
     assert_eq!(call(&app, "GET", "/healthz", None).await.0, StatusCode::OK);
     assert_eq!(call(&app, "GET", "/readyz", None).await.0, StatusCode::OK);
-    std::fs::remove_file(dir.path().join("srpm.wasm")).unwrap();
+    std::fs::remove_file(dir.plugins.path().join("srpm.wasm")).unwrap();
     let (status, _, list) = call(&app, "POST", "/v1/plugins/reload", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(list, json!([]));

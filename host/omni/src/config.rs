@@ -9,6 +9,11 @@
 //! namespace = "omni-jobs"          # Kubernetes namespace of the jobs' objects
 //! body_limit_kib = 1024            # largest request body
 //!
+//! [store.embedded]               # the default store: one file under data_dir
+//! job_ttl = "30d"                  # finished jobs (with history and logs) are removed after this
+//! idempotency_ttl = "24h"          # how long an Idempotency-Key is remembered
+//! sweep_interval = "10m"           # how often expired records are removed
+//!
 //! [plugins]
 //! max_instances = 256              # plugin instances running at once (0: no pooling)
 //! [plugins.limits.default]
@@ -24,6 +29,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use omni_runtime::LimitsConfig;
+use omni_store_embedded::EmbeddedConfig;
 use serde::Deserialize;
 
 use crate::default_path;
@@ -38,7 +44,15 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub namespace: String,
     pub body_limit_kib: usize,
+    pub store: StoreConfig,
     pub plugins: PluginsConfig,
+}
+
+/// `[store]`: which backend keeps jobs and logs, and its settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    pub embedded: EmbeddedConfig,
 }
 
 /// `[plugins]`.
@@ -67,6 +81,7 @@ impl Default for Config {
             data_dir: default_path("./.omni/data"),
             namespace: "omni-jobs".to_owned(),
             body_limit_kib: 1024,
+            store: StoreConfig::default(),
             plugins: PluginsConfig::default(),
         }
     }
@@ -102,5 +117,11 @@ mod tests {
         assert!(err.to_string().contains("unknown field `listne`"), "{err}");
         let err = toml::from_str::<Config>("[plugins.limits.default]\ntimeout = 1\n").unwrap_err();
         assert!(err.to_string().contains("unknown field `timeout`"), "{err}");
+        let err = toml::from_str::<Config>("[store.embedded]\njob_tll = \"1d\"\n").unwrap_err();
+        assert!(err.to_string().contains("unknown field `job_tll`"), "{err}");
+        let err = toml::from_str::<Config>("[store.embedded]\njob_ttl = \"soon\"\n").unwrap_err();
+        assert!(err.to_string().contains("job_ttl"), "{err}");
+        let config: Config = toml::from_str("[store.embedded]\njob_ttl = \"7d\"\n").unwrap();
+        assert_eq!(config.store.embedded.job_ttl.as_secs(), 7 * 24 * 3600);
     }
 }

@@ -7,7 +7,10 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Args;
 use omni_api::AppState;
+use omni_jobs::JobService;
 use omni_runtime::{Registry, Sandbox, SandboxConfig, Templates};
+use omni_store::Store;
+use omni_store_embedded::EmbeddedStore;
 
 use crate::config::Config;
 
@@ -26,7 +29,7 @@ pub struct ServeArgs {
     /// Directory of the tasks' templates, one subdirectory per task [default: ./templates].
     #[arg(long, env = "OMNI_TEMPLATE_DIR")]
     template_dir: Option<PathBuf>,
-    /// Directory of Omni's own data (compile cache) [default: ./.omni/data].
+    /// Directory of Omni's own data (the embedded store, the compile cache) [default: ./.omni/data].
     #[arg(long, env = "OMNI_DATA_DIR")]
     data_dir: Option<PathBuf>,
 }
@@ -88,6 +91,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         templates,
     )?;
     let registry = Arc::new(Registry::new(Arc::new(sandbox), &config.plugin_dir));
+    let store = open_store(&config)?;
+    store
+        .ping()
+        .await
+        .with_context(|| format!("the {} store does not answer", store.kind()))?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -100,7 +108,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tokio::spawn(rescan_on_sighup(Arc::clone(&registry)));
 
     let app = omni_api::router(AppState {
-        registry,
+        jobs: JobService::new(store, registry),
         namespace: config.namespace.clone(),
         body_limit: config.body_limit_kib << 10,
     });
@@ -110,6 +118,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await?;
     tracing::info!("omni stopped");
     Ok(())
+}
+
+/// The configured store, opened and checked.
+fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let dir = config.data_dir.join("store");
+    let store = EmbeddedStore::open(&dir, config.store.embedded.clone())
+        .with_context(|| format!("cannot open the embedded store in {}", dir.display()))?;
+    store.spawn_sweeper();
+    tracing::info!(path = %store.path().display(), "embedded store open");
+    Ok(Arc::new(store))
 }
 
 async fn rescan_on_sighup(registry: Arc<Registry>) {

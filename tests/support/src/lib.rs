@@ -70,6 +70,29 @@ pub fn registry(sandbox: Arc<Sandbox>, names: &[&str]) -> (tempfile::TempDir, Ar
     (dir, registry)
 }
 
+/// A job service over the named plugins and an embedded store, both in temporary directories
+/// that live as long as the returned guard.
+pub fn job_service(names: &[&str]) -> (Dirs, omni_jobs::JobService) {
+    let (plugins, registry) = registry(sandbox(serde_json::json!({})), names);
+    let data = tempfile::tempdir().unwrap();
+    let store = omni_store_embedded::EmbeddedStore::open(
+        data.path(),
+        omni_store_embedded::EmbeddedConfig::default(),
+    )
+    .unwrap();
+    let service = omni_jobs::JobService::new(Arc::new(store), registry);
+    (Dirs { plugins, data }, service)
+}
+
+/// Temporary directories a test keeps until it ends.
+#[derive(Debug)]
+pub struct Dirs {
+    /// The plugins directory.
+    pub plugins: tempfile::TempDir,
+    /// The data directory (the store).
+    pub data: tempfile::TempDir,
+}
+
 /// A job context for `arch`.
 pub fn job(arch: &str) -> omni_runtime::JobContext {
     omni_runtime::JobContext {

@@ -1,0 +1,354 @@
+//! The job routes: create, get, list, cancel and purge (../shared/API.md, "Jobs").
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use omni_jobs::{Cancelled, Submission};
+use omni_runtime::FieldError;
+use omni_store::{Created, IdempotencyKey, Job, JobId, JobQuery, JobState, token};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::plugins::is_name;
+use crate::{AppState, Problem};
+
+/// The header that makes a submission safe to retry.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+/// The longest idempotency key accepted.
+pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", post(create).get(list))
+        .route("/{id}", get(one).delete(cancel))
+}
+
+/// `POST /v1/jobs`.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateJob {
+    /// The asking service.
+    pub service: String,
+    /// The task type.
+    pub task: String,
+    /// The tenant; `default` when absent.
+    #[serde(default = "default_domain")]
+    pub domain: String,
+    /// The API arch; `x86_64` when absent.
+    #[serde(default = "default_arch")]
+    pub arch: String,
+    /// The task's params (an object).
+    pub params: Value,
+}
+
+fn default_domain() -> String {
+    "default".to_owned()
+}
+
+fn default_arch() -> String {
+    "x86_64".to_owned()
+}
+
+const NAME_RULE: &str = "must be lowercase letters, digits and '-', 1 to 63 long";
+
+impl CreateJob {
+    fn check(&self) -> Vec<FieldError> {
+        let mut errors = Vec::new();
+        for (path, value) in [
+            ("/service", &self.service),
+            ("/task", &self.task),
+            ("/domain", &self.domain),
+        ] {
+            if !is_name(value) {
+                errors.push(Problem::field(path, NAME_RULE));
+            }
+        }
+        if self.arch.is_empty() {
+            errors.push(Problem::field("/arch", "must not be empty"));
+        }
+        if !self.params.is_object() {
+            errors.push(Problem::field("/params", "must be a JSON object"));
+        }
+        errors
+    }
+
+    /// The request's bytes with object keys sorted: two bodies that mean the same (keys in
+    /// another order, defaults written out or left away) have the same fingerprint.
+    fn canonical(&self) -> Vec<u8> {
+        let value = serde_json::json!({
+            "service": self.service,
+            "task": self.task,
+            "domain": self.domain,
+            "arch": self.arch,
+            "params": self.params,
+        });
+        canonical(&value).to_string().into_bytes()
+    }
+}
+
+fn canonical(value: &Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k.clone(), canonical(v)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
+        other => other.clone(),
+    }
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let bad = || {
+        Problem::bad_request(
+            "the Idempotency-Key header is not valid",
+            vec![Problem::field(
+                "/headers/idempotency-key",
+                format!("must be 1 to {MAX_IDEMPOTENCY_KEY} visible ASCII characters"),
+            )],
+        )
+    };
+    let key = value.to_str().map_err(|_| bad())?;
+    if key.is_empty()
+        || key.len() > MAX_IDEMPOTENCY_KEY
+        || !key.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return Err(bad());
+    }
+    Ok(Some(key.to_owned()))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Json<CreateJob>, JsonRejection>,
+) -> Result<Response, Problem> {
+    let Json(request) = body.map_err(|e| Problem::from_json_rejection(&e))?;
+    let errors = request.check();
+    if !errors.is_empty() {
+        return Err(Problem::bad_request("some fields are wrong", errors));
+    }
+    let idempotency = idempotency_key(&headers)?.map(|key| {
+        // Scoped by domain, so tenants cannot collide (or probe each other's keys).
+        IdempotencyKey::new(format!("{}/{key}", request.domain), &request.canonical())
+    });
+    let created = state
+        .jobs
+        .submit(Submission {
+            service: request.service,
+            task: request.task,
+            domain: request.domain,
+            arch: request.arch,
+            params: request.params,
+            idempotency,
+        })
+        .await
+        .map_err(Problem::from_jobs)?;
+    let (status, job) = match created {
+        Created::New(job) => (StatusCode::CREATED, job),
+        Created::Existing(job) => (StatusCode::OK, job),
+    };
+    Ok(with_location(status, job))
+}
+
+fn with_location(status: StatusCode, job: Job) -> Response {
+    let location = format!("/v1/jobs/{}", job.id);
+    let mut response = (status, Json(job)).into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+fn parse_id(id: &str) -> Result<JobId, Problem> {
+    JobId::parse_str(id)
+        .ok()
+        .filter(|id| id.get_version_num() == 1)
+        .ok_or_else(|| Problem::no_such_job(id))
+}
+
+async fn one(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Job>, Problem> {
+    let id = parse_id(&id)?;
+    state
+        .jobs
+        .get(id)
+        .await
+        .map(Json)
+        .map_err(Problem::from_jobs)
+}
+
+/// `GET /v1/jobs` query parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    service: Option<String>,
+    task: Option<String>,
+    domain: Option<String>,
+    state: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<String>,
+    page_token: Option<String>,
+}
+
+/// A page of jobs.
+#[derive(Debug, Serialize)]
+pub struct JobList {
+    /// The jobs, newest first.
+    pub items: Vec<Job>,
+    /// The token of the next page, if there may be one.
+    pub next_page_token: Option<String>,
+}
+
+impl ListParams {
+    fn query(self) -> Result<(JobQuery, Option<String>), Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let mut name = |path: &str, value: Option<String>| {
+            value.filter(|v| {
+                let ok = is_name(v);
+                if !ok {
+                    errors.push(Problem::field(path, NAME_RULE));
+                }
+                ok
+            })
+        };
+        let service = name("/query/service", self.service);
+        let task = name("/query/task", self.task);
+        let domain = name("/query/domain", self.domain);
+        let state = self.state.and_then(|s| match s.parse::<JobState>() {
+            Ok(state) => Some(state),
+            Err(e) => {
+                errors.push(Problem::field("/query/state", e.to_string()));
+                None
+            }
+        });
+        let mut time = |path: &str, value: Option<String>| {
+            value.and_then(|v| match DateTime::parse_from_rfc3339(&v) {
+                Ok(t) => Some(t.with_timezone(&Utc)),
+                Err(_) => {
+                    errors.push(Problem::field(
+                        path,
+                        "must be an RFC 3339 time, e.g. 2026-11-23T20:00:00Z",
+                    ));
+                    None
+                }
+            })
+        };
+        let since = time("/query/since", self.since);
+        let until = time("/query/until", self.until);
+        let limit = match self.limit.map(|l| l.parse::<usize>()) {
+            None => JobQuery::DEFAULT_LIMIT,
+            Some(Ok(limit)) if (1..=JobQuery::MAX_LIMIT).contains(&limit) => limit,
+            Some(_) => {
+                errors.push(Problem::field(
+                    "/query/limit",
+                    format!("must be a whole number from 1 to {}", JobQuery::MAX_LIMIT),
+                ));
+                JobQuery::DEFAULT_LIMIT
+            }
+        };
+        if errors.is_empty() {
+            let query = JobQuery {
+                service,
+                task,
+                domain,
+                state,
+                since,
+                until,
+                limit,
+                after: None,
+            };
+            Ok((query, self.page_token))
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+async fn list(
+    State(state): State<AppState>,
+    params: Result<Query<ListParams>, QueryRejection>,
+) -> Result<Json<JobList>, Problem> {
+    let Query(params) = params.map_err(|e| {
+        Problem::bad_request(format!("the query is not valid: {}", e.body_text()), vec![])
+    })?;
+    let (mut query, page_token) = params
+        .query()
+        .map_err(|errors| Problem::bad_request("some query parameters are wrong", errors))?;
+    if let Some(page_token) = page_token {
+        query.after = Some(token::decode(&query, &page_token).map_err(|e| {
+            Problem::bad_request(
+                e.to_string(),
+                vec![Problem::field("/query/page_token", e.to_string())],
+            )
+        })?);
+    }
+    let page = state.jobs.list(&query).await.map_err(Problem::from_jobs)?;
+    Ok(Json(JobList {
+        next_page_token: page.next.map(|last| token::encode(&query, last)),
+        items: page.items,
+    }))
+}
+
+/// `DELETE /v1/jobs/{id}` query parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CancelParams {
+    #[serde(default)]
+    purge: bool,
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    params: Result<Query<CancelParams>, QueryRejection>,
+) -> Result<Response, Problem> {
+    let Query(params) = params.map_err(|e| {
+        Problem::bad_request(
+            format!("the query is not valid: {}", e.body_text()),
+            vec![Problem::field("/query/purge", "must be true or false")],
+        )
+    })?;
+    let id = parse_id(&id)?;
+    if params.purge {
+        state.jobs.purge(id).await.map_err(Problem::from_jobs)?;
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    match state.jobs.cancel(id).await.map_err(Problem::from_jobs)? {
+        Cancelled::Now(job) => Ok((StatusCode::ACCEPTED, Json(job)).into_response()),
+        Cancelled::AlreadyEnded(job) => Ok((StatusCode::OK, Json(job)).into_response()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fingerprint_ignores_key_order_and_written_defaults() {
+        let a: CreateJob = serde_json::from_str(
+            r#"{"service":"obs","task":"rpm","params":{"b":1,"a":{"y":2,"x":3}}}"#,
+        )
+        .unwrap();
+        let b: CreateJob = serde_json::from_str(
+            r#"{"params":{"a":{"x":3,"y":2},"b":1},"domain":"default","arch":"x86_64","task":"rpm","service":"obs"}"#,
+        )
+        .unwrap();
+        assert_eq!(a.canonical(), b.canonical());
+        let c: CreateJob =
+            serde_json::from_str(r#"{"service":"obs","task":"rpm","params":{"b":2}}"#).unwrap();
+        assert_ne!(a.canonical(), c.canonical());
+    }
+}

@@ -1,0 +1,331 @@
+//! # omni-jobs: the job service
+//!
+//! [`JobService`] is the one way jobs are made and moved. A submission goes to the task's plugin
+//! for validation, becomes a `pending` job in the [`Store`] (durably, before anyone is told), and
+//! is announced as a [`JobEvent`]. Every later move — the scheduler's, an engine's, a cancel —
+//! goes through [`JobService::transition`], which checks it against the state machine's table
+//! and writes it with compare-and-set, so racing moves cannot produce an illegal history: the
+//! loser re-reads and finds the job already moved.
+//!
+//! It knows the store and the plugin registry; it knows nothing of HTTP (the API maps
+//! [`JobError`] to statuses) or of engines (which call it).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use omni_runtime::{FieldError, PluginError, Registry};
+use omni_store::{
+    Created, IdempotencyKey, Job, JobId, JobPage, JobQuery, JobState, PluginRef, StateChange, Step,
+    StepState, Store, StoreError, Transition,
+};
+use serde::Serialize;
+use tokio::sync::broadcast;
+
+/// How many events a slow subscriber may fall behind before it misses some (it is told).
+const EVENT_BUFFER: usize = 4096;
+
+/// A job's state change, as subscribers (SSE, webhooks) get it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobEvent {
+    /// The job.
+    pub job_id: JobId,
+    /// Its service.
+    pub service: String,
+    /// Its task.
+    pub task: String,
+    /// Its domain.
+    pub domain: String,
+    /// The state before (none when the job was created).
+    pub from: Option<JobState>,
+    /// The state after.
+    pub to: JobState,
+    /// When.
+    pub time: DateTime<Utc>,
+    /// Why.
+    pub message: Option<String>,
+    /// The change's place in the job's history.
+    pub seq: u32,
+}
+
+impl JobEvent {
+    fn new(job: &Job, change: &StateChange) -> Self {
+        JobEvent {
+            job_id: job.id,
+            service: job.service.clone(),
+            task: job.task.clone(),
+            domain: job.domain.clone(),
+            from: change.from,
+            to: change.to,
+            time: change.time,
+            message: change.message.clone(),
+            seq: change.seq,
+        }
+    }
+}
+
+/// A job to make.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    /// The asking service.
+    pub service: String,
+    /// The task type.
+    pub task: String,
+    /// The tenant.
+    pub domain: String,
+    /// The API arch.
+    pub arch: String,
+    /// The task's params (a JSON object).
+    pub params: serde_json::Value,
+    /// The client's idempotency key, if it sent one.
+    pub idempotency: Option<IdempotencyKey>,
+}
+
+/// What a cancel did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cancelled {
+    /// The job was cancelled now.
+    Now(Job),
+    /// It had already ended; nothing changed.
+    AlreadyEnded(Job),
+}
+
+/// Why the service said no.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// No plugin is loaded for the task.
+    #[error("no plugin is loaded for task {0:?}")]
+    NoSuchTask(String),
+    /// The task's plugin does not build for the arch.
+    #[error("task {task} builds for {}, not {arch:?}", supported.join(", "))]
+    UnsupportedArch {
+        /// The task.
+        task: String,
+        /// The arch asked for.
+        arch: String,
+        /// The arches it builds for.
+        supported: Vec<String>,
+    },
+    /// The plugin failed (rejected the params, or broke).
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    /// No job has that id.
+    #[error("no job {0}")]
+    NotFound(JobId),
+    /// A move the state machine does not allow from where the job is.
+    #[error("job {id} is {from} and cannot move to {to}")]
+    Illegal {
+        /// The job.
+        id: JobId,
+        /// Where it is.
+        from: JobState,
+        /// Where it was asked to go.
+        to: JobState,
+    },
+    /// The store failed (unavailable, conflicting idempotency key, ...).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl JobError {
+    /// The plugin's field errors, when it rejected the params.
+    pub fn field_errors(&self) -> Option<&[FieldError]> {
+        match self {
+            JobError::Plugin(PluginError::InvalidParams { errors, .. }) => Some(errors),
+            _ => None,
+        }
+    }
+}
+
+/// The job service. Cloning shares it.
+#[derive(Debug, Clone)]
+pub struct JobService {
+    store: Arc<dyn Store>,
+    registry: Arc<Registry>,
+    events: broadcast::Sender<JobEvent>,
+}
+
+impl JobService {
+    /// A service over `store` with the plugins of `registry`.
+    pub fn new(store: Arc<dyn Store>, registry: Arc<Registry>) -> Self {
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        JobService {
+            store,
+            registry,
+            events,
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The plugins.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Every job change from now on, in the order this replica wrote them.
+    pub fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
+        self.events.subscribe()
+    }
+
+    /// Validates a submission with its task's plugin and stores it as a `pending` job. With an
+    /// idempotency key seen before (same request), returns the job it made.
+    ///
+    /// # Errors
+    /// [`JobError::NoSuchTask`], [`JobError::UnsupportedArch`], [`JobError::Plugin`] (with the
+    /// field errors when the params are wrong), [`JobError::Store`] (unavailable, or the key was
+    /// used for another request).
+    pub async fn submit(&self, submission: Submission) -> Result<Created, JobError> {
+        let plugin = self
+            .registry
+            .get(&submission.task)
+            .ok_or_else(|| JobError::NoSuchTask(submission.task.clone()))?;
+        let info = plugin.info();
+        if !info.arches.contains(&submission.arch) {
+            return Err(JobError::UnsupportedArch {
+                task: submission.task,
+                arch: submission.arch,
+                supported: info.arches.clone(),
+            });
+        }
+        plugin.validate(submission.params.to_string()).await?;
+        let id = omni_store::new_job_id();
+        // The creation time is the id's, to the millisecond: listings ordered by id are ordered
+        // by creation time.
+        let created_at = omni_store::id_time(id).map_or_else(omni_store::now, |t| {
+            chrono::SubsecRound::trunc_subsecs(t, 3)
+        });
+        let job = Job {
+            id,
+            service: submission.service,
+            task: submission.task,
+            domain: submission.domain,
+            arch: submission.arch,
+            state: JobState::Pending,
+            params: submission.params,
+            plugin: PluginRef {
+                task: info.task.clone(),
+                version: info.version.clone(),
+                digest: plugin.digest().to_owned(),
+            },
+            engine: None,
+            message: None,
+            steps: info
+                .steps
+                .iter()
+                .map(|name| Step {
+                    name: name.clone(),
+                    state: StepState::Pending,
+                })
+                .collect(),
+            created_at,
+            updated_at: created_at,
+            started_at: None,
+            finished_at: None,
+        };
+        let created = self
+            .store
+            .create_job(&job, submission.idempotency.as_ref())
+            .await?;
+        if let Created::New(job) = &created {
+            let change = StateChange {
+                job_id: job.id,
+                seq: 0,
+                from: None,
+                to: JobState::Pending,
+                time: job.created_at,
+                message: None,
+            };
+            self.publish(job, &change);
+        }
+        Ok(created)
+    }
+
+    /// The job with that id.
+    ///
+    /// # Errors
+    /// [`JobError::NotFound`], [`JobError::Store`].
+    pub async fn get(&self, id: JobId) -> Result<Job, JobError> {
+        self.store.get_job(id).await?.ok_or(JobError::NotFound(id))
+    }
+
+    /// A page of jobs.
+    ///
+    /// # Errors
+    /// [`JobError::Store`].
+    pub async fn list(&self, query: &JobQuery) -> Result<JobPage, JobError> {
+        Ok(self.store.list_jobs(query).await?)
+    }
+
+    /// Moves a job to `to` from whatever state it is in, if the table allows that move; the one
+    /// way states change. A move that loses a race re-reads the job and is checked again, so a
+    /// cancel racing a completion either cancels or finds the job ended.
+    ///
+    /// # Errors
+    /// [`JobError::Illegal`] when the job's state (as it is now) does not allow the move;
+    /// [`JobError::NotFound`]; [`JobError::Store`].
+    pub async fn transition(
+        &self,
+        id: JobId,
+        to: JobState,
+        message: Option<String>,
+    ) -> Result<Job, JobError> {
+        loop {
+            let job = self.get(id).await?;
+            if !job.state.can_move_to(to) {
+                return Err(JobError::Illegal {
+                    id,
+                    from: job.state,
+                    to,
+                });
+            }
+            let mut transition = Transition::new(job.state, to);
+            transition.message.clone_from(&message);
+            match self.store.transition(id, &transition).await {
+                Ok((job, change)) => {
+                    self.publish(&job, &change);
+                    return Ok(job);
+                }
+                // Someone moved it first: look again.
+                Err(StoreError::Conflict { .. }) => {}
+                Err(StoreError::NotFound(id)) => return Err(JobError::NotFound(id)),
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
+    /// Cancels a job that has not ended.
+    ///
+    /// # Errors
+    /// [`JobError::NotFound`], [`JobError::Store`].
+    pub async fn cancel(&self, id: JobId) -> Result<Cancelled, JobError> {
+        match self
+            .transition(id, JobState::Cancelled, Some("cancelled by request".into()))
+            .await
+        {
+            Ok(job) => Ok(Cancelled::Now(job)),
+            Err(JobError::Illegal { .. }) => Ok(Cancelled::AlreadyEnded(self.get(id).await?)),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Cancels a job if it has not ended, then deletes it with its history and logs.
+    ///
+    /// # Errors
+    /// [`JobError::NotFound`], [`JobError::Store`].
+    pub async fn purge(&self, id: JobId) -> Result<(), JobError> {
+        self.cancel(id).await?;
+        if self.store.purge_job(id).await? {
+            Ok(())
+        } else {
+            Err(JobError::NotFound(id))
+        }
+    }
+
+    fn publish(&self, job: &Job, change: &StateChange) {
+        // No subscribers is fine: nothing listens yet.
+        let _ = self.events.send(JobEvent::new(job, change));
+    }
+}
