@@ -226,3 +226,79 @@ fn plugin_render_runs_a_plugin_without_a_server() {
         "{stderr}"
     );
 }
+
+/// Every job answered 201 is on disk: submissions race a SIGKILL, and after a restart on the
+/// same data directory each acknowledged job reads back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_jobs_survive_a_killed_server() {
+    let plugins = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    install(plugins.path(), "srpm");
+    let mut server = serve(plugins.path(), data.path());
+    let url = server.url.clone();
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let clients: Vec<_> = (0..8)
+        .map(|client| {
+            let url = url.clone();
+            let acknowledged = acknowledged.clone();
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                for i in 0.. {
+                    let body = json!({"service": "obs", "task": "srpm",
+                        "params": {"spec": format!("Name: c{client}-{i}\n")}});
+                    let Ok(response) = http.post(format!("{url}/v1/jobs")).json(&body).send().await
+                    else {
+                        return;
+                    };
+                    if response.status() != 201 {
+                        return;
+                    }
+                    let Ok(job) = response.json::<Value>().await else {
+                        return;
+                    };
+                    acknowledged
+                        .lock()
+                        .unwrap()
+                        .push(job["id"].as_str().unwrap().to_owned());
+                }
+            })
+        })
+        .collect();
+    while acknowledged.lock().unwrap().len() < 300 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    for client in clients {
+        client.await.unwrap();
+    }
+    let acknowledged = acknowledged.lock().unwrap().clone();
+
+    let server = serve(plugins.path(), data.path());
+    for id in &acknowledged {
+        let (status, job) = get(&format!("{}/v1/jobs/{id}", server.url)).await;
+        assert_eq!(status, 200, "job {id} was acknowledged and is gone: {job}");
+        assert_eq!(job["state"], "pending");
+    }
+}
+
+#[test]
+fn serve_refuses_a_data_directory_another_server_holds() {
+    let plugins = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let _first = serve(plugins.path(), data.path());
+    let output = omni()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .arg("--plugin-dir")
+        .arg(plugins.path())
+        .arg("--data-dir")
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("cannot open the embedded store in"),
+        "{stderr}"
+    );
+}
