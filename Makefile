@@ -44,9 +44,12 @@ lint:
 test: lint plugins
 	$(CARGO) test --locked --workspace
 
-## bench: the plugin host's performance figures (README, "Performance").
+## bench: the performance figures of the README ("Performance"): the plugin host, then the job
+## service on each store (the Cassandra testbed is started, or OMNI_TEST_CASSANDRA is used).
 bench: plugins
 	$(CARGO) bench --locked -p omni-runtime --bench plugins
+	OMNI_TEST_CASSANDRA=$${OMNI_TEST_CASSANDRA:-$$(./tests/testbed/cassandra.sh start)} \
+		$(CARGO) bench --locked -p omni-api --bench jobs
 
 fmt:
 	$(CARGO) fmt --all
