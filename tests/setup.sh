@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building and testing Omni need on a clean machine: the wasm32-wasip2 Rust target
-# (plus rustfmt and clippy). Idempotent; later tiers add their testbeds here.
+# (plus rustfmt and clippy), and the tools of the testbeds. Idempotent.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 target=wasm32-wasip2
@@ -17,3 +17,18 @@ fi
 for tool in rustfmt clippy; do
   command -v "cargo-${tool/rustfmt/fmt}" >/dev/null 2>&1 || rustup component add "$tool"
 done
+
+# The Cassandra testbed (tests/testbed/cassandra.sh) runs Cassandra from Maven jars: it needs a
+# Java 17+ runtime, Maven for the first download, and python3 for its CQL probe.
+missing=()
+java_major=$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1 || true)
+if [ -z "$java_major" ] || [ "$java_major" -lt 17 ]; then missing+=(openjdk-17-jre-headless); fi
+command -v mvn >/dev/null 2>&1 || missing+=(maven)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update
+  $sudo apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+echo "testbed tools: java ${java_major:-17}, $(mvn -v 2>/dev/null | head -1 | cut -c1-40), $(python3 --version)"

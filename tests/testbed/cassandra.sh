@@ -1,0 +1,491 @@
+#!/usr/bin/env bash
+# A real single-node Apache Cassandra 5.0 for Omni's tests, without Docker:
+# the jars come from Maven Central (once, into a cache), the node runs on
+# 127.0.0.1 in the background and survives the calling shell.
+#
+#   tests/testbed/cassandra.sh start   download (first time), start, wait for CQL;
+#                                      prints the contact point as the last line:
+#                                      export OMNI_TEST_CASSANDRA=$(tests/testbed/cassandra.sh start)
+#   tests/testbed/cassandra.sh stop    SIGTERM, then SIGKILL after OMNI_CASSANDRA_STOP_TIMEOUT s
+#   tests/testbed/cassandra.sh kill    SIGKILL at once (a crashed store)
+#   tests/testbed/cassandra.sh status  exit 0 when running (and says whether it answers CQL)
+#   tests/testbed/cassandra.sh logs [-f]  where the log is, and its tail
+#   tests/testbed/cassandra.sh env     OMNI_TEST_CASSANDRA=127.0.0.1:9042
+#   tests/testbed/cassandra.sh cql 'SELECT ...'   one CQL statement through cqlprobe.py
+#   tests/testbed/cassandra.sh reset   stop, then delete the node's data and logs
+#
+# With OMNI_TEST_CASSANDRA already set (your own node), `start` only waits
+# until that endpoint answers CQL and prints it.
+#
+# Environment (all optional):
+#   OMNI_TESTBED_CACHE            cache and state root (~/.cache/omni-testbed)
+#   OMNI_CASSANDRA_VERSION        cassandra-all version (5.0.9)
+#   OMNI_CASSANDRA_PORT           native (CQL) port (9042)
+#   OMNI_CASSANDRA_STORAGE_PORT   inter-node port (7000)
+#   OMNI_CASSANDRA_HEAP           -Xms and -Xmx (1g)
+#   OMNI_CASSANDRA_START_TIMEOUT  seconds to wait for CQL (180)
+#   OMNI_CASSANDRA_STOP_TIMEOUT   seconds between SIGTERM and SIGKILL (60)
+#   OMNI_CASSANDRA_JVM_OPTS       extra JVM arguments, split on spaces
+#   OMNI_CASSANDRA_MLOCK          1: let a root-run node mlockall() its heap (off)
+#   JAVA_HOME                     Java 17 to use (else `java` on PATH)
+#
+# Only the contact point goes to stdout; everything else goes to stderr.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+files=$here/cassandra
+cache=${OMNI_TESTBED_CACHE:-$HOME/.cache/omni-testbed}
+version=${OMNI_CASSANDRA_VERSION:-5.0.9}
+install_dir=$cache/cassandra-$version
+lib=$install_dir/lib
+state=$cache/cassandra-run
+pidfile=$state/cassandra.pid
+endpoint_file=$state/endpoint
+logdir=$state/logs
+native_port=${OMNI_CASSANDRA_PORT:-9042}
+storage_port=${OMNI_CASSANDRA_STORAGE_PORT:-7000}
+heap=${OMNI_CASSANDRA_HEAP:-1g}
+start_timeout=${OMNI_CASSANDRA_START_TIMEOUT:-180}
+stop_timeout=${OMNI_CASSANDRA_STOP_TIMEOUT:-60}
+endpoint=127.0.0.1:$native_port
+
+log() { printf 'cassandra.sh: %s\n' "$*" >&2; }
+
+die() {
+    log "error: $*"
+    exit 1
+}
+
+# Seconds since $1 (an $EPOCHREALTIME), with one decimal.
+since() {
+    local now=${EPOCHREALTIME/[,.]/} then=${1/[,.]/} ds
+    ds=$(((now - then) / 100000))
+    printf '%d.%d' $((ds / 10)) $((ds % 10))
+}
+
+usage() {
+    sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2
+    exit 2
+}
+
+# --- prerequisites -----------------------------------------------------------
+
+java_bin=
+need_java() {
+    if [[ -n ${JAVA_HOME:-} && -x $JAVA_HOME/bin/java ]]; then
+        java_bin=$JAVA_HOME/bin/java
+    elif command -v java >/dev/null 2>&1; then
+        java_bin=$(command -v java)
+    else
+        die "no java: Cassandra $version needs Java 17 (Debian: apt-get install openjdk-17-jdk-headless), or set JAVA_HOME"
+    fi
+    local spec major
+    spec=$("$java_bin" -XshowSettings:properties -version 2>&1 |
+        sed -n 's/^ *java\.specification\.version = *//p')
+    major=${spec#1.}
+    major=${major%%.*}
+    [[ $major =~ ^[0-9]+$ ]] || die "cannot tell the version of $java_bin"
+    ((major >= 17)) || die "$java_bin is Java $spec; Cassandra $version needs Java 17 (set JAVA_HOME)"
+    ((major == 17)) || log "warning: Java $major; Cassandra 5.0 supports Java 11 and 17 only"
+}
+
+need_python() {
+    command -v python3 >/dev/null 2>&1 || die "no python3: the CQL readiness probe (cassandra/cqlprobe.py) needs it"
+}
+
+need_mvn() {
+    command -v mvn >/dev/null 2>&1 ||
+        die "no mvn: it downloads Cassandra's jars once (Debian: apt-get install maven)"
+}
+
+# --- the node's process -------------------------------------------------------
+
+# True while process $1 exists. A zombie counts as gone only once all its
+# threads are: after SIGKILL the JVM's main thread turns Z while the others
+# are still tearing down (and still hold the listening sockets).
+alive() {
+    local st tasks
+    [[ -r /proc/$1/stat ]] || return 1
+    st=$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null) || return 1
+    [[ -n $st ]] || return 1
+    if [[ $st == Z || $st == X ]]; then
+        tasks=$(find "/proc/$1/task" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
+        ((tasks > 1)) || return 1
+    fi
+    return 0
+}
+
+# Prints the pid of our node and succeeds when it runs.
+node_pid() {
+    local pid
+    [[ -f $pidfile ]] || return 1
+    pid=$(<"$pidfile")
+    [[ $pid =~ ^[0-9]+$ ]] || return 1
+    alive "$pid" || return 1
+    # The pid must still be our Cassandra, not a recycled pid.
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "CassandraDaemon" || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "-Dcassandra.storagedir=$state " || return 1
+    echo "$pid"
+}
+
+answers() { python3 "$files/cqlprobe.py" "$1" >/dev/null 2>&1; }
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Byte sizes of the logs when this node was launched: show_log_tail prints
+# only what this start wrote.
+log_offsets=(0 0)
+mark_logs() {
+    local f i=0
+    for f in "$logdir/system.log" "$logdir/stdout.log"; do
+        log_offsets[i]=$(stat -c %s "$f" 2>/dev/null || echo 0)
+        i=$((i + 1))
+    done
+}
+
+show_log_tail() {
+    local f i=0 n
+    for f in "$logdir/system.log" "$logdir/stdout.log"; do
+        n=$((i == 0 ? 30 : 15))
+        if [[ -s $f ]]; then
+            printf '==> %s (this start, last %d lines) <==\n' "$f" "$n" >&2
+            tail -c +"$((log_offsets[i] + 1))" "$f" | tail -n "$n" >&2
+        fi
+        i=$((i + 1))
+    done
+}
+
+# Waits until endpoint $1 answers CQL. With a pid in $2, fails as soon as
+# that process is gone.
+wait_for_cql() {
+    local target=$1 pid=${2:-} start=$SECONDS t0=$EPOCHREALTIME why
+    while :; do
+        if why=$(python3 "$files/cqlprobe.py" "$target" 2>&1 >/dev/null); then
+            log "$target answers CQL after $(since "$t0") s"
+            return 0
+        fi
+        if [[ -n $pid ]] && ! alive "$pid"; then
+            show_log_tail
+            die "the Cassandra node (pid $pid) exited during start-up; see $logdir"
+        fi
+        if ((SECONDS - start >= start_timeout)); then
+            if [[ -n $pid ]]; then
+                show_log_tail
+                die "$target did not answer CQL within $start_timeout s (last: ${why:-no answer}); the node (pid $pid) still runs: \`$0 stop\` stops it"
+            fi
+            die "$target did not answer CQL within $start_timeout s (last: ${why:-no answer})"
+        fi
+        sleep 1
+    done
+}
+
+# Sends signal $1 to pid $3 and waits up to $2 s for it to go.
+signal_and_wait() {
+    local sig=$1 timeout=$2 pid=$3 waited=0
+    kill "-$sig" "$pid" 2>/dev/null || true
+    while alive "$pid"; do
+        ((waited >= timeout * 10)) && return 1
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    return 0
+}
+
+# --- install and configure ------------------------------------------------------
+
+# Downloads the jars into $install_dir, atomically: into a temp dir first,
+# renamed into place only once complete. Runs under the lock.
+install() {
+    if [[ -f $lib/cassandra-all-$version.jar ]]; then
+        return 0
+    fi
+    need_mvn
+    mkdir -p "$cache"
+    rm -rf "$cache/.cassandra-$version".* # leftovers of an interrupted download
+    local tmp
+    tmp=$(mktemp -d "$cache/.cassandra-$version.XXXXXX")
+    # shellcheck disable=SC2064 # expand $tmp now
+    trap "rm -rf '$tmp'" EXIT
+    log "downloading Cassandra $version jars through Maven (once) into $install_dir"
+    local pom
+    pom=$(<"$files/pom.xml")
+    printf '%s\n' "${pom//@CASSANDRA_VERSION@/"$version"}" >"$tmp/pom.xml"
+    local t0=$EPOCHREALTIME
+    if ! (cd "$tmp" && mvn -q -B -Dstyle.color=never -f pom.xml dependency:copy-dependencies \
+        -DincludeScope=runtime -DoutputDirectory="$tmp/lib" >"$tmp/mvn.log" 2>&1); then
+        sed 's/\x1b\[[0-9;]*m//g' "$tmp/mvn.log" | tail -n 30 >&2
+        die "mvn could not resolve org.apache.cassandra:cassandra-all:$version (set OMNI_CASSANDRA_VERSION?)"
+    fi
+    [[ -f $tmp/lib/cassandra-all-$version.jar ]] || die "mvn finished without cassandra-all-$version.jar"
+    rm -f "$tmp/pom.xml" "$tmp/mvn.log"
+    chmod 755 "$tmp"
+    echo "$version" >"$tmp/VERSION"
+    rm -rf "$install_dir" # an old layout, never a complete install (checked above)
+    mv -T "$tmp" "$install_dir"
+    trap - EXIT
+    log "downloaded $(find "$lib" -name '*.jar' | wc -l) jars ($(du -sh "$lib" | cut -f1)) in $(since "$t0") s"
+}
+
+write_config() {
+    mkdir -p "$state"/{conf,data,commitlog,saved_caches,hints,cdc_raw,triggers,tmp} "$logdir"
+    local yaml
+    yaml=$(<"$files/cassandra.yaml.in")
+    yaml=${yaml//@STATE_DIR@/"$state"}
+    yaml=${yaml//@NATIVE_PORT@/"$native_port"}
+    yaml=${yaml//@STORAGE_PORT@/"$storage_port"}
+    printf '%s\n' "$yaml" >"$state/conf/cassandra.yaml.tmp"
+    mv -f "$state/conf/cassandra.yaml.tmp" "$state/conf/cassandra.yaml"
+    cp -f "$files/logback.xml" "$state/conf/logback.xml"
+}
+
+jvm_args() {
+    jvm=(
+        # conf/jvm-server.options (without AlwaysPreTouch and UseNUMA)
+        -ea -da:net.openhft...
+        -Xss256k
+        -XX:+UseG1GC
+        -XX:+ParallelRefProcEnabled
+        -XX:+PerfDisableSharedMem
+        -XX:+ExitOnOutOfMemoryError
+        "-XX:ErrorFile=$logdir/hs_err_%p.log"
+        "-Xms$heap" "-Xmx$heap"
+        # conf/jvm17-server.options
+        -Djdk.attach.allowAttachSelf=true
+        --add-exports java.base/jdk.internal.misc=ALL-UNNAMED
+        --add-exports java.management.rmi/com.sun.jmx.remote.internal.rmi=ALL-UNNAMED
+        --add-exports java.management/com.sun.jmx.remote.security=ALL-UNNAMED
+        --add-exports java.rmi/sun.rmi.registry=ALL-UNNAMED
+        --add-exports java.rmi/sun.rmi.server=ALL-UNNAMED
+        --add-exports java.sql/java.sql=ALL-UNNAMED
+        --add-exports java.base/java.lang.ref=ALL-UNNAMED
+        --add-exports jdk.unsupported/sun.misc=ALL-UNNAMED
+        --add-opens java.base/java.lang.module=ALL-UNNAMED
+        --add-opens java.base/jdk.internal.loader=ALL-UNNAMED
+        --add-opens java.base/jdk.internal.ref=ALL-UNNAMED
+        --add-opens java.base/jdk.internal.reflect=ALL-UNNAMED
+        --add-opens java.base/jdk.internal.math=ALL-UNNAMED
+        --add-opens java.base/jdk.internal.module=ALL-UNNAMED
+        --add-opens java.base/jdk.internal.util.jar=ALL-UNNAMED
+        --add-opens jdk.management/com.sun.management.internal=ALL-UNNAMED
+        --add-opens java.base/sun.nio.ch=ALL-UNNAMED
+        --add-opens java.base/java.io=ALL-UNNAMED
+        --add-opens java.base/java.lang.reflect=ALL-UNNAMED
+        --add-opens java.base/java.lang=ALL-UNNAMED
+        --add-opens java.base/java.util=ALL-UNNAMED
+        --add-opens java.base/java.nio=ALL-UNNAMED
+        -Dio.netty.tryReflectionSetAccessible=true
+        -Dio.netty.allocator.useCacheForAllThreads=true
+        -Dio.netty.allocator.maxOrder=11
+        # what bin/cassandra and cassandra-env.sh would set
+        "-Dcassandra.config=file://$state/conf/cassandra.yaml"
+        -Dcassandra-foreground=yes
+        "-Dcassandra.storagedir=$state"
+        "-Dcassandra.logdir=$logdir"
+        "-Dcassandra.triggers_dir=$state/triggers"
+        "-Dlogback.configurationFile=$state/conf/logback.xml"
+        "-Djava.io.tmpdir=$state/tmp"
+        "-Djna.tmpdir=$state/tmp"
+        -Djava.net.preferIPv4Stack=true
+        -Dchronicle.analytics.disable=true
+        -Dchronicle.announcer.disable=true
+        # a single throw-away node: start fast
+        -Dcassandra.skip_wait_for_gossip_to_settle=0
+        -Dcassandra.superuser_setup_delay_ms=0
+        -Dcassandra.shutdown_announce_in_ms=0 # no peers to tell: saves 2 s on stop
+    )
+    if [[ -n ${OMNI_CASSANDRA_JVM_OPTS:-} ]]; then
+        local extra
+        read -r -a extra <<<"$OMNI_CASSANDRA_JVM_OPTS"
+        jvm+=("${extra[@]}")
+    fi
+}
+
+launch() {
+    local jvm prefix=()
+    jvm_args
+    # Cassandra calls mlockall() at start. A normal user's 8 MiB memlock limit
+    # makes it fail harmlessly; root (CAP_IPC_LOCK) would lock the whole heap
+    # into RAM (RSS ~1.5 GiB instead of ~0.6). Drop that capability for the JVM
+    # unless OMNI_CASSANDRA_MLOCK=1.
+    if [[ ${OMNI_CASSANDRA_MLOCK:-0} != 1 && $(id -u) == 0 ]] && command -v setpriv >/dev/null 2>&1 &&
+        setpriv --bounding-set -ipc_lock -- true 2>/dev/null; then
+        prefix=(setpriv --bounding-set -ipc_lock --)
+    fi
+    rm -f "$pidfile"
+    touch "$logdir/system.log" "$logdir/stdout.log"
+    mark_logs
+    printf '\n=== %s start: Cassandra %s on %s ===\n' "$(date -Is)" "$version" "$endpoint" >>"$logdir/stdout.log"
+    # setsid + nohup: the node outlives the calling shell and its terminal. The
+    # inner bash writes its own pid (the JVM's, after exec) even if setsid forks.
+    # fd 9 (the lock) must not leak into the node.
+    (
+        cd "$state"
+        # shellcheck disable=SC2016 # $$, $0 and $@ belong to the inner bash
+        nohup setsid bash -c 'echo $$ >"$0.tmp" && mv -f "$0.tmp" "$0" && exec "$@"' \
+            "$pidfile" "${prefix[@]}" "$java_bin" "${jvm[@]}" \
+            -cp "$state/conf:$lib/*" org.apache.cassandra.service.CassandraDaemon \
+            </dev/null >>"$logdir/stdout.log" 2>&1 9>&- &
+    )
+    local i
+    for ((i = 0; i < 100; i++)); do
+        [[ -s $pidfile ]] && break
+        sleep 0.1
+    done
+    [[ -s $pidfile ]] || die "the node did not start (no pid file); see $logdir/stdout.log"
+    echo "$endpoint" >"$endpoint_file"
+}
+
+lock() {
+    mkdir -p "$cache"
+    exec 9>"$cache/cassandra.lock"
+    if ! flock -n 9; then
+        log "waiting for another cassandra.sh (lock $cache/cassandra.lock)"
+        flock 9
+    fi
+}
+
+# --- commands -------------------------------------------------------------------
+
+cmd_start() {
+    need_python
+    if [[ -n ${OMNI_TEST_CASSANDRA:-} ]]; then
+        log "OMNI_TEST_CASSANDRA is set: using $OMNI_TEST_CASSANDRA, starting nothing"
+        wait_for_cql "$OMNI_TEST_CASSANDRA"
+        echo "$OMNI_TEST_CASSANDRA"
+        return
+    fi
+    lock
+    local pid running_at
+    if pid=$(node_pid); then
+        running_at=$(cat "$endpoint_file" 2>/dev/null || echo "$endpoint")
+        [[ $running_at == "$endpoint" ]] ||
+            die "the test node already runs on $running_at (pid $pid), not $endpoint: stop it first"
+        if answers "$endpoint"; then
+            log "reusing the running node (pid $pid)"
+        else
+            log "the node (pid $pid) is starting; waiting for CQL"
+            wait_for_cql "$endpoint" "$pid"
+        fi
+        echo "$endpoint"
+        return
+    fi
+    rm -f "$pidfile"
+    need_java
+    local p i
+    for p in "$native_port" "$storage_port"; do
+        # A node killed a moment ago may still be closing its sockets.
+        for ((i = 0; i < 20; i++)); do
+            port_in_use "$p" || break
+            sleep 0.5
+        done
+        if port_in_use "$p"; then
+            die "port 127.0.0.1:$p is taken by another process: stop it, set OMNI_CASSANDRA_PORT / OMNI_CASSANDRA_STORAGE_PORT, or point OMNI_TEST_CASSANDRA at a running node"
+        fi
+    done
+    install
+    write_config
+    local t0=$EPOCHREALTIME
+    launch
+    pid=$(<"$pidfile")
+    log "started Cassandra $version (pid $pid, heap $heap, state $state); waiting for CQL on $endpoint"
+    wait_for_cql "$endpoint" "$pid"
+    log "ready in $(since "$t0") s"
+    echo "$endpoint"
+}
+
+cmd_stop() {
+    local pid
+    if ! pid=$(node_pid); then
+        rm -f "$pidfile"
+        log "not running"
+        return 0
+    fi
+    log "stopping pid $pid (SIGTERM, SIGKILL after $stop_timeout s)"
+    if ! signal_and_wait TERM "$stop_timeout" "$pid"; then
+        log "still running after $stop_timeout s: SIGKILL"
+        signal_and_wait KILL 10 "$pid" || die "pid $pid survived SIGKILL"
+    fi
+    rm -f "$pidfile"
+    log "stopped"
+}
+
+cmd_kill() {
+    local pid
+    if ! pid=$(node_pid); then
+        rm -f "$pidfile"
+        log "not running"
+        return 0
+    fi
+    signal_and_wait KILL 10 "$pid" || die "pid $pid survived SIGKILL"
+    rm -f "$pidfile"
+    log "killed pid $pid (SIGKILL)"
+}
+
+cmd_status() {
+    local pid
+    if pid=$(node_pid); then
+        local at
+        at=$(cat "$endpoint_file" 2>/dev/null || echo "$endpoint")
+        if command -v python3 >/dev/null 2>&1 && answers "$at"; then
+            echo "running: pid $pid, $at answers CQL"
+        else
+            echo "running: pid $pid, $at does not answer CQL (yet)"
+        fi
+        return 0
+    fi
+    echo "not running"
+    return 3
+}
+
+cmd_logs() {
+    echo "$logdir/system.log" >&2
+    [[ -f $logdir/system.log ]] || die "no log yet: $logdir/system.log"
+    if [[ ${1:-} == -f ]]; then
+        exec tail -n 50 -f "$logdir/system.log"
+    fi
+    tail -n 50 "$logdir/system.log"
+}
+
+cmd_env() {
+    if [[ -n ${OMNI_TEST_CASSANDRA:-} ]]; then
+        echo "OMNI_TEST_CASSANDRA=$OMNI_TEST_CASSANDRA"
+    else
+        echo "OMNI_TEST_CASSANDRA=$(cat "$endpoint_file" 2>/dev/null || echo "$endpoint")"
+    fi
+}
+
+cmd_cql() {
+    [[ $# -eq 1 ]] || die "usage: cassandra.sh cql 'CQL STATEMENT'"
+    need_python
+    local at=${OMNI_TEST_CASSANDRA:-$(cat "$endpoint_file" 2>/dev/null || echo "$endpoint")}
+    python3 "$files/cqlprobe.py" "$at" "$1"
+}
+
+cmd_reset() {
+    cmd_stop
+    rm -rf "$state"
+    log "deleted $state"
+}
+
+main() {
+    [[ $# -ge 1 ]] || usage
+    local cmd=$1
+    shift
+    case $cmd in
+    start) cmd_start ;;
+    stop) lock && cmd_stop ;;
+    kill) lock && cmd_kill ;;
+    status) cmd_status ;;
+    logs) cmd_logs "$@" ;;
+    env) cmd_env ;;
+    cql) cmd_cql "$@" ;;
+    reset) lock && cmd_reset ;;
+    -h | --help | help) usage ;;
+    *)
+        log "unknown command: $cmd"
+        usage
+        ;;
+    esac
+}
+
+main "$@"
