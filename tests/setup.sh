@@ -31,4 +31,4 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update
   $sudo apt-get install -y --no-install-recommends "${missing[@]}"
 fi
-echo "testbed tools: java ${java_major:-17}, $(mvn -v 2>/dev/null | head -1 | cut -c1-40), $(python3 --version)"
+echo "testbed tools: java ${java_major:-17}, $(mvn -B -v 2>/dev/null | head -1 | cut -c1-40), $(python3 --version)"
