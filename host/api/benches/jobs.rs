@@ -40,8 +40,17 @@ fn main() {
     });
 }
 
+/// The node `OMNI_TEST_CASSANDRA` names, keyspace `omni_bench`.
 async fn cassandra() -> Option<Arc<dyn Store>> {
-    None
+    let point = std::env::var("OMNI_TEST_CASSANDRA")
+        .ok()
+        .filter(|p| !p.is_empty())?;
+    let mut config = omni_store_cassandra::CassandraConfig::new([point]);
+    config.keyspace = "omni_bench".into();
+    let store = omni_store_cassandra::CassandraStore::connect(&config)
+        .await
+        .expect("the Cassandra node in OMNI_TEST_CASSANDRA");
+    Some(Arc::new(store))
 }
 
 async fn run(name: &str, store: Arc<dyn Store>) {

@@ -14,6 +14,13 @@
 //! idempotency_ttl = "24h"          # how long an Idempotency-Key is remembered
 //! sweep_interval = "10m"           # how often expired records are removed
 //!
+//! [store.cassandra]              # use Cassandra/ScyllaDB instead (OMNI_CASSANDRA_CONTACT_POINTS)
+//! contact_points = ["10.0.0.5:9042", "10.0.0.6:9042"]
+//! keyspace = "omni"                # OMNI_CASSANDRA_KEYSPACE; created if missing, with:
+//! replication = { class = "NetworkTopologyStrategy", datacenters = { dc1 = 3 } }
+//! job_ttl = "30d"
+//! idempotency_ttl = "24h"
+//!
 //! [plugins]
 //! max_instances = 256              # plugin instances running at once (0: no pooling)
 //! [plugins.limits.default]
@@ -29,6 +36,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use omni_runtime::LimitsConfig;
+use omni_store_cassandra::CassandraConfig;
 use omni_store_embedded::EmbeddedConfig;
 use serde::Deserialize;
 
@@ -49,10 +57,37 @@ pub struct Config {
 }
 
 /// `[store]`: which backend keeps jobs and logs, and its settings.
+///
+/// The embedded store unless `[store.cassandra]` names contact points.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     pub embedded: EmbeddedConfig,
+    pub cassandra: Option<CassandraConfig>,
+}
+
+impl StoreConfig {
+    /// `OMNI_CASSANDRA_CONTACT_POINTS` (comma-separated `host:port`s) and
+    /// `OMNI_CASSANDRA_KEYSPACE` override `[store.cassandra]`; the first turns it on.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) {
+        if let Some(points) = var("OMNI_CASSANDRA_CONTACT_POINTS").filter(|p| !p.trim().is_empty())
+        {
+            let points: Vec<String> = points
+                .split(',')
+                .map(|p| p.trim().to_owned())
+                .filter(|p| !p.is_empty())
+                .collect();
+            match &mut self.cassandra {
+                Some(cassandra) => cassandra.contact_points = points,
+                None => self.cassandra = Some(CassandraConfig::new(points)),
+            }
+        }
+        if let (Some(keyspace), Some(cassandra)) =
+            (var("OMNI_CASSANDRA_KEYSPACE"), &mut self.cassandra)
+        {
+            cassandra.keyspace = keyspace;
+        }
+    }
 }
 
 /// `[plugins]`.
@@ -123,5 +158,40 @@ mod tests {
         assert!(err.to_string().contains("job_ttl"), "{err}");
         let config: Config = toml::from_str("[store.embedded]\njob_ttl = \"7d\"\n").unwrap();
         assert_eq!(config.store.embedded.job_ttl.as_secs(), 7 * 24 * 3600);
+        assert!(config.store.cassandra.is_none());
+        let err =
+            toml::from_str::<Config>("[store.cassandra]\ncontact_point = [\"x:1\"]\n").unwrap_err();
+        assert!(
+            err.to_string().contains("unknown field `contact_point`"),
+            "{err}"
+        );
+    }
+
+    /// The README's configuration reference is a file this parser takes, key for key.
+    #[test]
+    fn the_readme_example_parses() {
+        let readme = include_str!("../../../README.md");
+        let start = readme
+            .find("```toml\nlisten")
+            .expect("the README's configuration block");
+        let block = &readme[start + "```toml\n".len()..];
+        let block = &block[..block.find("```").unwrap()];
+        let config: Config = toml::from_str(block).unwrap();
+        let cassandra = config.store.cassandra.unwrap();
+        assert_eq!(cassandra.contact_points.len(), 2);
+        assert_eq!(config.store.embedded.sweep_interval.as_secs(), 600);
+    }
+
+    #[test]
+    fn environment_turns_cassandra_on_and_overrides_it() {
+        let mut store = StoreConfig::default();
+        store.apply_env(|name| match name {
+            "OMNI_CASSANDRA_CONTACT_POINTS" => Some("10.0.0.5:9042, 10.0.0.6:9042".into()),
+            "OMNI_CASSANDRA_KEYSPACE" => Some("omni_prod".into()),
+            _ => None,
+        });
+        let cassandra = store.cassandra.unwrap();
+        assert_eq!(cassandra.contact_points, ["10.0.0.5:9042", "10.0.0.6:9042"]);
+        assert_eq!(cassandra.keyspace, "omni_prod");
     }
 }

@@ -10,6 +10,7 @@ use omni_api::AppState;
 use omni_jobs::JobService;
 use omni_runtime::{Registry, Sandbox, SandboxConfig, Templates};
 use omni_store::Store;
+use omni_store_cassandra::CassandraStore;
 use omni_store_embedded::EmbeddedStore;
 
 use crate::config::Config;
@@ -48,6 +49,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(v) = args.data_dir {
         config.data_dir = v;
     }
+    config.store.apply_env(|name| std::env::var(name).ok());
     init_logging();
     if !config.listen.ip().is_loopback() {
         anyhow::bail!(
@@ -91,7 +93,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         templates,
     )?;
     let registry = Arc::new(Registry::new(Arc::new(sandbox), &config.plugin_dir));
-    let store = open_store(&config)?;
+    let store = open_store(&config).await?;
     store
         .ping()
         .await
@@ -121,7 +123,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 }
 
 /// The configured store, opened and checked.
-fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(cassandra) = &config.store.cassandra {
+        let store = CassandraStore::connect(cassandra).await.with_context(|| {
+            format!(
+                "cannot open the cassandra store at {}",
+                cassandra.contact_points.join(", ")
+            )
+        })?;
+        tracing::info!(contact_points = ?cassandra.contact_points, keyspace = %cassandra.keyspace, "cassandra store open");
+        return Ok(Arc::new(store));
+    }
     let dir = config.data_dir.join("store");
     let store = EmbeddedStore::open(&dir, config.store.embedded.clone())
         .with_context(|| format!("cannot open the embedded store in {}", dir.display()))?;

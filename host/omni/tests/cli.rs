@@ -1,89 +1,14 @@
 //! The `omni` binary end to end: `omni serve` on a real port with real plugin files, hot reload
 //! through the watcher and SIGHUP, and `omni plugin render` without a server.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::Command;
 use std::time::Duration;
 
+use common::{get, install, omni, serve, wait_for_status};
 use omni_test_support::{component_path as component, workspace};
 use serde_json::{Value, json};
-
-fn omni() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_omni"))
-}
-
-struct Server {
-    child: Child,
-    url: String,
-    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `omni serve` on a free loopback port and waits until it listens.
-fn serve(plugin_dir: &Path, data_dir: &Path) -> Server {
-    let mut child = omni()
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .arg("--plugin-dir")
-        .arg(plugin_dir)
-        .arg("--template-dir")
-        .arg(workspace().join("templates"))
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("omni serve exited before listening")
-            .unwrap();
-        if let Some((_, url)) = line.split_once("omni listening on ") {
-            break url.trim().to_owned();
-        }
-    };
-    // Keep draining the log (so the server never blocks on a full pipe) and keep it for asserts.
-    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sink = std::sync::Arc::clone(&log);
-    std::thread::spawn(move || {
-        lines
-            .map_while(Result::ok)
-            .for_each(|l| sink.lock().unwrap().push(l));
-    });
-    Server { child, url, log }
-}
-
-async fn get(url: &str) -> (u16, Value) {
-    let response = reqwest::get(url).await.unwrap();
-    (
-        response.status().as_u16(),
-        response.json().await.unwrap_or(Value::Null),
-    )
-}
-
-async fn wait_for_status(url: &str, want: u16) {
-    for _ in 0..1000 {
-        if get(url).await.0 == want {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{url} never answered {want}");
-}
-
-fn install(dir: &Path, name: &str) {
-    let tmp = dir.join(format!(".{name}.wasm.tmp"));
-    std::fs::copy(component(name), &tmp).unwrap();
-    std::fs::rename(&tmp, dir.join(format!("{name}.wasm"))).unwrap();
-}
 
 #[tokio::test]
 async fn serve_loads_renders_and_reloads_plugins() {

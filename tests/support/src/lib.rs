@@ -3,6 +3,8 @@
 //! them with the repository's templates. A missing component fails the test with the command
 //! that builds it; nothing here skips.
 
+pub mod cassandra;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
