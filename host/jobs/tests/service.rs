@@ -1,0 +1,134 @@
+//! The job service over the real srpm plugin and an embedded store: what it stores, the events
+//! it hands out, and the moves it refuses.
+
+use omni_jobs::{Cancelled, JobError, Submission};
+use omni_store::{Created, JobState, new_job_id};
+use serde_json::json;
+
+fn submission(name: &str) -> Submission {
+    Submission {
+        service: "obs".into(),
+        task: "srpm".into(),
+        domain: "default".into(),
+        arch: "x86_64".into(),
+        params: json!({"spec": format!("Name: {name}\n")}),
+        idempotency: None,
+    }
+}
+
+#[tokio::test]
+async fn every_change_is_an_event_in_order() {
+    let (_dirs, jobs) = omni_test_support::job_service(&["srpm"]);
+    let mut events = jobs.subscribe();
+    let Created::New(job) = jobs.submit(submission("a")).await.unwrap() else {
+        panic!("not new");
+    };
+    assert_eq!(job.plugin.task, "srpm");
+    assert_eq!(job.plugin.digest.len(), 64);
+    assert_eq!(
+        omni_store::id_time(job.id).unwrap().timestamp_millis(),
+        job.created_at.timestamp_millis(),
+        "the creation time is the id's"
+    );
+    jobs.transition(
+        job.id,
+        JobState::Queued,
+        Some("waiting for capacity".into()),
+    )
+    .await
+    .unwrap();
+    jobs.transition(job.id, JobState::Running, None)
+        .await
+        .unwrap();
+    jobs.transition(job.id, JobState::Failed, Some("exit code 2".into()))
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let event = events.recv().await.unwrap();
+        assert_eq!(event.job_id, job.id);
+        assert_eq!(event.service, "obs");
+        seen.push((event.seq, event.from, event.to, event.message));
+    }
+    assert_eq!(
+        seen,
+        vec![
+            (0, None, JobState::Pending, None),
+            (
+                1,
+                Some(JobState::Pending),
+                JobState::Queued,
+                Some("waiting for capacity".into())
+            ),
+            (2, Some(JobState::Queued), JobState::Running, None),
+            (
+                3,
+                Some(JobState::Running),
+                JobState::Failed,
+                Some("exit code 2".into())
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn moves_outside_the_table_are_refused_and_nothing_is_written() {
+    let (_dirs, jobs) = omni_test_support::job_service(&["srpm"]);
+    let job = jobs.submit(submission("b")).await.unwrap().job().clone();
+    let mut events = jobs.subscribe();
+    match jobs.transition(job.id, JobState::Running, None).await {
+        Err(JobError::Illegal { from, to, .. }) => {
+            assert_eq!((from, to), (JobState::Pending, JobState::Running));
+        }
+        other => panic!("expected an illegal move, got {other:?}"),
+    }
+    assert_eq!(jobs.get(job.id).await.unwrap().state, JobState::Pending);
+    assert!(events.try_recv().is_err(), "an event for a refused move");
+
+    assert!(matches!(
+        jobs.cancel(job.id).await.unwrap(),
+        Cancelled::Now(_)
+    ));
+    assert!(matches!(
+        jobs.cancel(job.id).await.unwrap(),
+        Cancelled::AlreadyEnded(_)
+    ));
+    assert!(matches!(
+        jobs.transition(job.id, JobState::Queued, None).await,
+        Err(JobError::Illegal { .. })
+    ));
+    let missing = new_job_id();
+    assert!(matches!(
+        jobs.cancel(missing).await,
+        Err(JobError::NotFound(_))
+    ));
+    assert!(matches!(
+        jobs.purge(missing).await,
+        Err(JobError::NotFound(_))
+    ));
+    jobs.purge(job.id).await.unwrap();
+    assert!(matches!(jobs.get(job.id).await, Err(JobError::NotFound(_))));
+}
+
+#[tokio::test]
+async fn submissions_the_plugin_cannot_take_are_not_stored() {
+    let (_dirs, jobs) = omni_test_support::job_service(&["srpm"]);
+    let mut unknown = submission("c");
+    unknown.task = "kiwi".into();
+    assert!(matches!(
+        jobs.submit(unknown).await,
+        Err(JobError::NoSuchTask(_))
+    ));
+    let mut arch = submission("c");
+    arch.arch = "sparc".into();
+    assert!(matches!(
+        jobs.submit(arch).await,
+        Err(JobError::UnsupportedArch { .. })
+    ));
+    let mut params = submission("c");
+    params.params = json!({"spec": "Name: c\n", "colour": "red"});
+    let error = jobs.submit(params).await.unwrap_err();
+    assert_eq!(error.field_errors().unwrap()[0].path, "/colour");
+    let page = jobs.list(&omni_store::JobQuery::default()).await.unwrap();
+    assert!(page.items.is_empty());
+}
