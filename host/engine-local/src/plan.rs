@@ -1,0 +1,258 @@
+//! From rendered manifests to what runs here: the primary Job's init containers in order, then
+//! its containers, each with its command, environment and mounts, and the volumes they share.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Container, EnvVar};
+use omni_runtime::Rendered;
+
+/// Why a rendered job cannot run locally.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlanError {
+    /// The primary Job is not among the manifests, or is not a valid Job.
+    #[error("the rendered manifests hold no valid batch/v1 Job {0:?}")]
+    NoJob(String),
+    /// An object could not be read as its kind.
+    #[error("{kind} {name:?} is not valid: {message}")]
+    Invalid {
+        /// Its kind.
+        kind: String,
+        /// Its name.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Something the local engine does not do (it says what, rather than run it wrongly).
+    #[error("the local engine cannot run this job: {0}")]
+    Unsupported(String),
+}
+
+/// A volume of the pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Volume {
+    /// Files from a ConfigMap's `data` and `binaryData` (or the `items` it names), by path
+    /// relative to the volume.
+    ConfigMap(BTreeMap<String, Vec<u8>>),
+    /// An empty directory shared by the steps.
+    EmptyDir,
+}
+
+/// One process to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepPlan {
+    /// The container's name.
+    pub name: String,
+    /// `command` then `args`.
+    pub argv: Vec<String>,
+    /// Literal values and ConfigMap references, resolved, in order.
+    pub env: Vec<(String, String)>,
+    /// `workingDir`, if set.
+    pub working_dir: Option<String>,
+    /// (mount path, volume name).
+    pub mounts: Vec<(String, String)>,
+}
+
+/// Everything a local run needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// Init containers in order, then containers.
+    pub steps: Vec<StepPlan>,
+    /// The pod's volumes by name.
+    pub volumes: BTreeMap<String, Volume>,
+    /// `activeDeadlineSeconds`.
+    pub deadline: Option<Duration>,
+}
+
+fn invalid(kind: &str, name: &str, error: impl std::fmt::Display) -> PlanError {
+    PlanError::Invalid {
+        kind: kind.to_owned(),
+        name: name.to_owned(),
+        message: error.to_string(),
+    }
+}
+
+impl Plan {
+    /// The plan of `rendered`'s primary Job.
+    ///
+    /// # Errors
+    /// [`PlanError`] when the Job is missing or invalid, or uses what the local engine does not
+    /// do (a volume kind other than configMap and emptyDir, an env source other than literal
+    /// values and ConfigMap keys, a container without a command).
+    pub fn from_rendered(rendered: &Rendered) -> Result<Plan, PlanError> {
+        let mut config_maps: BTreeMap<String, BTreeMap<String, Vec<u8>>> = BTreeMap::new();
+        let mut job = None;
+        for manifest in &rendered.manifests {
+            match (manifest.api_version.as_str(), manifest.kind.as_str()) {
+                ("v1", "ConfigMap") => {
+                    let map: ConfigMap = serde_json::from_value(manifest.body.clone())
+                        .map_err(|e| invalid("ConfigMap", &manifest.name, e))?;
+                    let mut files: BTreeMap<String, Vec<u8>> = map
+                        .data
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, v.into_bytes()))
+                        .collect();
+                    files.extend(
+                        map.binary_data
+                            .unwrap_or_default()
+                            .into_iter()
+                            .map(|(k, v)| (k, v.0)),
+                    );
+                    config_maps.insert(manifest.name.clone(), files);
+                }
+                ("batch/v1", "Job") if manifest.name == rendered.primary => {
+                    let parsed: Job = serde_json::from_value(manifest.body.clone())
+                        .map_err(|e| invalid("Job", &manifest.name, e))?;
+                    job = Some(parsed);
+                }
+                _ => {}
+            }
+        }
+        let job = job.ok_or_else(|| PlanError::NoJob(rendered.primary.clone()))?;
+        let spec = job
+            .spec
+            .ok_or_else(|| invalid("Job", &rendered.primary, "no spec"))?;
+        let pod = spec
+            .template
+            .spec
+            .ok_or_else(|| invalid("Job", &rendered.primary, "no pod template spec"))?;
+
+        let mut volumes = BTreeMap::new();
+        for volume in pod.volumes.unwrap_or_default() {
+            let kind = if let Some(source) = &volume.config_map {
+                let data = config_maps.get(&source.name).ok_or_else(|| {
+                    PlanError::Unsupported(format!(
+                        "volume {:?} names ConfigMap {:?}, which is not among the rendered objects",
+                        volume.name, source.name
+                    ))
+                })?;
+                let files = match &source.items {
+                    None => data.clone(),
+                    Some(items) => items
+                        .iter()
+                        .map(|item| match data.get(&item.key) {
+                            Some(bytes) => Ok((item.path.clone(), bytes.clone())),
+                            None => Err(PlanError::Unsupported(format!(
+                                "volume {:?} names key {:?}, which ConfigMap {:?} does not have",
+                                volume.name, item.key, source.name
+                            ))),
+                        })
+                        .collect::<Result<_, _>>()?,
+                };
+                Volume::ConfigMap(files)
+            } else if volume.empty_dir.is_some() {
+                Volume::EmptyDir
+            } else {
+                return Err(PlanError::Unsupported(format!(
+                    "volume {:?} is neither a configMap nor an emptyDir",
+                    volume.name
+                )));
+            };
+            volumes.insert(volume.name, kind);
+        }
+
+        let containers = pod
+            .init_containers
+            .unwrap_or_default()
+            .into_iter()
+            .chain(pod.containers);
+        let steps = containers
+            .map(|container| step(container, &config_maps, &volumes))
+            .collect::<Result<_, _>>()?;
+        let deadline = spec
+            .active_deadline_seconds
+            .and_then(|s| u64::try_from(s).ok())
+            .map(Duration::from_secs);
+        Ok(Plan {
+            steps,
+            volumes,
+            deadline,
+        })
+    }
+}
+
+fn step(
+    container: Container,
+    config_maps: &BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+    volumes: &BTreeMap<String, Volume>,
+) -> Result<StepPlan, PlanError> {
+    let name = container.name;
+    let mut argv = container.command.unwrap_or_default();
+    if argv.is_empty() {
+        // An image's entrypoint means nothing without the image.
+        return Err(PlanError::Unsupported(format!(
+            "container {name:?} has no command (the local engine runs no images)"
+        )));
+    }
+    argv.extend(container.args.unwrap_or_default());
+    let env = container
+        .env
+        .unwrap_or_default()
+        .iter()
+        .map(|var| env_value(&name, var, config_maps))
+        .collect::<Result<_, _>>()?;
+    let mounts = container
+        .volume_mounts
+        .unwrap_or_default()
+        .into_iter()
+        .map(|mount| {
+            if volumes.contains_key(&mount.name) {
+                Ok((mount.mount_path, mount.name))
+            } else {
+                Err(PlanError::Unsupported(format!(
+                    "container {name:?} mounts volume {:?}, which the pod does not have",
+                    mount.name
+                )))
+            }
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(StepPlan {
+        name,
+        argv,
+        env,
+        working_dir: container.working_dir,
+        mounts,
+    })
+}
+
+fn env_value(
+    container: &str,
+    var: &EnvVar,
+    config_maps: &BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+) -> Result<(String, String), PlanError> {
+    let unsupported = || {
+        PlanError::Unsupported(format!(
+            "env {:?} of container {container:?} comes from neither a value nor a ConfigMap key",
+            var.name
+        ))
+    };
+    if let Some(value) = &var.value {
+        return Ok((var.name.clone(), value.clone()));
+    }
+    let Some(source) = var
+        .value_from
+        .as_ref()
+        .and_then(|f| f.config_map_key_ref.as_ref())
+    else {
+        return if var.value_from.is_none() {
+            // `value` absent and no source: the empty string, as Kubernetes does.
+            Ok((var.name.clone(), String::new()))
+        } else {
+            Err(unsupported())
+        };
+    };
+    let value = config_maps
+        .get(&source.name)
+        .and_then(|data| data.get(&source.key))
+        .map(|bytes| String::from_utf8_lossy(bytes).into_owned());
+    match value {
+        Some(value) => Ok((var.name.clone(), value)),
+        None if source.optional == Some(true) => Ok((var.name.clone(), String::new())),
+        None => Err(PlanError::Unsupported(format!(
+            "env {:?} of container {container:?} names key {:?} of ConfigMap {:?}, which does not exist",
+            var.name, source.key, source.name
+        ))),
+    }
+}

@@ -1,0 +1,277 @@
+//! The local runner with jobs rendered by the real plugins and run for real: a source RPM built
+//! by rpmbuild from the srpm plugin's job; failing steps, the deadline and cancel killing whole
+//! process groups; what it refuses to run.
+
+use std::process::Command;
+use std::time::Duration;
+
+use omni_engine_local::{Event, LocalRunner, Outcome, Plan, PlanError};
+use omni_runtime::{Manifest, Rendered};
+use serde_json::{Value, json};
+
+async fn render(task: &str, params: Value) -> Rendered {
+    let (_dir, registry) =
+        omni_test_support::registry(omni_test_support::sandbox(json!({})), &[task]);
+    let plugin = registry.get(task).unwrap();
+    plugin
+        .serialize(omni_test_support::job("x86_64"), params.to_string())
+        .await
+        .unwrap()
+}
+
+async fn finish(run: &mut omni_engine_local::Run) -> (Vec<Event>, Outcome) {
+    let mut events = Vec::new();
+    while let Some(event) = tokio::time::timeout(Duration::from_secs(120), run.events.recv())
+        .await
+        .expect("the run went quiet")
+    {
+        if let Event::Ended(outcome) = event {
+            return (events, outcome);
+        }
+        events.push(event);
+    }
+    panic!("the run ended without an outcome: {events:?}");
+}
+
+fn lines(events: &[Event], step: &str) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Line { step: s, line, .. } if s == step => Some(line.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+const SPEC: &str = "Name: hello\nVersion: 1.0\nRelease: 1%{?dist}\nSummary: Says hello\nLicense: MIT\nSource0: hello.sh\nBuildArch: noarch\n\n%description\nSays hello.\n\n%install\ninstall -D -m 755 %{SOURCE0} %{buildroot}/usr/bin/hello\n\n%files\n/usr/bin/hello\n";
+
+#[tokio::test]
+async fn the_srpm_job_builds_a_real_source_rpm() {
+    // base64 of "#!/bin/sh\necho hello\n"
+    let params = json!({"spec": SPEC, "sources": {"hello.sh": "IyEvYmluL3NoCmVjaG8gaGVsbG8K"},
+                        "defines": {"dist": ".oe2403"}});
+    let rendered = render("srpm", params).await;
+    let plan = Plan::from_rendered(&rendered).unwrap();
+    let steps: Vec<&str> = plan.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(steps, ["fetch", "build"]);
+    let root = tempfile::tempdir().unwrap();
+    let runner = LocalRunner::new(root.path());
+    let mut run = runner.start("job-1", plan).unwrap();
+    let (events, outcome) = finish(&mut run).await;
+    assert_eq!(outcome, Outcome::Succeeded, "{events:#?}");
+    assert!(matches!(&events[0], Event::StepStarted { step } if step == "fetch"));
+    assert!(events.contains(&Event::StepEnded {
+        step: "build".into(),
+        exit_code: Some(0)
+    }));
+    assert!(
+        lines(&events, "fetch")
+            .iter()
+            .any(|l| l.contains("hello.sh")),
+        "{events:#?}"
+    );
+
+    let output = runner.volume_dir("job-1", "output");
+    let srpm = output.join("hello-1.0-1.oe2403.src.rpm");
+    assert!(
+        srpm.is_file(),
+        "{:?}",
+        std::fs::read_dir(&output).unwrap().collect::<Vec<_>>()
+    );
+    let info = Command::new("rpm").arg("-qpi").arg(&srpm).output().unwrap();
+    let info = String::from_utf8_lossy(&info.stdout);
+    assert!(info.contains("Name        : hello"), "{info}");
+    let files = Command::new("rpm").arg("-qpl").arg(&srpm).output().unwrap();
+    let files = String::from_utf8_lossy(&files.stdout);
+    assert!(
+        files.contains("hello.sh") && files.contains("package.spec"),
+        "{files}"
+    );
+    // The step's HOME was the job's: the user's ~/.rpmmacros is untouched.
+    assert!(run.dir().join("home/.rpmmacros").is_file());
+    runner.remove("job-1").unwrap();
+    assert!(!runner.job_dir("job-1").exists());
+}
+
+/// A rendered job of one Job object with these containers, volumes and deadline.
+fn job(init: &Value, containers: &Value, deadline: Option<u64>) -> Rendered {
+    let mut spec = json!({
+        "backoffLimit": 0,
+        "template": {"spec": {
+            "restartPolicy": "Never",
+            "initContainers": init,
+            "containers": containers,
+            "volumes": [{"name": "input", "configMap": {"name": "in"}}, {"name": "out", "emptyDir": {}}],
+        }},
+    });
+    if let Some(seconds) = deadline {
+        spec["activeDeadlineSeconds"] = json!(seconds);
+    }
+    Rendered {
+        manifests: vec![
+            Manifest {
+                api_version: "v1".into(),
+                kind: "ConfigMap".into(),
+                name: "in".into(),
+                body: json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "in"},
+                             "data": {"greeting": "hi there", "word": "pineapple"}}),
+            },
+            Manifest {
+                api_version: "batch/v1".into(),
+                kind: "Job".into(),
+                name: "j".into(),
+                body: json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j"}, "spec": spec}),
+            },
+        ],
+        primary: "j".into(),
+    }
+}
+
+fn sh(name: &str, script: &str) -> Value {
+    json!({"name": name, "image": "none", "command": ["/bin/sh", "-c", script],
+           "env": [{"name": "IN", "value": "/in"}, {"name": "OUT", "value": "/out/sub"},
+                   {"name": "WORD", "valueFrom": {"configMapKeyRef": {"name": "in", "key": "word"}}}],
+           "volumeMounts": [{"name": "input", "mountPath": "/in"}, {"name": "out", "mountPath": "/out"}]})
+}
+
+#[tokio::test]
+async fn env_mounts_and_working_dir_are_the_jobs_and_a_failing_step_stops_the_rest() {
+    let mut first = sh(
+        "first",
+        "cat \"$IN/greeting\"; echo; echo \"$WORD\"; mkdir -p \"$OUT\"; pwd; echo oops >&2; exit 3",
+    );
+    first["workingDir"] = json!("/out");
+    let rendered = job(
+        &json!([first]),
+        &json!([sh("never", "echo should not run")]),
+        None,
+    );
+    let root = tempfile::tempdir().unwrap();
+    let runner = LocalRunner::new(root.path());
+    let mut run = runner
+        .start("j2", Plan::from_rendered(&rendered).unwrap())
+        .unwrap();
+    let (events, outcome) = finish(&mut run).await;
+    assert_eq!(
+        outcome,
+        Outcome::Failed("step first exited with code 3".into())
+    );
+    let out_dir = runner.volume_dir("j2", "out");
+    assert_eq!(
+        lines(&events, "first"),
+        vec![
+            "hi there".to_owned(),
+            "pineapple".into(),
+            out_dir.display().to_string(),
+            "oops".into()
+        ]
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Line { stderr: true, line, .. } if line == "oops"))
+    );
+    assert!(out_dir.join("sub").is_dir());
+    assert!(lines(&events, "never").is_empty());
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, Event::StepStarted { step } if step == "never"))
+    );
+}
+
+fn alive(pid: &str) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+}
+
+async fn background_pid(run: &mut omni_engine_local::Run) -> String {
+    loop {
+        match run.events.recv().await.unwrap() {
+            Event::Line { line, .. } if line.starts_with("pid ") => return line[4..].to_owned(),
+            Event::Ended(outcome) => panic!("ended early: {outcome:?}"),
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_deadline_kills_the_whole_process_group() {
+    let script = "sleep 300 & echo \"pid $!\"; wait";
+    let rendered = job(&json!([]), &json!([sh("slow", script)]), Some(1));
+    let root = tempfile::tempdir().unwrap();
+    let runner = LocalRunner::new(root.path());
+    let mut run = runner
+        .start("j3", Plan::from_rendered(&rendered).unwrap())
+        .unwrap();
+    let pid = background_pid(&mut run).await;
+    let (_, outcome) = finish(&mut run).await;
+    assert!(
+        matches!(outcome, Outcome::DeadlineExceeded(ref m) if m.contains("step slow")),
+        "{outcome:?}"
+    );
+    for _ in 0..100 {
+        if !alive(&pid) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the step's child {pid} outlived the deadline");
+}
+
+#[tokio::test]
+async fn cancel_kills_the_whole_process_group() {
+    let script = "sleep 300 & echo \"pid $!\"; wait";
+    let rendered = job(&json!([]), &json!([sh("slow", script)]), None);
+    let root = tempfile::tempdir().unwrap();
+    let runner = LocalRunner::new(root.path());
+    let mut run = runner
+        .start("j4", Plan::from_rendered(&rendered).unwrap())
+        .unwrap();
+    let pid = background_pid(&mut run).await;
+    run.cancel();
+    let (_, outcome) = finish(&mut run).await;
+    assert_eq!(outcome, Outcome::Cancelled);
+    for _ in 0..100 {
+        if !alive(&pid) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the step's child {pid} outlived the cancel");
+}
+
+#[test]
+fn what_the_local_engine_cannot_run_is_refused_with_the_reason() {
+    let mut no_command = sh("c", "true");
+    no_command.as_object_mut().unwrap().remove("command");
+    let mut secret_env = sh("c", "true");
+    secret_env["env"] =
+        json!([{"name": "T", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]);
+    let mut missing_key = sh("c", "true");
+    missing_key["env"] =
+        json!([{"name": "T", "valueFrom": {"configMapKeyRef": {"name": "in", "key": "nope"}}}]);
+    for (container, expected) in [
+        (no_command, "has no command"),
+        (secret_env, "comes from neither a value nor a ConfigMap key"),
+        (missing_key, "names key \"nope\""),
+    ] {
+        let error = Plan::from_rendered(&job(&json!([]), &json!([container]), None)).unwrap_err();
+        assert!(error.to_string().contains(expected), "{error}");
+    }
+    let mut hostpath = job(&json!([]), &json!([sh("c", "true")]), None);
+    hostpath.manifests[1].body["spec"]["template"]["spec"]["volumes"][1] =
+        json!({"name": "out", "hostPath": {"path": "/"}});
+    assert!(matches!(
+        Plan::from_rendered(&hostpath),
+        Err(PlanError::Unsupported(_))
+    ));
+    let mut other = job(&json!([]), &json!([sh("c", "true")]), None);
+    other.primary = "elsewhere".into();
+    assert_eq!(
+        Plan::from_rendered(&other),
+        Err(PlanError::NoJob("elsewhere".into()))
+    );
+}
