@@ -29,6 +29,7 @@ command -v python3 >/dev/null 2>&1 || missing+=(python3)
 command -v rpmbuild >/dev/null 2>&1 || missing+=(rpm)
 command -v xorriso >/dev/null 2>&1 || missing+=(xorriso)
 command -v git >/dev/null 2>&1 || missing+=(git)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo=sudo

@@ -93,6 +93,101 @@ async fn the_srpm_job_builds_a_real_source_rpm() {
     assert!(!runner.job_dir("job-1").exists());
 }
 
+/// The iso plugin's customize mode: a base ISO fetched over HTTP from a server on loopback
+/// (`allow_insecure_base_iso` turned on in a copy of the templates), remastered by xorriso with
+/// a kickstart, a file and a new volume label.
+#[tokio::test]
+async fn the_iso_customize_job_builds_a_real_iso() {
+    let scratch = tempfile::tempdir().unwrap();
+    let tree = scratch.path().join("tree");
+    std::fs::create_dir_all(tree.join("isolinux")).unwrap();
+    std::fs::write(tree.join("isolinux/boot.msg"), "base\n").unwrap();
+    let base = scratch.path().join("base.iso");
+    let made = Command::new("xorriso")
+        .args(["-as", "mkisofs", "-quiet", "-V", "BASE", "-o"])
+        .arg(&base)
+        .arg(&tree)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let bytes = std::fs::read(&base).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/base.iso", listener.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/base.iso",
+        axum::routing::get(move || async move { bytes.clone() }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let templates = scratch.path().join("templates");
+    std::fs::create_dir_all(templates.join("iso")).unwrap();
+    for entry in std::fs::read_dir(omni_test_support::workspace().join("templates/iso")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), templates.join("iso").join(entry.file_name())).unwrap();
+    }
+    let settings = templates.join("iso/settings.yaml");
+    let text = std::fs::read_to_string(&settings).unwrap();
+    std::fs::write(
+        &settings,
+        text.replace(
+            "allow_insecure_base_iso: false",
+            "allow_insecure_base_iso: true",
+        ),
+    )
+    .unwrap();
+    let sandbox = omni_runtime::Sandbox::new(
+        omni_runtime::SandboxConfig::default(),
+        std::sync::Arc::new(omni_runtime::Templates::new(&templates)),
+    )
+    .unwrap();
+    let (_plugins, registry) = omni_test_support::registry(std::sync::Arc::new(sandbox), &["iso"]);
+    let params = json!({"mode": "customize", "base_iso": url, "volume_label": "OMNI_TEST",
+        "kickstart": "lang en_US.UTF-8\nreboot\n", "files": {"/isolinux/boot.msg": "customized\n"}});
+    let rendered = registry
+        .get("iso")
+        .unwrap()
+        .serialize(omni_test_support::job("x86_64"), params.to_string())
+        .await
+        .unwrap();
+
+    let root = tempfile::tempdir().unwrap();
+    let runner = LocalRunner::new(root.path());
+    let mut run = runner
+        .start("iso-1", Plan::from_rendered(&rendered).unwrap())
+        .unwrap();
+    let (events, outcome) = finish(&mut run).await;
+    assert_eq!(outcome, Outcome::Succeeded, "{events:#?}");
+    let output = runner.volume_dir("iso-1", "output");
+    let iso = std::fs::read_dir(&output)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "iso"))
+        .expect("an .iso in the output");
+    let listing = Command::new("xorriso")
+        .arg("-indev")
+        .arg(&iso)
+        .args(["-pvd_info", "-find", "/", "-type", "f"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&listing.stdout).into_owned()
+        + &String::from_utf8_lossy(&listing.stderr);
+    assert!(text.contains("OMNI_TEST"), "{text}");
+    assert!(text.contains("/ks.cfg"), "{text}");
+    let extracted = scratch.path().join("boot.msg");
+    let status = Command::new("xorriso")
+        .arg("-osirrox")
+        .arg("on")
+        .arg("-indev")
+        .arg(&iso)
+        .arg("-extract")
+        .arg("/isolinux/boot.msg")
+        .arg(&extracted)
+        .output()
+        .unwrap();
+    assert!(status.status.success());
+    assert_eq!(std::fs::read_to_string(&extracted).unwrap(), "customized\n");
+}
+
 /// A rendered job of one Job object with these containers, volumes and deadline.
 fn job(init: &Value, containers: &Value, deadline: Option<u64>) -> Rendered {
     let mut spec = json!({
