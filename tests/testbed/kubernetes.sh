@@ -1,0 +1,755 @@
+#!/usr/bin/env bash
+# A small Kubernetes control plane for Omni's tests, without Docker or
+# kubelets: etcd, kube-apiserver, kube-controller-manager and kube-scheduler
+# built from their Go modules (once, into a cache), and kwok playing the
+# kubelets of two fake nodes (amd64 and arm64). Pods are scheduled, run and,
+# when a Job owns them, succeed; no container ever runs. Everything listens
+# on 127.0.0.1 and survives the calling shell.
+#
+#   tests/testbed/kubernetes.sh build    build the binaries (first time: 10-30 min)
+#   tests/testbed/kubernetes.sh start    build if needed, start, wait until both nodes are
+#                                        Ready and the default service account exists;
+#                                        prints the kubeconfig path as the last line:
+#                                        export KUBECONFIG=$(tests/testbed/kubernetes.sh start)
+#   tests/testbed/kubernetes.sh stop     stop the components, in reverse order
+#   tests/testbed/kubernetes.sh status   exit 0 when every component runs
+#   tests/testbed/kubernetes.sh logs [COMPONENT] [-f]   where the logs are, and their tails
+#   tests/testbed/kubernetes.sh kubectl ARGS...         the built kubectl, on the testbed
+#   tests/testbed/kubernetes.sh env      OMNI_TEST_KUBECONFIG=...
+#   tests/testbed/kubernetes.sh reset    stop, then delete the cluster's data, keys and logs
+#
+# Components: etcd kube-apiserver kube-controller-manager kube-scheduler kwok.
+# Nodes: kwok-amd64 and kwok-arm64 (labels kubernetes.io/arch, kubernetes.io/os=linux,
+# type=kwok). `kubectl logs` of any pod shows $STATE/kwok/pod.log (CRI log lines).
+#
+# With OMNI_TEST_KUBECONFIG already set (your own cluster), `start` only waits
+# until that cluster answers and prints it.
+#
+# Environment (all optional):
+#   OMNI_TESTBED_CACHE          cache and state root (~/.cache/omni-testbed)
+#   OMNI_K8S_VERSION            k8s.io/kubernetes version (v1.35.4)
+#   OMNI_K8S_ETCD_VERSION       go.etcd.io/etcd/server/v3 version (v3.6.16)
+#   OMNI_K8S_KWOK_VERSION       sigs.k8s.io/kwok version (v0.8.0)
+#   OMNI_K8S_PORT               kube-apiserver's secure port (16443)
+#   OMNI_K8S_ETCD_PORT          etcd's client port (16379)
+#   OMNI_K8S_KWOK_PORT          kwok's kubelet port, for logs (16250)
+#   OMNI_K8S_POD_STAGES         fast (pods run at once) or general (kwok's delays) (fast)
+#   OMNI_K8S_NODE_TAINT         1: taint the nodes kwok.x-k8s.io/node=fake:NoSchedule,
+#                               as kwok's docs do (pods then need a toleration) (0)
+#   OMNI_K8S_START_TIMEOUT      seconds to wait for each step of start (120)
+#   OMNI_K8S_STOP_TIMEOUT       seconds between SIGTERM and SIGKILL (20)
+#   GOTOOLCHAIN, GOCACHE, GOMODCACHE, GOFLAGS   as for any go build (GOTOOLCHAIN=local
+#                               unless set); builds run under `nice -n 19`, CGO_ENABLED=0
+#
+# Only the kubeconfig path (start) goes to stdout; everything else goes to stderr.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+files=$here/kubernetes
+cache=${OMNI_TESTBED_CACHE:-$HOME/.cache/omni-testbed}
+k8s_version=${OMNI_K8S_VERSION:-v1.35.4}
+etcd_version=${OMNI_K8S_ETCD_VERSION:-v3.6.16}
+kwok_version=${OMNI_K8S_KWOK_VERSION:-v0.8.0}
+k8s_bin=$cache/kubernetes-$k8s_version/bin
+etcd_bin=$cache/etcd-$etcd_version/bin
+kwok_dir=$cache/kwok-$kwok_version
+kwok_bin=$kwok_dir/bin
+build_logs=$cache/build-logs
+state=$cache/kubernetes-run
+logdir=$state/logs
+rundir=$state/run
+pki=$state/pki
+kubeconfig=$state/kubeconfig
+api_port=${OMNI_K8S_PORT:-16443}
+etcd_port=${OMNI_K8S_ETCD_PORT:-16379}
+kwok_port=${OMNI_K8S_KWOK_PORT:-16250}
+pod_stages=${OMNI_K8S_POD_STAGES:-fast}
+node_taint=${OMNI_K8S_NODE_TAINT:-0}
+start_timeout=${OMNI_K8S_START_TIMEOUT:-120}
+stop_timeout=${OMNI_K8S_STOP_TIMEOUT:-20}
+components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+nodes=(amd64 arm64)
+
+log() { printf 'kubernetes.sh: %s\n' "$*" >&2; }
+
+die() {
+    log "error: $*"
+    exit 1
+}
+
+# Seconds since $1 (an $EPOCHREALTIME), with one decimal.
+since() {
+    local now=${EPOCHREALTIME/[,.]/} then=${1/[,.]/} ds
+    ds=$(((now - then) / 100000))
+    printf '%d.%d' $((ds / 10)) $((ds % 10))
+}
+
+usage() {
+    sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2
+    exit 2
+}
+
+# --- build ---------------------------------------------------------------------
+
+need_go() {
+    command -v go >/dev/null 2>&1 || die "no go: the testbed builds its binaries from Go modules (Debian: apt-get install golang, or a newer Go on PATH)"
+}
+
+# Runs `go "$@"` at the lowest priority with CGO off, appending to log $1.
+# The machine's own Go unless GOTOOLCHAIN says otherwise.
+run_go() {
+    local logfile=$1
+    shift
+    printf '+ go %s\n' "$*" >>"$logfile"
+    nice -n 19 env CGO_ENABLED=0 GOTOOLCHAIN="${GOTOOLCHAIN:-local}" go "$@" >>"$logfile" 2>&1
+}
+
+# Prints the path of the go.mod that module@version $2 ships (log: $1).
+upstream_gomod() {
+    local logfile=$1 mod=$2 json
+    printf '+ go mod download -json %s\n' "$mod" >>"$logfile"
+    json=$(GOTOOLCHAIN="${GOTOOLCHAIN:-local}" go mod download -json "$mod" 2>>"$logfile") || return 1
+    sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p' <<<"$json"
+}
+
+build_failed() {
+    local what=$1 logfile=$2
+    printf '==> %s (last 40 lines) <==\n' "$logfile" >&2
+    tail -n 40 "$logfile" >&2
+    die "building $what failed; the whole log is $logfile"
+}
+
+# The go and godebug lines of go.mod $1, for a module that builds it as a dependency.
+go_lines() { grep -E '^(go|godebug) ' "$1" || true; }
+
+# new_build_dir NAME: a fresh temp dir beside the cache entry, removed on exit
+# unless it was renamed into place.
+new_build_dir() {
+    mkdir -p "$cache" "$build_logs"
+    rm -rf "$cache/.$1".* # leftovers of an interrupted build
+    build_tmp=$(mktemp -d "$cache/.$1.XXXXXX")
+    # shellcheck disable=SC2064 # expand $build_tmp now
+    trap "rm -rf '$build_tmp'" EXIT
+}
+
+finish_build_dir() {
+    local dest=$1
+    chmod 755 "$build_tmp"
+    rm -rf "${build_tmp:?}/src"
+    rm -rf "$dest"
+    mv -T "$build_tmp" "$dest"
+    trap - EXIT
+}
+
+k8s_cmds=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
+
+build_kubernetes() {
+    local c ok=1
+    for c in "${k8s_cmds[@]}"; do [[ -x $k8s_bin/$c ]] || ok=0; done
+    ((ok)) && return 0
+    [[ $k8s_version =~ ^v1\.([0-9]+)\.([0-9]+)$ ]] || die "OMNI_K8S_VERSION=$k8s_version is not v1.Y.Z"
+    local staging=v0.${BASH_REMATCH[1]}.${BASH_REMATCH[2]} minor=${BASH_REMATCH[1]}
+    local logfile=$build_logs/kubernetes-$k8s_version.log t0=$EPOCHREALTIME gomod build_tmp
+    new_build_dir "kubernetes-$k8s_version"
+    : >"$logfile"
+    log "building Kubernetes $k8s_version (${k8s_cmds[*]}) once, at nice 19; this takes a while (log: $logfile)"
+    mkdir -p "$build_tmp/src" "$build_tmp/bin"
+    if ! gomod=$(cd "$build_tmp/src" && upstream_gomod "$logfile" "k8s.io/kubernetes@$k8s_version") || [[ ! -f $gomod ]]; then
+        build_failed "Kubernetes $k8s_version (is that version served by the Go module proxy?)" "$logfile"
+    fi
+    # Every k8s.io/* => ./staging/src/k8s.io/* becomes the published v0.Y.Z.
+    {
+        echo "module omni.invalid/testbed/kubernetes"
+        echo
+        go_lines "$gomod"
+        echo
+        echo "require k8s.io/kubernetes $k8s_version"
+        echo
+        echo "replace ("
+        sed -n 's#^[[:space:]]*\(replace[[:space:]]\{1,\}\)\{0,1\}\(k8s\.io/[^[:space:]]*\)[[:space:]]*=>[[:space:]]*\./staging/.*#\2#p' "$gomod" |
+            while read -r m; do printf '\t%s => %s %s\n' "$m" "$m" "$staging"; done
+        echo ")"
+    } >"$build_tmp/src/go.mod"
+    grep -q "=> k8s.io/api $staging" "$build_tmp/src/go.mod" || build_failed "Kubernetes: no staging replaces found in $gomod" "$logfile"
+    local pkgs=()
+    for c in "${k8s_cmds[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
+    local v vars=() ldflags="-s -w"
+    vars=(gitVersion="$k8s_version" gitMajor=1 gitMinor="$minor" gitTreeState=clean
+        buildDate="$(date -u +%Y-%m-%dT%H:%M:%SZ)")
+    for v in "${vars[@]}"; do
+        ldflags+=" -X k8s.io/component-base/version.$v -X k8s.io/client-go/pkg/version.$v"
+    done
+    (cd "$build_tmp/src" && run_go "$logfile" get "${pkgs[@]/%/@$k8s_version}") ||
+        build_failed "Kubernetes $k8s_version (resolving modules)" "$logfile"
+    (cd "$build_tmp/src" && run_go "$logfile" build -trimpath -ldflags="$ldflags" -o "$build_tmp/bin/" "${pkgs[@]}") ||
+        build_failed "Kubernetes $k8s_version" "$logfile"
+    echo "$k8s_version" >"$build_tmp/VERSION"
+    finish_build_dir "$cache/kubernetes-$k8s_version"
+    log "built Kubernetes $k8s_version in $(since "$t0") s ($(du -sh "$k8s_bin" | cut -f1))"
+}
+
+build_etcd() {
+    [[ -x $etcd_bin/etcd ]] && return 0
+    local logfile=$build_logs/etcd-$etcd_version.log t0=$EPOCHREALTIME gomod build_tmp
+    new_build_dir "etcd-$etcd_version"
+    : >"$logfile"
+    log "building etcd $etcd_version once (log: $logfile)"
+    mkdir -p "$build_tmp/src" "$build_tmp/bin"
+    if ! gomod=$(cd "$build_tmp/src" && upstream_gomod "$logfile" "go.etcd.io/etcd/server/v3@$etcd_version") || [[ ! -f $gomod ]]; then
+        build_failed "etcd $etcd_version (is that version served by the Go module proxy?)" "$logfile"
+    fi
+    # Every go.etcd.io/etcd/* => ../* becomes the published module of the same version.
+    {
+        echo "module omni.invalid/testbed/etcd"
+        echo
+        go_lines "$gomod"
+        echo
+        echo "require go.etcd.io/etcd/server/v3 $etcd_version"
+        echo
+        echo "replace ("
+        sed -n 's#^[[:space:]]*\(replace[[:space:]]\{1,\}\)\{0,1\}\(go\.etcd\.io/etcd/[^[:space:]]*\)[[:space:]]*=>[[:space:]]*\.\./.*#\2#p' "$gomod" |
+            while read -r m; do printf '\t%s => %s %s\n' "$m" "$m" "$etcd_version"; done
+        echo ")"
+    } >"$build_tmp/src/go.mod"
+    (cd "$build_tmp/src" && run_go "$logfile" get "go.etcd.io/etcd/server/v3@$etcd_version") ||
+        build_failed "etcd $etcd_version (resolving modules)" "$logfile"
+    (cd "$build_tmp/src" && run_go "$logfile" build -trimpath -ldflags="-s -w" -o "$build_tmp/bin/etcd" go.etcd.io/etcd/server/v3) ||
+        build_failed "etcd $etcd_version" "$logfile"
+    echo "$etcd_version" >"$build_tmp/VERSION"
+    finish_build_dir "$cache/etcd-$etcd_version"
+    log "built etcd $etcd_version in $(since "$t0") s"
+}
+
+build_kwok() {
+    [[ -x $kwok_bin/kwok ]] && return 0
+    local logfile=$build_logs/kwok-$kwok_version.log t0=$EPOCHREALTIME build_tmp
+    new_build_dir "kwok-$kwok_version"
+    : >"$logfile"
+    log "building kwok $kwok_version once (log: $logfile)"
+    mkdir -p "$build_tmp/bin"
+    (cd "$build_tmp" && GOBIN=$build_tmp/bin run_go "$logfile" install -trimpath -ldflags="-s -w" "sigs.k8s.io/kwok/cmd/kwok@$kwok_version") ||
+        build_failed "kwok $kwok_version" "$logfile"
+    echo "$kwok_version" >"$build_tmp/VERSION"
+    finish_build_dir "$cache/kwok-$kwok_version"
+    log "built kwok $kwok_version in $(since "$t0") s"
+}
+
+# kwok's Stage objects and its Logs CRD, as shipped in its module, into
+# $kwok_dir/config/: node-fast.yaml (initialize + heartbeat with lease),
+# pod-fast.yaml, pod-general.yaml, crd-logs.yaml.
+install_kwok_config() {
+    [[ -f $kwok_dir/config/crd-logs.yaml ]] && return 0
+    local logfile=$build_logs/kwok-$kwok_version.log dir tmp json f
+    printf '+ go mod download -json sigs.k8s.io/kwok@%s\n' "$kwok_version" >>"$logfile"
+    json=$(cd "$cache" && GOTOOLCHAIN="${GOTOOLCHAIN:-local}" go mod download -json "sigs.k8s.io/kwok@$kwok_version" 2>>"$logfile") ||
+        build_failed "kwok $kwok_version's stages" "$logfile"
+    dir=$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p' <<<"$json")
+    [[ -d $dir/kustomize/stage ]] || build_failed "kwok $kwok_version's stages (no kustomize/stage in ${dir:-the module})" "$logfile"
+    rm -rf "$kwok_dir/.config".*
+    tmp=$(mktemp -d "$kwok_dir/.config.XXXXXX")
+    # cat_stages OUT FILE...: the files, as one YAML stream.
+    cat_stages() {
+        local out=$tmp/$1
+        shift
+        for f in "$@"; do
+            [[ -f $dir/kustomize/stage/$f ]] || die "kwok $kwok_version has no kustomize/stage/$f"
+            printf -- '---\n# kustomize/stage/%s of sigs.k8s.io/kwok@%s\n' "$f" "$kwok_version" >>"$out"
+            cat "$dir/kustomize/stage/$f" >>"$out"
+        done
+    }
+    cat_stages node-fast.yaml node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml
+    cat_stages pod-fast.yaml pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml
+    local general=()
+    for f in "$dir"/kustomize/stage/pod/general/*.yaml; do
+        [[ $(basename "$f") == kustomization.yaml ]] || general+=("pod/general/$(basename "$f")")
+    done
+    cat_stages pod-general.yaml "${general[@]}"
+    [[ -f $dir/kustomize/crd/bases/kwok.x-k8s.io_logs.yaml ]] || die "kwok $kwok_version has no kustomize/crd/bases/kwok.x-k8s.io_logs.yaml"
+    cp "$dir/kustomize/crd/bases/kwok.x-k8s.io_logs.yaml" "$tmp/crd-logs.yaml"
+    chmod 755 "$tmp"
+    rm -rf "$kwok_dir/config"
+    mv -T "$tmp" "$kwok_dir/config"
+}
+
+cmd_build() {
+    need_go
+    local t0=$EPOCHREALTIME
+    build_etcd
+    build_kwok
+    install_kwok_config
+    build_kubernetes
+    log "all binaries ready after $(since "$t0") s"
+}
+
+built() {
+    local c
+    for c in "${k8s_cmds[@]}"; do [[ -x $k8s_bin/$c ]] || return 1; done
+    [[ -x $etcd_bin/etcd && -x $kwok_bin/kwok && -f $kwok_dir/config/crd-logs.yaml ]]
+}
+
+# --- processes -------------------------------------------------------------------
+
+# True while process $1 exists (a zombie counts as gone).
+alive() {
+    local st
+    [[ -r /proc/$1/stat ]] || return 1
+    st=$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null) || return 1
+    [[ -n $st && $st != Z && $st != X ]]
+}
+
+bin_of() {
+    case $1 in
+    etcd) echo "$etcd_bin/etcd" ;;
+    kwok) echo "$kwok_bin/kwok" ;;
+    *) echo "$k8s_bin/$1" ;;
+    esac
+}
+
+# Prints the pid of component $1 and succeeds when it runs.
+component_pid() {
+    local pid cmdline
+    [[ -f $rundir/$1.pid ]] || return 1
+    pid=$(<"$rundir/$1.pid")
+    [[ $pid =~ ^[0-9]+$ ]] && alive "$pid" || return 1
+    # Still ours, not a recycled pid: our binary, with our state dir in its arguments.
+    cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+    [[ $cmdline == */"$1 "* && $cmdline == *"$state/"* ]] || return 1
+    echo "$pid"
+}
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# The size of each log when its component was launched: show_log_tail prints
+# only what this start wrote.
+declare -A log_offset=()
+
+show_log_tail() {
+    local c=$1 f=$logdir/$1.log n=${2:-30}
+    [[ -s $f ]] || return 0
+    printf '==> %s (this start, last %d lines) <==\n' "$f" "$n" >&2
+    tail -c +"$((${log_offset[$c]:-0} + 1))" "$f" | tail -n "$n" >&2
+}
+
+# Dies with the tail of component $1's log, saying $2.
+component_failed() {
+    show_log_tail "$1"
+    die "$2; see $logdir/$1.log (\`$0 stop\` stops what still runs)"
+}
+
+# launch NAME ARGS...: runs component NAME in the background, in its own
+# session, logging to $logdir/NAME.log, its pid in $rundir/NAME.pid.
+launch() {
+    local name=$1 bin pidfile=$rundir/$1.pid i
+    shift
+    bin=$(bin_of "$name")
+    rm -f "$pidfile"
+    touch "$logdir/$name.log"
+    log_offset[$name]=$(stat -c %s "$logdir/$name.log")
+    printf '\n=== %s start: %s ===\n' "$(date -Is)" "$name" >>"$logdir/$name.log"
+    # setsid + nohup: it outlives the calling shell and its terminal. The inner
+    # bash writes its own pid (the component's, after exec). fd 9 (the lock)
+    # must not leak into it.
+    (
+        cd "$state"
+        # shellcheck disable=SC2016 # $$, $0 and $@ belong to the inner bash
+        nohup setsid bash -c 'echo $$ >"$0.tmp" && mv -f "$0.tmp" "$0" && exec "$@"' \
+            "$pidfile" "$bin" "$@" </dev/null >>"$logdir/$name.log" 2>&1 9>&- &
+    )
+    for ((i = 0; i < 100; i++)); do
+        [[ -s $pidfile ]] && break
+        sleep 0.1
+    done
+    [[ -s $pidfile ]] || component_failed "$name" "$name did not start (no pid file)"
+    log "started $name (pid $(<"$pidfile"))"
+}
+
+# wait_until WHAT COMPONENT COMMAND...: polls COMMAND until it succeeds; fails
+# when COMPONENT's process is gone, or after $start_timeout s.
+wait_until() {
+    local what=$1 comp=$2 start=$SECONDS t0=$EPOCHREALTIME c
+    shift 2
+    while ! "$@" >/dev/null 2>&1; do
+        for c in "${components[@]}"; do
+            if [[ -f $rundir/$c.pid ]] && ! component_pid "$c" >/dev/null; then
+                component_failed "$c" "$c exited while waiting for $what"
+            fi
+        done
+        ((SECONDS - start < start_timeout)) ||
+            component_failed "$comp" "no $what after $start_timeout s"
+        sleep 0.2
+    done
+    log "$what after $(since "$t0") s"
+}
+
+# Sends signal $1 to pid $3 and waits up to $2 s for it to go.
+signal_and_wait() {
+    local sig=$1 timeout=$2 pid=$3 waited=0
+    kill "-$sig" "$pid" 2>/dev/null || true
+    while alive "$pid"; do
+        ((waited >= timeout * 10)) && return 1
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    return 0
+}
+
+stop_component() {
+    local c=$1 pid
+    if ! pid=$(component_pid "$c"); then
+        rm -f "$rundir/$c.pid"
+        return 0
+    fi
+    if ! signal_and_wait TERM "$stop_timeout" "$pid"; then
+        log "$c (pid $pid) still runs after $stop_timeout s: SIGKILL"
+        signal_and_wait KILL 10 "$pid" || die "$c (pid $pid) survived SIGKILL"
+    fi
+    rm -f "$rundir/$c.pid"
+    log "stopped $c (pid $pid)"
+}
+
+# --- probes -------------------------------------------------------------------------
+
+kubectl_bin() {
+    if [[ -x $k8s_bin/kubectl ]]; then
+        echo "$k8s_bin/kubectl"
+    elif command -v kubectl >/dev/null 2>&1; then
+        command -v kubectl
+    else
+        die "no kubectl: \`$0 build\` builds one"
+    fi
+}
+
+kc() { "$k8s_bin/kubectl" --kubeconfig="$kubeconfig" --request-timeout=5s "$@"; }
+
+etcd_healthy() {
+    local reply
+    exec 3<>"/dev/tcp/127.0.0.1/$etcd_port" || return 1
+    printf 'GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
+    reply=$(timeout 5 cat <&3) || true
+    exec 3<&-
+    [[ $reply == *'"health":"true"'* ]]
+}
+
+api_ready() { [[ $(kc get --raw=/readyz 2>/dev/null) == ok ]]; }
+
+# Both nodes Ready and, once kwok was launched at $kwok_launched, their leases
+# renewed since: a Ready condition alone may be one stored before a stop.
+kwok_launched=
+nodes_ready() {
+    local n renewed
+    for n in "${nodes[@]}"; do
+        [[ $(kc get node "kwok-$n" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null) == True ]] || return 1
+        [[ -n $kwok_launched ]] || continue
+        renewed=$(kc -n kube-node-lease get lease "kwok-$n" -o 'jsonpath={.spec.renewTime}' 2>/dev/null) || return 1
+        [[ ! $renewed < $kwok_launched ]] || return 1
+    done
+}
+
+default_sa() { kc -n default get serviceaccount default; }
+
+# --- configuration (once per state dir; reset deletes it) ---------------------------
+
+write_pki() {
+    [[ -f $pki/complete ]] && return 0
+    command -v openssl >/dev/null 2>&1 || die "no openssl: it makes the testbed's keys (Debian: apt-get install openssl)"
+    rm -rf "$pki"
+    mkdir -p "$pki"
+    local out=$pki/openssl.log
+    {
+        # A CA, and the apiserver's serving certificate for every name it is reached by.
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+            -subj /CN=omni-testbed-ca -keyout "$pki/ca.key" -out "$pki/ca.crt" &&
+            openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+                -subj /CN=kube-apiserver -keyout "$pki/apiserver.key" -out "$pki/apiserver.csr" &&
+            printf '%s\n' 'subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local' \
+                'extendedKeyUsage=serverAuth' 'keyUsage=critical,digitalSignature,keyEncipherment' >"$pki/apiserver.ext" &&
+            openssl x509 -req -in "$pki/apiserver.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
+                -days 3650 -extfile "$pki/apiserver.ext" -out "$pki/apiserver.crt" &&
+            # Service-account token keys.
+            openssl genrsa -out "$pki/sa.key" 2048 &&
+            openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub"
+    } >"$out" 2>&1 || {
+        tail -n 20 "$out" >&2
+        die "openssl failed (log: $out)"
+    }
+    # An admin token in system:masters.
+    local token
+    token=$(openssl rand -hex 24)
+    printf '%s,admin,admin,"system:masters"\n' "$token" >"$pki/tokens.csv"
+    chmod 600 "$pki"/*.key "$pki/tokens.csv"
+    local kc_tmp=$kubeconfig.tmp ca
+    ca=$(base64 -w0 <"$pki/ca.crt")
+    cat >"$kc_tmp" <<KUBECONFIG
+apiVersion: v1
+kind: Config
+clusters:
+- name: omni-testbed
+  cluster:
+    server: https://127.0.0.1:$api_port
+    certificate-authority-data: $ca
+users:
+- name: admin
+  user:
+    token: $token
+contexts:
+- name: omni-testbed
+  context:
+    cluster: omni-testbed
+    user: admin
+    namespace: default
+current-context: omni-testbed
+KUBECONFIG
+    chmod 600 "$kc_tmp"
+    mv -f "$kc_tmp" "$kubeconfig"
+    echo "$api_port" >"$pki/port"
+    touch "$pki/complete"
+}
+
+write_kwok_config() {
+    local stages=$kwok_dir/config/pod-$pod_stages.yaml f=$state/kwok/kwok.yaml
+    [[ -f $stages ]] || die "OMNI_K8S_POD_STAGES=$pod_stages: no $stages (fast or general)"
+    mkdir -p "$state/kwok"
+    [[ -f $state/kwok/pod.log ]] ||
+        printf '%s stdout F %s\n' "$(date -u +%Y-%m-%dT%H:%M:%S.000000000Z)" \
+            "kwok fake container: no container runs here (this line comes from $state/kwok/pod.log)" >"$state/kwok/pod.log"
+    {
+        cat "$kwok_dir/config/node-fast.yaml" "$stages"
+        printf -- '---\n'
+        sed "s#@LOGS_FILE@#$state/kwok/pod.log#" "$files/kwok-logs.yaml"
+    } >"$f.tmp"
+    mv -f "$f.tmp" "$f"
+}
+
+nodes_yaml() {
+    local arch spec=' {}'
+    if [[ $node_taint == 1 ]]; then
+        spec=$'\n  taints:\n  - effect: NoSchedule\n    key: kwok.x-k8s.io/node\n    value: fake'
+    fi
+    for arch in "${nodes[@]}"; do
+        echo ---
+        sed -e "s#@ARCH@#$arch#g" -e "s#@NAME@#kwok-$arch#g" "$files/node.yaml.in" |
+            while IFS= read -r line; do
+                [[ $line == 'spec: @SPEC@' ]] && line="spec:$spec"
+                printf '%s\n' "$line"
+            done
+    done
+}
+
+# --- commands -----------------------------------------------------------------------
+
+lock() {
+    mkdir -p "$cache"
+    exec 9>"$cache/kubernetes.lock"
+    if ! flock -n 9; then
+        log "waiting for another kubernetes.sh (lock $cache/kubernetes.lock)"
+        flock 9
+    fi
+}
+
+use_own_cluster() {
+    local kc_bin start=$SECONDS t0=$EPOCHREALTIME
+    [[ -f $OMNI_TEST_KUBECONFIG ]] || die "OMNI_TEST_KUBECONFIG=$OMNI_TEST_KUBECONFIG: no such file"
+    kc_bin=$(kubectl_bin)
+    log "OMNI_TEST_KUBECONFIG is set: using $OMNI_TEST_KUBECONFIG, starting nothing"
+    until [[ $("$kc_bin" --kubeconfig="$OMNI_TEST_KUBECONFIG" --request-timeout=5s get --raw=/readyz 2>/dev/null) == ok ]]; do
+        ((SECONDS - start < start_timeout)) ||
+            die "the cluster of $OMNI_TEST_KUBECONFIG did not answer /readyz within $start_timeout s"
+        sleep 1
+    done
+    log "$OMNI_TEST_KUBECONFIG answers after $(since "$t0") s"
+    echo "$OMNI_TEST_KUBECONFIG"
+}
+
+cmd_start() {
+    if [[ -n ${OMNI_TEST_KUBECONFIG:-} ]]; then
+        use_own_cluster
+        return
+    fi
+    lock
+    local t0=$EPOCHREALTIME c running=0 out
+    for c in "${components[@]}"; do
+        component_pid "$c" >/dev/null && running=$((running + 1))
+    done
+    if ((running == ${#components[@]})) && [[ -f $kubeconfig ]] && api_ready && nodes_ready; then
+        [[ $(<"$pki/port") == "$api_port" ]] ||
+            die "the testbed already runs on port $(<"$pki/port"), not $api_port: stop it first"
+        log "reusing the running testbed"
+        echo "$kubeconfig"
+        return
+    fi
+    if ! built; then
+        need_go
+        cmd_build
+    fi
+    if [[ -f $pki/port && $(<"$pki/port") != "$api_port" ]]; then
+        ((running == 0)) || die "the testbed runs on port $(<"$pki/port"), not $api_port: stop it first"
+        log "OMNI_K8S_PORT changed: new keys and kubeconfig"
+        rm -rf "$pki"
+    fi
+    mkdir -p "$logdir" "$rundir"
+    mkdir -p "$state/etcd"
+    chmod 700 "$state/etcd"
+    write_pki
+    write_kwok_config
+    ((running == 0)) || log "$running of ${#components[@]} components run already; starting the others"
+
+    if ! component_pid etcd >/dev/null; then
+        port_in_use "$etcd_port" && die "port 127.0.0.1:$etcd_port (etcd) is taken by another process: stop it or set OMNI_K8S_ETCD_PORT"
+        launch etcd --name=omni-testbed --data-dir="$state/etcd" \
+            --listen-client-urls="http://127.0.0.1:$etcd_port" \
+            --advertise-client-urls="http://127.0.0.1:$etcd_port" \
+            --listen-peer-urls=http://localhost:0 \
+            --unsafe-no-fsync=true --log-level=warn
+    fi
+    wait_until "etcd healthy" etcd etcd_healthy
+
+    if ! component_pid kube-apiserver >/dev/null; then
+        port_in_use "$api_port" && die "port 127.0.0.1:$api_port (kube-apiserver) is taken by another process: stop it, set OMNI_K8S_PORT, or point OMNI_TEST_KUBECONFIG at a running cluster"
+        launch kube-apiserver --etcd-servers="http://127.0.0.1:$etcd_port" \
+            --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$api_port" \
+            --cert-dir="$state/apiserver" \
+            --tls-cert-file="$pki/apiserver.crt" --tls-private-key-file="$pki/apiserver.key" \
+            --client-ca-file="$pki/ca.crt" --token-auth-file="$pki/tokens.csv" \
+            --authorization-mode=RBAC --allow-privileged=true \
+            --service-cluster-ip-range=10.0.0.0/24 \
+            --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+            --service-account-key-file="$pki/sa.pub" --service-account-signing-key-file="$pki/sa.key" \
+            --kubelet-preferred-address-types=InternalIP \
+            --profiling=false
+    fi
+    wait_until "kube-apiserver ready" kube-apiserver api_ready
+
+    if ! component_pid kube-controller-manager >/dev/null; then
+        launch kube-controller-manager --kubeconfig="$kubeconfig" \
+            --leader-elect=false --bind-address=127.0.0.1 --secure-port=0 \
+            --service-account-private-key-file="$pki/sa.key" --root-ca-file="$pki/ca.crt" \
+            --flex-volume-plugin-dir="$state/kcm/volume-plugins" --profiling=false
+    fi
+    if ! component_pid kube-scheduler >/dev/null; then
+        launch kube-scheduler --kubeconfig="$kubeconfig" \
+            --leader-elect=false --bind-address=127.0.0.1 --secure-port=0 --profiling=false
+    fi
+    if ! component_pid kwok >/dev/null; then
+        port_in_use "$kwok_port" && die "port 127.0.0.1:$kwok_port (kwok) is taken by another process: stop it or set OMNI_K8S_KWOK_PORT"
+        # A fresh kwok takes over a node lease only when it expires; without
+        # one it makes it at once, which tells that it manages the nodes.
+        kc -n kube-node-lease delete lease "${nodes[@]/#/kwok-}" --ignore-not-found >/dev/null 2>&1 || true
+        kwok_launched=$(date -u +%Y-%m-%dT%H:%M:%S)
+        # Per-pod Logs objects (kwok.x-k8s.io/v1alpha1), watched by kwok.
+        out=$(kc apply -f "$kwok_dir/config/crd-logs.yaml" 2>&1) || {
+            printf '%s\n' "$out" >&2
+            die "could not create kwok's Logs CRD"
+        }
+        wait_until "kwok's Logs CRD established" kube-apiserver \
+            kc wait --for=condition=Established --timeout=5s crd/logs.kwok.x-k8s.io
+        launch kwok --kubeconfig="$kubeconfig" --config="$state/kwok/kwok.yaml" \
+            --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
+            --node-ip=127.0.0.1 --node-port="$kwok_port" --server-address="127.0.0.1:$kwok_port" \
+            --cidr=10.244.0.0/16 --node-lease-duration-seconds=40 --enable-crds=Logs
+    fi
+    out=$(nodes_yaml | kc apply -f - 2>&1) || {
+        printf '%s\n' "$out" >&2
+        die "could not create the nodes"
+    }
+    wait_until "nodes ${nodes[*]/#/kwok-} Ready" kwok nodes_ready
+    wait_until "service account default/default" kube-controller-manager default_sa
+    log "ready in $(since "$t0") s (state $state)"
+    echo "$kubeconfig"
+}
+
+cmd_stop() {
+    local i t0=$EPOCHREALTIME any=0
+    for i in "${components[@]}"; do component_pid "$i" >/dev/null && any=1; done
+    for ((i = ${#components[@]} - 1; i >= 0; i--)); do
+        stop_component "${components[i]}"
+    done
+    if ((any)); then
+        log "stopped in $(since "$t0") s"
+    else
+        log "not running"
+    fi
+}
+
+cmd_status() {
+    local c pid down=0
+    for c in "${components[@]}"; do
+        if pid=$(component_pid "$c"); then
+            printf '%-24s running, pid %s, RSS %s MiB\n' "$c" "$pid" "$(($(awk '/^VmRSS/{print $2}' "/proc/$pid/status") / 1024))"
+        else
+            printf '%-24s not running\n' "$c"
+            down=$((down + 1))
+        fi
+    done
+    if [[ -x $k8s_bin/kubectl && -f $kubeconfig ]] && api_ready; then
+        echo "kube-apiserver answers on https://127.0.0.1:$(<"$pki/port") (kubeconfig $kubeconfig)"
+        kc get nodes -L kubernetes.io/arch 2>&1 || true
+    elif ((down < ${#components[@]})); then
+        echo "kube-apiserver does not answer (yet)"
+    fi
+    ((down == 0)) || return 3
+}
+
+cmd_logs() {
+    local c follow=0 which=()
+    for c in "$@"; do
+        case $c in
+        -f) follow=1 ;;
+        *)
+            [[ " ${components[*]} " == *" $c "* ]] || die "no component $c (${components[*]})"
+            which+=("$c")
+            ;;
+        esac
+    done
+    if ((${#which[@]} == 0)); then
+        ((follow == 0)) || die "logs -f needs a component (${components[*]})"
+        for c in "${components[@]}"; do
+            [[ -f $logdir/$c.log ]] || continue
+            printf '==> %s <==\n' "$logdir/$c.log"
+            tail -n 5 "$logdir/$c.log"
+        done
+        return 0
+    fi
+    echo "$logdir/${which[0]}.log" >&2
+    [[ -f $logdir/${which[0]}.log ]] || die "no log yet: $logdir/${which[0]}.log"
+    if ((follow)); then
+        exec tail -n 50 -f "$logdir/${which[0]}.log"
+    fi
+    tail -n 50 "$logdir/${which[0]}.log"
+}
+
+cmd_kubectl() {
+    local kc_bin
+    kc_bin=$(kubectl_bin)
+    exec "$kc_bin" --kubeconfig="${OMNI_TEST_KUBECONFIG:-$kubeconfig}" "$@"
+}
+
+cmd_env() { echo "OMNI_TEST_KUBECONFIG=${OMNI_TEST_KUBECONFIG:-$kubeconfig}"; }
+
+cmd_reset() {
+    cmd_stop
+    rm -rf "$state"
+    log "deleted $state"
+}
+
+main() {
+    [[ $# -ge 1 ]] || usage
+    local cmd=$1
+    shift
+    case $cmd in
+    build) lock && cmd_build ;;
+    start) cmd_start ;;
+    stop) lock && cmd_stop ;;
+    status) cmd_status ;;
+    logs) cmd_logs "$@" ;;
+    kubectl) cmd_kubectl "$@" ;;
+    env) cmd_env ;;
+    reset) lock && cmd_reset ;;
+    -h | --help | help) usage ;;
+    *)
+        log "unknown command: $cmd"
+        usage
+        ;;
+    esac
+}
+
+main "$@"
