@@ -11,7 +11,9 @@
 //! - [`jobs`]: `POST /v1/jobs`, `GET /v1/jobs`, `GET /v1/jobs/{id}`, `DELETE /v1/jobs/{id}`.
 //! - [`plugins`]: `GET /v1/plugins`, `GET /v1/plugins/{task}`, `POST /v1/plugins/{task}/render`,
 //!   `POST /v1/plugins/reload`.
-//! - `/healthz` and `/readyz` here.
+//! - `/healthz` and `/readyz` here: ready means the store answers and the plugins directory
+//!   was scanned; `/readyz` also shows each engine and whether it can take jobs now (an engine
+//!   that cannot does not make the server unready: its jobs wait, the others run).
 
 use std::sync::Arc;
 
@@ -20,6 +22,7 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use omni_engine::Engine;
 use omni_jobs::JobService;
 use omni_runtime::Registry;
 
@@ -41,6 +44,8 @@ pub struct AppState {
     pub namespace: String,
     /// The largest request body accepted, in bytes.
     pub body_limit: usize,
+    /// The engines jobs run on (for `/readyz`).
+    pub engines: Vec<Arc<dyn Engine>>,
 }
 
 impl AppState {
@@ -68,6 +73,9 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// How long `/readyz` waits for one engine's answer.
+const ENGINE_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
 async fn readyz(State(state): State<AppState>) -> Response {
     if !state.registry().is_scanned() {
         return Problem::new(
@@ -77,10 +85,32 @@ async fn readyz(State(state): State<AppState>) -> Response {
         )
         .into_response();
     }
-    match state.jobs.store().ping().await {
-        Ok(()) => "ready\n".into_response(),
-        Err(error) => Problem::from_store(error).into_response(),
+    if let Err(error) = state.jobs.store().ping().await {
+        return Problem::from_store(error).into_response();
     }
+    let engines = futures::future::join_all(state.engines.iter().map(|engine| async move {
+        let checked = tokio::time::timeout(ENGINE_CHECK, engine.check()).await;
+        let error = match checked {
+            Ok(Ok(())) => None,
+            Ok(Err(error)) => Some(error.to_string()),
+            Err(_) => Some(format!("no answer within {ENGINE_CHECK:?}")),
+        };
+        serde_json::json!({
+            "name": engine.name(),
+            "kind": engine.kind(),
+            "arches": engine.arches(),
+            "max_running": engine.max_running(),
+            "ready": error.is_none(),
+            "error": error,
+        })
+    }))
+    .await;
+    axum::Json(serde_json::json!({
+        "status": "ready",
+        "store": state.jobs.store().kind(),
+        "engines": engines,
+    }))
+    .into_response()
 }
 
 async fn not_found() -> Problem {

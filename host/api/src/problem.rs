@@ -123,6 +123,22 @@ impl Problem {
                 )
                 .with_errors(vec![Self::field("/arch", "not an arch of this task")])
             }
+            JobError::NoEngine { arch, served } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "no engine for the arch",
+                format!(
+                    "no engine runs jobs for {arch:?}; the engines run {}",
+                    if served.is_empty() {
+                        "nothing".to_owned()
+                    } else {
+                        served.join(", ")
+                    }
+                ),
+            )
+            .with_errors(vec![Self::field(
+                "/arch",
+                "no engine runs jobs for this arch",
+            )]),
             JobError::Plugin(error) => Self::from_plugin(error),
             JobError::NotFound(id) => Self::no_such_job(&id.to_string()),
             JobError::Illegal { id, from, to } => Self::new(

@@ -458,6 +458,7 @@ async fn an_unreachable_store_is_503_with_retry_after() {
         jobs,
         namespace: "omni-jobs".into(),
         body_limit: DEFAULT_BODY_LIMIT,
+        engines: Vec::new(),
     });
     for (method, uri, body) in [
         ("POST", "/v1/jobs", json_body(&srpm("a"))),

@@ -1,10 +1,11 @@
 //! # omni-engine-local: jobs as processes on this machine
 //!
-//! [`LocalRunner`] runs a rendered Kubernetes Job without Kubernetes, for trying Omni and
-//! developing plugins on one machine: the primary Job's init containers in order, then its
-//! containers, each as a process with its command and args, its environment (literal values and
-//! ConfigMap keys from the rendered ConfigMaps) and its working directory. Images are not run:
-//! the commands use the tools of this machine.
+//! [`LocalEngine`] is Omni's engine for one machine, the embedded default: an
+//! `omni_engine::Engine` over a [`LocalRunner`]. The runner runs a rendered Kubernetes Job
+//! without Kubernetes, for trying Omni and developing plugins on one machine: the primary Job's
+//! init containers in order, then its containers, each as a process with its command and args,
+//! its environment (literal values and ConfigMap keys from the rendered ConfigMaps) and its
+//! working directory. Images are not run: the commands use the tools of this machine.
 //!
 //! Volumes: each job gets a directory (`<root>/<job>/`), and each pod volume a directory in it
 //! (`volumes/<name>/`): ConfigMap volumes hold the map's keys as files, emptyDir volumes start
@@ -31,8 +32,10 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::Command;
 use tokio::sync::{Notify, mpsc};
 
+mod engine;
 mod plan;
 
+pub use engine::{LocalEngine, LocalEngineConfig};
 pub use plan::{Plan, PlanError, StepPlan, Volume};
 
 /// What a run reports, in order.
@@ -108,9 +111,25 @@ impl Run {
         self.cancel.notify_one();
     }
 
+    /// A handle that cancels this run, for holders that give the events away.
+    pub fn canceller(&self) -> Canceller {
+        Canceller(Arc::clone(&self.cancel))
+    }
+
     /// The job's directory (volumes, home).
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+}
+
+/// Cancels one run ([`Run::canceller`]); cancelling a run that has ended does nothing.
+#[derive(Debug, Clone)]
+pub struct Canceller(Arc<Notify>);
+
+impl Canceller {
+    /// As [`Run::cancel`].
+    pub fn cancel(&self) {
+        self.0.notify_one();
     }
 }
 
@@ -124,6 +143,11 @@ impl LocalRunner {
     /// A runner keeping job directories under `root`.
     pub fn new(root: impl Into<PathBuf>) -> Self {
         LocalRunner { root: root.into() }
+    }
+
+    /// The directory job directories are made in.
+    pub fn root(&self) -> &Path {
+        &self.root
     }
 
     /// The directory of job `id`.

@@ -8,9 +8,12 @@
 //! loser re-reads and finds the job already moved.
 //!
 //! It knows the store and the plugin registry; it knows nothing of HTTP (the API maps
-//! [`JobError`] to statuses) or of engines (which call it).
+//! [`JobError`] to statuses) or of engines: whoever runs jobs (the scheduler) attaches itself as
+//! a [`Dispatch`], which says which arches can run and hears of cancels and purges.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use async_trait::async_trait;
 
 use chrono::{DateTime, Utc};
 use omni_runtime::{FieldError, PluginError, Registry};
@@ -95,6 +98,14 @@ pub enum JobError {
     /// No plugin is loaded for the task.
     #[error("no plugin is loaded for task {0:?}")]
     NoSuchTask(String),
+    /// No engine runs jobs for the arch.
+    #[error("no engine runs jobs for {arch:?} (engines run {})", served.join(", "))]
+    NoEngine {
+        /// The arch asked for.
+        arch: String,
+        /// The arches engines run.
+        served: Vec<String>,
+    },
     /// The task's plugin does not build for the arch.
     #[error("task {task} builds for {}, not {arch:?}", supported.join(", "))]
     UnsupportedArch {
@@ -136,12 +147,27 @@ impl JobError {
     }
 }
 
+/// What the job service needs of whoever runs jobs (the scheduler), without knowing engines.
+#[async_trait]
+pub trait Dispatch: Send + Sync + std::fmt::Debug + 'static {
+    /// The API arches some engine runs jobs for: a submission for another arch is refused.
+    fn arches(&self) -> Vec<String>;
+
+    /// A job that had been taken to an engine was cancelled: stop it there. Called after the
+    /// cancel is stored; failures are the dispatcher's to log and retry.
+    async fn cancelled(&self, job: &Job);
+
+    /// A job was purged: remove what it left on its engine (objects, directories, artifacts).
+    async fn purged(&self, job: &Job);
+}
+
 /// The job service. Cloning shares it.
 #[derive(Debug, Clone)]
 pub struct JobService {
     store: Arc<dyn Store>,
     registry: Arc<Registry>,
     events: broadcast::Sender<JobEvent>,
+    dispatch: Arc<OnceLock<Arc<dyn Dispatch>>>,
 }
 
 impl JobService {
@@ -152,7 +178,20 @@ impl JobService {
             store,
             registry,
             events,
+            dispatch: Arc::new(OnceLock::new()),
         }
+    }
+
+    /// Attaches the one dispatcher (the scheduler is made after the service it uses). Without
+    /// one, jobs are accepted for every arch their plugin builds and wait as `pending`.
+    ///
+    /// # Panics
+    /// When a dispatcher is attached already.
+    pub fn attach(&self, dispatch: Arc<dyn Dispatch>) {
+        assert!(
+            self.dispatch.set(dispatch).is_ok(),
+            "a dispatcher is attached already"
+        );
     }
 
     /// The store.
@@ -189,6 +228,15 @@ impl JobService {
                 arch: submission.arch,
                 supported: info.arches.clone(),
             });
+        }
+        if let Some(dispatch) = self.dispatch.get() {
+            let served = dispatch.arches();
+            if !served.contains(&submission.arch) {
+                return Err(JobError::NoEngine {
+                    arch: submission.arch,
+                    served,
+                });
+            }
         }
         plugin.validate(submission.params.to_string()).await?;
         let id = omni_store::new_job_id();
@@ -272,6 +320,21 @@ impl JobService {
         to: JobState,
         message: Option<String>,
     ) -> Result<Job, JobError> {
+        self.transition_on(id, to, message, None).await
+    }
+
+    /// As [`JobService::transition`], recording `engine` as the one that has the job (when
+    /// starting it there).
+    ///
+    /// # Errors
+    /// As [`JobService::transition`].
+    pub async fn transition_on(
+        &self,
+        id: JobId,
+        to: JobState,
+        message: Option<String>,
+        engine: Option<String>,
+    ) -> Result<Job, JobError> {
         loop {
             let job = self.get(id).await?;
             if !job.state.can_move_to(to) {
@@ -283,6 +346,7 @@ impl JobService {
             }
             let mut transition = Transition::new(job.state, to);
             transition.message.clone_from(&message);
+            transition.engine.clone_from(&engine);
             match self.store.transition(id, &transition).await {
                 Ok((job, change)) => {
                     self.publish(&job, &change);
@@ -305,7 +369,12 @@ impl JobService {
             .transition(id, JobState::Cancelled, Some("cancelled by request".into()))
             .await
         {
-            Ok(job) => Ok(Cancelled::Now(job)),
+            Ok(job) => {
+                if let (Some(dispatch), Some(_)) = (self.dispatch.get(), &job.engine) {
+                    dispatch.cancelled(&job).await;
+                }
+                Ok(Cancelled::Now(job))
+            }
             Err(JobError::Illegal { .. }) => Ok(Cancelled::AlreadyEnded(self.get(id).await?)),
             Err(error) => Err(error),
         }
@@ -316,8 +385,13 @@ impl JobService {
     /// # Errors
     /// [`JobError::NotFound`], [`JobError::Store`].
     pub async fn purge(&self, id: JobId) -> Result<(), JobError> {
-        self.cancel(id).await?;
+        let job = match self.cancel(id).await? {
+            Cancelled::Now(job) | Cancelled::AlreadyEnded(job) => job,
+        };
         if self.store.purge_job(id).await? {
+            if let (Some(dispatch), Some(_)) = (self.dispatch.get(), &job.engine) {
+                dispatch.purged(&job).await;
+            }
             Ok(())
         } else {
             Err(JobError::NotFound(id))

@@ -29,13 +29,29 @@
 //! output_kib = 4096                # size of one plugin answer
 //! [plugins.limits.tasks.iso]       # overrides for one task
 //! memory_mib = 128
+//!
+//! [scheduler]
+//! max_running_per_domain = { openeuler = 20 }   # jobs of a domain running at once (no limit if absent)
+//! max_running_per_task = { iso = 4 }            # jobs of a task running at once
+//! lease_ttl = "15s"                # one replica schedules, holding this lease; a dead one's jobs move within it
+//! scan_interval = "2s"             # how often the store is searched for jobs submitted on other replicas
+//! retry_after = "5s"               # an engine that could not be reached is left alone this long
+//!
+//! [[engines]]                      # where jobs run; without any entry, one local engine as here
+//! kind = "local"                   # the steps run as processes on this machine
+//! name = "local"                   # recorded on the jobs it runs
+//! arches = ["x86_64"]              # API arches it runs (this machine's by default)
+//! max_running = 2                  # jobs at once
+//! root = "./.omni/data/jobs"       # job directories, artifacts in <root>/<job id>/volumes/output (default data_dir/jobs)
 //! ```
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use omni_engine_local::LocalEngineConfig;
 use omni_runtime::LimitsConfig;
+use omni_scheduler::SchedulerConfig;
 use omni_store_cassandra::CassandraConfig;
 use omni_store_embedded::EmbeddedConfig;
 use serde::Deserialize;
@@ -54,6 +70,17 @@ pub struct Config {
     pub body_limit_kib: usize,
     pub store: StoreConfig,
     pub plugins: PluginsConfig,
+    /// `[[engines]]`: where jobs run; one local engine unless the file names others.
+    pub engines: Vec<EngineConfig>,
+    pub scheduler: SchedulerConfig,
+}
+
+/// One `[[engines]]` entry; `kind` says which.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum EngineConfig {
+    /// Processes on this machine.
+    Local(LocalEngineConfig),
 }
 
 /// `[store]`: which backend keeps jobs and logs, and its settings.
@@ -118,6 +145,8 @@ impl Default for Config {
             body_limit_kib: 1024,
             store: StoreConfig::default(),
             plugins: PluginsConfig::default(),
+            engines: vec![EngineConfig::Local(LocalEngineConfig::new())],
+            scheduler: SchedulerConfig::default(),
         }
     }
 }
@@ -130,8 +159,15 @@ impl Config {
         };
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
-        toml::from_str(&text)
-            .with_context(|| format!("invalid configuration in {}", path.display()))
+        let config: Self = toml::from_str(&text)
+            .with_context(|| format!("invalid configuration in {}", path.display()))?;
+        if config.engines.is_empty() {
+            anyhow::bail!(
+                "invalid configuration in {}: `engines` is empty; name at least one engine (or leave the key out for one local engine)",
+                path.display()
+            );
+        }
+        Ok(config)
     }
 }
 
@@ -180,6 +216,34 @@ mod tests {
         let cassandra = config.store.cassandra.unwrap();
         assert_eq!(cassandra.contact_points.len(), 2);
         assert_eq!(config.store.embedded.sweep_interval.as_secs(), 600);
+    }
+
+    #[test]
+    fn engines_default_to_one_local_engine_and_are_checked_by_kind() {
+        let config = Config::default();
+        assert!(
+            matches!(&config.engines[..], [EngineConfig::Local(local)] if local.name == "local" && local.arches == [std::env::consts::ARCH])
+        );
+        let config: Config =
+            toml::from_str("[[engines]]\nkind = \"local\"\nname = \"big\"\nmax_running = 8\n")
+                .unwrap();
+        assert!(
+            matches!(&config.engines[..], [EngineConfig::Local(local)] if local.name == "big" && local.max_running == 8)
+        );
+        let err = toml::from_str::<Config>("[[engines]]\nkind = \"lokal\"\n").unwrap_err();
+        assert!(err.to_string().contains("unknown variant `lokal`"), "{err}");
+        let err = toml::from_str::<Config>("[[engines]]\nkind = \"local\"\nmax_runing = 1\n")
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("unknown field `max_runing`"),
+            "{err}"
+        );
+        let err = toml::from_str::<Config>("[scheduler]\nlease = \"1s\"\n").unwrap_err();
+        assert!(err.to_string().contains("unknown field `lease`"), "{err}");
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), "engines = []\n").unwrap();
+        let err = Config::load(Some(file.path())).unwrap_err();
+        assert!(format!("{err:#}").contains("`engines` is empty"), "{err:#}");
     }
 
     #[test]

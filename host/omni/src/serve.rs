@@ -7,13 +7,16 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Args;
 use omni_api::AppState;
+use omni_engine::Engine;
+use omni_engine_local::LocalEngine;
 use omni_jobs::JobService;
 use omni_runtime::{Registry, Sandbox, SandboxConfig, Templates};
+use omni_scheduler::Scheduler;
 use omni_store::Store;
 use omni_store_cassandra::CassandraStore;
 use omni_store_embedded::EmbeddedStore;
 
-use crate::config::Config;
+use crate::config::{Config, EngineConfig};
 
 /// Flags of `omni serve`; each overrides the configuration file.
 #[derive(Debug, Args)]
@@ -109,10 +112,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(dir = %config.plugin_dir.display(), tasks = ?ready, "plugins loaded");
     tokio::spawn(rescan_on_sighup(Arc::clone(&registry)));
 
+    let engines = open_engines(&config).await?;
+    let jobs = JobService::new(store, registry);
+    let scheduler = Scheduler::new(
+        jobs.clone(),
+        engines.clone(),
+        config.scheduler.clone(),
+        config.namespace.clone(),
+    )?;
+    let _scheduler = scheduler.spawn();
+
     let app = omni_api::router(AppState {
-        jobs: JobService::new(store, registry),
+        jobs,
         namespace: config.namespace.clone(),
         body_limit: config.body_limit_kib << 10,
+        engines,
     });
     tracing::info!("omni listening on http://{}", listener.local_addr()?);
     axum::serve(listener, app)
@@ -120,6 +134,29 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .await?;
     tracing::info!("omni stopped");
     Ok(())
+}
+
+/// The configured engines. One that cannot be reached now is not an error: its jobs wait, and
+/// `/readyz` shows it.
+async fn open_engines(config: &Config) -> anyhow::Result<Vec<Arc<dyn Engine>>> {
+    let mut engines: Vec<Arc<dyn Engine>> = Vec::new();
+    for engine in &config.engines {
+        let engine: Arc<dyn Engine> = match engine {
+            EngineConfig::Local(local) => {
+                Arc::new(LocalEngine::new(local, config.data_dir.join("jobs")))
+            }
+        };
+        match engine.check().await {
+            Ok(()) => {
+                tracing::info!(engine = engine.name(), kind = engine.kind(), arches = ?engine.arches(), max_running = engine.max_running(), "engine ready");
+            }
+            Err(error) => {
+                tracing::warn!(engine = engine.name(), %error, "engine not ready; its jobs wait")
+            }
+        }
+        engines.push(engine);
+    }
+    Ok(engines)
 }
 
 /// The configured store, opened and checked.

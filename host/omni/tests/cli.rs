@@ -203,8 +203,78 @@ async fn acknowledged_jobs_survive_a_killed_server() {
     for id in &acknowledged {
         let (status, job) = get(&format!("{}/v1/jobs/{id}", server.url)).await;
         assert_eq!(status, 200, "job {id} was acknowledged and is gone: {job}");
-        assert_eq!(job["state"], "pending");
+        assert_eq!(job["id"], id.as_str());
     }
+}
+
+const SPEC: &str = "Name: hello\nVersion: 1.0\nRelease: 1\nSummary: Says hello\nLicense: MIT\nBuildArch: noarch\n\n%description\nSays hello.\n\n%files\n";
+
+/// The README's walk-through: with no configuration, a submitted SRPM job runs on the local
+/// engine to success, and its source RPM is in the job's directory under the data directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_submitted_job_runs_on_the_default_local_engine() {
+    let plugins = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    install(plugins.path(), "srpm");
+    let server = serve(plugins.path(), data.path());
+    let (status, ready) = get(&format!("{}/readyz", server.url)).await;
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["engines"][0]["name"], "local", "{ready}");
+    assert_eq!(ready["engines"][0]["ready"], true, "{ready}");
+    let arch = std::env::consts::ARCH;
+    let http = reqwest::Client::new();
+    let response = http
+        .post(format!("{}/v1/jobs", server.url))
+        .json(&json!({"service": "obs", "task": "srpm", "arch": arch, "params": {"spec": SPEC}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let job: Value = response.json().await.unwrap();
+    let id = job["id"].as_str().unwrap().to_owned();
+    let mut job = job;
+    for _ in 0..6000 {
+        job = get(&format!("{}/v1/jobs/{id}", server.url)).await.1;
+        if ["succeeded", "failed", "cancelled"].contains(&job["state"].as_str().unwrap()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    assert_eq!(job["engine"], "local");
+    assert_eq!(
+        job["steps"],
+        json!([{"name": "fetch", "state": "succeeded"}, {"name": "build", "state": "succeeded"}])
+    );
+    let srpm = data
+        .path()
+        .join("jobs")
+        .join(&id)
+        .join("volumes/output/hello-1.0-1.src.rpm");
+    assert!(srpm.is_file(), "{srpm:?}");
+
+    // An arch no engine runs is refused at once.
+    let other = if arch == "aarch64" {
+        "x86_64"
+    } else {
+        "aarch64"
+    };
+    let response = http
+        .post(format!("{}/v1/jobs", server.url))
+        .json(&json!({"service": "obs", "task": "srpm", "arch": other, "params": {"spec": SPEC}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["errors"][0]["path"], "/arch", "{problem:#}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no engine runs jobs for"),
+        "{problem:#}"
+    );
 }
 
 #[test]

@@ -24,6 +24,7 @@ pub fn app_with_jobs(
         jobs: jobs.clone(),
         namespace: "omni-jobs".into(),
         body_limit: DEFAULT_BODY_LIMIT,
+        engines: Vec::new(),
     };
     (dir, router(state), jobs)
 }

@@ -25,6 +25,12 @@ pub enum Behaviour {
     ReadFile,
     /// Answer a manifest whose body is not a Kubernetes object.
     BadOutput,
+    /// Render a valid Job whose one step runs (sleeps) for ten minutes: a job that is still
+    /// running when a test cancels it or fills an engine with it.
+    Linger,
+    /// Render a Job whose container has no command: valid for Kubernetes, which runs the
+    /// image's entrypoint, refused by the local engine, which runs no images.
+    NoCommand,
 }
 
 /// Params of the hostile task.
@@ -48,16 +54,27 @@ impl Plugin for Hostile {
     const STEPS: &'static [&'static str] = &["run"];
 
     fn serialize(job: &Job, params: Params, ctx: &Context) -> Result<Rendered, Error> {
-        let job_object = |extra: &str| {
+        let job_with = |extra: &str, command: serde_json::Value| {
             json!({
                 "apiVersion": "batch/v1", "kind": "Job",
                 "metadata": {"name": job.name, "annotations": {"extra": extra}},
                 "spec": {"template": {"spec": {"restartPolicy": "Never",
-                    "containers": [{"name": "run", "image": "busybox", "command": ["true"]}]}}}
+                    "containers": [{"name": "run", "image": "busybox", "command": command}]}}}
             })
         };
+        let job_object = |extra: &str| job_with(extra, json!(["true"]));
         match params.behaviour {
             Behaviour::Behave => Rendered::from_objects(Self::TASK, job, vec![job_object("")]),
+            Behaviour::Linger => {
+                Rendered::from_objects(Self::TASK, job, vec![job_with("", json!(["sleep", "600"]))])
+            }
+            Behaviour::NoCommand => {
+                let mut object = job_object("");
+                object["spec"]["template"]["spec"]["containers"][0]
+                    .as_object_mut()
+                    .map(|c| c.remove("command"));
+                Rendered::from_objects(Self::TASK, job, vec![object])
+            }
             Behaviour::Loop => {
                 let mut n: u64 = 0;
                 loop {

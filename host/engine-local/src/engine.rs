@@ -1,0 +1,416 @@
+//! [`LocalEngine`]: the [`Engine`] trait over a [`LocalRunner`].
+//!
+//! Each submitted job is planned ([`Plan::from_rendered`]; what the local engine cannot run is
+//! rejected with the reason), started, and tracked in memory: its progress as a snapshot that
+//! followers diff, its log lines in order. The engine keeps nothing across a restart of the
+//! process that owns it — the steps' processes die with it (they are killed on drop) — so after
+//! a restart it does not know the jobs it ran ([`EngineError::UnknownJob`]), and their
+//! directories stay until [`Engine::cleanup`].
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use chrono::Utc;
+use futures::StreamExt;
+use omni_engine::{
+    Engine, EngineError, EngineJob, EngineLine, JobId, LogCursor, LogStream, LogStreamOf, Outcome,
+    Progress, ProgressStream, StepState,
+};
+use serde::Deserialize;
+use tokio::sync::watch;
+
+use crate::{Canceller, Event, LocalRunner, Outcome as RunOutcome, Plan};
+
+/// One `[[engines]]` entry of `kind = "local"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalEngineConfig {
+    /// Its name, recorded on the jobs it runs.
+    #[serde(default = "default_name")]
+    pub name: String,
+    /// The API arches it runs jobs for; this machine's by default.
+    #[serde(default = "host_arches")]
+    pub arches: Vec<String>,
+    /// Jobs running at once at most.
+    #[serde(default = "default_max_running")]
+    pub max_running: usize,
+    /// Where job directories (volumes, artifacts) go; `<data_dir>/jobs` by default.
+    pub root: Option<PathBuf>,
+}
+
+fn default_name() -> String {
+    "local".to_owned()
+}
+
+/// This machine's arch, as the API names it (`std::env::consts::ARCH` uses the same names).
+fn host_arches() -> Vec<String> {
+    vec![std::env::consts::ARCH.to_owned()]
+}
+
+fn default_max_running() -> usize {
+    2
+}
+
+impl LocalEngineConfig {
+    /// The defaults: `local`, this machine's arch, 2 jobs at once, directories under
+    /// `<data_dir>/jobs`.
+    pub fn new() -> Self {
+        LocalEngineConfig {
+            name: default_name(),
+            arches: host_arches(),
+            max_running: default_max_running(),
+            root: None,
+        }
+    }
+}
+
+impl Default for LocalEngineConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Where a job is, as followers see it: they compare snapshots and report what changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Snapshot {
+    running: bool,
+    steps: Vec<StepState>,
+    outcome: Option<Outcome>,
+}
+
+#[derive(Debug)]
+struct Tracked {
+    steps: Vec<String>,
+    progress: watch::Sender<Snapshot>,
+    /// Every line so far, and whether the job has ended (no line follows).
+    lines: watch::Sender<(Vec<EngineLine>, bool)>,
+    canceller: Canceller,
+}
+
+/// Jobs as processes on this machine.
+#[derive(Debug)]
+pub struct LocalEngine {
+    name: String,
+    arches: Vec<String>,
+    max_running: usize,
+    runner: LocalRunner,
+    jobs: Mutex<HashMap<JobId, Arc<Tracked>>>,
+}
+
+impl LocalEngine {
+    /// An engine keeping job directories under `config.root`, or `default_root` when it names
+    /// none.
+    pub fn new(config: &LocalEngineConfig, default_root: PathBuf) -> Self {
+        LocalEngine {
+            name: config.name.clone(),
+            arches: config.arches.clone(),
+            max_running: config.max_running.max(1),
+            runner: LocalRunner::new(config.root.clone().unwrap_or(default_root)),
+            jobs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The runner (where job directories and artifacts are).
+    pub fn runner(&self) -> &LocalRunner {
+        &self.runner
+    }
+
+    fn tracked(&self, id: JobId) -> Option<Arc<Tracked>> {
+        self.jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&id)
+            .cloned()
+    }
+
+    fn unknown(&self, id: JobId) -> EngineError {
+        EngineError::UnknownJob {
+            engine: self.name.clone(),
+            id,
+        }
+    }
+}
+
+#[async_trait]
+impl Engine for LocalEngine {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "local"
+    }
+
+    fn arches(&self) -> &[String] {
+        &self.arches
+    }
+
+    fn max_running(&self) -> usize {
+        self.max_running
+    }
+
+    async fn check(&self) -> Result<(), EngineError> {
+        let root = self.runner.root().to_owned();
+        tokio::fs::create_dir_all(&root)
+            .await
+            .map_err(|e| EngineError::Unavailable {
+                engine: self.name.clone(),
+                message: format!("cannot create {}: {e}", root.display()),
+            })
+    }
+
+    async fn submit(&self, job: &EngineJob) -> Result<(), EngineError> {
+        let plan = Plan::from_rendered(&job.rendered).map_err(|e| EngineError::Rejected {
+            engine: self.name.clone(),
+            message: e.to_string(),
+        })?;
+        let steps: Vec<String> = plan.steps.iter().map(|s| s.name.clone()).collect();
+        // Holding the lock while starting makes a second submit of the same job wait and then
+        // find it, rather than start it twice.
+        let mut jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
+        if jobs.contains_key(&job.id) {
+            return Ok(());
+        }
+        let mut run =
+            self.runner
+                .start(&job.id.to_string(), plan)
+                .map_err(|e| EngineError::Failed {
+                    engine: self.name.clone(),
+                    message: e.to_string(),
+                })?;
+        let tracked = Arc::new(Tracked {
+            progress: watch::Sender::new(Snapshot {
+                running: false,
+                steps: vec![StepState::Pending; steps.len()],
+                outcome: None,
+            }),
+            lines: watch::Sender::new((Vec::new(), false)),
+            canceller: run.canceller(),
+            steps,
+        });
+        jobs.insert(job.id, Arc::clone(&tracked));
+        drop(jobs);
+        tracing::info!(engine = %self.name, job = %job.id, dir = %run.dir().display(), "local job started");
+        tokio::spawn(async move {
+            while let Some(event) = run.events.recv().await {
+                if record(&tracked, event) {
+                    break;
+                }
+            }
+        });
+        Ok(())
+    }
+
+    fn progress(&self, id: JobId) -> ProgressStream {
+        let Some(tracked) = self.tracked(id) else {
+            return futures::stream::iter([Err(self.unknown(id))]).boxed();
+        };
+        let receiver = tracked.progress.subscribe();
+        let names = tracked.steps.clone();
+        let empty = Snapshot {
+            running: false,
+            steps: vec![StepState::Pending; names.len()],
+            outcome: None,
+        };
+        futures::stream::unfold(
+            (receiver, empty, Vec::<Progress>::new(), false),
+            move |(mut receiver, mut seen, mut pending, mut done)| {
+                let names = names.clone();
+                async move {
+                    loop {
+                        if let Some(item) = pending.pop() {
+                            return Some((Ok(item), (receiver, seen, pending, done)));
+                        }
+                        if done {
+                            return None;
+                        }
+                        let now = receiver.borrow_and_update().clone();
+                        let mut changes = diff(&names, &seen, &now);
+                        done = now.outcome.is_some();
+                        seen = now;
+                        if changes.is_empty() && !done && receiver.changed().await.is_err() {
+                            // The engine forgot the job (cleanup) while it was followed.
+                            return None;
+                        }
+                        changes.reverse();
+                        pending = changes;
+                    }
+                }
+            },
+        )
+        .boxed()
+    }
+
+    fn logs(&self, id: JobId, after: Option<LogCursor>) -> LogStreamOf {
+        let Some(tracked) = self.tracked(id) else {
+            return futures::stream::iter([Err(self.unknown(id))]).boxed();
+        };
+        let receiver = tracked.lines.subscribe();
+        let steps = tracked.steps.clone();
+        futures::stream::unfold(
+            (receiver, 0usize, 0usize, Vec::<EngineLine>::new()),
+            move |(mut receiver, mut next, mut seen_at_time, mut ready)| {
+                let steps = steps.clone();
+                let after = after.clone();
+                async move {
+                    loop {
+                        if let Some(line) = ready.pop() {
+                            return Some((Ok(line), (receiver, next, seen_at_time, ready)));
+                        }
+                        let ended = {
+                            let state = receiver.borrow_and_update();
+                            let (lines, ended) = &*state;
+                            for line in &lines[next..] {
+                                let admitted = after
+                                    .as_ref()
+                                    .is_none_or(|c| c.admits(&steps, line, &mut seen_at_time));
+                                if admitted {
+                                    ready.push(line.clone());
+                                }
+                            }
+                            next = lines.len();
+                            *ended
+                        };
+                        if !ready.is_empty() {
+                            ready.reverse();
+                            continue;
+                        }
+                        if ended || receiver.changed().await.is_err() {
+                            return None;
+                        }
+                    }
+                }
+            },
+        )
+        .boxed()
+    }
+
+    async fn cancel(&self, id: JobId) -> Result<(), EngineError> {
+        if let Some(tracked) = self.tracked(id) {
+            tracked.canceller.cancel();
+        }
+        Ok(())
+    }
+
+    async fn cleanup(&self, id: JobId) -> Result<(), EngineError> {
+        let tracked = self
+            .jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id);
+        if let Some(tracked) = tracked {
+            // A job still running is stopped first, so nothing writes into its directory while
+            // it is removed.
+            tracked.canceller.cancel();
+            let mut receiver = tracked.progress.subscribe();
+            let _ = receiver.wait_for(|s| s.outcome.is_some()).await;
+        }
+        let runner = self.runner.clone();
+        let name = self.name.clone();
+        tokio::task::spawn_blocking(move || runner.remove(&id.to_string()))
+            .await
+            .map_err(|e| EngineError::Failed {
+                engine: name.clone(),
+                message: e.to_string(),
+            })?
+            .map_err(|e| EngineError::Failed {
+                engine: name,
+                message: format!("cannot remove the job's directory: {e}"),
+            })
+    }
+}
+
+/// Applies one runner event to a tracked job; true once the run has ended.
+fn record(tracked: &Tracked, event: Event) -> bool {
+    let index = |step: &str| tracked.steps.iter().position(|s| s == step);
+    match event {
+        Event::StepStarted { step } => {
+            tracked.progress.send_modify(|s| {
+                s.running = true;
+                if let Some(i) = index(&step) {
+                    s.steps[i] = StepState::Running;
+                }
+            });
+        }
+        Event::Line { step, stderr, line } => {
+            let line = EngineLine {
+                step,
+                stream: if stderr {
+                    LogStream::Stderr
+                } else {
+                    LogStream::Stdout
+                },
+                time: Utc::now(),
+                line,
+            };
+            tracked.lines.send_modify(|(lines, _)| lines.push(line));
+        }
+        Event::StepEnded { step, exit_code } => {
+            tracked.progress.send_modify(|s| {
+                if let Some(i) = index(&step) {
+                    s.steps[i] = if exit_code == Some(0) {
+                        StepState::Succeeded
+                    } else {
+                        StepState::Failed
+                    };
+                }
+            });
+        }
+        Event::Ended(outcome) => {
+            let outcome = match outcome {
+                RunOutcome::Succeeded => Outcome::Succeeded,
+                RunOutcome::Failed(message) | RunOutcome::DeadlineExceeded(message) => {
+                    Outcome::Failed(message)
+                }
+                RunOutcome::Cancelled => Outcome::Cancelled("cancelled".to_owned()),
+            };
+            // Lines first: a follower that sees the end has every line.
+            tracked.lines.send_modify(|(_, ended)| *ended = true);
+            tracked.progress.send_modify(|s| {
+                let failed = !matches!(outcome, Outcome::Succeeded);
+                // A step that could not start is the one that failed.
+                let mut blamed = s.steps.contains(&StepState::Failed);
+                for step in &mut s.steps {
+                    *step = match *step {
+                        StepState::Running if failed => StepState::Failed,
+                        StepState::Pending if failed && !blamed => {
+                            blamed = true;
+                            StepState::Failed
+                        }
+                        StepState::Pending if failed => StepState::Skipped,
+                        other => other,
+                    };
+                    if *step == StepState::Failed {
+                        blamed = true;
+                    }
+                }
+                s.running = true;
+                s.outcome = Some(outcome);
+            });
+            return true;
+        }
+    }
+    false
+}
+
+/// What changed from `before` to `after`, in the order a follower should hear it.
+fn diff(names: &[String], before: &Snapshot, after: &Snapshot) -> Vec<Progress> {
+    let mut changes = Vec::new();
+    if after.running && !before.running {
+        changes.push(Progress::Running);
+    }
+    for ((name, old), new) in names.iter().zip(&before.steps).zip(&after.steps) {
+        if old != new {
+            changes.push(Progress::Step {
+                name: name.clone(),
+                state: *new,
+            });
+        }
+    }
+    if let (None, Some(outcome)) = (&before.outcome, &after.outcome) {
+        changes.push(Progress::Ended(outcome.clone()));
+    }
+    changes
+}

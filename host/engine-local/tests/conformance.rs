@@ -1,0 +1,81 @@
+//! The engine conformance suite against the local engine: real processes in a temp directory.
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use async_trait::async_trait;
+use omni_engine::conformance::{Fixture, Shape};
+use omni_engine::{Engine, EngineJob};
+use omni_engine_local::{LocalEngine, LocalEngineConfig};
+use omni_runtime::{Manifest, Rendered};
+use serde_json::{Value, json};
+
+struct Local(Arc<LocalEngine>);
+
+fn root() -> PathBuf {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR"))
+            .expect("temp dir")
+            .keep()
+    })
+    .clone()
+}
+
+fn container(name: &str, script: &str) -> Value {
+    json!({"name": name, "image": "none", "command": ["/bin/sh", "-c", script]})
+}
+
+#[async_trait]
+impl Fixture for Local {
+    fn engine(&self) -> Arc<dyn Engine> {
+        self.0.clone()
+    }
+
+    async fn job(&self, shape: Shape) -> EngineJob {
+        let (init, containers) = match shape {
+            Shape::Succeeds => (
+                vec![container("first", "echo one; echo two")],
+                vec![container("second", "echo three")],
+            ),
+            Shape::Fails => (
+                vec![container("first", "echo failing; exit 3")],
+                vec![container("second", "echo never")],
+            ),
+            Shape::RunsLong => (vec![], vec![container("first", "sleep 600")]),
+        };
+        let id = uuid::Uuid::new_v4();
+        let name = format!("omni-{id}");
+        let body = json!({
+            "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+            "spec": {"template": {"spec": {
+                "restartPolicy": "Never", "initContainers": init, "containers": containers,
+            }}},
+        });
+        EngineJob {
+            id,
+            name: name.clone(),
+            namespace: "omni-jobs".into(),
+            task: "conformance".into(),
+            arch: std::env::consts::ARCH.into(),
+            rendered: Rendered {
+                manifests: vec![Manifest {
+                    api_version: "batch/v1".into(),
+                    kind: "Job".into(),
+                    name: name.clone(),
+                    body,
+                }],
+                primary: name,
+            },
+        }
+    }
+}
+
+async fn fixture() -> Arc<dyn Fixture> {
+    Arc::new(Local(Arc::new(LocalEngine::new(
+        &LocalEngineConfig::new(),
+        root(),
+    ))))
+}
+
+omni_engine::engine_conformance_tests!(fixture);

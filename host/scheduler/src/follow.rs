@@ -1,0 +1,237 @@
+//! Following one job on its engine: its steps into the store as they move, its log lines into
+//! the store in batches, and its end as the job's last transition (after its last line).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use omni_engine::{Engine, EngineError, EngineLine, LogCursor, Outcome, Progress};
+use omni_store::{Job, JobId, JobState, LogLine, LogQuery, Store, StoreError};
+
+use crate::Inner;
+
+/// Most lines in one write.
+const BATCH_LINES: usize = 1000;
+/// Longest a line waits for its batch to fill.
+const BATCH_WAIT: Duration = Duration::from_millis(100);
+/// Longest the end of a job waits for the rest of its log once the engine says it ended.
+const LOG_DRAIN: Duration = Duration::from_secs(60);
+/// How often a follower checks the store for a cancel made on another replica that could not
+/// reach the engine.
+const RECHECK: Duration = Duration::from_secs(30);
+
+impl Inner {
+    /// Follows a running job on engine `index` to its end, then frees its slot.
+    pub(crate) async fn follow(self: Arc<Self>, job: Job, index: usize) {
+        let engine = Arc::clone(&self.engines[index]);
+        let id = job.id;
+        let logs = tokio::spawn(collect(
+            Arc::clone(self.jobs.store()),
+            Arc::clone(&engine),
+            id,
+            self.config.retry_after,
+        ));
+        let outcome = self.watch(&job, &engine).await;
+        // Every line before the end: followers of the log see `end` after the last line.
+        if tokio::time::timeout(LOG_DRAIN, logs).await.is_err() {
+            tracing::warn!(job = %id, "the job's log did not end with the job");
+        }
+        let (to, message) = match outcome {
+            Some(Outcome::Succeeded) => (JobState::Succeeded, None),
+            Some(Outcome::Failed(message)) => (JobState::Failed, Some(message)),
+            Some(Outcome::Cancelled(message)) => (JobState::Cancelled, Some(message)),
+            None => (
+                JobState::Failed,
+                Some(format!(
+                    "engine {} no longer has the job (it was removed there, or the engine restarted and keeps nothing)",
+                    engine.name()
+                )),
+            ),
+        };
+        match self.jobs.transition(id, to, message).await {
+            Ok(job) => tracing::info!(job = %id, state = %job.state, "job ended"),
+            // Cancelled here or elsewhere first.
+            Err(omni_jobs::JobError::Illegal { .. } | omni_jobs::JobError::NotFound(_)) => {}
+            Err(error) => tracing::warn!(job = %id, %error, "cannot record the end of a job"),
+        }
+        self.release(id);
+    }
+
+    /// The job's progress until it ends: its steps go to the store. `None` when the engine
+    /// does not have it.
+    async fn watch(&self, job: &Job, engine: &Arc<dyn Engine>) -> Option<Outcome> {
+        let id = job.id;
+        let mut steps = job.steps.clone();
+        let mut recheck = tokio::time::interval(RECHECK);
+        recheck.tick().await;
+        loop {
+            let mut progress = engine.progress(id);
+            loop {
+                let item = tokio::select! {
+                    item = progress.next() => item,
+                    _ = recheck.tick() => {
+                        self.recheck(id, engine).await;
+                        continue;
+                    }
+                };
+                match item {
+                    Some(Ok(Progress::Step { name, state })) => {
+                        let Some(step) = steps.iter_mut().find(|s| s.name == name) else {
+                            continue;
+                        };
+                        if step.state == state {
+                            continue;
+                        }
+                        step.state = state;
+                        if let Err(error) = self.jobs.store().update_steps(id, &steps).await {
+                            // The next change (or the end) writes them all again.
+                            tracing::warn!(job = %id, %error, "cannot store the job's steps");
+                        }
+                    }
+                    Some(Ok(Progress::Waiting { .. } | Progress::Running)) => {}
+                    Some(Ok(Progress::Ended(outcome))) => {
+                        let _ = self.jobs.store().update_steps(id, &steps).await;
+                        return Some(outcome);
+                    }
+                    Some(Err(EngineError::UnknownJob { .. })) => return None,
+                    Some(Err(error)) => {
+                        tracing::warn!(job = %id, %error, "lost the job's progress; following again");
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            tokio::time::sleep(self.config.retry_after).await;
+        }
+    }
+
+    /// Stops the job on its engine if the store says it was cancelled.
+    async fn recheck(&self, id: JobId, engine: &Arc<dyn Engine>) {
+        if let Ok(job) = self.jobs.get(id).await
+            && job.state == JobState::Cancelled
+        {
+            let _ = engine.cancel(id).await;
+        }
+    }
+}
+
+/// Copies the job's log from the engine into the store, from where the store's copy ends, until
+/// the engine's log ends.
+async fn collect(store: Arc<dyn Store>, engine: Arc<dyn Engine>, id: JobId, retry: Duration) {
+    let (mut seq, mut cursor) = loop {
+        match resume_point(&*store, id).await {
+            Ok(point) => break point,
+            Err(error) => {
+                tracing::warn!(job = %id, %error, "cannot read the stored log; trying again");
+                tokio::time::sleep(retry).await;
+            }
+        }
+    };
+    loop {
+        let mut lines = engine.logs(id, cursor.clone());
+        let mut batch: Vec<LogLine> = Vec::new();
+        let ended = loop {
+            let next = if batch.is_empty() {
+                lines.next().await
+            } else {
+                match tokio::time::timeout(BATCH_WAIT, lines.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        write(&*store, id, &mut batch, retry).await;
+                        continue;
+                    }
+                }
+            };
+            match next {
+                Some(Ok(line)) => {
+                    LogCursor::advance(&mut cursor, &line);
+                    seq += 1;
+                    batch.push(stored(line, seq));
+                    if batch.len() >= BATCH_LINES {
+                        write(&*store, id, &mut batch, retry).await;
+                    }
+                }
+                None | Some(Err(EngineError::UnknownJob { .. })) => break true,
+                Some(Err(error)) => {
+                    tracing::warn!(job = %id, %error, "lost the job's log; resuming");
+                    break false;
+                }
+            }
+        };
+        write(&*store, id, &mut batch, retry).await;
+        if ended {
+            return;
+        }
+        tokio::time::sleep(retry).await;
+    }
+}
+
+fn stored(line: EngineLine, seq: u64) -> LogLine {
+    LogLine {
+        step: line.step,
+        time: chrono::SubsecRound::trunc_subsecs(line.time, 3),
+        seq,
+        stream: line.stream,
+        line: line.line,
+    }
+}
+
+/// Writes a batch, trying again while the store is unavailable: a line read is never dropped.
+async fn write(store: &dyn Store, id: JobId, batch: &mut Vec<LogLine>, retry: Duration) {
+    if batch.is_empty() {
+        return;
+    }
+    loop {
+        match store.append_logs(id, batch).await {
+            Ok(()) => {
+                batch.clear();
+                return;
+            }
+            Err(StoreError::NotFound(_)) => {
+                // Purged while it ran.
+                batch.clear();
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(job = %id, %error, lines = batch.len(), "cannot store log lines; trying again");
+                tokio::time::sleep(retry).await;
+            }
+        }
+    }
+}
+
+/// The last stored `seq` and the cursor after the stored lines.
+async fn resume_point(
+    store: &dyn Store,
+    id: JobId,
+) -> Result<(u64, Option<LogCursor>), StoreError> {
+    let mut query = LogQuery {
+        step: None,
+        after: None,
+        limit: 1000,
+    };
+    let mut tail: Vec<EngineLine> = Vec::new();
+    let mut seq = 0;
+    loop {
+        let page = store.read_logs(id, &query).await?;
+        for line in page.items {
+            seq = line.seq;
+            if tail
+                .last()
+                .is_some_and(|l| l.step != line.step || l.time != line.time)
+            {
+                tail.clear();
+            }
+            tail.push(EngineLine {
+                step: line.step,
+                stream: line.stream,
+                time: line.time,
+                line: line.line,
+            });
+        }
+        match page.next {
+            Some(next) => query.after = Some(next),
+            None => return Ok((seq, LogCursor::after(&tail))),
+        }
+    }
+}

@@ -1,0 +1,624 @@
+//! # omni-scheduler: from a stored job to an engine, and back
+//!
+//! [`Scheduler`] owns the middle of a job's life. It takes `pending` jobs (announced by the job
+//! service on this replica, or found in the store) into a queue as `queued`, in submission
+//! order; starts each on an engine that serves its arch and has a free slot (`max_running` per
+//! engine, and the optional per-domain and per-task limits of [`SchedulerConfig`]), the least
+//! loaded of them; renders its objects with the task's plugin at that moment (a render error
+//! fails the job with the plugin's message); and follows it on the engine: its steps, its log
+//! lines (stored in batches) and its end. A job the engine refuses fails with the engine's
+//! message; an engine that cannot be reached leaves the job queued and is tried again.
+//!
+//! Scheduling happens once per cluster: the replica that holds the `scheduler` lease in the
+//! store does it, renews it while it lives, and on taking it over (a start, a restart, another
+//! replica's death) re-attaches to every job that engines are running. Every replica stops the
+//! jobs it cancels on their engine itself ([`omni_jobs::Dispatch`]), so a cancel does not wait
+//! for the leader.
+//!
+//! It knows the job service, the plugins and engines as `Arc<dyn Engine>`; it knows nothing of
+//! HTTP or of the kind of store or engine.
+//!
+//! # Layout
+//! - [`SchedulerConfig`]: limits and timings.
+//! - [`Scheduler`]: the queue, the slots, the lease, the followers of running jobs.
+//! - `follow`: one running job, its progress and its logs.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use omni_engine::{Engine, EngineError, EngineJob};
+use omni_jobs::{Dispatch, JobError, JobService};
+use omni_runtime::JobContext;
+use omni_store::{Job, JobId, JobQuery, JobState};
+use serde::Deserialize;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+
+mod follow;
+
+/// The lease whose holder schedules.
+const LEASE: &str = "scheduler";
+
+/// `[scheduler]` in the configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SchedulerConfig {
+    /// Jobs of one domain running at once at most, by domain (no limit for a domain not named).
+    pub max_running_per_domain: BTreeMap<String, usize>,
+    /// Jobs of one task running at once at most, by task.
+    pub max_running_per_task: BTreeMap<String, usize>,
+    /// How long the scheduling lease lasts unless renewed: the longest a dead leader's jobs wait
+    /// for another replica to take them over.
+    #[serde(with = "humantime_serde")]
+    pub lease_ttl: Duration,
+    /// How often the store is searched for pending jobs this replica was not told of (those
+    /// submitted on other replicas), and queued jobs are tried again.
+    #[serde(with = "humantime_serde")]
+    pub scan_interval: Duration,
+    /// How long an engine that could not be reached is left alone before the next try.
+    #[serde(with = "humantime_serde")]
+    pub retry_after: Duration,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            max_running_per_domain: BTreeMap::new(),
+            max_running_per_task: BTreeMap::new(),
+            lease_ttl: Duration::from_secs(15),
+            scan_interval: Duration::from_secs(2),
+            retry_after: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why the scheduler could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedulerError {
+    /// Two engines share a name.
+    #[error("two engines are named {0:?}")]
+    DuplicateEngine(String),
+}
+
+/// A queued job, as much of it as placement needs.
+#[derive(Debug, Clone)]
+struct Waiting {
+    id: JobId,
+    arch: String,
+    domain: String,
+    task: String,
+}
+
+/// A job holding a slot on an engine.
+#[derive(Debug, Clone)]
+struct Slot {
+    engine: usize,
+    domain: String,
+    task: String,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Whether this replica holds the lease.
+    leading: bool,
+    queue: VecDeque<Waiting>,
+    slots: HashMap<JobId, Slot>,
+    /// Engines not to try before this time (they could not be reached).
+    resting: HashMap<usize, tokio::time::Instant>,
+}
+
+impl State {
+    fn running_on(&self, engine: usize) -> usize {
+        self.slots.values().filter(|s| s.engine == engine).count()
+    }
+}
+
+/// The scheduler. Cloning shares it.
+#[derive(Debug, Clone)]
+pub struct Scheduler {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    jobs: JobService,
+    engines: Vec<Arc<dyn Engine>>,
+    config: SchedulerConfig,
+    namespace: String,
+    replica: String,
+    state: Mutex<State>,
+    wake: Notify,
+}
+
+impl Scheduler {
+    /// A scheduler for `jobs` over `engines`, attached to the job service (which from now on
+    /// refuses arches no engine serves and tells the scheduler of cancels). Objects are rendered
+    /// for `namespace`. Nothing runs until [`Scheduler::spawn`].
+    ///
+    /// # Errors
+    /// [`SchedulerError::DuplicateEngine`].
+    pub fn new(
+        jobs: JobService,
+        engines: Vec<Arc<dyn Engine>>,
+        config: SchedulerConfig,
+        namespace: String,
+    ) -> Result<Self, SchedulerError> {
+        for (i, engine) in engines.iter().enumerate() {
+            if engines[..i].iter().any(|e| e.name() == engine.name()) {
+                return Err(SchedulerError::DuplicateEngine(engine.name().to_owned()));
+            }
+        }
+        let scheduler = Scheduler {
+            inner: Arc::new(Inner {
+                jobs,
+                engines,
+                config,
+                namespace,
+                replica: format!("replica-{}", uuid::Uuid::new_v4().simple()),
+                state: Mutex::new(State::default()),
+                wake: Notify::new(),
+            }),
+        };
+        scheduler.inner.jobs.attach(Arc::new(scheduler.clone()));
+        Ok(scheduler)
+    }
+
+    /// The engines.
+    pub fn engines(&self) -> &[Arc<dyn Engine>] {
+        &self.inner.engines
+    }
+
+    /// Whether this replica schedules now (holds the lease).
+    pub fn is_leading(&self) -> bool {
+        self.inner.lock().leading
+    }
+
+    /// Starts scheduling in the background: the lease, the queue, the followers. Dropping the
+    /// handle stops all of it (running jobs go on on their engines and are re-attached by the
+    /// next leader).
+    pub fn spawn(&self) -> SchedulerHandle {
+        let inner = Arc::clone(&self.inner);
+        SchedulerHandle(tokio::spawn(async move { inner.run().await }))
+    }
+}
+
+/// The running scheduler; dropping it stops it.
+#[derive(Debug)]
+pub struct SchedulerHandle(tokio::task::JoinHandle<()>);
+
+impl Drop for SchedulerHandle {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[async_trait]
+impl Dispatch for Scheduler {
+    fn arches(&self) -> Vec<String> {
+        let mut arches: Vec<String> = self
+            .inner
+            .engines
+            .iter()
+            .flat_map(|e| e.arches().iter().cloned())
+            .collect();
+        arches.sort();
+        arches.dedup();
+        arches
+    }
+
+    async fn cancelled(&self, job: &Job) {
+        if let Some(engine) = self.inner.engine(job)
+            && let Err(error) = engine.cancel(job.id).await
+        {
+            // The leader's follower sees the job cancelled in the store and cancels again.
+            tracing::warn!(job = %job.id, engine = engine.name(), %error, "cannot cancel on the engine");
+        }
+    }
+
+    async fn purged(&self, job: &Job) {
+        if let Some(engine) = self.inner.engine(job)
+            && let Err(error) = engine.cleanup(job.id).await
+        {
+            tracing::warn!(job = %job.id, engine = engine.name(), %error, "cannot clean up a purged job");
+        }
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn engine(&self, job: &Job) -> Option<&Arc<dyn Engine>> {
+        let name = job.engine.as_deref()?;
+        self.engines.iter().find(|e| e.name() == name)
+    }
+
+    /// Holds or waits for the lease; schedules while holding it.
+    async fn run(self: Arc<Self>) {
+        let mut events = self.jobs.subscribe();
+        let renew = self.config.lease_ttl / 3;
+        loop {
+            match self
+                .jobs
+                .store()
+                .acquire_lease(LEASE, &self.replica, self.config.lease_ttl)
+                .await
+            {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    tokio::time::sleep(renew).await;
+                    continue;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "cannot take the scheduler lease");
+                    tokio::time::sleep(renew).await;
+                    continue;
+                }
+            }
+            tracing::info!(replica = %self.replica, "scheduling: this replica holds the lease");
+            let mut followers = JoinSet::new();
+            match self.take_over(&mut followers).await {
+                Ok(()) => self.lead(&mut events, &mut followers).await,
+                Err(error) => tracing::warn!(%error, "cannot read the unfinished jobs"),
+            }
+            // Lost the lease (or never finished taking over): another replica takes the jobs.
+            followers.shutdown().await;
+            *self.lock() = State::default();
+            let _ = self.jobs.store().release_lease(LEASE, &self.replica).await;
+            tokio::time::sleep(renew).await;
+        }
+    }
+
+    /// Reads every unfinished job: those on engines get a follower, the others are queued in
+    /// submission order.
+    async fn take_over(self: &Arc<Self>, followers: &mut JoinSet<()>) -> Result<(), JobError> {
+        let mut unfinished = Vec::new();
+        for state in [JobState::Pending, JobState::Queued, JobState::Running] {
+            unfinished.extend(self.all(state, None).await?);
+        }
+        // Ids are time-based: oldest first is submission order.
+        unfinished.sort_by_key(|job| job.id.get_timestamp().map(|t| t.to_unix()));
+        self.lock().leading = true;
+        for job in unfinished {
+            self.adopt(job, followers).await;
+        }
+        Ok(())
+    }
+
+    /// Every job in `state` (created since `since`), from the store's listing.
+    async fn all(
+        &self,
+        state: JobState,
+        since: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<Vec<Job>, JobError> {
+        let mut query = JobQuery {
+            state: Some(state),
+            since,
+            limit: JobQuery::MAX_LIMIT,
+            ..JobQuery::default()
+        };
+        let mut jobs = Vec::new();
+        loop {
+            let page = self.jobs.list(&query).await?;
+            jobs.extend(page.items);
+            match page.next {
+                Some(after) => query.after = Some(after),
+                None => return Ok(jobs),
+            }
+        }
+    }
+
+    /// Takes one unfinished job in hand.
+    async fn adopt(self: &Arc<Self>, job: Job, followers: &mut JoinSet<()>) {
+        match job.state {
+            JobState::Pending => self.enqueue(job).await,
+            JobState::Queued => self.push(&job),
+            JobState::Running => {
+                let Some(index) = job
+                    .engine
+                    .as_deref()
+                    .and_then(|name| self.engines.iter().position(|e| e.name() == name))
+                else {
+                    let message = format!(
+                        "the job ran on engine {:?}, which is no longer configured",
+                        job.engine.as_deref().unwrap_or("")
+                    );
+                    self.end(job.id, JobState::Failed, message).await;
+                    return;
+                };
+                self.lock().slots.insert(
+                    job.id,
+                    Slot {
+                        engine: index,
+                        domain: job.domain.clone(),
+                        task: job.task.clone(),
+                    },
+                );
+                let this = Arc::clone(self);
+                followers.spawn(async move { this.follow(job, index).await });
+            }
+            _ => {}
+        }
+    }
+
+    /// `pending -> queued`, then into the queue.
+    async fn enqueue(&self, job: Job) {
+        match self
+            .jobs
+            .transition(
+                job.id,
+                JobState::Queued,
+                Some("waiting for an engine with a free slot".to_owned()),
+            )
+            .await
+        {
+            Ok(job) => self.push(&job),
+            // Cancelled (or taken) meanwhile.
+            Err(JobError::Illegal { .. } | JobError::NotFound(_)) => {}
+            Err(error) => tracing::warn!(job = %job.id, %error, "cannot queue a job"),
+        }
+    }
+
+    fn push(&self, job: &Job) {
+        let mut state = self.lock();
+        if state.queue.iter().any(|w| w.id == job.id) || state.slots.contains_key(&job.id) {
+            return;
+        }
+        state.queue.push_back(Waiting {
+            id: job.id,
+            arch: job.arch.clone(),
+            domain: job.domain.clone(),
+            task: job.task.clone(),
+        });
+    }
+
+    /// Schedules until the lease is lost.
+    async fn lead(
+        self: &Arc<Self>,
+        events: &mut tokio::sync::broadcast::Receiver<omni_jobs::JobEvent>,
+        followers: &mut JoinSet<()>,
+    ) {
+        let renew = self.config.lease_ttl / 3;
+        let mut renew_at = tokio::time::Instant::now() + renew;
+        let mut scan = tokio::time::interval(self.config.scan_interval);
+        scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut scanned_since = chrono::Utc::now();
+        loop {
+            self.place(followers);
+            tokio::select! {
+                () = tokio::time::sleep_until(renew_at) => {
+                    match self.jobs.store().acquire_lease(LEASE, &self.replica, self.config.lease_ttl).await {
+                        Ok(Some(_)) => renew_at = tokio::time::Instant::now() + renew,
+                        Ok(None) => {
+                            tracing::warn!("the scheduler lease was lost to another replica");
+                            return;
+                        }
+                        Err(error) => {
+                            // Still ours until it lapses; give up only then.
+                            tracing::warn!(%error, "cannot renew the scheduler lease");
+                            if renew_at.elapsed() > self.config.lease_ttl - renew {
+                                return;
+                            }
+                            renew_at = tokio::time::Instant::now() + renew / 3;
+                        }
+                    }
+                }
+                event = events.recv() => match event {
+                    Ok(event) if event.to == JobState::Pending => {
+                        if let Ok(job) = self.jobs.get(event.job_id).await {
+                            self.enqueue(job).await;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        // Missed some: the scan finds them.
+                        scanned_since = chrono::Utc::now() - chrono::TimeDelta::hours(1);
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+                _ = scan.tick() => {
+                    // Jobs submitted on other replicas, with a margin for clocks and slow writes.
+                    let since = scanned_since - chrono::TimeDelta::minutes(1);
+                    scanned_since = chrono::Utc::now();
+                    match self.all(JobState::Pending, Some(since)).await {
+                        Ok(mut pending) => {
+                            pending.sort_by_key(|job| job.id.get_timestamp().map(|t| t.to_unix()));
+                            for job in pending {
+                                self.enqueue(job).await;
+                            }
+                        }
+                        Err(error) => tracing::warn!(%error, "cannot look for pending jobs"),
+                    }
+                }
+                () = self.wake.notified() => {}
+                Some(ended) = followers.join_next() => {
+                    if let Err(error) = ended && error.is_panic() {
+                        tracing::error!(%error, "a job's follower panicked");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Starts every queued job that fits, in queue order: a job that does not fit does not hold
+    /// back the jobs behind it that do (another arch, another domain).
+    fn place(self: &Arc<Self>, followers: &mut JoinSet<()>) {
+        let now = tokio::time::Instant::now();
+        let mut state = self.lock();
+        state.resting.retain(|_, until| *until > now);
+        let mut i = 0;
+        while i < state.queue.len() {
+            let waiting = &state.queue[i];
+            let over = |limits: &BTreeMap<String, usize>, key: &str, count: usize| {
+                limits.get(key).is_some_and(|max| count >= *max)
+            };
+            let domain_count = state
+                .slots
+                .values()
+                .filter(|s| s.domain == waiting.domain)
+                .count();
+            let task_count = state
+                .slots
+                .values()
+                .filter(|s| s.task == waiting.task)
+                .count();
+            if over(
+                &self.config.max_running_per_domain,
+                &waiting.domain,
+                domain_count,
+            ) || over(&self.config.max_running_per_task, &waiting.task, task_count)
+            {
+                i += 1;
+                continue;
+            }
+            // The least loaded engine for the arch with a free slot.
+            let choice = self
+                .engines
+                .iter()
+                .enumerate()
+                .filter(|(index, engine)| {
+                    engine.arches().contains(&waiting.arch) && !state.resting.contains_key(index)
+                })
+                .map(|(index, engine)| (index, state.running_on(index), engine.max_running()))
+                .filter(|(_, running, max)| running < max)
+                .min_by(|a, b| (a.1 * b.2).cmp(&(b.1 * a.2)))
+                .map(|(index, ..)| index);
+            let Some(engine) = choice else {
+                i += 1;
+                continue;
+            };
+            let Some(waiting) = state.queue.remove(i) else {
+                break;
+            };
+            state.slots.insert(
+                waiting.id,
+                Slot {
+                    engine,
+                    domain: waiting.domain.clone(),
+                    task: waiting.task.clone(),
+                },
+            );
+            let this = Arc::clone(self);
+            followers.spawn(async move { this.start(waiting, engine).await });
+        }
+    }
+
+    /// Renders a queued job, submits it to `engine`, and follows it.
+    async fn start(self: Arc<Self>, waiting: Waiting, index: usize) {
+        let engine = Arc::clone(&self.engines[index]);
+        let id = waiting.id;
+        let job = match self.jobs.get(id).await {
+            Ok(job) if job.state == JobState::Queued => job,
+            Ok(_) | Err(JobError::NotFound(_)) => {
+                self.release(id);
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(job = %id, %error, "cannot read a queued job");
+                self.requeue(waiting, None);
+                return;
+            }
+        };
+        let Some(plugin) = self.jobs.registry().get(&job.task) else {
+            let message = format!("no plugin is loaded for task {:?} to render it", job.task);
+            self.end(id, JobState::Failed, message).await;
+            self.release(id);
+            return;
+        };
+        let name = format!("omni-{id}");
+        let context = JobContext {
+            job_id: id.to_string(),
+            service: job.service.clone(),
+            domain: job.domain.clone(),
+            namespace: self.namespace.clone(),
+            name: name.clone(),
+            arch: job.arch.clone(),
+        };
+        let rendered = match plugin.serialize(context, job.params.to_string()).await {
+            Ok(rendered) => rendered,
+            Err(error) => {
+                self.end(id, JobState::Failed, format!("rendering failed: {error}"))
+                    .await;
+                self.release(id);
+                return;
+            }
+        };
+        let submission = EngineJob {
+            id,
+            name,
+            namespace: self.namespace.clone(),
+            task: job.task.clone(),
+            arch: job.arch.clone(),
+            rendered,
+        };
+        match engine.submit(&submission).await {
+            Ok(()) => {}
+            Err(EngineError::Unavailable { message, .. }) => {
+                tracing::warn!(job = %id, engine = engine.name(), %message, "engine unavailable; the job waits");
+                self.requeue(waiting, Some(index));
+                return;
+            }
+            Err(error) => {
+                self.end(id, JobState::Failed, error.to_string()).await;
+                self.release(id);
+                return;
+            }
+        }
+        let started = self
+            .jobs
+            .transition_on(
+                id,
+                JobState::Running,
+                Some(format!("started on engine {}", engine.name())),
+                Some(engine.name().to_owned()),
+            )
+            .await;
+        match started {
+            Ok(job) => {
+                tracing::info!(job = %id, engine = engine.name(), task = %job.task, "job started");
+                self.follow(job, index).await;
+            }
+            Err(error) => {
+                // Cancelled while it was being started: the cancel could not reach the engine.
+                if !matches!(error, JobError::Illegal { .. } | JobError::NotFound(_)) {
+                    tracing::warn!(job = %id, %error, "cannot record a started job; stopping it");
+                }
+                let _ = engine.cancel(id).await;
+                self.release(id);
+            }
+        }
+    }
+
+    /// Puts a job back at the head of the queue; with `rest`, that engine is left alone a while.
+    fn requeue(&self, waiting: Waiting, rest: Option<usize>) {
+        let mut state = self.lock();
+        state.slots.remove(&waiting.id);
+        if let Some(index) = rest {
+            state
+                .resting
+                .insert(index, tokio::time::Instant::now() + self.config.retry_after);
+        }
+        if state.leading {
+            state.queue.push_front(waiting);
+        }
+        drop(state);
+        self.wake.notify_one();
+    }
+
+    /// Frees a job's slot.
+    fn release(&self, id: JobId) {
+        self.lock().slots.remove(&id);
+        self.wake.notify_one();
+    }
+
+    /// Ends a job (from wherever it is) with a message; a job that ended already stays as it is.
+    async fn end(&self, id: JobId, to: JobState, message: String) {
+        match self.jobs.transition(id, to, Some(message)).await {
+            Ok(_) | Err(JobError::Illegal { .. } | JobError::NotFound(_)) => {}
+            Err(error) => tracing::warn!(job = %id, %error, "cannot record the end of a job"),
+        }
+    }
+}

@@ -1,0 +1,474 @@
+//! The scheduler over real parts: the real plugins (srpm, and the hostile fixture for jobs that
+//! linger, fail to render or that the engine refuses), an embedded store, and the local engine
+//! running real processes. The one injected failure is an engine that cannot be reached.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use omni_engine::{Engine, EngineError, EngineJob, JobId, LogCursor, LogStreamOf, ProgressStream};
+use omni_engine_local::{LocalEngine, LocalEngineConfig};
+use omni_jobs::{JobError, JobService, Submission};
+use omni_scheduler::{Scheduler, SchedulerConfig, SchedulerHandle};
+use omni_store::{Created, Job, JobState, LogQuery, StepState};
+use serde_json::{Value, json};
+
+/// A guard against a hang, not a timing assertion.
+const PATIENCE: Duration = Duration::from_secs(120);
+
+const SPEC: &str = "Name: hello\nVersion: 1.0\nRelease: 1%{?dist}\nSummary: Says hello\nLicense: MIT\nSource0: hello.sh\nBuildArch: noarch\n\n%description\nSays hello.\n\n%install\ninstall -D -m 755 %{SOURCE0} %{buildroot}/usr/bin/hello\n\n%files\n/usr/bin/hello\n";
+
+struct World {
+    _dirs: omni_test_support::Dirs,
+    _root: tempfile::TempDir,
+    jobs: JobService,
+    engine: Arc<LocalEngine>,
+    _handle: SchedulerHandle,
+}
+
+fn config() -> SchedulerConfig {
+    SchedulerConfig {
+        lease_ttl: Duration::from_secs(2),
+        scan_interval: Duration::from_millis(200),
+        retry_after: Duration::from_millis(200),
+        ..SchedulerConfig::default()
+    }
+}
+
+fn local(root: &tempfile::TempDir, max_running: usize) -> Arc<LocalEngine> {
+    let config = LocalEngineConfig {
+        max_running,
+        arches: vec!["x86_64".into()],
+        ..LocalEngineConfig::new()
+    };
+    Arc::new(LocalEngine::new(&config, root.path().to_owned()))
+}
+
+fn world(max_running: usize, config: SchedulerConfig) -> World {
+    let (dirs, jobs) = omni_test_support::job_service(&["srpm", "hostile"]);
+    let root = tempfile::tempdir().unwrap();
+    let engine = local(&root, max_running);
+    let scheduler = Scheduler::new(
+        jobs.clone(),
+        vec![engine.clone() as Arc<dyn Engine>],
+        config,
+        "omni-jobs".into(),
+    )
+    .unwrap();
+    World {
+        _dirs: dirs,
+        _root: root,
+        jobs,
+        engine,
+        _handle: scheduler.spawn(),
+    }
+}
+
+fn submission(task: &str, domain: &str, params: Value) -> Submission {
+    Submission {
+        service: "test".into(),
+        task: task.into(),
+        domain: domain.into(),
+        arch: "x86_64".into(),
+        params,
+        idempotency: None,
+    }
+}
+
+async fn submit(jobs: &JobService, task: &str, domain: &str, params: Value) -> Job {
+    match jobs.submit(submission(task, domain, params)).await.unwrap() {
+        Created::New(job) => job,
+        Created::Existing(_) => panic!("not new"),
+    }
+}
+
+async fn hostile(jobs: &JobService, behaviour: &str) -> Job {
+    submit(jobs, "hostile", "default", json!({"behaviour": behaviour})).await
+}
+
+/// Polls the job until `done` says so.
+async fn wait_for(jobs: &JobService, id: JobId, what: &str, done: impl Fn(&Job) -> bool) -> Job {
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let job = jobs.get(id).await.unwrap();
+            if done(&job) {
+                return job;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("job {id} never {what}"))
+}
+
+async fn ended(jobs: &JobService, id: JobId) -> Job {
+    wait_for(jobs, id, "ended", |j| j.state.is_final()).await
+}
+
+async fn running(jobs: &JobService, id: JobId) -> Job {
+    wait_for(jobs, id, "ran", |j| j.state == JobState::Running).await
+}
+
+fn states(history: &[omni_store::StateChange]) -> Vec<JobState> {
+    history.iter().map(|c| c.to).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_srpm_job_runs_to_success_on_the_local_engine_with_its_log_and_artifact() {
+    let world = world(2, config());
+    // base64 of "#!/bin/sh\necho hello\n"
+    let params = json!({"spec": SPEC, "sources": {"hello.sh": "IyEvYmluL3NoCmVjaG8gaGVsbG8K"},
+                        "defines": {"dist": ".oe2403"}});
+    let job = submit(&world.jobs, "srpm", "default", params).await;
+    let done = ended(&world.jobs, job.id).await;
+    assert_eq!(done.state, JobState::Succeeded, "{done:#?}");
+    assert_eq!(done.engine.as_deref(), Some("local"));
+    assert!(done.started_at.is_some() && done.finished_at.is_some());
+    assert!(
+        done.steps.iter().all(|s| s.state == StepState::Succeeded),
+        "{:?}",
+        done.steps
+    );
+    let history = world.jobs.store().history(job.id).await.unwrap();
+    assert_eq!(
+        states(&history),
+        [
+            JobState::Pending,
+            JobState::Queued,
+            JobState::Running,
+            JobState::Succeeded
+        ]
+    );
+
+    // Its log, stored in order with a sequence from 1, step by step.
+    let log = world
+        .jobs
+        .store()
+        .read_logs(
+            job.id,
+            &LogQuery {
+                step: None,
+                after: None,
+                limit: 10_000,
+            },
+        )
+        .await
+        .unwrap()
+        .items;
+    assert!(!log.is_empty());
+    for (i, line) in log.iter().enumerate() {
+        assert_eq!(line.seq, i as u64 + 1);
+    }
+    let steps: Vec<&str> = log.iter().map(|l| l.step.as_str()).collect();
+    let first_build = steps.iter().position(|s| *s == "build").unwrap();
+    assert!(
+        steps[..first_build].iter().all(|s| *s == "fetch"),
+        "{steps:?}"
+    );
+    assert!(
+        steps[first_build..].iter().all(|s| *s == "build"),
+        "{steps:?}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.line.contains("hello-1.0-1.oe2403.src.rpm")),
+        "{log:#?}"
+    );
+
+    // Its artifact, kept in the job's output directory.
+    let srpm = world
+        .engine
+        .runner()
+        .volume_dir(&job.id.to_string(), "output")
+        .join("hello-1.0-1.oe2403.src.rpm");
+    let info = std::process::Command::new("rpm")
+        .args(["-qp", "--qf", "%{NAME}-%{VERSION}"])
+        .arg(&srpm)
+        .output()
+        .unwrap();
+    assert!(info.status.success(), "{srpm:?}: {info:?}");
+    assert_eq!(String::from_utf8_lossy(&info.stdout), "hello-1.0");
+
+    // Purging removes the job's directory with its artifacts.
+    world.jobs.purge(job.id).await.unwrap();
+    assert!(!srpm.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_beyond_capacity_wait_queued_and_run_in_submission_order() {
+    let world = world(1, config());
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(hostile(&world.jobs, "behave").await.id);
+    }
+    let mut jobs = Vec::new();
+    for id in &ids {
+        jobs.push(ended(&world.jobs, *id).await);
+    }
+    for pair in jobs.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        assert_eq!(a.state, JobState::Succeeded, "{a:#?}");
+        assert!(
+            a.finished_at.unwrap() <= b.started_at.unwrap(),
+            "one slot, yet {} started before {} ended",
+            b.id,
+            a.id
+        );
+    }
+    for job in &jobs[1..] {
+        let history = world.jobs.store().history(job.id).await.unwrap();
+        assert_eq!(
+            states(&history),
+            [
+                JobState::Pending,
+                JobState::Queued,
+                JobState::Running,
+                JobState::Succeeded
+            ]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_domain_limit_holds_its_jobs_back_but_not_other_domains() {
+    let mut config = config();
+    config.max_running_per_domain.insert("busy".into(), 1);
+    let world = world(4, config);
+    let linger = json!({"behaviour": "linger"});
+    let first = submit(&world.jobs, "hostile", "busy", linger.clone()).await;
+    running(&world.jobs, first.id).await;
+    let second = submit(&world.jobs, "hostile", "busy", linger.clone()).await;
+    let other = submit(&world.jobs, "hostile", "default", linger.clone()).await;
+    // The other domain's job runs although it came after the held one.
+    running(&world.jobs, other.id).await;
+    assert_eq!(
+        world.jobs.get(second.id).await.unwrap().state,
+        JobState::Queued
+    );
+    world.jobs.cancel(first.id).await.unwrap();
+    let second = running(&world.jobs, second.id).await;
+    let first = ended(&world.jobs, first.id).await;
+    assert_eq!(first.state, JobState::Cancelled);
+    assert!(second.started_at.unwrap() >= first.finished_at.unwrap());
+    for id in [second.id, other.id] {
+        world.jobs.cancel(id).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_render_error_fails_the_job_with_the_plugins_message() {
+    let world = world(2, config());
+    let job = hostile(&world.jobs, "panic").await;
+    let done = ended(&world.jobs, job.id).await;
+    assert_eq!(done.state, JobState::Failed);
+    let message = done.message.unwrap();
+    assert!(message.contains("rendering failed"), "{message}");
+    assert!(message.contains("panics on purpose"), "{message}");
+    let history = world.jobs.store().history(job.id).await.unwrap();
+    assert_eq!(
+        states(&history),
+        [JobState::Pending, JobState::Queued, JobState::Failed]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_the_engine_refuses_fails_with_the_engines_reason() {
+    let world = world(2, config());
+    let job = hostile(&world.jobs, "no-command").await;
+    let done = ended(&world.jobs, job.id).await;
+    assert_eq!(done.state, JobState::Failed);
+    let message = done.message.unwrap();
+    assert!(message.contains("rejected"), "{message}");
+    assert!(message.contains("has no command"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_a_running_job_on_its_engine() {
+    let world = world(2, config());
+    let job = hostile(&world.jobs, "linger").await;
+    running(&world.jobs, job.id).await;
+    world.jobs.cancel(job.id).await.unwrap();
+    // The engine saw it end as cancelled: its process was killed, not left sleeping.
+    let mut progress = world.engine.progress(job.id);
+    let end = tokio::time::timeout(PATIENCE, async {
+        use futures::StreamExt;
+        loop {
+            match progress.next().await {
+                Some(Ok(omni_engine::Progress::Ended(outcome))) => return outcome,
+                Some(Ok(_)) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(matches!(end, omni_engine::Outcome::Cancelled(_)), "{end:?}");
+    let done = ended(&world.jobs, job.id).await;
+    assert_eq!(done.state, JobState::Cancelled);
+    assert_eq!(done.steps[0].state, StepState::Failed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_arch_no_engine_serves_is_refused_at_submit() {
+    let world = world(2, config());
+    let mut arm = submission("hostile", "default", json!({"behaviour": "behave"}));
+    arm.arch = "aarch64".into();
+    let error = world.jobs.submit(arm).await.unwrap_err();
+    assert!(
+        matches!(&error, JobError::NoEngine { arch, served } if arch == "aarch64" && served == &["x86_64"]),
+        "{error:?}"
+    );
+}
+
+/// A second scheduler over the same store: another replica, or this one restarted.
+fn replica(jobs: &JobService, engine: Arc<dyn Engine>) -> (JobService, Scheduler, SchedulerHandle) {
+    let jobs = JobService::new(Arc::clone(jobs.store()), Arc::clone(jobs.registry()));
+    let scheduler =
+        Scheduler::new(jobs.clone(), vec![engine], config(), "omni-jobs".into()).unwrap();
+    let handle = scheduler.spawn();
+    (jobs, scheduler, handle)
+}
+
+async fn leading(scheduler: &Scheduler) {
+    tokio::time::timeout(PATIENCE, async {
+        while !scheduler.is_leading() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the new scheduler never took the lease");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_leader_reattaches_to_the_jobs_running_on_its_engines() {
+    let World {
+        _dirs,
+        _root,
+        jobs,
+        engine,
+        _handle: first,
+    } = world(2, config());
+    let job = hostile(&jobs, "linger").await;
+    running(&jobs, job.id).await;
+    // The leader dies without a word: its followers stop, its lease lapses.
+    drop(first);
+    let (jobs, second, _handle) = replica(&jobs, engine.clone());
+    leading(&second).await;
+    // The job ends on the engine by itself (not through the job service): only a follower of
+    // the new leader can record that.
+    engine.cancel(job.id).await.unwrap();
+    let done = ended(&jobs, job.id).await;
+    assert_eq!(done.state, JobState::Cancelled);
+    assert_eq!(done.message.as_deref(), Some("cancelled"), "{done:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_its_engine_no_longer_has_fails_with_the_reason() {
+    let World {
+        _dirs,
+        _root,
+        jobs,
+        engine,
+        _handle: first,
+    } = world(2, config());
+    let job = hostile(&jobs, "linger").await;
+    running(&jobs, job.id).await;
+    drop(first);
+    // Restarted: a local engine of the same name that keeps nothing from before.
+    let root = tempfile::tempdir().unwrap();
+    let (jobs, second, _handle) = replica(&jobs, local(&root, 2));
+    leading(&second).await;
+    let done = ended(&jobs, job.id).await;
+    assert_eq!(done.state, JobState::Failed);
+    assert!(
+        done.message
+            .as_deref()
+            .unwrap()
+            .contains("no longer has the job"),
+        "{done:#?}"
+    );
+    engine.cancel(job.id).await.unwrap();
+}
+
+/// An engine that cannot be reached while `down` is set (the one injected failure: a real
+/// cluster's outage is what the Kubernetes engine's tests use).
+#[derive(Debug)]
+struct Unreachable {
+    engine: Arc<LocalEngine>,
+    down: AtomicBool,
+    tries: AtomicUsize,
+}
+
+#[async_trait]
+impl Engine for Unreachable {
+    fn name(&self) -> &str {
+        self.engine.name()
+    }
+    fn kind(&self) -> &'static str {
+        "unreachable"
+    }
+    fn arches(&self) -> &[String] {
+        self.engine.arches()
+    }
+    fn max_running(&self) -> usize {
+        self.engine.max_running()
+    }
+    async fn check(&self) -> Result<(), EngineError> {
+        self.engine.check().await
+    }
+    async fn submit(&self, job: &EngineJob) -> Result<(), EngineError> {
+        self.tries.fetch_add(1, Ordering::SeqCst);
+        if self.down.load(Ordering::SeqCst) {
+            return Err(EngineError::Unavailable {
+                engine: self.name().into(),
+                message: "connection refused".into(),
+            });
+        }
+        self.engine.submit(job).await
+    }
+    fn progress(&self, id: JobId) -> ProgressStream {
+        self.engine.progress(id)
+    }
+    fn logs(&self, id: JobId, after: Option<LogCursor>) -> LogStreamOf {
+        self.engine.logs(id, after)
+    }
+    async fn cancel(&self, id: JobId) -> Result<(), EngineError> {
+        self.engine.cancel(id).await
+    }
+    async fn cleanup(&self, id: JobId) -> Result<(), EngineError> {
+        self.engine.cleanup(id).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_that_cannot_be_reached_keeps_jobs_queued_until_it_can() {
+    let (_dirs, jobs) = omni_test_support::job_service(&["hostile"]);
+    let root = tempfile::tempdir().unwrap();
+    let engine = Arc::new(Unreachable {
+        engine: local(&root, 2),
+        down: AtomicBool::new(true),
+        tries: AtomicUsize::new(0),
+    });
+    let scheduler = Scheduler::new(
+        jobs.clone(),
+        vec![engine.clone() as Arc<dyn Engine>],
+        config(),
+        "omni-jobs".into(),
+    )
+    .unwrap();
+    let _handle = scheduler.spawn();
+    let job = hostile(&jobs, "behave").await;
+    tokio::time::timeout(PATIENCE, async {
+        while engine.tries.load(Ordering::SeqCst) < 3 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the scheduler stopped trying");
+    let waiting = jobs.get(job.id).await.unwrap();
+    assert_eq!(waiting.state, JobState::Queued, "{waiting:#?}");
+    engine.down.store(false, Ordering::SeqCst);
+    let done = ended(&jobs, job.id).await;
+    assert_eq!(done.state, JobState::Succeeded, "{done:#?}");
+}
