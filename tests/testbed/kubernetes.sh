@@ -21,6 +21,8 @@
 # Components: etcd kube-apiserver kube-controller-manager kube-scheduler kwok.
 # Nodes: kwok-amd64 and kwok-arm64 (labels kubernetes.io/arch, kubernetes.io/os=linux,
 # type=kwok). `kubectl logs` of any pod shows $STATE/kwok/pod.log (CRI log lines).
+# A pod labelled omni.io/kwok-stage=fail-first-init fails (its first init container exits 3);
+# one labelled omni.io/kwok-stage=run runs until deleted (kubernetes/kwok-omni-stages.yaml).
 #
 # With OMNI_TEST_KUBECONFIG already set (your own cluster), `start` only waits
 # until that cluster answers and prints it.
@@ -505,6 +507,16 @@ KUBECONFIG
     touch "$pki/complete"
 }
 
+# kwok's configuration: node stages, the pod stages of $pod_stages with Omni's own
+# (kwok-omni-stages.yaml), and the ClusterLogs.
+kwok_config() {
+    cat "$kwok_dir/config/node-fast.yaml" "$kwok_dir/config/pod-$pod_stages.yaml"
+    printf -- '---\n'
+    cat "$files/kwok-omni-stages.yaml"
+    printf -- '---\n'
+    sed "s#@LOGS_FILE@#$state/kwok/pod.log#" "$files/kwok-logs.yaml"
+}
+
 write_kwok_config() {
     local stages=$kwok_dir/config/pod-$pod_stages.yaml f=$state/kwok/kwok.yaml
     [[ -f $stages ]] || die "OMNI_K8S_POD_STAGES=$pod_stages: no $stages (fast or general)"
@@ -512,12 +524,19 @@ write_kwok_config() {
     [[ -f $state/kwok/pod.log ]] ||
         printf '%s stdout F %s\n' "$(date -u +%Y-%m-%dT%H:%M:%S.000000000Z)" \
             "kwok fake container: no container runs here (this line comes from $state/kwok/pod.log)" >"$state/kwok/pod.log"
-    {
-        cat "$kwok_dir/config/node-fast.yaml" "$stages"
-        printf -- '---\n'
-        sed "s#@LOGS_FILE@#$state/kwok/pod.log#" "$files/kwok-logs.yaml"
-    } >"$f.tmp"
+    kwok_config >"$f.tmp"
+    # A running kwok read the config at its start: a changed config restarts it.
+    if [[ -f $f ]] && ! cmp -s "$f" "$f.tmp" && component_pid kwok >/dev/null; then
+        log "kwok's configuration changed: restarting kwok"
+        stop_component kwok
+    fi
     mv -f "$f.tmp" "$f"
+}
+
+# True when the running kwok's configuration is the one write_kwok_config would write now.
+kwok_config_current() {
+    [[ -f $state/kwok/kwok.yaml && -f $kwok_dir/config/pod-$pod_stages.yaml ]] || return 1
+    cmp -s "$state/kwok/kwok.yaml" <(kwok_config)
 }
 
 nodes_yaml() {
@@ -570,7 +589,7 @@ cmd_start() {
     for c in "${components[@]}"; do
         component_pid "$c" >/dev/null && running=$((running + 1))
     done
-    if ((running == ${#components[@]})) && [[ -f $kubeconfig ]] && api_ready && nodes_ready; then
+    if ((running == ${#components[@]})) && [[ -f $kubeconfig ]] && kwok_config_current && api_ready && nodes_ready; then
         [[ $(<"$pki/port") == "$api_port" ]] ||
             die "the testbed already runs on port $(<"$pki/port"), not $api_port: stop it first"
         log "reusing the running testbed"
