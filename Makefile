@@ -40,8 +40,10 @@ lint:
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --locked --target $(WASM_TARGET) $(foreach p,$(PLUGINS) $(FIXTURES),-p omni-plugin-$(p)) -- -D warnings
 
-## test: lint, build the plugins, run every test.
+## test: lint, build the plugins, start the Kubernetes testbed (built once, cached), run every
+## test (the Cassandra and Kubernetes tests find their testbeds through omni-test-support).
 test: lint plugins
+	./tests/testbed/kubernetes.sh start >/dev/null
 	$(CARGO) test --locked --workspace
 
 ## bench: the performance figures of the README ("Performance"): the plugin host, then the job

@@ -30,6 +30,10 @@ command -v rpmbuild >/dev/null 2>&1 || missing+=(rpm)
 command -v xorriso >/dev/null 2>&1 || missing+=(xorriso)
 command -v git >/dev/null 2>&1 || missing+=(git)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# The Kubernetes testbed (tests/testbed/kubernetes.sh) builds its binaries with Go and makes its
+# keys with the openssl CLI.
+command -v go >/dev/null 2>&1 || missing+=(golang-go)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo=sudo

@@ -4,6 +4,7 @@
 //! that builds it; nothing here skips.
 
 pub mod cassandra;
+pub mod kubernetes;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

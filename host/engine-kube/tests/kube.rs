@@ -1,0 +1,250 @@
+//! The Kubernetes engine on the testbed, beyond the conformance suite: node selection by arch,
+//! the API server's own rejection messages, a restarted engine finding its running jobs, owned
+//! objects going with their Job, and an unreachable cluster.
+
+mod common;
+
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use kube::Api;
+use kube::api::{ListParams, Patch, PatchParams};
+use omni_engine::{Engine, EngineError, Outcome, Progress};
+use omni_runtime::Manifest;
+use serde_json::json;
+
+use common::{JobSpec, PATIENCE};
+
+const NAMESPACE: &str = "omni-test-kube";
+
+fn pods(client: kube::Client) -> Api<Pod> {
+    Api::namespaced(client, NAMESPACE)
+}
+
+async fn pod_of(client: &kube::Client, id: omni_engine::JobId) -> Option<Pod> {
+    let params = ListParams::default().labels(&format!("omni.io/job-id={id}"));
+    pods(client.clone())
+        .list(&params)
+        .await
+        .ok()?
+        .items
+        .into_iter()
+        .next()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_lands_on_the_node_of_its_arch() {
+    let engine = common::engine(NAMESPACE).await;
+    let client = common::client().await;
+    for arch in ["amd64", "arm64"] {
+        let id = common::new_id();
+        let spec = JobSpec {
+            init: &["fetch"],
+            containers: &["build"],
+            stage: None,
+            node_arch: arch,
+            gated: false,
+        };
+        let job = common::engine_job(id, vec![common::job_manifest(id, &spec)]);
+        engine.submit(&job).await.expect("submit");
+        let progress = common::progress_until_end(&engine, id).await;
+        assert_eq!(
+            common::outcome(&progress),
+            &Outcome::Succeeded,
+            "{progress:?}"
+        );
+        let pod = pod_of(&client, id).await.expect("the job's pod");
+        let node = pod.spec.and_then(|s| s.node_name);
+        assert_eq!(node.as_deref(), Some(format!("kwok-{arch}").as_str()));
+        engine.cleanup(id).await.expect("cleanup");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_manifest_is_rejected_with_the_servers_message() {
+    let engine = common::engine(NAMESPACE).await;
+    let id = common::new_id();
+    let spec = JobSpec {
+        init: &[],
+        containers: &[],
+        stage: None,
+        node_arch: "amd64",
+        gated: false,
+    };
+    let job = common::engine_job(id, vec![common::job_manifest(id, &spec)]);
+    match engine.submit(&job).await {
+        Err(EngineError::Rejected { message, .. }) => assert!(
+            message.contains("spec.template.spec.containers: Required value"),
+            "{message}"
+        ),
+        other => panic!("not rejected: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_engine_finds_a_running_job_and_sees_it_end() {
+    let client = common::client().await;
+    let id = common::new_id();
+    let spec = JobSpec {
+        init: &[],
+        containers: &["build"],
+        stage: Some("run"),
+        node_arch: "arm64",
+        gated: false,
+    };
+    let job = common::engine_job(id, vec![common::job_manifest(id, &spec)]);
+    {
+        let first = common::engine(NAMESPACE).await;
+        first.submit(&job).await.expect("submit");
+        let mut progress = first.progress(id);
+        tokio::time::timeout(PATIENCE, async {
+            while let Some(item) = progress.next().await {
+                match item.expect("progress") {
+                    Progress::Running => return,
+                    Progress::Ended(outcome) => panic!("ended: {outcome:?}"),
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .expect("Running");
+    }
+    // A new instance, as after a restart of omni: it knows the job from the cluster alone.
+    let second = common::engine(NAMESPACE).await;
+    let mut progress = second.progress(id);
+    let first = tokio::time::timeout(PATIENCE, progress.next())
+        .await
+        .expect("first item");
+    assert_eq!(first.map(Result::ok), Some(Some(Progress::Running)));
+    // The pod loses the label that kept it running: kwok's default stages complete it.
+    let pod = pod_of(&client, id).await.expect("the job's pod");
+    let name = pod.metadata.name.unwrap();
+    let unlabel = json!({"metadata": {"labels": {"omni.io/kwok-stage": null}}});
+    pods(client.clone())
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&unlabel))
+        .await
+        .expect("unlabel the pod");
+    let end = tokio::time::timeout(PATIENCE, async {
+        while let Some(item) = progress.next().await {
+            if let Progress::Ended(outcome) = item.expect("progress") {
+                return outcome;
+            }
+        }
+        panic!("no end");
+    })
+    .await
+    .expect("the end");
+    assert_eq!(end, Outcome::Succeeded);
+    second.cleanup(id).await.expect("cleanup");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owned_objects_go_with_their_job() {
+    let engine = common::engine(NAMESPACE).await;
+    let client = common::client().await;
+    let id = common::new_id();
+    let spec = JobSpec {
+        init: &[],
+        containers: &["build"],
+        stage: Some("run"),
+        node_arch: "amd64",
+        gated: false,
+    };
+    let input = format!("omni-{id}-input");
+    let config_map = Manifest {
+        api_version: "v1".into(),
+        kind: "ConfigMap".into(),
+        name: input.clone(),
+        body: json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": input},
+                     "data": {"spec": "Name: hello"}}),
+    };
+    let job = common::engine_job(id, vec![common::job_manifest(id, &spec), config_map]);
+    engine.submit(&job).await.expect("submit");
+    engine.submit(&job).await.expect("submit again");
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), NAMESPACE);
+    let jobs: Api<Job> = Api::namespaced(client.clone(), NAMESPACE);
+    let applied = maps.get(&input).await.expect("the ConfigMap");
+    let kube_job = jobs.get(&job.name).await.expect("the Job");
+    let owner = applied.metadata.owner_references.unwrap_or_default();
+    assert_eq!(owner.len(), 1, "{owner:?}");
+    assert_eq!(owner[0].kind, "Job");
+    assert_eq!(Some(&owner[0].uid), kube_job.metadata.uid.as_ref());
+    let labels = applied.metadata.labels.unwrap_or_default();
+    assert_eq!(labels.get("omni.io/job-id"), Some(&id.to_string()));
+    assert_eq!(
+        labels
+            .get("app.kubernetes.io/managed-by")
+            .map(String::as_str),
+        Some("omni")
+    );
+
+    engine.cancel(id).await.expect("cancel");
+    let progress = common::progress_until_end(&engine, id).await;
+    assert!(
+        matches!(common::outcome(&progress), Outcome::Cancelled(_)),
+        "{progress:?}"
+    );
+    // The garbage collector deletes what the Job owned.
+    common::eventually("the ConfigMap deleted", || {
+        let maps = maps.clone();
+        let input = input.clone();
+        async move {
+            match maps.get_opt(&input).await {
+                Ok(None) => Some(()),
+                _ => None,
+            }
+        }
+    })
+    .await;
+    engine.cleanup(id).await.expect("cleanup");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_cluster_is_unavailable() {
+    // A port that was free a moment ago: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: gone\n  cluster:\n    server: https://127.0.0.1:{port}\n    insecure-skip-tls-verify: true\nusers:\n- name: u\n  user:\n    token: t\ncontexts:\n- name: gone\n  context:\n    cluster: gone\n    user: u\ncurrent-context: gone\n"
+        ),
+    )
+    .unwrap();
+    let config: omni_engine_kube::KubeEngineConfig = serde_json::from_value(json!({
+        "name": "gone", "arches": ["x86_64"], "max_running": 1, "kubeconfig": kubeconfig,
+    }))
+    .unwrap();
+    let engine = tokio::time::timeout(PATIENCE, omni_engine_kube::KubeEngine::connect(&config))
+        .await
+        .expect("connect returns")
+        .expect("connecting to an unreachable cluster is not an error");
+    let check = tokio::time::timeout(PATIENCE, engine.check())
+        .await
+        .expect("check returns");
+    assert!(
+        matches!(check, Err(EngineError::Unavailable { .. })),
+        "{check:?}"
+    );
+    let id = common::new_id();
+    let spec = JobSpec {
+        init: &[],
+        containers: &["build"],
+        stage: None,
+        node_arch: "amd64",
+        gated: false,
+    };
+    let job = common::engine_job(id, vec![common::job_manifest(id, &spec)]);
+    let submit = tokio::time::timeout(PATIENCE, engine.submit(&job))
+        .await
+        .expect("submit returns");
+    assert!(
+        matches!(submit, Err(EngineError::Unavailable { .. })),
+        "{submit:?}"
+    );
+}
