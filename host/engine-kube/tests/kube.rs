@@ -139,6 +139,29 @@ async fn a_restarted_engine_finds_a_running_job_and_sees_it_end() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadline_fails_the_job_with_the_jobs_reason() {
+    let engine = common::engine(NAMESPACE).await;
+    let id = common::new_id();
+    let spec = JobSpec {
+        init: &[],
+        containers: &["build"],
+        stage: Some("run"),
+        node_arch: "amd64",
+        gated: false,
+    };
+    let mut manifest = common::job_manifest(id, &spec);
+    manifest.body["spec"]["activeDeadlineSeconds"] = 1.into();
+    let job = common::engine_job(id, vec![manifest]);
+    engine.submit(&job).await.expect("submit");
+    let progress = common::progress_until_end(&engine, id).await;
+    let Outcome::Failed(message) = common::outcome(&progress) else {
+        panic!("not failed: {progress:?}");
+    };
+    assert!(message.starts_with("DeadlineExceeded"), "{message}");
+    engine.cleanup(id).await.expect("cleanup");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn owned_objects_go_with_their_job() {
     let engine = common::engine(NAMESPACE).await;
     let client = common::client().await;
