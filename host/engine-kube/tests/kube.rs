@@ -139,6 +139,62 @@ async fn a_restarted_engine_finds_a_running_job_and_sees_it_end() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_steps_log_is_followed_and_ends_without_repeats() {
+    let engine = common::engine(NAMESPACE).await;
+    let client = common::client().await;
+    let dir = tempfile::tempdir().unwrap();
+    let id = common::new_id();
+    let spec = JobSpec {
+        init: &[],
+        containers: &["build"],
+        stage: Some("run"),
+        node_arch: "amd64",
+        gated: true,
+    };
+    let files = common::write_logs(dir.path(), id, &[("build", &["compiling"])]);
+    let file = files[0].1.clone();
+    common::release(client.clone(), NAMESPACE.to_owned(), id, files);
+    let job = common::engine_job(id, vec![common::job_manifest(id, &spec)]);
+    engine.submit(&job).await.expect("submit");
+    let mut logs = engine.logs(id, None);
+    let mut next = async || {
+        let line = tokio::time::timeout(PATIENCE, logs.next())
+            .await
+            .expect("a line")
+            .expect("the stream goes on")
+            .expect("a line, not an error");
+        line.line
+    };
+    assert_eq!(next().await, "compiling");
+    // The step prints more while it runs: the open stream brings it.
+    let time = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.9fZ");
+    let mut text = std::fs::read_to_string(&file).unwrap();
+    text.push_str(&format!("{time} stdout F linking\n"));
+    std::fs::write(&file, text).unwrap();
+    assert_eq!(next().await, "linking");
+    // It ends (kwok's default stages complete the pod once the label is gone); the log is then
+    // read once more, from the start of the last line's second: nothing comes twice.
+    let name = pod_of(&client, id)
+        .await
+        .expect("the pod")
+        .metadata
+        .name
+        .unwrap();
+    let unlabel = json!({"metadata": {"labels": {"omni.io/kwok-stage": null}}});
+    pods(client.clone())
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&unlabel))
+        .await
+        .expect("unlabel the pod");
+    let rest: Vec<_> = tokio::time::timeout(PATIENCE, logs.collect::<Vec<_>>())
+        .await
+        .expect("the end of the logs");
+    assert!(rest.is_empty(), "{rest:?}");
+    let progress = common::progress_until_end(&engine, id).await;
+    assert_eq!(common::outcome(&progress), &Outcome::Succeeded);
+    engine.cleanup(id).await.expect("cleanup");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deadline_fails_the_job_with_the_jobs_reason() {
     let engine = common::engine(NAMESPACE).await;
     let id = common::new_id();
