@@ -22,7 +22,9 @@
 # Nodes: kwok-amd64 and kwok-arm64 (labels kubernetes.io/arch, kubernetes.io/os=linux,
 # type=kwok). `kubectl logs` of any pod shows $STATE/kwok/pod.log (CRI log lines).
 # A pod labelled omni.io/kwok-stage=fail-first-init fails (its first init container exits 3);
-# one labelled omni.io/kwok-stage=run runs until deleted (kubernetes/kwok-omni-stages.yaml).
+# one labelled omni.io/kwok-stage=run runs until deleted; one labelled
+# omni.io/kwok-stage=image-pull-backoff stays Pending on ImagePullBackOff
+# (kubernetes/kwok-omni-stages.yaml).
 #
 # With OMNI_TEST_KUBECONFIG already set (your own cluster), `start` only waits
 # until that cluster answers and prints it.

@@ -195,6 +195,48 @@ async fn a_running_steps_log_is_followed_and_ends_without_repeats() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_that_cannot_be_pulled_fails_the_job_at_once() {
+    let engine = common::engine(NAMESPACE).await;
+    let client = common::client().await;
+    let id = common::new_id();
+    let spec = JobSpec {
+        init: &["fetch"],
+        containers: &["build"],
+        stage: Some("image-pull-backoff"),
+        node_arch: "arm64",
+        gated: false,
+    };
+    let job = common::engine_job(id, vec![common::job_manifest(id, &spec)]);
+    engine.submit(&job).await.expect("submit");
+    let progress = common::progress_until_end(&engine, id).await;
+    let Outcome::Failed(message) = common::outcome(&progress) else {
+        panic!("not failed: {progress:?}");
+    };
+    assert!(
+        message.starts_with(
+            "step fetch: image registry.invalid/omni/test:1 could not be pulled: ImagePullBackOff"
+        ),
+        "{message}"
+    );
+    assert!(
+        progress.contains(&Progress::Step {
+            name: "build".into(),
+            state: omni_engine::StepState::Skipped
+        }),
+        "{progress:?}"
+    );
+    // Kubernetes itself would keep trying until the Job's deadline: the Job is still there.
+    let jobs: Api<Job> = Api::namespaced(client, NAMESPACE);
+    assert!(
+        jobs.get_opt(&job.name)
+            .await
+            .expect("get the Job")
+            .is_some()
+    );
+    engine.cleanup(id).await.expect("cleanup");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deadline_fails_the_job_with_the_jobs_reason() {
     let engine = common::engine(NAMESPACE).await;
     let id = common::new_id();
