@@ -50,6 +50,7 @@ test: lint plugins
 ## service on each store (the Cassandra testbed is started, or OMNI_TEST_CASSANDRA is used).
 bench: plugins
 	$(CARGO) bench --locked -p omni-runtime --bench plugins
+	$(CARGO) bench --locked -p omni-scheduler --bench local
 	OMNI_TEST_CASSANDRA=$${OMNI_TEST_CASSANDRA:-$$(./tests/testbed/cassandra.sh start)} \
 		$(CARGO) bench --locked -p omni-api --bench jobs
 

@@ -43,12 +43,23 @@
 //! arches = ["x86_64"]              # API arches it runs (this machine's by default)
 //! max_running = 2                  # jobs at once
 //! root = "./.omni/data/jobs"       # job directories, artifacts in <root>/<job id>/volumes/output (default data_dir/jobs)
+//!
+//! [[engines]]                      # a Kubernetes cluster (one entry per cluster)
+//! kind = "kubernetes"
+//! name = "arm-cluster"
+//! arches = ["aarch64"]             # the rendered Jobs' nodeSelector picks the nodes
+//! max_running = 200
+//! kubeconfig = "/etc/omni/arm-cluster.kubeconfig"   # in-cluster (or KUBECONFIG, ~/.kube/config) without it
+//! context = "omni"                 # the kubeconfig's current context without it
+//! namespace = "omni-jobs"          # every job's objects go here; created when missing
+//! propagation = "background"       # how cancel deletes the Job's pods: background | foreground
 //! ```
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use omni_engine_kube::KubeEngineConfig;
 use omni_engine_local::LocalEngineConfig;
 use omni_runtime::LimitsConfig;
 use omni_scheduler::SchedulerConfig;
@@ -81,6 +92,8 @@ pub struct Config {
 pub enum EngineConfig {
     /// Processes on this machine.
     Local(LocalEngineConfig),
+    /// A Kubernetes cluster.
+    Kubernetes(KubeEngineConfig),
 }
 
 /// `[store]`: which backend keeps jobs and logs, and its settings.

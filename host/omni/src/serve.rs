@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use clap::Args;
 use omni_api::AppState;
 use omni_engine::Engine;
+use omni_engine_kube::KubeEngine;
 use omni_engine_local::LocalEngine;
 use omni_jobs::JobService;
 use omni_runtime::{Registry, Sandbox, SandboxConfig, Templates};
@@ -145,13 +146,18 @@ async fn open_engines(config: &Config) -> anyhow::Result<Vec<Arc<dyn Engine>>> {
             EngineConfig::Local(local) => {
                 Arc::new(LocalEngine::new(local, config.data_dir.join("jobs")))
             }
+            EngineConfig::Kubernetes(kube) => Arc::new(
+                KubeEngine::connect(kube)
+                    .await
+                    .with_context(|| format!("cannot set up engine {:?}", kube.name))?,
+            ),
         };
         match engine.check().await {
             Ok(()) => {
                 tracing::info!(engine = engine.name(), kind = engine.kind(), arches = ?engine.arches(), max_running = engine.max_running(), "engine ready");
             }
             Err(error) => {
-                tracing::warn!(engine = engine.name(), %error, "engine not ready; its jobs wait")
+                tracing::warn!(engine = engine.name(), %error, "engine not ready; its jobs wait");
             }
         }
         engines.push(engine);

@@ -41,6 +41,9 @@ mod follow;
 /// The lease whose holder schedules.
 const LEASE: &str = "scheduler";
 
+/// One scan in this many looks for pending jobs of any age, not only recent ones.
+const FULL_SCAN_EVERY: u32 = 64;
+
 /// `[scheduler]` in the configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -386,6 +389,7 @@ impl Inner {
         let mut scan = tokio::time::interval(self.config.scan_interval);
         scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut scanned_since = chrono::Utc::now();
+        let mut scans = 0u32;
         loop {
             self.place(followers);
             tokio::select! {
@@ -420,10 +424,13 @@ impl Inner {
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 },
                 _ = scan.tick() => {
-                    // Jobs submitted on other replicas, with a margin for clocks and slow writes.
-                    let since = scanned_since - chrono::TimeDelta::minutes(1);
+                    // Jobs submitted on other replicas, with a margin for clocks and slow writes;
+                    // now and then all of them, for a job a failed write left pending.
+                    scans = scans.wrapping_add(1);
+                    let since = (!scans.is_multiple_of(FULL_SCAN_EVERY))
+                        .then(|| scanned_since - chrono::TimeDelta::minutes(1));
                     scanned_since = chrono::Utc::now();
-                    match self.all(JobState::Pending, Some(since)).await {
+                    match self.all(JobState::Pending, since).await {
                         Ok(mut pending) => {
                             pending.sort_by_key(|job| job.id.get_timestamp().map(|t| t.to_unix()));
                             for job in pending {
@@ -581,13 +588,18 @@ impl Inner {
                 tracing::info!(job = %id, engine = engine.name(), task = %job.task, "job started");
                 self.follow(job, index).await;
             }
-            Err(error) => {
-                // Cancelled while it was being started: the cancel could not reach the engine.
-                if !matches!(error, JobError::Illegal { .. } | JobError::NotFound(_)) {
-                    tracing::warn!(job = %id, %error, "cannot record a started job; stopping it");
-                }
+            // Cancelled (or purged) while it was being started: the cancel found no engine yet.
+            Err(JobError::Illegal { .. } | JobError::NotFound(_)) => {
                 let _ = engine.cancel(id).await;
                 self.release(id);
+            }
+            Err(error) => {
+                // Not recorded as running, so nobody would follow it: stop it there and try the
+                // whole start again later.
+                tracing::warn!(job = %id, %error, "cannot record a started job; it waits");
+                let _ = engine.cancel(id).await;
+                let _ = engine.cleanup(id).await;
+                self.requeue(waiting, None);
             }
         }
     }

@@ -24,7 +24,7 @@ struct World {
     _root: tempfile::TempDir,
     jobs: JobService,
     engine: Arc<LocalEngine>,
-    _handle: SchedulerHandle,
+    _handle: Option<SchedulerHandle>,
 }
 
 fn config() -> SchedulerConfig {
@@ -61,7 +61,7 @@ fn world(max_running: usize, config: SchedulerConfig) -> World {
         _root: root,
         jobs,
         engine,
-        _handle: scheduler.spawn(),
+        _handle: Some(scheduler.spawn()),
     }
 }
 
@@ -340,20 +340,21 @@ async fn leading(scheduler: &Scheduler) {
     .expect("the new scheduler never took the lease");
 }
 
+/// A lingering job running, and then its scheduler gone without a word: its followers stop and
+/// its lease lapses (the world's scheduler handle is dropped).
+async fn leader_dies_while_a_job_runs() -> (World, Job) {
+    let mut world = world(2, config());
+    let job = hostile(&world.jobs, "linger").await;
+    running(&world.jobs, job.id).await;
+    world._handle = None;
+    (world, job)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_leader_reattaches_to_the_jobs_running_on_its_engines() {
-    let World {
-        _dirs,
-        _root,
-        jobs,
-        engine,
-        _handle: first,
-    } = world(2, config());
-    let job = hostile(&jobs, "linger").await;
-    running(&jobs, job.id).await;
-    // The leader dies without a word: its followers stop, its lease lapses.
-    drop(first);
-    let (jobs, second, _handle) = replica(&jobs, engine.clone());
+    let (world, job) = leader_dies_while_a_job_runs().await;
+    let engine = world.engine.clone();
+    let (jobs, second, _handle) = replica(&world.jobs, engine.clone());
     leading(&second).await;
     // The job ends on the engine by itself (not through the job service): only a follower of
     // the new leader can record that.
@@ -365,19 +366,10 @@ async fn a_new_leader_reattaches_to_the_jobs_running_on_its_engines() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_its_engine_no_longer_has_fails_with_the_reason() {
-    let World {
-        _dirs,
-        _root,
-        jobs,
-        engine,
-        _handle: first,
-    } = world(2, config());
-    let job = hostile(&jobs, "linger").await;
-    running(&jobs, job.id).await;
-    drop(first);
+    let (world, job) = leader_dies_while_a_job_runs().await;
     // Restarted: a local engine of the same name that keeps nothing from before.
     let root = tempfile::tempdir().unwrap();
-    let (jobs, second, _handle) = replica(&jobs, local(&root, 2));
+    let (jobs, second, _handle) = replica(&world.jobs, local(&root, 2));
     leading(&second).await;
     let done = ended(&jobs, job.id).await;
     assert_eq!(done.state, JobState::Failed);
@@ -388,7 +380,7 @@ async fn a_job_its_engine_no_longer_has_fails_with_the_reason() {
             .contains("no longer has the job"),
         "{done:#?}"
     );
-    engine.cancel(job.id).await.unwrap();
+    world.engine.cancel(job.id).await.unwrap();
 }
 
 /// An engine that cannot be reached while `down` is set (the one injected failure: a real

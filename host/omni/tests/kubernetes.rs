@@ -1,0 +1,113 @@
+//! `omni serve` with a Kubernetes engine on the testbed's cluster (real kube-apiserver,
+//! controllers and scheduler; kwok plays the pods): a job of each task plugin, for each arch,
+//! goes pending -> queued -> running -> succeeded, and its pod ran on the node of its arch.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{get, install, serve_with};
+use serde_json::{Value, json};
+
+fn params(task: &str) -> Value {
+    match task {
+        "iso" => json!({"mode": "release", "version": "24.03-LTS", "packages": ["kernel", "bash"]}),
+        "rpm" => json!({"scm_url": "https://gitee.com/src-openeuler/zlib.git",
+                        "ref": "openEuler-24.03-LTS", "spec_path": "zlib.spec"}),
+        _ => {
+            json!({"spec": "Name: hello\nVersion: 1.0\nRelease: 1\nSummary: hi\nLicense: MIT\n%description\nhi\n%files\n"})
+        }
+    }
+}
+
+async fn wait_until_ended(url: &str, id: &str) -> Value {
+    for _ in 0..3000 {
+        let (_, job) = get(&format!("{url}/v1/jobs/{id}")).await;
+        if ["succeeded", "failed", "cancelled"].contains(&job["state"].as_str().unwrap_or("")) {
+            return job;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("job {id} never ended");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_of_every_plugin_succeed_on_the_node_of_their_arch() {
+    let kubeconfig = omni_test_support::kubernetes::kubeconfig();
+    let namespace = format!(
+        "omni-e2e-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let plugins = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    for task in ["iso", "rpm", "srpm"] {
+        install(plugins.path(), task);
+    }
+    let config = data.path().join("omni.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[engines]]\nkind = \"kubernetes\"\nname = \"kwok\"\narches = [\"x86_64\", \"aarch64\"]\n\
+             max_running = 8\nkubeconfig = {:?}\nnamespace = {namespace:?}\n",
+            kubeconfig.display().to_string()
+        ),
+    )
+    .unwrap();
+    let server = serve_with(
+        plugins.path(),
+        data.path(),
+        &[("OMNI_CONFIG", config.to_str().unwrap())],
+    );
+    let (status, ready) = get(&format!("{}/readyz", server.url)).await;
+    assert_eq!(status, 200, "{ready}");
+    assert_eq!(ready["engines"][0]["kind"], "kubernetes", "{ready}");
+    assert_eq!(ready["engines"][0]["ready"], true, "{ready}");
+
+    let http = reqwest::Client::new();
+    let mut submitted = Vec::new();
+    for task in ["iso", "rpm", "srpm"] {
+        for arch in ["x86_64", "aarch64"] {
+            let response = http
+                .post(format!("{}/v1/jobs", server.url))
+                .json(
+                    &json!({"service": "e2e", "task": task, "arch": arch, "params": params(task)}),
+                )
+                .send()
+                .await
+                .unwrap();
+            let status = response.status();
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(status, 201, "{task} on {arch}: {body:#}");
+            submitted.push((task, arch, body["id"].as_str().unwrap().to_owned()));
+        }
+    }
+    for (task, arch, id) in &submitted {
+        let job = wait_until_ended(&server.url, id).await;
+        assert_eq!(job["state"], "succeeded", "{task} on {arch}: {job:#}");
+        assert_eq!(job["engine"], "kwok");
+        let node = omni_test_support::kubernetes::testbed(&[
+            "kubectl",
+            "-n",
+            &namespace,
+            "get",
+            "pods",
+            "-l",
+            &format!("omni.io/job-id={id}"),
+            "-o",
+            "jsonpath={.items[*].spec.nodeName}",
+        ]);
+        let want = if *arch == "aarch64" {
+            "kwok-arm64"
+        } else {
+            "kwok-amd64"
+        };
+        assert_eq!(node, want, "{task} on {arch}");
+    }
+    let _ = omni_test_support::kubernetes::testbed(&[
+        "kubectl",
+        "delete",
+        "namespace",
+        &namespace,
+        "--wait=false",
+    ]);
+}

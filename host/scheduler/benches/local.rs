@@ -1,0 +1,173 @@
+//! The local engine's own cost per job, printed for the README (`make bench`).
+//!
+//! The same one-step job (`/bin/true`) three ways, one after another: the command spawned
+//! directly (tokio::process, waited, its output read); the job through the local engine (plan,
+//! job directory, process group, progress and log streams followed to the end, cleanup); and
+//! the job through all of Omni (submission validated by the plugin and stored, queued, rendered,
+//! run by the local engine, followed, its end recorded in the embedded store). The engine's
+//! overhead is its p50 minus the direct p50.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use omni_engine::{Engine, EngineJob, Progress};
+use omni_engine_local::{LocalEngine, LocalEngineConfig};
+use omni_jobs::Submission;
+use omni_runtime::{Manifest, Rendered};
+use omni_scheduler::{Scheduler, SchedulerConfig};
+use serde_json::json;
+
+const JOBS: usize = 300;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index]
+}
+
+fn report(name: &str, mut samples: Vec<Duration>) -> Duration {
+    samples.sort();
+    let p50 = percentile(&samples, 0.5);
+    println!(
+        "{name:<42} p50 {:>8.2} ms   p99 {:>8.2} ms   ({} jobs)",
+        p50.as_secs_f64() * 1e3,
+        percentile(&samples, 0.99).as_secs_f64() * 1e3,
+        samples.len()
+    );
+    p50
+}
+
+fn true_job() -> EngineJob {
+    let id = uuid::Uuid::new_v4();
+    let name = format!("omni-{id}");
+    let body = json!({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+        "spec": {"template": {"spec": {"restartPolicy": "Never",
+            "containers": [{"name": "run", "image": "none", "command": ["/bin/true"]}]}}},
+    });
+    EngineJob {
+        id,
+        name: name.clone(),
+        namespace: "omni-jobs".into(),
+        task: "bench".into(),
+        arch: std::env::consts::ARCH.into(),
+        rendered: Rendered {
+            manifests: vec![Manifest {
+                api_version: "batch/v1".into(),
+                kind: "Job".into(),
+                name: name.clone(),
+                body,
+            }],
+            primary: name,
+        },
+    }
+}
+
+async fn direct() -> Vec<Duration> {
+    let mut samples = Vec::with_capacity(JOBS);
+    for _ in 0..JOBS {
+        let start = Instant::now();
+        let output = tokio::process::Command::new("/bin/true")
+            .output()
+            .await
+            .unwrap();
+        assert!(output.status.success());
+        samples.push(start.elapsed());
+    }
+    samples
+}
+
+async fn through_the_engine(engine: &LocalEngine) -> Vec<Duration> {
+    let mut samples = Vec::with_capacity(JOBS);
+    for _ in 0..JOBS {
+        let job = true_job();
+        let start = Instant::now();
+        engine.submit(&job).await.unwrap();
+        let mut logs = engine.logs(job.id, None);
+        let mut progress = engine.progress(job.id);
+        while let Some(item) = progress.next().await {
+            if let Progress::Ended(outcome) = item.unwrap() {
+                assert_eq!(outcome, omni_engine::Outcome::Succeeded);
+                break;
+            }
+        }
+        while logs.next().await.is_some() {}
+        engine.cleanup(job.id).await.unwrap();
+        samples.push(start.elapsed());
+    }
+    samples
+}
+
+async fn through_omni() -> Vec<Duration> {
+    let (_dirs, jobs) = omni_test_support::job_service(&["hostile"]);
+    let root = tempfile::tempdir().unwrap();
+    let engine = Arc::new(LocalEngine::new(
+        &LocalEngineConfig::new(),
+        root.path().to_owned(),
+    ));
+    let scheduler = Scheduler::new(
+        jobs.clone(),
+        vec![engine as Arc<dyn Engine>],
+        SchedulerConfig::default(),
+        "omni-jobs".into(),
+    )
+    .unwrap();
+    let _handle = scheduler.spawn();
+    while !scheduler.is_leading() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut events = jobs.subscribe();
+    let mut samples = Vec::with_capacity(JOBS);
+    for _ in 0..JOBS {
+        let start = Instant::now();
+        let created = jobs
+            .submit(Submission {
+                service: "bench".into(),
+                task: "hostile".into(),
+                domain: "default".into(),
+                arch: std::env::consts::ARCH.into(),
+                params: json!({"behaviour": "behave"}),
+                idempotency: None,
+            })
+            .await
+            .unwrap();
+        let id = created.job().id;
+        loop {
+            let event = events.recv().await.unwrap();
+            if event.job_id == id && event.to.is_final() {
+                assert_eq!(event.to, omni_store::JobState::Succeeded, "{event:?}");
+                break;
+            }
+        }
+        samples.push(start.elapsed());
+    }
+    samples
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        println!("local engine, one-step job running /bin/true, one job at a time:");
+        let root = tempfile::tempdir().unwrap();
+        let engine = LocalEngine::new(&LocalEngineConfig::new(), root.path().to_owned());
+        // Warm up the page cache and the allocator.
+        direct().await;
+        let direct = report("the command spawned directly", direct().await);
+        let engine_p50 = report(
+            "through the local engine",
+            through_the_engine(&engine).await,
+        );
+        report(
+            "through Omni (submit -> succeeded stored)",
+            through_omni().await,
+        );
+        println!(
+            "the local engine's own overhead per job (p50 difference): {:.2} ms",
+            (engine_p50.saturating_sub(direct)).as_secs_f64() * 1e3
+        );
+    });
+}
