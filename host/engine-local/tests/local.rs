@@ -1,5 +1,6 @@
 //! The local runner with jobs rendered by the real plugins and run for real: a source RPM built
-//! by rpmbuild from the srpm plugin's job; failing steps, the deadline and cancel killing whole
+//! by rpmbuild from the srpm plugin's job, a binary RPM from the rpm plugin's, an ISO remastered
+//! by xorriso from the iso plugin's; failing steps, the deadline and cancel killing whole
 //! process groups; what it refuses to run.
 
 use std::process::Command;
@@ -91,6 +92,38 @@ async fn the_srpm_job_builds_a_real_source_rpm() {
     assert!(run.dir().join("home/.rpmmacros").is_file());
     runner.remove("job-1").unwrap();
     assert!(!runner.job_dir("job-1").exists());
+}
+
+/// The rpm plugin's job: a spec without BuildRequires needs no repository, so the `deps` step
+/// says so and `build` runs rpmbuild -bb; the binary RPM holds the packaged file.
+#[tokio::test]
+async fn the_rpm_job_builds_a_real_binary_rpm() {
+    let params = json!({"spec": SPEC, "sources": {"hello.sh": "IyEvYmluL3NoCmVjaG8gaGVsbG8K"},
+                        "defines": {"dist": ".oe2403"}});
+    let plan = Plan::from_rendered(&render("rpm", params).await).unwrap();
+    let steps: Vec<&str> = plan.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(steps, ["fetch", "deps", "build"]);
+    let root = tempfile::tempdir().unwrap();
+    let runner = LocalRunner::new(root.path());
+    let mut run = runner.start("rpm-1", plan).unwrap();
+    let (events, outcome) = finish(&mut run).await;
+    assert_eq!(outcome, Outcome::Succeeded, "{events:#?}");
+    assert!(
+        lines(&events, "deps")
+            .iter()
+            .any(|l| l.contains("has no BuildRequires")),
+        "{events:#?}"
+    );
+    let rpm = runner
+        .volume_dir("rpm-1", "output")
+        .join("hello-1.0-1.oe2403.noarch.rpm");
+    let info = Command::new("rpm").arg("-qpi").arg(&rpm).output().unwrap();
+    assert!(info.status.success(), "{rpm:?}: {info:?}");
+    let info = String::from_utf8_lossy(&info.stdout);
+    assert!(info.contains("Name        : hello"), "{info}");
+    assert!(info.contains("Architecture: noarch"), "{info}");
+    let files = Command::new("rpm").arg("-qpl").arg(&rpm).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&files.stdout), "/usr/bin/hello\n");
 }
 
 /// The iso plugin's customize mode: a base ISO fetched over HTTP from a server on loopback
