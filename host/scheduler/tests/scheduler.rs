@@ -257,6 +257,40 @@ async fn a_domain_limit_holds_its_jobs_back_but_not_other_domains() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engines_of_one_arch_share_the_load() {
+    let (_dirs, jobs) = omni_test_support::job_service(&["hostile"]);
+    let root = tempfile::tempdir().unwrap();
+    let engines: Vec<Arc<dyn Engine>> = ["left", "right"]
+        .into_iter()
+        .map(|name| {
+            let config = LocalEngineConfig {
+                name: name.into(),
+                max_running: 1,
+                arches: vec!["x86_64".into()],
+                ..LocalEngineConfig::new()
+            };
+            Arc::new(LocalEngine::new(&config, root.path().join(name))) as Arc<dyn Engine>
+        })
+        .collect();
+    let scheduler = Scheduler::new(jobs.clone(), engines, config(), "omni-jobs".into()).unwrap();
+    let _handle = scheduler.spawn();
+    let first = hostile(&jobs, "linger").await;
+    let second = hostile(&jobs, "linger").await;
+    let first = running(&jobs, first.id).await;
+    let second = running(&jobs, second.id).await;
+    let mut on: Vec<&str> = [&first, &second]
+        .iter()
+        .map(|j| j.engine.as_deref().unwrap())
+        .collect();
+    on.sort_unstable();
+    assert_eq!(on, ["left", "right"]);
+    for job in [first, second] {
+        jobs.cancel(job.id).await.unwrap();
+        assert_eq!(ended(&jobs, job.id).await.state, JobState::Cancelled);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_render_error_fails_the_job_with_the_plugins_message() {
     let world = world(2, config());
     let job = hostile(&world.jobs, "panic").await;
