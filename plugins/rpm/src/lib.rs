@@ -6,7 +6,8 @@
 //! and `timeout_seconds` (default 3600). Steps, in order: `fetch` puts the spec into
 //! `$OMNI_WORK/SPECS` and its sources into `$OMNI_WORK/SOURCES` (copied from the job's ConfigMap,
 //! or cloned with git at `ref`); `deps` downloads the build dependencies the builder image lacks
-//! (`dnf builddep --downloadonly`); `build` installs them, runs `rpmbuild -bb` with `_topdir` =
+//! (`dnf builddep --downloadonly`; nothing, and no dnf needed, for a spec without
+//! BuildRequires); `build` installs them, runs `rpmbuild -bb` with `_topdir` =
 //! `$OMNI_WORK` and copies `RPMS/*/*.rpm` to `$OMNI_OUTPUT`.
 //!
 //! The Kubernetes objects are `templates/rpm/configmap.yaml` and `job.yaml`; the worker images
