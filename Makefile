@@ -46,11 +46,16 @@ test: lint plugins
 	./tests/testbed/kubernetes.sh start >/dev/null
 	$(CARGO) test --locked --workspace
 
-## bench: the performance figures of the README ("Performance"): the plugin host, then the job
-## service on each store (the Cassandra testbed is started, or OMNI_TEST_CASSANDRA is used).
+## bench: the performance figures of the README ("Performance"): the plugin host, running jobs
+## (the local engine, then 1,000 and 10,000 jobs at once on the Kubernetes testbed, started as
+## for `make test`), then the job service on each store (the Cassandra testbed is started, or
+## OMNI_TEST_CASSANDRA is used).
 bench: plugins
 	$(CARGO) bench --locked -p omni-runtime --bench plugins
 	$(CARGO) bench --locked -p omni-scheduler --bench local
+	./tests/testbed/kubernetes.sh start >/dev/null
+	$(CARGO) bench --locked -p omni-scheduler --bench kube -- 1000
+	$(CARGO) bench --locked -p omni-scheduler --bench kube -- 10000
 	OMNI_TEST_CASSANDRA=$${OMNI_TEST_CASSANDRA:-$$(./tests/testbed/cassandra.sh start)} \
 		$(CARGO) bench --locked -p omni-api --bench jobs
 

@@ -40,6 +40,9 @@
 #   OMNI_K8S_POD_STAGES         fast (pods run at once) or general (kwok's delays) (fast)
 #   OMNI_K8S_NODE_TAINT         1: taint the nodes kwok.x-k8s.io/node=fake:NoSchedule,
 #                               as kwok's docs do (pods then need a toleration) (0)
+#   OMNI_K8S_API_QPS            kube-controller-manager's and kube-scheduler's client rate
+#                               limit (--kube-api-qps; burst twice that): client-go's 20 (kcm)
+#                               and 50 (scheduler) would pace pod creation (500)
 #   OMNI_K8S_START_TIMEOUT      seconds to wait for each step of start (120)
 #   OMNI_K8S_STOP_TIMEOUT       seconds between SIGTERM and SIGKILL (20)
 #   GOTOOLCHAIN, GOCACHE, GOMODCACHE, GOFLAGS   as for any go build (GOTOOLCHAIN=local
@@ -70,6 +73,8 @@ kwok_port=${OMNI_K8S_KWOK_PORT:-16250}
 pod_stages=${OMNI_K8S_POD_STAGES:-fast}
 node_taint=${OMNI_K8S_NODE_TAINT:-0}
 start_timeout=${OMNI_K8S_START_TIMEOUT:-120}
+api_qps=${OMNI_K8S_API_QPS:-500}
+rate_flags=(--kube-api-qps="$api_qps" --kube-api-burst="$((api_qps * 2))")
 stop_timeout=${OMNI_K8S_STOP_TIMEOUT:-20}
 components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 nodes=(amd64 arm64)
@@ -535,6 +540,13 @@ write_kwok_config() {
     mv -f "$f.tmp" "$f"
 }
 
+# True when component $1 runs with the rate limits of rate_flags.
+rate_limits_current() {
+    local pid
+    pid=$(component_pid "$1") || return 1
+    [[ $(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) == *" ${rate_flags[*]} "* ]]
+}
+
 # True when the running kwok's configuration is the one write_kwok_config would write now.
 kwok_config_current() {
     [[ -f $state/kwok/kwok.yaml && -f $kwok_dir/config/pod-$pod_stages.yaml ]] || return 1
@@ -591,7 +603,9 @@ cmd_start() {
     for c in "${components[@]}"; do
         component_pid "$c" >/dev/null && running=$((running + 1))
     done
-    if ((running == ${#components[@]})) && [[ -f $kubeconfig ]] && kwok_config_current && api_ready && nodes_ready; then
+    if ((running == ${#components[@]})) && [[ -f $kubeconfig ]] && kwok_config_current &&
+        rate_limits_current kube-controller-manager && rate_limits_current kube-scheduler &&
+        api_ready && nodes_ready; then
         [[ $(<"$pki/port") == "$api_port" ]] ||
             die "the testbed already runs on port $(<"$pki/port"), not $api_port: stop it first"
         log "reusing the running testbed"
@@ -640,15 +654,23 @@ cmd_start() {
     fi
     wait_until "kube-apiserver ready" kube-apiserver api_ready
 
+    # Started with other rate limits (OMNI_K8S_API_QPS, or before they were set): restart.
+    for c in kube-controller-manager kube-scheduler; do
+        if component_pid "$c" >/dev/null && ! rate_limits_current "$c"; then
+            log "$c's rate limits changed: restarting it"
+            stop_component "$c"
+        fi
+    done
     if ! component_pid kube-controller-manager >/dev/null; then
         launch kube-controller-manager --kubeconfig="$kubeconfig" \
             --leader-elect=false --bind-address=127.0.0.1 --secure-port=0 \
             --service-account-private-key-file="$pki/sa.key" --root-ca-file="$pki/ca.crt" \
-            --flex-volume-plugin-dir="$state/kcm/volume-plugins" --profiling=false
+            --flex-volume-plugin-dir="$state/kcm/volume-plugins" "${rate_flags[@]}" --profiling=false
     fi
     if ! component_pid kube-scheduler >/dev/null; then
         launch kube-scheduler --kubeconfig="$kubeconfig" \
-            --leader-elect=false --bind-address=127.0.0.1 --secure-port=0 --profiling=false
+            --leader-elect=false --bind-address=127.0.0.1 --secure-port=0 "${rate_flags[@]}" \
+            --profiling=false
     fi
     if ! component_pid kwok >/dev/null; then
         port_in_use "$kwok_port" && die "port 127.0.0.1:$kwok_port (kwok) is taken by another process: stop it or set OMNI_K8S_KWOK_PORT"
