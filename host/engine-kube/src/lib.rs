@@ -108,7 +108,14 @@ pub(crate) struct Inner {
     /// Resolved kinds of the objects applied so far.
     kinds: Mutex<HashMap<GroupVersionKind, (ApiResource, ApiCapabilities)>>,
     namespace_ready: OnceCell<()>,
+    /// Bounds the apply requests in flight: kube's client speaks HTTP/1.1, so each one is a
+    /// connection of its own, and a scheduler starting thousands of jobs at once would open
+    /// thousands (and hold their memory) without it.
+    applying: tokio::sync::Semaphore,
 }
+
+/// Apply requests in flight at once, per engine.
+const MAX_APPLYING: usize = 32;
 
 impl Inner {
     pub(crate) fn unknown(&self, id: JobId) -> EngineError {
@@ -229,6 +236,8 @@ impl Inner {
         let api: Api<DynamicObject> =
             Api::namespaced_with(self.client.clone(), &self.namespace, &resource);
         let params = PatchParams::apply(FIELD_MANAGER).force();
+        // Never closed, so acquiring cannot fail.
+        let _permit = self.applying.acquire().await.ok();
         api.patch(&object.name, &params, &Patch::Apply(&object.body))
             .await
             .map_err(|e| self.error(e))
@@ -305,6 +314,7 @@ impl KubeEngine {
             tracker: Tracker::new(),
             kinds: Mutex::default(),
             namespace_ready: OnceCell::new(),
+            applying: tokio::sync::Semaphore::new(MAX_APPLYING),
         });
         if let Err(error) = inner.ensure_namespace().await {
             tracing::warn!(engine = %inner.name, %error, "could not make sure the namespace exists; trying again on submit");

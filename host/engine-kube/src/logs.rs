@@ -18,6 +18,8 @@ use crate::status::{self, JobView, Phase};
 
 /// The longest wait before reading a running step's log again after its stream ended.
 const MAX_RETRY: Duration = Duration::from_secs(30);
+/// How long the last (plain) read of an ended step's log may go without a line.
+const PLAIN_READ_IDLE: Duration = Duration::from_secs(20);
 
 /// Splits a line the API server sent with `timestamps=true` ("<RFC 3339 time> <text>").
 fn parse(step: &str, raw: &str) -> EngineLine {
@@ -185,6 +187,13 @@ async fn read_step(
                 loop {
                     let raw = tokio::select! {
                         raw = lines.next() => raw,
+                        // A plain read of an ended container's log that goes quiet has hung
+                        // (seen under load): it ends, rather than hold the job's end.
+                        () = tokio::time::sleep(PLAIN_READ_IDLE), if last_read => {
+                            tracing::warn!(engine = %inner.name, job = %id, %step,
+                                "the last read of a step's log went quiet; ending it");
+                            break;
+                        }
                         // Some kubelets (kwok's) follow a log past the container's end: the
                         // step's end closes the follow, and the plain read after it finishes.
                         alive = changed(follow, tx), if !last_read => {
