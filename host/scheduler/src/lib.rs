@@ -212,19 +212,27 @@ impl Dispatch for Scheduler {
     }
 
     async fn cancelled(&self, job: &Job) {
-        if let Some(engine) = self.inner.engine(job)
-            && let Err(error) = engine.cancel(job.id).await
-        {
-            // The leader's follower sees the job cancelled in the store and cancels again.
-            tracing::warn!(job = %job.id, engine = engine.name(), %error, "cannot cancel on the engine");
+        // In the background: the cancel is stored, and a cluster that does not answer must not
+        // hold the caller's request.
+        if let Some(engine) = self.inner.engine(job).cloned() {
+            let id = job.id;
+            tokio::spawn(async move {
+                if let Err(error) = engine.cancel(id).await {
+                    // The leader's follower sees the job cancelled in the store and cancels again.
+                    tracing::warn!(job = %id, engine = engine.name(), %error, "cannot cancel on the engine");
+                }
+            });
         }
     }
 
     async fn purged(&self, job: &Job) {
-        if let Some(engine) = self.inner.engine(job)
-            && let Err(error) = engine.cleanup(job.id).await
-        {
-            tracing::warn!(job = %job.id, engine = engine.name(), %error, "cannot clean up a purged job");
+        if let Some(engine) = self.inner.engine(job).cloned() {
+            let id = job.id;
+            tokio::spawn(async move {
+                if let Err(error) = engine.cleanup(id).await {
+                    tracing::warn!(job = %id, engine = engine.name(), %error, "cannot clean up a purged job");
+                }
+            });
         }
     }
 }

@@ -192,7 +192,13 @@ async fn an_srpm_job_runs_to_success_on_the_local_engine_with_its_log_and_artifa
 
     // Purging removes the job's directory with its artifacts.
     world.jobs.purge(job.id).await.unwrap();
-    assert!(!srpm.exists());
+    tokio::time::timeout(PATIENCE, async {
+        while srpm.exists() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the purged job's artifact stayed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -321,7 +327,10 @@ async fn a_job_the_engine_refuses_fails_with_the_engines_reason() {
 async fn cancel_stops_a_running_job_on_its_engine() {
     let world = world(2, config());
     let job = hostile(&world.jobs, "linger").await;
-    running(&world.jobs, job.id).await;
+    wait_for(&world.jobs, job.id, "ran its step", |j| {
+        j.steps[0].state == StepState::Running
+    })
+    .await;
     world.jobs.cancel(job.id).await.unwrap();
     // The engine saw it end as cancelled: its process was killed, not left sleeping.
     let mut progress = world.engine.progress(job.id);
