@@ -21,29 +21,12 @@ pub fn contact_point() -> String {
 /// Runs `tests/testbed/cassandra.sh` and returns the last line it printed. With `own_node`,
 /// ignores `OMNI_TEST_CASSANDRA`: the command acts on the project's node.
 pub fn testbed(args: &[&str], own_node: bool) -> String {
-    let script = crate::workspace().join("tests/testbed/cassandra.sh");
-    let mut command = Command::new(&script);
+    let mut command = Command::new(crate::workspace().join("tests/testbed/cassandra.sh"));
     command.args(args);
     if own_node {
         command.env_remove("OMNI_TEST_CASSANDRA");
     }
-    let output = command
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    assert!(
-        output.status.success(),
-        "{} {} failed ({}):\n{}",
-        script.display(),
-        args.join(" "),
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .trim()
-        .to_owned()
+    crate::last_line(command)
 }
 
 fn lock_file() -> File {

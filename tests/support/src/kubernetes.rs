@@ -19,23 +19,7 @@ pub fn kubeconfig() -> PathBuf {
 
 /// Runs `tests/testbed/kubernetes.sh` and returns the last line it printed.
 pub fn testbed(args: &[&str]) -> String {
-    let script = crate::workspace().join("tests/testbed/kubernetes.sh");
-    let output = Command::new(&script)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-    assert!(
-        output.status.success(),
-        "{} {} failed ({}):\n{}",
-        script.display(),
-        args.join(" "),
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .last()
-        .unwrap_or_default()
-        .trim()
-        .to_owned()
+    let mut command = Command::new(crate::workspace().join("tests/testbed/kubernetes.sh"));
+    command.args(args);
+    crate::last_line(command)
 }

@@ -130,3 +130,24 @@ pub fn rebuilt(bytes: &[u8], nonce: &str) -> Vec<u8> {
     out.extend_from_slice(&payload);
     out
 }
+
+/// Runs a testbed script's `command`, fails the test with its stderr when it fails, and returns
+/// the last line it printed (the scripts print their answer last).
+fn last_line(mut command: std::process::Command) -> String {
+    let what = format!("{command:?}");
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
