@@ -601,7 +601,13 @@ cmd_start() {
     lock
     local t0=$EPOCHREALTIME c running=0 out
     for c in "${components[@]}"; do
-        component_pid "$c" >/dev/null && running=$((running + 1))
+        if component_pid "$c" >/dev/null; then
+            running=$((running + 1))
+        else
+            # Left by a process that went without `stop` (killed, or the
+            # machine restarted): wait_until would take it for a crash.
+            rm -f "$rundir/$c.pid"
+        fi
     done
     if ((running == ${#components[@]})) && [[ -f $kubeconfig ]] && kwok_config_current &&
         rate_limits_current kube-controller-manager && rate_limits_current kube-scheduler &&
