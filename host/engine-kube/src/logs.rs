@@ -216,17 +216,7 @@ async fn read_step(
                             {
                                 continue;
                             }
-                            sent = Some(match sent.take() {
-                                Some(c) if c.step == step && c.time == line.time => LogCursor {
-                                    count: c.count + 1,
-                                    ..c
-                                },
-                                _ => LogCursor {
-                                    step: step.to_owned(),
-                                    time: line.time,
-                                    count: 1,
-                                },
-                            });
+                            LogCursor::advance(&mut sent, &line);
                             tx.send(Ok(line)).await.map_err(|_| Stop::Gone)?;
                         }
                         Some(Err(error)) => {

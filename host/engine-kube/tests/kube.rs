@@ -4,6 +4,7 @@
 
 mod common;
 
+use chrono::DurationRound;
 use futures::StreamExt;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
@@ -166,9 +167,21 @@ async fn a_running_steps_log_is_followed_and_ends_without_repeats() {
         line.line
     };
     assert_eq!(next().await, "compiling");
-    // The step prints more while it runs: the open stream brings it.
-    let time = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.9fZ");
+    // The step prints more while it runs: the open stream brings it. It prints it in the same
+    // millisecond (the store's precision, and the cursor's) as the line before, a little later:
+    // the cursor counts both lines of that millisecond, so the re-reads after it repeat neither.
     let mut text = std::fs::read_to_string(&file).unwrap();
+    let first: chrono::DateTime<chrono::Utc> = text
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .expect("the first line's time");
+    let time = (first
+        .duration_trunc(chrono::TimeDelta::milliseconds(1))
+        .unwrap()
+        + chrono::TimeDelta::nanoseconds(999_999))
+    .format("%Y-%m-%dT%H:%M:%S%.9fZ");
     text.push_str(&format!("{time} stdout F linking\n"));
     std::fs::write(&file, text).unwrap();
     assert_eq!(next().await, "linking");
