@@ -4,12 +4,14 @@
 //! A step's log is read once more after the step has ended, so nothing printed between a drop
 //! and the end is lost; the stream ends when every step has ended and was read.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use futures::{AsyncBufReadExt, StreamExt};
+use futures::{AsyncReadExt, StreamExt};
 use kube::api::LogParams;
+use omni_engine::text::{LineSplitter, MAX_LINE_BYTES, Piece, decode_line, split_text};
 use omni_engine::{EngineError, EngineLine, JobId, LogCursor, LogStream, LogStreamOf, StepState};
 use tokio::sync::{mpsc, watch};
 
@@ -21,22 +23,73 @@ const MAX_RETRY: Duration = Duration::from_secs(30);
 /// How long the last (plain) read of an ended step's log may go without a line.
 const PLAIN_READ_IDLE: Duration = Duration::from_secs(20);
 
-/// Splits a line the API server sent with `timestamps=true` ("<RFC 3339 time> <text>").
-fn parse(step: &str, raw: &str) -> EngineLine {
-    let (time, line) = raw
-        .split_once(' ')
-        .and_then(|(time, rest)| Some((DateTime::parse_from_rfc3339(time).ok()?, rest)))
-        .map_or_else(
-            || (Utc::now(), raw),
-            |(time, rest)| (time.with_timezone(&Utc), rest),
-        );
-    EngineLine {
-        step: step.to_owned(),
-        // The log endpoint merges stdout and stderr and does not say which a line came from.
-        stream: LogStream::Stdout,
-        time,
-        line: line.to_owned(),
-    }
+/// The longest raw line read before it is cut: a piece of text and its timestamp.
+const MAX_RAW_LINE: usize = MAX_LINE_BYTES + 64;
+
+/// Makes a line the API server sent with `timestamps=true` ("<RFC 3339 time> <text>") into log
+/// lines: the text decoded ([`decode_line`]) and split into pieces of [`MAX_LINE_BYTES`]. A
+/// piece that continues a line cut on reading has no time of its own: it gets `previous`, the
+/// time of the line it continues.
+fn parse(step: &str, piece: &Piece, previous: Option<DateTime<Utc>>) -> Vec<EngineLine> {
+    let raw = piece.bytes.as_slice();
+    let stamped = (!piece.continued)
+        .then(|| {
+            let at = raw.iter().position(|&b| b == b' ')?;
+            let time = std::str::from_utf8(&raw[..at]).ok()?;
+            Some((DateTime::parse_from_rfc3339(time).ok()?, &raw[at + 1..]))
+        })
+        .flatten();
+    let (time, text) = match stamped {
+        Some((time, rest)) => (time.with_timezone(&Utc), rest),
+        None => (previous.unwrap_or_else(Utc::now), raw),
+    };
+    let text = decode_line(text);
+    split_text(&text, MAX_LINE_BYTES)
+        .into_iter()
+        .map(|line| EngineLine {
+            step: step.to_owned(),
+            // The log endpoint merges stdout and stderr and does not say which a line came from.
+            stream: LogStream::Stdout,
+            time,
+            line: line.to_owned(),
+        })
+        .collect()
+}
+
+/// The pieces (bounded lines) of a log stream, in order; an error ends it.
+fn pieces(
+    reader: impl futures::AsyncRead + Unpin + Send + 'static,
+) -> impl futures::Stream<Item = std::io::Result<Piece>> + Send + Unpin {
+    let state = (
+        reader,
+        LineSplitter::new(MAX_RAW_LINE),
+        VecDeque::new(),
+        false,
+    );
+    Box::pin(futures::stream::unfold(
+        state,
+        |(mut reader, mut splitter, mut ready, mut done)| async move {
+            let mut chunk = [0u8; 16 * 1024];
+            loop {
+                if let Some(piece) = ready.pop_front() {
+                    return Some((Ok(piece), (reader, splitter, ready, done)));
+                }
+                if done {
+                    return None;
+                }
+                let mut out = Vec::new();
+                match reader.read(&mut chunk).await {
+                    Ok(0) => {
+                        splitter.finish(&mut out);
+                        done = true;
+                    }
+                    Ok(n) => splitter.push(&chunk[..n], &mut out),
+                    Err(error) => return Some((Err(error), (reader, splitter, ready, true))),
+                }
+                ready.extend(out);
+            }
+        },
+    ))
 }
 
 fn step_state(view: &JobView, step: &str) -> StepState {
@@ -180,7 +233,8 @@ async fn read_step(
         let mut settled_while_reading = false;
         match inner.pods.log_stream(&pod, &params).await {
             Ok(reader) => {
-                let mut lines = reader.lines();
+                let mut lines = pieces(reader);
+                let mut previous = None;
                 // This connection starts at or before `resume`: what it repeats is skipped.
                 let resume = sent.clone();
                 let mut seen_at_time = 0;
@@ -208,16 +262,18 @@ async fn read_step(
                         }
                     };
                     match raw {
-                        Some(Ok(raw)) => {
-                            let line = parse(step, &raw);
-                            if resume
-                                .as_ref()
-                                .is_some_and(|c| !c.admits(steps, &line, &mut seen_at_time))
-                            {
-                                continue;
+                        Some(Ok(piece)) => {
+                            for line in parse(step, &piece, previous) {
+                                previous = Some(line.time);
+                                if resume
+                                    .as_ref()
+                                    .is_some_and(|c| !c.admits(steps, &line, &mut seen_at_time))
+                                {
+                                    continue;
+                                }
+                                LogCursor::advance(&mut sent, &line);
+                                tx.send(Ok(line)).await.map_err(|_| Stop::Gone)?;
                             }
-                            LogCursor::advance(&mut sent, &line);
-                            tx.send(Ok(line)).await.map_err(|_| Stop::Gone)?;
                         }
                         Some(Err(error)) => {
                             tracing::debug!(job = %id, %step, %error, "log stream dropped");
@@ -256,20 +312,76 @@ async fn read_step(
 mod tests {
     use super::*;
 
+    fn piece(bytes: &[u8], continued: bool) -> Piece {
+        Piece {
+            bytes: bytes.to_vec(),
+            continued,
+        }
+    }
+
     #[test]
     fn lines_keep_their_time() {
-        let line = parse("build", "2026-01-01T00:00:01.250000000Z make: done");
-        assert_eq!(line.line, "make: done");
+        let lines = parse(
+            "build",
+            &piece(b"2026-01-01T00:00:01.250000000Z make: done", false),
+            None,
+        );
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].line, "make: done");
         assert_eq!(
-            line.time,
+            lines[0].time,
             "2026-01-01T00:00:01.25Z".parse::<DateTime<Utc>>().unwrap()
         );
-        assert_eq!(line.step, "build");
+        assert_eq!(lines[0].step, "build");
     }
 
     #[test]
     fn a_line_without_a_time_is_kept_whole() {
-        let line = parse("build", "no time here");
-        assert_eq!(line.line, "no time here");
+        let lines = parse("build", &piece(b"no time here", false), None);
+        assert_eq!(lines[0].line, "no time here");
+    }
+
+    #[test]
+    fn binary_is_escaped_and_a_continued_piece_has_the_time_of_its_line() {
+        let first = parse(
+            "build",
+            &piece(b"2026-01-01T00:00:01.250000000Z bin\xff\x00", false),
+            None,
+        );
+        assert_eq!(first[0].line, "bin\\xff\\x00");
+        // Its continuation starts with what looks like a time: it is text all the same.
+        let rest = parse(
+            "build",
+            &piece(b"2026-02-02T00:00:00Z more", true),
+            Some(first[0].time),
+        );
+        assert_eq!(rest[0].line, "2026-02-02T00:00:00Z more");
+        assert_eq!(rest[0].time, first[0].time);
+    }
+
+    #[tokio::test]
+    async fn a_long_line_is_read_in_pieces() {
+        let text = "x".repeat(MAX_LINE_BYTES * 2 + 10);
+        let raw = format!("2026-01-01T00:00:01.250000000Z {text}\n2026-01-01T00:00:02Z next\n");
+        let got: Vec<EngineLine> = pieces(futures::io::Cursor::new(raw.into_bytes()))
+            .map(|p| p.unwrap())
+            .scan(None, |previous, p| {
+                let lines = parse("build", &p, *previous);
+                *previous = lines.last().map(|l| l.time);
+                futures::future::ready(Some(lines))
+            })
+            .flat_map(futures::stream::iter)
+            .collect()
+            .await;
+        // Pieces of the bound at most, the line whole again when put together, one time.
+        let (next, long) = got.split_last().unwrap();
+        assert!(long.len() >= 3, "{}", long.len());
+        assert!(long.iter().all(|l| l.line.len() <= MAX_LINE_BYTES));
+        assert!(long.iter().all(|l| l.time == long[0].time));
+        assert_eq!(
+            long.iter().map(|l| l.line.as_str()).collect::<String>(),
+            text
+        );
+        assert_eq!(next.line, "next");
     }
 }

@@ -28,7 +28,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use omni_engine::text::{LineSplitter, MAX_LINE_BYTES, decode_line};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 use tokio::sync::{Notify, mpsc};
 
@@ -46,7 +47,9 @@ pub enum Event {
         /// The step (container) name.
         step: String,
     },
-    /// A line a step printed (without its line ending; invalid UTF-8 replaced).
+    /// A line a step printed, without its line ending: lines longer than
+    /// [`omni_engine::text::MAX_LINE_BYTES`] come in pieces, and bytes that are not text are
+    /// escaped ([`omni_engine::text::decode_line`]).
     Line {
         /// The step.
         step: String,
@@ -372,16 +375,28 @@ impl Job {
         let events = self.events.clone();
         let step = step.to_owned();
         tokio::spawn(async move {
-            let mut lines = BufReader::new(pipe).split(b'\n');
-            while let Ok(Some(bytes)) = lines.next_segment().await {
-                let bytes = bytes.strip_suffix(b"\r").unwrap_or(&bytes);
-                let line = String::from_utf8_lossy(bytes).into_owned();
-                let event = Event::Line {
-                    step: step.clone(),
-                    stderr,
-                    line,
-                };
-                if events.send(event).await.is_err() {
+            let mut pipe = pipe;
+            let mut splitter = LineSplitter::new(MAX_LINE_BYTES);
+            let mut chunk = vec![0; 64 * 1024];
+            let mut pieces = Vec::new();
+            loop {
+                let read = pipe.read(&mut chunk).await.unwrap_or(0);
+                if read == 0 {
+                    splitter.finish(&mut pieces);
+                } else {
+                    splitter.push(&chunk[..read], &mut pieces);
+                }
+                for piece in pieces.drain(..) {
+                    let event = Event::Line {
+                        step: step.clone(),
+                        stderr,
+                        line: decode_line(&piece.bytes),
+                    };
+                    if events.send(event).await.is_err() {
+                        return;
+                    }
+                }
+                if read == 0 {
                     return;
                 }
             }

@@ -403,3 +403,30 @@ fn what_the_local_engine_cannot_run_is_refused_with_the_reason() {
         Err(PlanError::NoJob("elsewhere".into()))
     );
 }
+
+#[tokio::test]
+async fn a_long_line_comes_in_pieces_and_binary_output_is_escaped() {
+    // 40,000 bytes without a newline, then bytes that are not text, then a line without one.
+    let script =
+        "head -c 40000 /dev/zero | tr '\\0' a; echo; printf 'bin\\000\\377ary\\n'; printf last";
+    let rendered = job(&json!([]), &json!([sh("print", script)]), None);
+    let root = tempfile::tempdir().unwrap();
+    let runner = LocalRunner::new(root.path());
+    let mut run = runner
+        .start("j-long", Plan::from_rendered(&rendered).unwrap())
+        .unwrap();
+    let (events, outcome) = finish(&mut run).await;
+    assert_eq!(outcome, Outcome::Succeeded, "{events:#?}");
+    let max = omni_engine::text::MAX_LINE_BYTES;
+    let a = |n: usize| "a".repeat(n);
+    assert_eq!(
+        lines(&events, "print"),
+        vec![
+            a(max),
+            a(max),
+            a(40_000 - 2 * max),
+            "bin\\x00\\xffary".to_owned(),
+            "last".into()
+        ]
+    );
+}

@@ -14,6 +14,8 @@
 //! # Layout
 //! - [`Engine`], [`EngineJob`], [`Progress`], [`Outcome`], [`EngineLine`], [`LogCursor`],
 //!   [`EngineError`]: the boundary.
+//! - [`text`]: what a step prints made into lines the same way by every engine (bounded pieces,
+//!   binary escaped).
 //! - `conformance`: the suite (feature `conformance`).
 
 use std::fmt;
@@ -27,6 +29,7 @@ pub use omni_store::{JobId, LogStream, StepState};
 #[cfg(feature = "conformance")]
 #[doc(hidden)]
 pub mod conformance;
+pub mod text;
 
 /// A job handed to an engine: its rendered objects and where they go.
 #[derive(Debug, Clone)]
