@@ -1,4 +1,5 @@
-//! The job routes: create, get, list, cancel and purge (../shared/API.md, "Jobs").
+//! The job routes: create, get, list, cancel and purge (../shared/API.md, "Jobs"); the logs
+//! route is in `logs`.
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -25,6 +26,7 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/", post(create).get(list))
         .route("/{id}", get(one).delete(cancel))
+        .route("/{id}/logs", get(crate::logs::logs))
 }
 
 /// `POST /v1/jobs`.
@@ -172,7 +174,7 @@ fn with_location(status: StatusCode, job: Job) -> Response {
     response
 }
 
-fn parse_id(id: &str) -> Result<JobId, Problem> {
+pub(crate) fn parse_id(id: &str) -> Result<JobId, Problem> {
     JobId::parse_str(id)
         .ok()
         .filter(|id| id.get_version_num() == 1)

@@ -9,6 +9,7 @@
 //! # Layout
 //! - [`problem`]: the error type every handler returns and its one mapping to HTTP.
 //! - [`jobs`]: `POST /v1/jobs`, `GET /v1/jobs`, `GET /v1/jobs/{id}`, `DELETE /v1/jobs/{id}`.
+//! - [`logs`]: `GET /v1/jobs/{id}/logs`, pages or followed as server-sent events.
 //! - [`plugins`]: `GET /v1/plugins`, `GET /v1/plugins/{task}`, `POST /v1/plugins/{task}/render`,
 //!   `POST /v1/plugins/reload`.
 //! - `/healthz` and `/readyz` here: ready means the store answers and the plugins directory
@@ -27,6 +28,7 @@ use omni_jobs::JobService;
 use omni_runtime::Registry;
 
 pub mod jobs;
+pub mod logs;
 pub mod plugins;
 pub mod problem;
 

@@ -146,6 +146,13 @@ impl Problem {
                 "illegal transition",
                 format!("job {id} is {from} and cannot become {to}"),
             ),
+            JobError::NoSuchStep { id, step, steps } => Self::bad_request(
+                format!(
+                    "job {id} has no step {step:?}; its steps are {}",
+                    steps.join(", ")
+                ),
+                vec![Self::field("/query/step", "not a step of this job")],
+            ),
             JobError::Store(error) => Self::from_store(error),
         }
     }

@@ -18,14 +18,29 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use omni_runtime::{FieldError, PluginError, Registry};
 use omni_store::{
-    Created, IdempotencyKey, Job, JobId, JobPage, JobQuery, JobState, PluginRef, StateChange, Step,
-    StepState, Store, StoreError, Transition,
+    Created, IdempotencyKey, Job, JobId, JobPage, JobQuery, JobState, LogPage, LogQuery, PluginRef,
+    StateChange, Step, StepState, Store, StoreError, Transition,
 };
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+pub mod logs;
+pub use logs::{FollowEvent, LogHub, LogLimits, Publisher, Stored};
+
 /// How many events a slow subscriber may fall behind before it misses some (it is told).
 const EVENT_BUFFER: usize = 4096;
+
+/// A `step` filter must name one of the job's steps.
+fn check_step(job: &Job, step: Option<&str>) -> Result<(), JobError> {
+    match step {
+        Some(step) if !job.steps.iter().any(|s| s.name == step) => Err(JobError::NoSuchStep {
+            id: job.id,
+            step: step.to_owned(),
+            steps: job.steps.iter().map(|s| s.name.clone()).collect(),
+        }),
+        _ => Ok(()),
+    }
+}
 
 /// A job's state change, as subscribers (SSE, webhooks) get it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -132,6 +147,16 @@ pub enum JobError {
         /// Where it was asked to go.
         to: JobState,
     },
+    /// The job has no step of that name.
+    #[error("job {id} has no step {step:?} (its steps: {})", steps.join(", "))]
+    NoSuchStep {
+        /// The job.
+        id: JobId,
+        /// The step asked for.
+        step: String,
+        /// The job's steps.
+        steps: Vec<String>,
+    },
     /// The store failed (unavailable, conflicting idempotency key, ...).
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -168,6 +193,7 @@ pub struct JobService {
     registry: Arc<Registry>,
     events: broadcast::Sender<JobEvent>,
     dispatch: Arc<OnceLock<Arc<dyn Dispatch>>>,
+    logs: LogHub,
 }
 
 impl JobService {
@@ -179,7 +205,50 @@ impl JobService {
             registry,
             events,
             dispatch: Arc::new(OnceLock::new()),
+            logs: LogHub::new(LogLimits::default()),
         }
+    }
+
+    /// The same service with other log limits (call before it is shared).
+    #[must_use]
+    pub fn with_log_limits(mut self, limits: LogLimits) -> Self {
+        self.logs = LogHub::new(limits);
+        self
+    }
+
+    /// The live fan-out of log lines (the collector publishes into it).
+    pub fn logs(&self) -> &LogHub {
+        &self.logs
+    }
+
+    /// A page of job `id`'s stored log.
+    ///
+    /// # Errors
+    /// [`JobError::NotFound`], [`JobError::NoSuchStep`], [`JobError::Store`].
+    pub async fn read_logs(&self, id: JobId, query: &LogQuery) -> Result<LogPage, JobError> {
+        let job = self.get(id).await?;
+        check_step(&job, query.step.as_deref())?;
+        Ok(self.store.read_logs(id, query).await?)
+    }
+
+    /// Job `id`'s log from after `after` (the start when none), live: the stored lines, then
+    /// the new ones as they are stored, then [`FollowEvent::End`] once the job has ended and
+    /// every line was sent. A follower that falls behind is ended with
+    /// [`FollowEvent::Lagged`]. Only `step`'s lines when it names one.
+    ///
+    /// # Errors
+    /// [`JobError::NotFound`], [`JobError::NoSuchStep`], [`JobError::Store`]; later store
+    /// failures come as the stream's last item.
+    pub async fn follow_logs(
+        &self,
+        id: JobId,
+        step: Option<String>,
+        after: Option<u64>,
+    ) -> Result<impl futures::Stream<Item = Result<FollowEvent, JobError>> + Send + 'static, JobError>
+    {
+        let job = self.get(id).await?;
+        check_step(&job, step.as_deref())?;
+        Ok(logs::follow(self.clone(), id, step, after))
     }
 
     /// Attaches the one dispatcher (the scheduler is made after the service it uses). Without

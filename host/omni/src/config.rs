@@ -37,6 +37,11 @@
 //! scan_interval = "2s"             # how often the store is searched for jobs submitted on other replicas
 //! retry_after = "5s"               # an engine that could not be reached is left alone this long
 //!
+//! [logs]
+//! max_line_bytes = 16384           # longer lines are stored in pieces of this size
+//! max_job_bytes = 67108864         # most log text stored per job; then a marker line, and no more
+//! follower_batches = 256           # batches a live follower may fall behind before it is dropped
+//!
 //! [[engines]]                      # where jobs run; without any entry, one local engine as here
 //! kind = "local"                   # the steps run as processes on this machine
 //! name = "local"                   # recorded on the jobs it runs
@@ -61,6 +66,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use omni_engine_kube::KubeEngineConfig;
 use omni_engine_local::LocalEngineConfig;
+use omni_jobs::LogLimits;
 use omni_runtime::LimitsConfig;
 use omni_scheduler::SchedulerConfig;
 use omni_store_cassandra::CassandraConfig;
@@ -84,6 +90,8 @@ pub struct Config {
     /// `[[engines]]`: where jobs run; one local engine unless the file names others.
     pub engines: Vec<EngineConfig>,
     pub scheduler: SchedulerConfig,
+    /// `[logs]`: what stored logs keep to, and how far live followers may fall behind.
+    pub logs: LogLimits,
 }
 
 /// One `[[engines]]` entry; `kind` says which.
@@ -160,6 +168,7 @@ impl Default for Config {
             plugins: PluginsConfig::default(),
             engines: vec![EngineConfig::Local(LocalEngineConfig::new())],
             scheduler: SchedulerConfig::default(),
+            logs: LogLimits::default(),
         }
     }
 }

@@ -114,7 +114,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tokio::spawn(rescan_on_sighup(Arc::clone(&registry)));
 
     let engines = open_engines(&config).await?;
-    let jobs = JobService::new(store, registry);
+    let jobs = JobService::new(store, registry).with_log_limits(config.logs);
     let scheduler = Scheduler::new(
         jobs.clone(),
         engines.clone(),

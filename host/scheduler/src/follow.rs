@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use omni_engine::{Engine, EngineError, EngineLine, LogCursor, Outcome, Progress};
+use omni_jobs::{JobService, LogLimits, Publisher, Stored};
 use omni_store::{Job, JobId, JobState, LogLine, LogQuery, Store, StoreError};
 
 use crate::Inner;
@@ -26,7 +27,7 @@ impl Inner {
         let engine = Arc::clone(&self.engines[index]);
         let id = job.id;
         let logs = tokio::spawn(collect(
-            Arc::clone(self.jobs.store()),
+            self.jobs.clone(),
             Arc::clone(&engine),
             id,
             self.config.retry_after,
@@ -116,10 +117,14 @@ impl Inner {
 }
 
 /// Copies the job's log from the engine into the store, from where the store's copy ends, until
-/// the engine's log ends.
-async fn collect(store: Arc<dyn Store>, engine: Arc<dyn Engine>, id: JobId, retry: Duration) {
-    let (mut seq, mut cursor) = loop {
-        match resume_point(&*store, id).await {
+/// the engine's log ends: lines kept to the service's [`omni_jobs::LogLimits`], numbered, stored
+/// in batches and each stored batch handed to this replica's followers.
+async fn collect(jobs: JobService, engine: Arc<dyn Engine>, id: JobId, retry: Duration) {
+    let store = Arc::clone(jobs.store());
+    let limits = *jobs.logs().limits();
+    let publisher = jobs.logs().publisher(id);
+    let (mut stored, mut cursor) = loop {
+        match resume_point(&*store, id, &limits).await {
             Ok(point) => break point,
             Err(error) => {
                 tracing::warn!(job = %id, %error, "cannot read the stored log; trying again");
@@ -137,7 +142,7 @@ async fn collect(store: Arc<dyn Store>, engine: Arc<dyn Engine>, id: JobId, retr
                 match tokio::time::timeout(BATCH_WAIT, lines.next()).await {
                     Ok(next) => next,
                     Err(_) => {
-                        write(&*store, id, &mut batch, retry).await;
+                        write(&*store, &publisher, id, &mut batch, retry).await;
                         continue;
                     }
                 }
@@ -145,10 +150,17 @@ async fn collect(store: Arc<dyn Store>, engine: Arc<dyn Engine>, id: JobId, retr
             match next {
                 Some(Ok(line)) => {
                     LogCursor::advance(&mut cursor, &line);
-                    seq += 1;
-                    batch.push(stored(line, seq));
+                    let time = chrono::SubsecRound::trunc_subsecs(line.time, 3);
+                    limits.admit(
+                        &mut stored,
+                        &line.step,
+                        line.stream,
+                        time,
+                        &line.line,
+                        &mut batch,
+                    );
                     if batch.len() >= BATCH_LINES {
-                        write(&*store, id, &mut batch, retry).await;
+                        write(&*store, &publisher, id, &mut batch, retry).await;
                     }
                 }
                 None | Some(Err(EngineError::UnknownJob { .. })) => break true,
@@ -158,7 +170,7 @@ async fn collect(store: Arc<dyn Store>, engine: Arc<dyn Engine>, id: JobId, retr
                 }
             }
         };
-        write(&*store, id, &mut batch, retry).await;
+        write(&*store, &publisher, id, &mut batch, retry).await;
         if ended {
             return;
         }
@@ -166,24 +178,21 @@ async fn collect(store: Arc<dyn Store>, engine: Arc<dyn Engine>, id: JobId, retr
     }
 }
 
-fn stored(line: EngineLine, seq: u64) -> LogLine {
-    LogLine {
-        step: line.step,
-        time: chrono::SubsecRound::trunc_subsecs(line.time, 3),
-        seq,
-        stream: line.stream,
-        line: line.line,
-    }
-}
-
 /// Writes a batch, trying again while the store is unavailable: a line read is never dropped.
-async fn write(store: &dyn Store, id: JobId, batch: &mut Vec<LogLine>, retry: Duration) {
+async fn write(
+    store: &dyn Store,
+    publisher: &Publisher,
+    id: JobId,
+    batch: &mut Vec<LogLine>,
+    retry: Duration,
+) {
     if batch.is_empty() {
         return;
     }
     loop {
         match store.append_logs(id, batch).await {
             Ok(()) => {
+                publisher.publish(batch);
                 batch.clear();
                 return;
             }
@@ -200,22 +209,28 @@ async fn write(store: &dyn Store, id: JobId, batch: &mut Vec<LogLine>, retry: Du
     }
 }
 
-/// The last stored `seq` and the cursor after the stored lines.
+/// What is stored of the job's log already, and the engine cursor after it.
 async fn resume_point(
     store: &dyn Store,
     id: JobId,
-) -> Result<(u64, Option<LogCursor>), StoreError> {
+    limits: &LogLimits,
+) -> Result<(Stored, Option<LogCursor>), StoreError> {
     let mut query = LogQuery {
         step: None,
         after: None,
         limit: 1000,
     };
     let mut tail: Vec<EngineLine> = Vec::new();
-    let mut seq = 0;
+    let mut stored = Stored::default();
     loop {
         let page = store.read_logs(id, &query).await?;
+        let counted = Stored::of(&page.items, limits);
+        stored = Stored {
+            seq: stored.seq.max(counted.seq),
+            bytes: stored.bytes + counted.bytes,
+            truncated: stored.truncated || counted.truncated,
+        };
         for line in page.items {
-            seq = line.seq;
             if tail
                 .last()
                 .is_some_and(|l| l.step != line.step || l.time != line.time)
@@ -231,7 +246,7 @@ async fn resume_point(
         }
         match page.next {
             Some(next) => query.after = Some(next),
-            None => return Ok((seq, LogCursor::after(&tail))),
+            None => return Ok((stored, LogCursor::after(&tail))),
         }
     }
 }

@@ -31,6 +31,9 @@ pub enum Behaviour {
     /// Render a Job whose container has no command: valid for Kubernetes, which runs the
     /// image's entrypoint, refused by the local engine, which runs no images.
     NoCommand,
+    /// Render a Job whose step prints `lines` lines (`line 1`, `line 2`, ...) as fast as it
+    /// can, waits `pause` seconds, and prints `done`: a job with a log to collect and follow.
+    Print,
 }
 
 /// Params of the hostile task.
@@ -40,6 +43,18 @@ pub struct Params {
     /// What to do.
     #[garde(skip)]
     pub behaviour: Behaviour,
+    /// `print`: how many lines.
+    #[serde(default = "default_lines")]
+    #[garde(skip)]
+    pub lines: u64,
+    /// `print`: seconds to wait before the last line.
+    #[serde(default)]
+    #[garde(skip)]
+    pub pause: u32,
+}
+
+fn default_lines() -> u64 {
+    100
 }
 
 /// The hostile task.
@@ -67,6 +82,17 @@ impl Plugin for Hostile {
             Behaviour::Behave => Rendered::from_objects(Self::TASK, job, vec![job_object("")]),
             Behaviour::Linger => {
                 Rendered::from_objects(Self::TASK, job, vec![job_with("", json!(["sleep", "600"]))])
+            }
+            Behaviour::Print => {
+                let script = format!(
+                    "seq -f 'line %.0f' 1 {}; sleep {}; echo done",
+                    params.lines, params.pause
+                );
+                Rendered::from_objects(
+                    Self::TASK,
+                    job,
+                    vec![job_with("", json!(["/bin/sh", "-c", script]))],
+                )
             }
             Behaviour::NoCommand => {
                 let mut object = job_object("");

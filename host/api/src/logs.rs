@@ -1,0 +1,163 @@
+//! `GET /v1/jobs/{id}/logs` (../shared/API.md, "Jobs"): archived pages with a cursor, or, with
+//! `Accept: text/event-stream` or `follow=true`, the same lines as server-sent events that replay
+//! what is stored after the cursor, then stream live, and end with `event: end`.
+//!
+//! Events: `line` (data: the line's JSON; `id:` its `seq`, so an `EventSource` that reconnects
+//! sends `Last-Event-ID` and resumes after it), `end` (data `{"state"}`, the job's final state)
+//! and `lagged` (data `{"after"}`: the follower fell too far behind and was dropped; reconnect
+//! with `after` set to it). A `Last-Event-ID` header takes the place of `after`.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use omni_jobs::FollowEvent;
+use omni_store::{LogLine, LogQuery};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::{AppState, Problem};
+
+/// The default page size.
+pub const DEFAULT_LIMIT: usize = 1000;
+/// The largest page size.
+pub const MAX_LIMIT: usize = 10_000;
+/// How often an idle follow stream sends a comment, so proxies keep it open.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The query parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogParams {
+    step: Option<String>,
+    after: Option<String>,
+    limit: Option<String>,
+    follow: Option<String>,
+}
+
+/// A page.
+#[derive(Debug, Serialize)]
+pub struct LogList {
+    /// The lines, in order.
+    pub items: Vec<LogLine>,
+    /// The cursor to pass as `after` for the next page; none when this one was the last.
+    pub next: Option<String>,
+}
+
+fn cursor(value: &str, path: &str) -> Result<u64, Problem> {
+    value.parse::<u64>().map_err(|_| {
+        Problem::bad_request(
+            format!("{value:?} is not a log cursor"),
+            vec![Problem::field(
+                path,
+                "must be a cursor from a page's `next` or a line's `seq`",
+            )],
+        )
+    })
+}
+
+fn wants_events(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/event-stream"))
+}
+
+pub(crate) async fn logs(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    params: Result<Query<LogParams>, QueryRejection>,
+) -> Result<Response, Problem> {
+    let id = crate::jobs::parse_id(&id)?;
+    let Query(params) = params.map_err(|e| {
+        Problem::bad_request(format!("the query is not valid: {}", e.body_text()), vec![])
+    })?;
+    let mut after = params
+        .after
+        .as_deref()
+        .map(|a| cursor(a, "/query/after"))
+        .transpose()?;
+    let follow = match params.follow.as_deref() {
+        None => wants_events(&headers),
+        Some("true") => true,
+        Some("false") => false,
+        Some(_) => {
+            return Err(Problem::bad_request(
+                "follow must be true or false",
+                vec![Problem::field("/query/follow", "must be true or false")],
+            ));
+        }
+    };
+    if follow {
+        if let Some(last) = headers.get("last-event-id") {
+            let last = last.to_str().unwrap_or_default();
+            after = Some(cursor(last, "/headers/last-event-id")?);
+        }
+        let events = state
+            .jobs
+            .follow_logs(id, params.step, after)
+            .await
+            .map_err(Problem::from_jobs)?;
+        let stream = events.map(|event| Ok::<_, Infallible>(sse(event)));
+        return Ok(Sse::new(stream)
+            .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
+            .into_response());
+    }
+    let limit = match params.limit.as_deref() {
+        None => DEFAULT_LIMIT,
+        Some(limit) => limit
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=MAX_LIMIT).contains(l))
+            .ok_or_else(|| {
+                Problem::bad_request(
+                    format!("limit {limit:?} is not a number from 1 to {MAX_LIMIT}"),
+                    vec![Problem::field(
+                        "/query/limit",
+                        format!("must be a number from 1 to {MAX_LIMIT}"),
+                    )],
+                )
+            })?,
+    };
+    let query = LogQuery {
+        step: params.step,
+        after,
+        limit,
+    };
+    let page = state
+        .jobs
+        .read_logs(id, &query)
+        .await
+        .map_err(Problem::from_jobs)?;
+    Ok(Json(LogList {
+        next: page.next.map(|n| n.to_string()),
+        items: page.items,
+    })
+    .into_response())
+}
+
+fn sse(event: Result<FollowEvent, omni_jobs::JobError>) -> Event {
+    match event {
+        Ok(FollowEvent::Line(line)) => Event::default()
+            .event("line")
+            .id(line.seq.to_string())
+            .json_data(&line)
+            .unwrap_or_else(|_| Event::default().event("line")),
+        Ok(FollowEvent::End { state }) => Event::default()
+            .event("end")
+            .data(json!({ "state": state }).to_string()),
+        Ok(FollowEvent::Lagged { after }) => Event::default()
+            .event("lagged")
+            .data(json!({ "after": after.map(|a| a.to_string()) }).to_string()),
+        Err(error) => Event::default()
+            .event("error")
+            .data(json!({ "detail": error.to_string() }).to_string()),
+    }
+}
