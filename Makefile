@@ -55,6 +55,7 @@ test: lint plugins
 bench: plugins
 	$(CARGO) bench --locked -p omni-runtime --bench plugins
 	$(CARGO) bench --locked -p omni-scheduler --bench local
+	$(CARGO) bench --locked -p omni-scheduler --bench logs
 	./tests/testbed/kubernetes.sh start >/dev/null
 	$(CARGO) bench --locked -p omni-scheduler --bench kube -- 1000
 	$(CARGO) bench --locked -p omni-scheduler --bench kube -- 10000

@@ -105,7 +105,9 @@ pub(crate) async fn logs(
             .follow_logs(id, params.step, after)
             .await
             .map_err(Problem::from_jobs)?;
-        let stream = events.map(|event| Ok::<_, Infallible>(sse(event)));
+        let stream = events
+            .flat_map(|event| futures::stream::iter(sse(event)))
+            .map(Ok::<_, Infallible>);
         return Ok(Sse::new(stream)
             .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
             .into_response());
@@ -143,21 +145,33 @@ pub(crate) async fn logs(
     .into_response())
 }
 
-fn sse(event: Result<FollowEvent, omni_jobs::JobError>) -> Event {
+/// The server-sent events of one follower item: one per line.
+fn sse(event: Result<FollowEvent, omni_jobs::JobError>) -> Vec<Event> {
     match event {
-        Ok(FollowEvent::Line(line)) => Event::default()
-            .event("line")
-            .id(line.seq.to_string())
-            .json_data(&line)
-            .unwrap_or_else(|_| Event::default().event("line")),
-        Ok(FollowEvent::End { state }) => Event::default()
-            .event("end")
-            .data(json!({ "state": state }).to_string()),
-        Ok(FollowEvent::Lagged { after }) => Event::default()
-            .event("lagged")
-            .data(json!({ "after": after.map(|a| a.to_string()) }).to_string()),
-        Err(error) => Event::default()
-            .event("error")
-            .data(json!({ "detail": error.to_string() }).to_string()),
+        Ok(FollowEvent::Lines(lines)) => lines
+            .iter()
+            .map(|line| {
+                Event::default()
+                    .event("line")
+                    .id(line.seq.to_string())
+                    .json_data(line)
+                    .unwrap_or_else(|_| Event::default().event("line"))
+            })
+            .collect(),
+        Ok(FollowEvent::End { state }) => vec![
+            Event::default()
+                .event("end")
+                .data(json!({ "state": state }).to_string()),
+        ],
+        Ok(FollowEvent::Lagged { after }) => vec![
+            Event::default()
+                .event("lagged")
+                .data(json!({ "after": after.map(|a| a.to_string()) }).to_string()),
+        ],
+        Err(error) => vec![
+            Event::default()
+                .event("error")
+                .data(json!({ "detail": error.to_string() }).to_string()),
+        ],
     }
 }

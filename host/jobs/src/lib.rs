@@ -25,7 +25,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 pub mod logs;
-pub use logs::{FollowEvent, LogHub, LogLimits, Publisher, Stored};
+pub use logs::{Batch, FollowEvent, LogHub, LogLimits, Publisher, Stored};
 
 /// How many events a slow subscriber may fall behind before it misses some (it is told).
 const EVENT_BUFFER: usize = 4096;

@@ -133,8 +133,8 @@ impl LogLimits {
 /// What a follower gets.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FollowEvent {
-    /// A line, in order.
-    Line(LogLine),
+    /// Lines, in order (shared with the other followers when they are the same).
+    Lines(Batch),
     /// The job has ended and every line was sent: nothing follows.
     End {
         /// The job's final state.
@@ -149,7 +149,7 @@ pub enum FollowEvent {
 }
 
 /// A batch of stored lines, shared by every follower.
-pub(crate) type Batch = Arc<[LogLine]>;
+pub type Batch = Arc<[LogLine]>;
 
 #[derive(Debug)]
 struct Channel {
@@ -306,15 +306,27 @@ impl Follower {
         self.tx.send(event).await.map_err(|_| Stop::Gone)
     }
 
-    async fn line(&mut self, line: &LogLine) -> Result<(), Stop> {
-        if self.after.is_some_and(|after| line.seq <= after) {
+    /// Sends what of `batch` is after the cursor (and of the step asked for), as one item: the
+    /// batch itself when all of it is, so followers share it.
+    async fn lines(&mut self, batch: &Batch) -> Result<(), Stop> {
+        let after = self.after.unwrap_or(0);
+        let Some(last) = batch.last().map(|l| l.seq) else {
+            return Ok(());
+        };
+        if last <= after {
             return Ok(());
         }
-        self.after = Some(line.seq);
-        if self.step.as_ref().is_none_or(|s| *s == line.step) {
-            self.send(Ok(FollowEvent::Line(line.clone()))).await?;
+        self.after = Some(last);
+        let wanted = |l: &LogLine| l.seq > after && self.step.as_ref().is_none_or(|s| *s == l.step);
+        let lines = if batch.iter().all(wanted) {
+            Arc::clone(batch)
+        } else {
+            batch.iter().filter(|l| wanted(l)).cloned().collect()
+        };
+        if lines.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        self.send(Ok(FollowEvent::Lines(lines))).await
     }
 
     /// Everything stored after the cursor.
@@ -341,10 +353,9 @@ impl Follower {
                     }
                 }
             };
-            for line in &page.items {
-                self.line(line).await?;
-            }
-            if page.next.is_none() {
+            let next = page.next;
+            self.lines(&Batch::from(page.items)).await?;
+            if next.is_none() {
                 return Ok(());
             }
         }
@@ -381,9 +392,7 @@ impl Follower {
                             if gap {
                                 break;
                             }
-                            for line in batch.iter() {
-                                self.line(line).await?;
-                            }
+                            self.lines(&batch).await?;
                         }
                         Err(broadcast::error::RecvError::Lagged(_)) => {
                             let after = self.after;
