@@ -10,7 +10,9 @@
 //!    minus the time the engine read its oldest line (the line's own time, in milliseconds),
 //!    p50/p99 over every batch of every follower. `seq` prints faster than lines are stored,
 //!    so at full speed this lag is mostly the lines' wait in the engine before collection,
-//!    which a follower shares with the store.
+//!    which a follower shares with the store;
+//! 3. F followers again, the job printing in bursts of 1,000 lines every 100 ms (about 10,000
+//!    lines/s, below what collection takes): the lag of live following.
 //!
 //!   cargo bench -p omni-scheduler --bench logs [-- LINES FOLLOWERS]   (1,000,000 and 100)
 
@@ -30,13 +32,13 @@ fn percentile(sorted: &[i64], p: f64) -> i64 {
     sorted[index]
 }
 
-async fn submit(jobs: &JobService, lines: u64) -> omni_store::JobId {
+async fn submit(jobs: &JobService, lines: u64, burst: u64) -> omni_store::JobId {
     jobs.submit(Submission {
         service: "bench".into(),
         task: "hostile".into(),
         domain: "default".into(),
         arch: std::env::consts::ARCH.into(),
-        params: json!({"behaviour": "print", "lines": lines, "pause": 0}),
+        params: json!({"behaviour": "print", "lines": lines, "pause": 0, "burst": burst}),
         idempotency: None,
     })
     .await
@@ -47,9 +49,9 @@ async fn submit(jobs: &JobService, lines: u64) -> omni_store::JobId {
 
 /// Submits a job printing `lines` lines and waits for its end: the seconds from `running` to
 /// the end, and each follower's lags (ms).
-async fn run(jobs: &JobService, lines: u64, followers: usize) -> (f64, Vec<i64>) {
+async fn run(jobs: &JobService, lines: u64, burst: u64, followers: usize) -> (f64, Vec<i64>) {
     let mut events = jobs.subscribe();
-    let id = submit(jobs, lines).await;
+    let id = submit(jobs, lines, burst).await;
     let mut readers = Vec::new();
     for _ in 0..followers {
         let stream = jobs.follow_logs(id, None, None).await.unwrap();
@@ -134,12 +136,12 @@ async fn main() {
     while !scheduler.is_leading() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let (seconds, _) = run(&jobs, lines, 0).await;
+    let (seconds, _) = run(&jobs, lines, 0, 0).await;
     println!(
         "collected and stored, no follower     {:>10.0} lines/s   ({lines} lines in {seconds:.2} s)",
         lines as f64 / seconds
     );
-    let (seconds, mut lags) = run(&jobs, lines, followers).await;
+    let (seconds, mut lags) = run(&jobs, lines, 0, followers).await;
     lags.sort_unstable();
     println!(
         "collected and stored, {followers} followers  {:>10.0} lines/s   ({lines} lines in {seconds:.2} s)",
@@ -147,6 +149,21 @@ async fn main() {
     );
     println!(
         "follower lag (oldest line of a batch) p50 {} ms   p99 {} ms   max {} ms   ({} batches received)",
+        percentile(&lags, 0.5),
+        percentile(&lags, 0.99),
+        lags.last().unwrap(),
+        lags.len()
+    );
+    // Below what collection takes: bursts of 1,000 lines every 100 ms (about 10,000 lines/s).
+    let paced = (lines / 10).max(1000);
+    let (seconds, mut lags) = run(&jobs, paced, 1000, followers).await;
+    lags.sort_unstable();
+    println!(
+        "paced, {followers} followers              {:>10.0} lines/s   ({paced} lines in {seconds:.2} s)",
+        paced as f64 / seconds
+    );
+    println!(
+        "follower lag, paced                   p50 {} ms   p99 {} ms   max {} ms   ({} batches received)",
         percentile(&lags, 0.5),
         percentile(&lags, 0.99),
         lags.last().unwrap(),

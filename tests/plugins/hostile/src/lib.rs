@@ -32,7 +32,8 @@ pub enum Behaviour {
     /// image's entrypoint, refused by the local engine, which runs no images.
     NoCommand,
     /// Render a Job whose step prints `lines` lines (`line 1`, `line 2`, ...) as fast as it
-    /// can, waits `pause` seconds, and prints `done`: a job with a log to collect and follow.
+    /// can (or `burst` lines every 100 ms), waits `pause` seconds, and prints `done`: a job with
+    /// a log to collect and follow.
     Print,
 }
 
@@ -51,6 +52,10 @@ pub struct Params {
     #[serde(default)]
     #[garde(skip)]
     pub pause: u32,
+    /// `print`: lines per burst, a burst every 100 ms (all at once when 0).
+    #[serde(default)]
+    #[garde(skip)]
+    pub burst: u64,
 }
 
 fn default_lines() -> u64 {
@@ -84,10 +89,17 @@ impl Plugin for Hostile {
                 Rendered::from_objects(Self::TASK, job, vec![job_with("", json!(["sleep", "600"]))])
             }
             Behaviour::Print => {
-                let script = format!(
-                    "seq -f 'line %.0f' 1 {}; sleep {}; echo done",
-                    params.lines, params.pause
-                );
+                let (lines, pause) = (params.lines, params.pause);
+                let script = if params.burst == 0 {
+                    format!("seq -f 'line %.0f' 1 {lines}; sleep {pause}; echo done")
+                } else {
+                    let burst = params.burst;
+                    format!(
+                        "i=0; while [ $i -lt {lines} ]; do end=$((i + {burst})); \
+                         [ $end -gt {lines} ] && end={lines}; seq -f 'line %.0f' $((i + 1)) $end; \
+                         i=$end; sleep 0.1; done; sleep {pause}; echo done"
+                    )
+                };
                 Rendered::from_objects(
                     Self::TASK,
                     job,
