@@ -7,9 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, get, install, serve_with};
-use eventsource_stream::Eventsource;
-use futures::StreamExt;
+use common::{Server, events, get, install, open, serve_with, texts};
 use serde_json::{Value, json};
 
 /// A server with the hostile fixture and `config` (TOML) as its configuration.
@@ -51,63 +49,6 @@ async fn ended(server: &Server, id: &str) -> Value {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("job {id} did not end");
-}
-
-/// One server-sent event: its name, id and data.
-#[derive(Debug, Clone)]
-struct Sse {
-    event: String,
-    id: String,
-    data: Value,
-}
-
-/// Opens a follow stream (`Accept: text/event-stream`) with `query` and `headers`.
-async fn open(
-    server: &Server,
-    id: &str,
-    query: &str,
-    headers: &[(&str, &str)],
-) -> reqwest::Response {
-    let mut request = reqwest::Client::new()
-        .get(format!("{}/v1/jobs/{id}/logs{query}", server.url))
-        .header("accept", "text/event-stream");
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let response = request.send().await.unwrap();
-    assert_eq!(response.status(), 200);
-    assert_eq!(
-        response.headers()["content-type"].to_str().unwrap(),
-        "text/event-stream"
-    );
-    response
-}
-
-/// Every event of a follow stream until it ends (the server closes it after `end` or `lagged`).
-async fn events(response: reqwest::Response) -> Vec<Sse> {
-    let read = response
-        .bytes_stream()
-        .eventsource()
-        .map(|event| {
-            let event = event.expect("a well-formed event");
-            Sse {
-                event: event.event,
-                id: event.id,
-                data: serde_json::from_str(&event.data).unwrap_or(Value::Null),
-            }
-        })
-        .collect::<Vec<_>>();
-    tokio::time::timeout(Duration::from_secs(120), read)
-        .await
-        .expect("the follow stream ended")
-}
-
-fn texts(events: &[Sse]) -> Vec<String> {
-    events
-        .iter()
-        .filter(|e| e.event == "line")
-        .map(|e| e.data["line"].as_str().unwrap().to_owned())
-        .collect()
 }
 
 fn printed(lines: u64) -> Vec<String> {

@@ -1,5 +1,5 @@
-//! What the binary's test files share: `omni serve` started on a free loopback port, and small
-//! HTTP helpers.
+//! What the binary's test files share: `omni serve` started on a free loopback port, small
+//! HTTP helpers, and a follower of a job's log as server-sent events.
 
 #![allow(dead_code)] // each test binary uses a part
 
@@ -8,6 +8,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use eventsource_stream::Eventsource;
+use futures::StreamExt;
 use omni_test_support::{component_path as component, workspace};
 use serde_json::Value;
 
@@ -91,4 +93,61 @@ pub fn install(dir: &Path, name: &str) {
     let tmp = dir.join(format!(".{name}.wasm.tmp"));
     std::fs::copy(component(name), &tmp).unwrap();
     std::fs::rename(&tmp, dir.join(format!("{name}.wasm"))).unwrap();
+}
+
+/// One server-sent event: its name, id and data.
+#[derive(Debug, Clone)]
+pub struct Sse {
+    pub event: String,
+    pub id: String,
+    pub data: Value,
+}
+
+/// Opens a follow stream (`Accept: text/event-stream`) with `query` and `headers`.
+pub async fn open(
+    server: &Server,
+    id: &str,
+    query: &str,
+    headers: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut request = reqwest::Client::new()
+        .get(format!("{}/v1/jobs/{id}/logs{query}", server.url))
+        .header("accept", "text/event-stream");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    response
+}
+
+/// Every event of a follow stream until it ends (the server closes it after `end` or `lagged`).
+pub async fn events(response: reqwest::Response) -> Vec<Sse> {
+    let read = response
+        .bytes_stream()
+        .eventsource()
+        .map(|event| {
+            let event = event.expect("a well-formed event");
+            Sse {
+                event: event.event,
+                id: event.id,
+                data: serde_json::from_str(&event.data).unwrap_or(Value::Null),
+            }
+        })
+        .collect::<Vec<_>>();
+    tokio::time::timeout(Duration::from_secs(120), read)
+        .await
+        .expect("the follow stream ended")
+}
+
+pub fn texts(events: &[Sse]) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e.event == "line")
+        .map(|e| e.data["line"].as_str().unwrap().to_owned())
+        .collect()
 }
