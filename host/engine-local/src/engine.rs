@@ -2,7 +2,8 @@
 //!
 //! Each submitted job is planned ([`Plan::from_rendered`]; what the local engine cannot run is
 //! rejected with the reason), started, and tracked in memory: its progress as a snapshot that
-//! followers diff, its log lines in order. The engine keeps nothing across a restart of the
+//! followers diff, its log lines in order (up to `max_log_bytes` of text, then a marker line,
+//! so a job that prints without end costs bounded memory). The engine keeps nothing across a restart of the
 //! process that owns it — the steps' processes die with it (they are killed on drop) — so after
 //! a restart it does not know the jobs it ran ([`EngineError::UnknownJob`]), and their
 //! directories stay until [`Engine::cleanup`].
@@ -38,6 +39,15 @@ pub struct LocalEngineConfig {
     pub max_running: usize,
     /// Where job directories (volumes, artifacts) go; `<data_dir>/jobs` by default.
     pub root: Option<PathBuf>,
+    /// The most log text it keeps of one job (in memory, until the job is cleaned up); then a
+    /// marker line, and the job's later lines are dropped (the job runs on). The host stores at
+    /// most `[logs] max_job_bytes` anyway.
+    #[serde(default = "default_max_log_bytes")]
+    pub max_log_bytes: u64,
+}
+
+fn default_max_log_bytes() -> u64 {
+    64 * 1024 * 1024
 }
 
 fn default_name() -> String {
@@ -62,6 +72,7 @@ impl LocalEngineConfig {
             arches: host_arches(),
             max_running: default_max_running(),
             root: None,
+            max_log_bytes: default_max_log_bytes(),
         }
     }
 }
@@ -84,9 +95,22 @@ struct Snapshot {
 struct Tracked {
     steps: Vec<String>,
     progress: watch::Sender<Snapshot>,
-    /// Every line so far, and whether the job has ended (no line follows).
-    lines: watch::Sender<(Vec<EngineLine>, bool)>,
+    lines: watch::Sender<Lines>,
+    max_log_bytes: u64,
     canceller: Canceller,
+}
+
+/// A job's log as the engine keeps it.
+#[derive(Debug, Default)]
+struct Lines {
+    /// Every line so far.
+    lines: Vec<EngineLine>,
+    /// The job has ended: no line follows.
+    ended: bool,
+    /// Bytes of text kept.
+    bytes: u64,
+    /// The limit was reached: the marker is kept, later lines are not.
+    truncated: bool,
 }
 
 /// Jobs as processes on this machine.
@@ -95,6 +119,7 @@ pub struct LocalEngine {
     name: String,
     arches: Vec<String>,
     max_running: usize,
+    max_log_bytes: u64,
     runner: LocalRunner,
     jobs: Mutex<HashMap<JobId, Arc<Tracked>>>,
 }
@@ -107,6 +132,7 @@ impl LocalEngine {
             name: config.name.clone(),
             arches: config.arches.clone(),
             max_running: config.max_running.max(1),
+            max_log_bytes: config.max_log_bytes,
             runner: LocalRunner::new(config.root.clone().unwrap_or(default_root)),
             jobs: Mutex::new(HashMap::new()),
         }
@@ -186,7 +212,8 @@ impl Engine for LocalEngine {
                 steps: vec![StepState::Pending; steps.len()],
                 outcome: None,
             }),
-            lines: watch::Sender::new((Vec::new(), false)),
+            lines: watch::Sender::new(Lines::default()),
+            max_log_bytes: self.max_log_bytes,
             canceller: run.canceller(),
             steps,
         });
@@ -261,7 +288,7 @@ impl Engine for LocalEngine {
                         }
                         let ended = {
                             let state = receiver.borrow_and_update();
-                            let (lines, ended) = &*state;
+                            let Lines { lines, ended, .. } = &*state;
                             for line in &lines[next..] {
                                 let admitted = after
                                     .as_ref()
@@ -345,7 +372,26 @@ fn record(tracked: &Tracked, event: Event) -> bool {
                 time: Utc::now(),
                 line,
             };
-            tracked.lines.send_modify(|(lines, _)| lines.push(line));
+            let max = tracked.max_log_bytes;
+            tracked.lines.send_if_modified(|kept| {
+                if kept.truncated {
+                    return false;
+                }
+                if kept.bytes + line.line.len() as u64 > max {
+                    kept.truncated = true;
+                    kept.lines.push(EngineLine {
+                        stream: LogStream::Stderr,
+                        line: format!(
+                            "[omni] the local engine keeps at most {max} bytes of a job's log: the lines the job prints from here on are dropped"
+                        ),
+                        ..line
+                    });
+                } else {
+                    kept.bytes += line.line.len() as u64;
+                    kept.lines.push(line);
+                }
+                true
+            });
         }
         Event::StepEnded { step, exit_code } => {
             tracked.progress.send_modify(|s| {
@@ -367,7 +413,7 @@ fn record(tracked: &Tracked, event: Event) -> bool {
                 RunOutcome::Cancelled => Outcome::Cancelled("cancelled".to_owned()),
             };
             // Lines first: a follower that sees the end has every line.
-            tracked.lines.send_modify(|(_, ended)| *ended = true);
+            tracked.lines.send_modify(|kept| kept.ended = true);
             tracked.progress.send_modify(|s| {
                 let failed = !matches!(outcome, Outcome::Succeeded);
                 // A step that could not start is the one that failed.

@@ -7,7 +7,6 @@ use async_trait::async_trait;
 use omni_engine::conformance::{Fixture, Shape};
 use omni_engine::{Engine, EngineJob};
 use omni_engine_local::{LocalEngine, LocalEngineConfig};
-use omni_runtime::{Manifest, Rendered};
 use serde_json::{Value, json};
 
 struct Local(Arc<LocalEngine>);
@@ -44,30 +43,9 @@ impl Fixture for Local {
             ),
             Shape::RunsLong => (vec![], vec![container("first", "sleep 600")]),
         };
-        let id = uuid::Uuid::new_v4();
-        let name = format!("omni-{id}");
-        let body = json!({
-            "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
-            "spec": {"template": {"spec": {
-                "restartPolicy": "Never", "initContainers": init, "containers": containers,
-            }}},
-        });
-        EngineJob {
-            id,
-            name: name.clone(),
-            namespace: "omni-jobs".into(),
-            task: "conformance".into(),
-            arch: std::env::consts::ARCH.into(),
-            rendered: Rendered {
-                manifests: vec![Manifest {
-                    api_version: "batch/v1".into(),
-                    kind: "Job".into(),
-                    name: name.clone(),
-                    body,
-                }],
-                primary: name,
-            },
-        }
+        omni_engine::conformance::one_job(&json!({
+            "restartPolicy": "Never", "initContainers": init, "containers": containers,
+        }))
     }
 }
 

@@ -22,6 +22,33 @@ use crate::{Engine, EngineError, EngineJob, EngineLine, LogCursor, Outcome, Prog
 /// assertion: every wait ends as soon as its event comes).
 const PATIENCE: Duration = Duration::from_secs(180);
 
+/// A job of one rendered batch/v1 Job, `omni-<id>`, whose pod template spec is `pod` (for
+/// fixtures and engine tests that write their steps by hand).
+pub fn one_job(pod: &serde_json::Value) -> EngineJob {
+    let id = uuid::Uuid::new_v4();
+    let name = format!("omni-{id}");
+    let body = serde_json::json!({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+        "spec": {"template": {"spec": pod}},
+    });
+    EngineJob {
+        id,
+        name: name.clone(),
+        namespace: "omni-jobs".into(),
+        task: "conformance".into(),
+        arch: std::env::consts::ARCH.into(),
+        rendered: crate::Rendered {
+            manifests: vec![omni_runtime::Manifest {
+                api_version: "batch/v1".into(),
+                kind: "Job".into(),
+                name: name.clone(),
+                body,
+            }],
+            primary: name,
+        },
+    }
+}
+
 /// A job's shape; the fixture renders each one for its engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Shape {

@@ -48,6 +48,7 @@
 //! arches = ["x86_64"]              # API arches it runs (this machine's by default)
 //! max_running = 2                  # jobs at once
 //! root = "./.omni/data/jobs"       # job directories, artifacts in <root>/<job id>/volumes/output (default data_dir/jobs)
+//! max_log_bytes = 67108864         # log text kept per job until it is stored; then a marker line
 //!
 //! [[engines]]                      # a Kubernetes cluster (one entry per cluster)
 //! kind = "kubernetes"
