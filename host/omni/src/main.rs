@@ -1,7 +1,8 @@
 //! # omni: the binary
 //!
 //! `omni serve` runs the server (the HTTP API over the plugin runtime); `omni plugin render`
-//! runs a plugin component once without a server, like `kwctl run`. This crate owns the command
+//! runs a plugin component once without a server, like `kwctl run`; `omni submit`, `omni jobs`,
+//! `omni logs` and `omni plugins` talk to a server (`OMNI_URL`). This crate owns the command
 //! line, the configuration file and process concerns (signals, logging, listening); the API and
 //! the runtime know nothing of them.
 //!
@@ -9,7 +10,11 @@
 //! - `config`: the TOML configuration, its defaults and how flags and environment override it.
 //! - `serve`: `omni serve`.
 //! - `render`: `omni plugin render`.
+//! - `client`: reaching a server (URL, credentials, problem+json errors, exit codes).
+//! - `commands`: the client commands.
 
+mod client;
+mod commands;
 mod config;
 mod render;
 mod serve;
@@ -31,9 +36,24 @@ struct Cli {
 enum Command {
     /// Run the server.
     Serve(serve::ServeArgs),
+    /// Submit a job.
+    Submit(commands::SubmitArgs),
+    /// List, show, cancel and purge jobs.
+    #[command(subcommand)]
+    Jobs(commands::JobsCommand),
+    /// Print a job's log (-f: follow it until the job ends).
+    Logs(commands::LogsArgs),
+    /// The plugins a server has loaded.
+    #[command(subcommand)]
+    Plugins(commands::PluginsCommand),
     /// Work with plugin components.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Print a shell completion script (e.g. `omni completions bash > /etc/bash_completion.d/omni`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -50,6 +70,15 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Plugin(PluginCommand::Render(args)) => render::run(&args),
+        Command::Submit(args) => return client::run(commands::submit(args)),
+        Command::Jobs(command) => return client::run(commands::jobs(command)),
+        Command::Logs(args) => return client::run(commands::logs(args)),
+        Command::Plugins(command) => return client::run(commands::plugins(command)),
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "omni", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
     };
     match result {
         Ok(code) => code,
