@@ -62,6 +62,73 @@ impl<P: Plugin> Harness<P> {
     pub fn serialize(&self, job: &Job, params: &Value) -> Result<Rendered, Error> {
         crate::__private::serialize_job::<P>(job, &params.to_string(), &self.context())
     }
+
+    /// Renders [`Job::example`] for `arch` with `params`, and checks every object against its
+    /// Kubernetes type ([`check_kubernetes_types`]).
+    ///
+    /// # Panics
+    /// When the plugin refuses, or an object is not of its type: the test fails with why.
+    #[cfg(feature = "k8s")]
+    pub fn render(&self, arch: &str, params: &Value) -> Rendered {
+        let rendered = self
+            .serialize(&Job::example(arch), params)
+            .unwrap_or_else(|e| panic!("{} refused {params}: {e}", P::TASK));
+        if let Err(e) = check_kubernetes_types(&rendered) {
+            panic!(
+                "{} rendered an object that is not of its type: {e}",
+                P::TASK
+            );
+        }
+        rendered
+    }
+
+    /// The JSON Pointers of the field errors `validate` answers for `params`.
+    ///
+    /// # Panics
+    /// When `params` are valid.
+    pub fn error_paths(&self, params: &Value) -> Vec<String> {
+        match self.validate(params) {
+            Ok(()) => panic!("{} accepted {params}", P::TASK),
+            Err(errors) => errors.into_iter().map(|e| e.path).collect(),
+        }
+    }
+}
+
+/// `params` with `key` set to `value`.
+pub fn with(mut params: Value, key: &str, value: Value) -> Value {
+    params[key] = value;
+    params
+}
+
+/// `params` without `key`.
+pub fn without(mut params: Value, key: &str) -> Value {
+    if let Some(object) = params.as_object_mut() {
+        object.remove(key);
+    }
+    params
+}
+
+/// The pod template spec of the rendered batch/v1 Job.
+///
+/// # Panics
+/// When nothing rendered is a Job.
+pub fn job_pod(rendered: &Rendered) -> &Value {
+    let job = rendered
+        .manifests
+        .iter()
+        .find(|m| m.kind == "Job")
+        .unwrap_or_else(|| panic!("no Job among the rendered objects"));
+    &job.body["spec"]["template"]["spec"]
+}
+
+/// The names of a pod spec's steps: its init containers, then its containers.
+pub fn step_names(pod: &Value) -> Vec<&str> {
+    ["initContainers", "containers"]
+        .iter()
+        .filter_map(|k| pod[k].as_array())
+        .flatten()
+        .filter_map(|c| c["name"].as_str())
+        .collect()
 }
 
 /// Whether `name` is a file name the host serves from a task's templates directory: no

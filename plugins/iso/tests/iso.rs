@@ -6,8 +6,8 @@
 #![allow(clippy::unwrap_used)]
 
 use omni_plugin_iso::Iso;
-use omni_sdk::testing::{Harness, check_kubernetes_types};
-use omni_sdk::{Error, Job, Plugin, Rendered};
+use omni_sdk::testing::{Harness, check_kubernetes_types, job_pod, step_names, with, without};
+use omni_sdk::{Error, Job, Plugin};
 use serde_json::{Value, json};
 
 const TEMPLATES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../templates/iso");
@@ -42,72 +42,30 @@ fn customize() -> Value {
     })
 }
 
-fn render(arch: &str, params: &Value) -> Rendered {
-    let rendered = harness().serialize(&Job::example(arch), params).unwrap();
-    check_kubernetes_types(&rendered).unwrap();
-    rendered
-}
-
-fn error_paths(params: &Value) -> Vec<String> {
-    harness()
-        .validate(params)
-        .unwrap_err()
-        .into_iter()
-        .map(|e| e.path)
-        .collect()
-}
-
-fn with(mut params: Value, key: &str, value: Value) -> Value {
-    params[key] = value;
-    params
-}
-
-fn without(mut params: Value, key: &str) -> Value {
-    params.as_object_mut().unwrap().remove(key);
-    params
-}
-
-fn pod(rendered: &Rendered) -> &Value {
-    &rendered
-        .manifests
-        .iter()
-        .find(|m| m.kind == "Job")
-        .unwrap()
-        .body["spec"]["template"]["spec"]
-}
-
-fn steps(pod: &Value) -> Vec<&str> {
-    ["initContainers", "containers"]
-        .iter()
-        .flat_map(|k| pod[k].as_array().unwrap())
-        .map(|c| c["name"].as_str().unwrap())
-        .collect()
-}
-
 #[test]
 fn golden_release_x86_64() {
-    insta::assert_snapshot!(render("x86_64", &release()).to_yaml());
+    insta::assert_snapshot!(harness().render("x86_64", &release()).to_yaml());
 }
 
 #[test]
 fn golden_release_aarch64() {
-    insta::assert_snapshot!(render("aarch64", &release()).to_yaml());
+    insta::assert_snapshot!(harness().render("aarch64", &release()).to_yaml());
 }
 
 #[test]
 fn golden_customize_x86_64() {
-    insta::assert_snapshot!(render("x86_64", &customize()).to_yaml());
+    insta::assert_snapshot!(harness().render("x86_64", &customize()).to_yaml());
 }
 
 #[test]
 fn golden_customize_aarch64() {
-    insta::assert_snapshot!(render("aarch64", &customize()).to_yaml());
+    insta::assert_snapshot!(harness().render("aarch64", &customize()).to_yaml());
 }
 
 #[test]
 fn steps_of_each_mode_are_in_the_order_describe_lists() {
-    let release_steps = steps(pod(&render("x86_64", &release()))).join(",");
-    let customize_steps = steps(pod(&render("x86_64", &customize()))).join(",");
+    let release_steps = step_names(job_pod(&harness().render("x86_64", &release()))).join(",");
+    let customize_steps = step_names(job_pod(&harness().render("x86_64", &customize()))).join(",");
     assert_eq!(release_steps, "rootfs-download,image-build,collect");
     assert_eq!(customize_steps, "fetch,customize");
     assert_eq!(
@@ -119,8 +77,8 @@ fn steps_of_each_mode_are_in_the_order_describe_lists() {
 #[test]
 fn renders_the_node_arch_and_the_release_of_the_arch() {
     for (arch, node_arch) in [("x86_64", "amd64"), ("aarch64", "arm64")] {
-        let rendered = render(arch, &release());
-        let release_pod = pod(&rendered);
+        let rendered = harness().render(arch, &release());
+        let release_pod = job_pod(&rendered);
         assert_eq!(release_pod["nodeSelector"]["kubernetes.io/arch"], node_arch);
         let download = &release_pod["initContainers"][0];
         let rootfs = download["env"]
@@ -136,7 +94,7 @@ fn renders_the_node_arch_and_the_release_of_the_arch() {
                 .ends_with(&format!("/24.03-LTS-SP1/{arch}/rootfs.tar.gz"))
         );
         assert_eq!(
-            pod(&render(arch, &customize()))["nodeSelector"]["kubernetes.io/arch"],
+            job_pod(&harness().render(arch, &customize()))["nodeSelector"]["kubernetes.io/arch"],
             node_arch
         );
     }
@@ -144,7 +102,7 @@ fn renders_the_node_arch_and_the_release_of_the_arch() {
 
 #[test]
 fn release_config_map_holds_conf_packages_and_repo() {
-    let rendered = render("x86_64", &release());
+    let rendered = harness().render("x86_64", &release());
     let cm = &rendered.manifests[0].body;
     assert_eq!(
         cm["metadata"]["name"],
@@ -171,7 +129,7 @@ fn release_config_map_holds_conf_packages_and_repo() {
     assert!(
         repo.contains("baseurl=https://repo.openeuler.org/openEuler-24.03-LTS-SP1/OS/$basearch/\n")
     );
-    let build = &pod(&rendered)["initContainers"][1];
+    let build = &job_pod(&rendered)["initContainers"][1];
     assert_eq!(build["securityContext"]["privileged"], true);
     assert_eq!(
         build["resources"]["limits"],
@@ -184,7 +142,7 @@ fn release_config_map_holds_conf_packages_and_repo() {
 
 #[test]
 fn customize_config_map_maps_keys_to_iso_paths() {
-    let rendered = render("x86_64", &customize());
+    let rendered = harness().render("x86_64", &customize());
     let data = &rendered.manifests[0].body["data"];
     assert_eq!(
         data["manifest"],
@@ -192,7 +150,7 @@ fn customize_config_map_maps_keys_to_iso_paths() {
     );
     assert_eq!(data["kickstart"], customize()["kickstart"]);
     assert_eq!(data["file-1"], customize()["files"]["/etc/motd"]);
-    let spec = pod(&rendered);
+    let spec = job_pod(&rendered);
     let fetch_env = spec["initContainers"][0]["env"].as_array().unwrap();
     let sha = fetch_env
         .iter()
@@ -211,9 +169,9 @@ fn customize_config_map_maps_keys_to_iso_paths() {
 fn customize_without_optional_fields() {
     let params =
         json!({"mode": "customize", "base_iso": "https://h.example/a.iso", "volume_label": "A"});
-    let rendered = render("aarch64", &params);
+    let rendered = harness().render("aarch64", &params);
     assert_eq!(rendered.manifests[0].body["data"], json!({"manifest": ""}));
-    let fetch_env = pod(&rendered)["initContainers"][0]["env"]
+    let fetch_env = job_pod(&rendered)["initContainers"][0]["env"]
         .as_array()
         .unwrap();
     assert!(fetch_env.iter().all(|e| e["name"] != "BASE_ISO_SHA256"));
@@ -222,7 +180,7 @@ fn customize_without_optional_fields() {
 #[test]
 fn the_largest_package_list_fits_in_the_config_map() {
     let packages: Vec<String> = (0..5000).map(|i| format!("{i:0>128}")).collect();
-    let rendered = render("x86_64", &with(release(), "packages", json!(packages)));
+    let rendered = harness().render("x86_64", &with(release(), "packages", json!(packages)));
     let data = rendered.manifests[0].body["data"].as_object().unwrap();
     let size: usize = data
         .iter()
@@ -284,11 +242,11 @@ fn unknown_key_is_reported_at_the_key() {
 #[test]
 fn wrong_type() {
     assert_eq!(
-        error_paths(&with(release(), "packages", json!("kernel"))),
+        harness().error_paths(&with(release(), "packages", json!("kernel"))),
         ["/packages"]
     );
     assert_eq!(
-        error_paths(&with(release(), "packages", json!(["kernel", 7]))),
+        harness().error_paths(&with(release(), "packages", json!(["kernel", 7]))),
         ["/packages/1"]
     );
 }
@@ -296,16 +254,19 @@ fn wrong_type() {
 #[test]
 fn unknown_mode() {
     assert_eq!(
-        error_paths(&with(release(), "mode", json!("rebuild"))),
+        harness().error_paths(&with(release(), "mode", json!("rebuild"))),
         ["/mode"]
     );
-    assert_eq!(error_paths(&without(release(), "mode")), ["/mode"]);
+    assert_eq!(
+        harness().error_paths(&without(release(), "mode")),
+        ["/mode"]
+    );
 }
 
 #[test]
 fn empty_package_list() {
     assert_eq!(
-        error_paths(&with(release(), "packages", json!([]))),
+        harness().error_paths(&with(release(), "packages", json!([]))),
         ["/packages"]
     );
 }
@@ -314,7 +275,7 @@ fn empty_package_list() {
 fn too_many_packages() {
     let packages: Vec<String> = (0..5001).map(|i| format!("p{i}")).collect();
     assert_eq!(
-        error_paths(&with(release(), "packages", json!(packages))),
+        harness().error_paths(&with(release(), "packages", json!(packages))),
         ["/packages"]
     );
 }
@@ -322,11 +283,11 @@ fn too_many_packages() {
 #[test]
 fn bad_and_duplicate_package_names() {
     assert_eq!(
-        error_paths(&with(release(), "packages", json!(["bash", "-rf"]))),
+        harness().error_paths(&with(release(), "packages", json!(["bash", "-rf"]))),
         ["/packages/1"]
     );
     assert_eq!(
-        error_paths(&with(release(), "packages", json!(["bash", "a b"]))),
+        harness().error_paths(&with(release(), "packages", json!(["bash", "a b"]))),
         ["/packages/1"]
     );
     let errors = harness()
@@ -340,7 +301,7 @@ fn bad_and_duplicate_package_names() {
 #[test]
 fn bad_version_shape() {
     assert_eq!(
-        error_paths(&with(release(), "version", json!("24.03 LTS"))),
+        harness().error_paths(&with(release(), "version", json!("24.03 LTS"))),
         ["/version"]
     );
 }
@@ -421,7 +382,7 @@ fn http_base_iso_is_accepted_when_settings_allow_it() {
 #[test]
 fn bad_sha256() {
     assert_eq!(
-        error_paths(&with(customize(), "base_iso_sha256", json!("abc"))),
+        harness().error_paths(&with(customize(), "base_iso_sha256", json!("abc"))),
         ["/base_iso_sha256"]
     );
 }
@@ -430,7 +391,7 @@ fn bad_sha256() {
 fn bad_volume_label() {
     for label in ["lower", "", "WITH SPACE", "A".repeat(33).as_str()] {
         assert_eq!(
-            error_paths(&with(customize(), "volume_label", json!(label))),
+            harness().error_paths(&with(customize(), "volume_label", json!(label))),
             ["/volume_label"],
             "{label}"
         );
@@ -445,7 +406,7 @@ fn path_traversal_in_files() {
         json!({"/etc/../../root/.ssh/authorized_keys": "key"}),
     );
     assert_eq!(
-        error_paths(&params),
+        harness().error_paths(&params),
         ["/files/~1etc~1..~1..~1root~1.ssh~1authorized_keys"]
     );
 }
@@ -458,7 +419,7 @@ fn relative_and_odd_file_paths() {
         ("/a/./b", "/files/~1a~1.~1b"),
     ] {
         assert_eq!(
-            error_paths(&with(customize(), "files", json!({ path: "x" }))),
+            harness().error_paths(&with(customize(), "files", json!({ path: "x" }))),
             [pointer],
             "{path}"
         );
@@ -468,7 +429,7 @@ fn relative_and_odd_file_paths() {
 #[test]
 fn file_at_the_kickstart_path_conflicts_with_kickstart() {
     assert_eq!(
-        error_paths(&with(customize(), "files", json!({"/ks.cfg": "x"}))),
+        harness().error_paths(&with(customize(), "files", json!({"/ks.cfg": "x"}))),
         ["/files/~1ks.cfg"]
     );
     // Without a kickstart, /ks.cfg is an ordinary file.
@@ -486,7 +447,7 @@ fn too_many_files() {
     let files: serde_json::Map<String, Value> =
         (0..201).map(|i| (format!("/f{i}"), json!("x"))).collect();
     assert_eq!(
-        error_paths(&with(customize(), "files", Value::Object(files))),
+        harness().error_paths(&with(customize(), "files", Value::Object(files))),
         ["/files"]
     );
 }
@@ -495,17 +456,17 @@ fn too_many_files() {
 fn oversize_files() {
     let big = "x".repeat(600 * 1024);
     let params = with(customize(), "files", json!({"/a": big, "/b": big}));
-    assert_eq!(error_paths(&params), ["/files"]);
+    assert_eq!(harness().error_paths(&params), ["/files"]);
 }
 
 #[test]
 fn bad_resources_and_timeout() {
     assert_eq!(
-        error_paths(&with(release(), "resources", json!({"cpu": "-1"}))),
+        harness().error_paths(&with(release(), "resources", json!({"cpu": "-1"}))),
         ["/resources/cpu"]
     );
     assert_eq!(
-        error_paths(&with(release(), "timeout_seconds", json!(200_000))),
+        harness().error_paths(&with(release(), "timeout_seconds", json!(200_000))),
         ["/timeout_seconds"]
     );
 }

@@ -5,8 +5,8 @@
 #![allow(clippy::unwrap_used)]
 
 use omni_plugin_rpm::Rpm;
-use omni_sdk::testing::{Harness, check_kubernetes_types};
-use omni_sdk::{Error, Job, Plugin, Rendered};
+use omni_sdk::testing::{Harness, check_kubernetes_types, with};
+use omni_sdk::{Error, Job, Plugin};
 use serde_json::{Value, json};
 
 const TEMPLATES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../templates/rpm");
@@ -38,52 +38,31 @@ fn scm() -> Value {
     })
 }
 
-fn render(arch: &str, params: &Value) -> Rendered {
-    let rendered = harness().serialize(&Job::example(arch), params).unwrap();
-    check_kubernetes_types(&rendered).unwrap();
-    rendered
-}
-
-/// The paths of the field errors `params` gets.
-fn error_paths(harness: &Harness<Rpm>, params: &Value) -> Vec<String> {
-    harness
-        .validate(params)
-        .unwrap_err()
-        .into_iter()
-        .map(|e| e.path)
-        .collect()
-}
-
-fn with(mut params: Value, key: &str, value: Value) -> Value {
-    params[key] = value;
-    params
-}
-
 #[test]
 fn golden_inline_x86_64() {
-    insta::assert_snapshot!(render("x86_64", &inline()).to_yaml());
+    insta::assert_snapshot!(harness().render("x86_64", &inline()).to_yaml());
 }
 
 #[test]
 fn golden_inline_aarch64() {
-    insta::assert_snapshot!(render("aarch64", &inline()).to_yaml());
+    insta::assert_snapshot!(harness().render("aarch64", &inline()).to_yaml());
 }
 
 #[test]
 fn golden_scm_x86_64() {
-    insta::assert_snapshot!(render("x86_64", &scm()).to_yaml());
+    insta::assert_snapshot!(harness().render("x86_64", &scm()).to_yaml());
 }
 
 #[test]
 fn golden_scm_aarch64() {
-    insta::assert_snapshot!(render("aarch64", &scm()).to_yaml());
+    insta::assert_snapshot!(harness().render("aarch64", &scm()).to_yaml());
 }
 
 #[test]
 fn renders_the_node_arch_and_the_steps_in_order() {
     for (arch, node_arch) in [("x86_64", "amd64"), ("aarch64", "arm64")] {
         for params in [inline(), scm(), json!({"spec": SPEC})] {
-            let rendered = render(arch, &params);
+            let rendered = harness().render(arch, &params);
             let job = &rendered
                 .manifests
                 .iter()
@@ -104,7 +83,7 @@ fn renders_the_node_arch_and_the_steps_in_order() {
 
 #[test]
 fn job_and_config_map_carry_the_job_name_policy_and_inputs() {
-    let rendered = render("x86_64", &inline());
+    let rendered = harness().render("x86_64", &inline());
     let job_name = Job::example("x86_64").name;
     assert_eq!(rendered.primary, job_name);
     let cm = &rendered.manifests[0].body;
@@ -139,7 +118,7 @@ fn scm_values_reach_the_fetch_step_only_as_env_vars() {
         "ref": "main",
         "spec_path": "a/b.spec",
     });
-    let rendered = render("x86_64", &hostile);
+    let rendered = harness().render("x86_64", &hostile);
     let job = &rendered.manifests[1].body;
     let fetch = &job["spec"]["template"]["spec"]["initContainers"][0];
     assert!(!fetch["command"][2].as_str().unwrap().contains("reboot"));
@@ -207,17 +186,17 @@ fn unknown_key_is_reported_at_the_key() {
 #[test]
 fn unknown_key_inside_resources_is_reported_at_the_key() {
     let params = with(inline(), "resources", json!({"cpu": "1", "gpu": "1"}));
-    assert_eq!(error_paths(&harness(), &params), ["/resources/gpu"]);
+    assert_eq!(harness().error_paths(&params), ["/resources/gpu"]);
 }
 
 #[test]
 fn wrong_type() {
     assert_eq!(
-        error_paths(&harness(), &with(scm(), "timeout_seconds", json!("1h"))),
+        harness().error_paths(&with(scm(), "timeout_seconds", json!("1h"))),
         ["/timeout_seconds"]
     );
     assert_eq!(
-        error_paths(&harness(), &with(inline(), "spec", json!(["Name: x"]))),
+        harness().error_paths(&with(inline(), "spec", json!(["Name: x"]))),
         ["/spec"]
     );
 }
@@ -225,11 +204,11 @@ fn wrong_type() {
 #[test]
 fn timeout_out_of_range() {
     assert_eq!(
-        error_paths(&harness(), &with(scm(), "timeout_seconds", json!(59))),
+        harness().error_paths(&with(scm(), "timeout_seconds", json!(59))),
         ["/timeout_seconds"]
     );
     assert_eq!(
-        error_paths(&harness(), &with(scm(), "timeout_seconds", json!(172_801))),
+        harness().error_paths(&with(scm(), "timeout_seconds", json!(172_801))),
         ["/timeout_seconds"]
     );
 }
@@ -237,7 +216,7 @@ fn timeout_out_of_range() {
 #[test]
 fn bad_resources() {
     let params = with(scm(), "resources", json!({"cpu": "lots"}));
-    assert_eq!(error_paths(&harness(), &params), ["/resources/cpu"]);
+    assert_eq!(harness().error_paths(&params), ["/resources/cpu"]);
 }
 
 #[test]
@@ -264,7 +243,7 @@ fn scm_url_with_credentials_is_refused() {
         "scm_url",
         json!("https://me:token@example.com/a.git"),
     );
-    assert_eq!(error_paths(&harness(), &params), ["/scm_url"]);
+    assert_eq!(harness().error_paths(&params), ["/scm_url"]);
 }
 
 /// A copy of the templates with `settings.yaml` changed by `edit`, removed on drop.
@@ -319,7 +298,7 @@ fn broken_settings_fail_serialize_as_a_template_error() {
     // validate still answers, with the default policy.
     assert_eq!(harness.validate(&scm()), Ok(()));
     assert_eq!(
-        error_paths(&harness, &with(scm(), "scm_url", json!("http://e.com/a"))),
+        harness.error_paths(&with(scm(), "scm_url", json!("http://e.com/a"))),
         ["/scm_url"]
     );
     let err = harness
@@ -365,7 +344,7 @@ fn incomplete_scm_form_names_what_is_missing() {
 #[test]
 fn sources_are_not_allowed_with_scm() {
     let params = with(scm(), "sources", json!({"a.patch": "YQ=="}));
-    assert_eq!(error_paths(&harness(), &params), ["/sources"]);
+    assert_eq!(harness().error_paths(&params), ["/sources"]);
 }
 
 #[test]
@@ -379,7 +358,7 @@ fn bad_source_names() {
         ("spec", "/sources/spec"),
     ] {
         let params = with(inline(), "sources", json!({ name: "YQ==" }));
-        assert_eq!(error_paths(&harness(), &params), [pointer], "{name}");
+        assert_eq!(harness().error_paths(&params), [pointer], "{name}");
     }
 }
 
@@ -388,7 +367,7 @@ fn bad_base64() {
     for content in ["not base64!", "YQ", "Y Q==", "-_-_"] {
         let params = with(inline(), "sources", json!({"a.patch": content}));
         assert_eq!(
-            error_paths(&harness(), &params),
+            harness().error_paths(&params),
             ["/sources/a.patch"],
             "{content}"
         );
@@ -418,7 +397,7 @@ fn oversize_inline_sources() {
 #[test]
 fn oversize_inline_spec() {
     let params = json!({"spec": "#".repeat(omni_sdk::k8s::CONFIG_MAP_DATA_LIMIT + 1)});
-    assert_eq!(error_paths(&harness(), &params), ["/spec"]);
+    assert_eq!(harness().error_paths(&params), ["/spec"]);
 }
 
 #[test]
@@ -433,7 +412,7 @@ fn spec_path_traversal_and_shape() {
         "-x.spec",
     ] {
         let params = with(scm(), "spec_path", json!(path));
-        assert_eq!(error_paths(&harness(), &params), ["/spec_path"], "{path}");
+        assert_eq!(harness().error_paths(&params), ["/spec_path"], "{path}");
     }
     assert_eq!(
         harness().validate(&with(scm(), "spec_path", json!("pkgs/zlib-1.3/zlib.spec"))),
@@ -445,7 +424,7 @@ fn spec_path_traversal_and_shape() {
 fn bad_refs() {
     for git_ref in ["-bmain", "main..dev", "a b", "$(id)", "main.", ""] {
         let params = with(scm(), "ref", json!(git_ref));
-        assert_eq!(error_paths(&harness(), &params), ["/ref"], "{git_ref:?}");
+        assert_eq!(harness().error_paths(&params), ["/ref"], "{git_ref:?}");
     }
     for git_ref in [
         "v1.2.3",
@@ -472,7 +451,7 @@ fn bad_define_names_and_values() {
     ] {
         let params = with(scm(), "defines", json!({ name: value }));
         assert_eq!(
-            error_paths(&harness(), &params),
+            harness().error_paths(&params),
             [pointer],
             "{name} {value:?}"
         );

@@ -6,8 +6,8 @@
 #![allow(clippy::unwrap_used)]
 
 use omni_plugin_srpm::Srpm;
-use omni_sdk::testing::{Harness, check_kubernetes_types};
-use omni_sdk::{Job, Plugin, Rendered};
+use omni_sdk::Plugin;
+use omni_sdk::testing::{Harness, with};
 use serde_json::{Value, json};
 
 const TEMPLATES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../templates/srpm");
@@ -37,51 +37,31 @@ fn scm() -> Value {
     })
 }
 
-fn render(arch: &str, params: &Value) -> Rendered {
-    let rendered = harness().serialize(&Job::example(arch), params).unwrap();
-    check_kubernetes_types(&rendered).unwrap();
-    rendered
-}
-
-fn error_paths(harness: &Harness<Srpm>, params: &Value) -> Vec<String> {
-    harness
-        .validate(params)
-        .unwrap_err()
-        .into_iter()
-        .map(|e| e.path)
-        .collect()
-}
-
-fn with(mut params: Value, key: &str, value: Value) -> Value {
-    params[key] = value;
-    params
-}
-
 #[test]
 fn golden_inline_x86_64() {
-    insta::assert_snapshot!(render("x86_64", &inline()).to_yaml());
+    insta::assert_snapshot!(harness().render("x86_64", &inline()).to_yaml());
 }
 
 #[test]
 fn golden_inline_aarch64() {
-    insta::assert_snapshot!(render("aarch64", &inline()).to_yaml());
+    insta::assert_snapshot!(harness().render("aarch64", &inline()).to_yaml());
 }
 
 #[test]
 fn golden_scm_x86_64() {
-    insta::assert_snapshot!(render("x86_64", &scm()).to_yaml());
+    insta::assert_snapshot!(harness().render("x86_64", &scm()).to_yaml());
 }
 
 #[test]
 fn golden_scm_aarch64() {
-    insta::assert_snapshot!(render("aarch64", &scm()).to_yaml());
+    insta::assert_snapshot!(harness().render("aarch64", &scm()).to_yaml());
 }
 
 #[test]
 fn renders_the_node_arch_and_the_steps_in_order() {
     for (arch, node_arch) in [("x86_64", "amd64"), ("aarch64", "arm64")] {
         for params in [inline(), scm()] {
-            let rendered = render(arch, &params);
+            let rendered = harness().render(arch, &params);
             let pod = &rendered.manifests[1].body["spec"]["template"]["spec"];
             assert_eq!(pod["nodeSelector"]["kubernetes.io/arch"], node_arch);
             let steps: Vec<&str> = ["initContainers", "containers"]
@@ -115,7 +95,7 @@ fn both_forms_validate() {
 #[test]
 fn http_scm_url_is_accepted_only_when_settings_allow_it() {
     let params = with(scm(), "scm_url", json!("http://example.com/a.git"));
-    assert_eq!(error_paths(&harness(), &params), ["/scm_url"]);
+    assert_eq!(harness().error_paths(&params), ["/scm_url"]);
 
     let dir = std::env::temp_dir().join(format!("omni-srpm-insecure-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -137,7 +117,7 @@ macro_rules! bad_params {
     ($($name:ident: $params:expr => $pointer:expr;)*) => {$(
         #[test]
         fn $name() {
-            assert_eq!(error_paths(&harness(), &$params), [$pointer]);
+            assert_eq!(harness().error_paths(&$params), [$pointer]);
         }
     )*};
 }
