@@ -51,7 +51,7 @@ test: lint plugins
 ## bench: the performance figures of the README ("Performance"): the plugin host, running jobs
 ## (the local engine, then 1,000 and 10,000 jobs at once on the Kubernetes testbed, started as
 ## for `make test`), then the job service on each store (the Cassandra testbed is started, or
-## OMNI_TEST_CASSANDRA is used).
+## OMNI_TEST_CASSANDRA is used), then webhook deliveries and the SSE stream's lag.
 bench: plugins
 	$(CARGO) bench --locked -p omni-runtime --bench plugins
 	$(CARGO) bench --locked -p omni-scheduler --bench local
@@ -61,6 +61,7 @@ bench: plugins
 	$(CARGO) bench --locked -p omni-scheduler --bench kube -- 10000
 	OMNI_TEST_CASSANDRA=$${OMNI_TEST_CASSANDRA:-$$(./tests/testbed/cassandra.sh start)} \
 		$(CARGO) bench --locked -p omni-api --bench jobs
+	$(CARGO) bench --locked -p omni-api --bench events
 
 fmt:
 	$(CARGO) fmt --all

@@ -1,6 +1,7 @@
 //! # omni-api: the HTTP API
 //!
-//! The routes of `../shared/API.md` that exist so far — jobs, plugins and health — as an axum
+//! The routes of `../shared/API.md` that exist so far — jobs, events, webhooks, plugins and
+//! health — as an axum
 //! [`Router`] built by [`router`] over an [`AppState`]. It owns request parsing, limits and the
 //! mapping of every domain error to one `application/problem+json` answer ([`problem`]); it
 //! knows nothing of how plugins run (`omni-runtime`), how jobs are kept (`omni-jobs` over an
@@ -10,6 +11,9 @@
 //! - [`problem`]: the error type every handler returns and its one mapping to HTTP.
 //! - [`jobs`]: `POST /v1/jobs`, `GET /v1/jobs`, `GET /v1/jobs/{id}`, `DELETE /v1/jobs/{id}`.
 //! - [`logs`]: `GET /v1/jobs/{id}/logs`, pages or followed as server-sent events.
+//! - [`events`]: `GET /v1/events`, the job-change event stream as server-sent events.
+//! - [`webhooks`]: `POST /v1/webhooks`, `GET /v1/webhooks`, `GET /v1/webhooks/{id}`,
+//!   `DELETE /v1/webhooks/{id}` (delivery itself is `omni-webhooks`').
 //! - [`plugins`]: `GET /v1/plugins`, `GET /v1/plugins/{task}`, `POST /v1/plugins/{task}/render`,
 //!   `POST /v1/plugins/reload`.
 //! - `/healthz` and `/readyz` here: ready means the store answers and the plugins directory
@@ -27,10 +31,14 @@ use omni_engine::Engine;
 use omni_jobs::JobService;
 use omni_runtime::Registry;
 
+pub mod events;
 pub mod jobs;
 pub mod logs;
 pub mod plugins;
 pub mod problem;
+pub mod webhooks;
+
+pub use events::EventsConfig;
 
 pub use problem::Problem;
 
@@ -48,6 +56,8 @@ pub struct AppState {
     pub body_limit: usize,
     /// The engines jobs run on (for `/readyz`).
     pub engines: Vec<Arc<dyn Engine>>,
+    /// How event streams poll and keep connections alive.
+    pub events: EventsConfig,
 }
 
 impl AppState {
@@ -64,6 +74,8 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .nest("/v1/jobs", jobs::routes())
+        .nest("/v1/events", events::routes())
+        .nest("/v1/webhooks", webhooks::routes())
         .nest("/v1/plugins", plugins::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

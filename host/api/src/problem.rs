@@ -88,6 +88,11 @@ impl Problem {
                 ),
             ),
             StoreError::NotFound(id) => Self::no_such_job(&id.to_string()),
+            StoreError::BadEventId(id) => Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid request",
+                format!("{id:?} is not an event id of this server"),
+            ),
             other => {
                 tracing::error!(error = %other, "store error");
                 Self::new(

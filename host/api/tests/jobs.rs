@@ -441,6 +441,26 @@ impl Store for Unreachable {
     async fn delete_webhook(&self, _: uuid::Uuid) -> omni_store::Result<bool> {
         Err(down())
     }
+    async fn read_events(
+        &self,
+        _: Option<&str>,
+        _: &omni_store::EventFilter,
+        _: usize,
+    ) -> omni_store::Result<omni_store::EventPage> {
+        Err(down())
+    }
+    async fn events_head(&self) -> omni_store::Result<String> {
+        Err(down())
+    }
+    async fn get_delivery(
+        &self,
+        _: uuid::Uuid,
+    ) -> omni_store::Result<Option<omni_store::Delivery>> {
+        Err(down())
+    }
+    async fn put_delivery(&self, _: &omni_store::Delivery) -> omni_store::Result<()> {
+        Err(down())
+    }
 }
 
 fn down() -> StoreError {
@@ -459,6 +479,7 @@ async fn an_unreachable_store_is_503_with_retry_after() {
         namespace: "omni-jobs".into(),
         body_limit: DEFAULT_BODY_LIMIT,
         engines: Vec::new(),
+        events: Default::default(),
     });
     for (method, uri, body) in [
         ("POST", "/v1/jobs", json_body(&srpm("a"))),
@@ -470,6 +491,21 @@ async fn an_unreachable_store_is_503_with_retry_after() {
             None,
         ),
         ("GET", "/readyz", None),
+        ("GET", "/v1/events", None),
+        ("GET", "/v1/events?after=1", None),
+        (
+            "POST",
+            "/v1/webhooks",
+            json_body(
+                &serde_json::json!({"url": "https://x.example/", "events": ["*"], "secret": "s"}),
+            ),
+        ),
+        ("GET", "/v1/webhooks", None),
+        (
+            "DELETE",
+            "/v1/webhooks/6c1e2a2e-c9a4-11f0-8000-010203040506",
+            None,
+        ),
     ] {
         let (status, headers, problem) = call_with(&app, method, uri, &[], body).await;
         assert_eq!(

@@ -12,6 +12,7 @@
 //! [store.embedded]               # the default store: one file under data_dir
 //! job_ttl = "30d"                  # finished jobs (with history and logs) are removed after this
 //! idempotency_ttl = "24h"          # how long an Idempotency-Key is remembered
+//! event_ttl = "7d"                 # job-change events (GET /v1/events, webhooks) are kept this long
 //! sweep_interval = "10m"           # how often expired records are removed
 //!
 //! [store.cassandra]              # use Cassandra/ScyllaDB instead (OMNI_CASSANDRA_CONTACT_POINTS)
@@ -20,6 +21,22 @@
 //! replication = { class = "NetworkTopologyStrategy", datacenters = { dc1 = 3 } }
 //! job_ttl = "30d"
 //! idempotency_ttl = "24h"
+//! event_ttl = "7d"
+//! event_settle = "2s"              # event readers stay this far behind now (other replicas' writes)
+//!
+//! [events]                       # GET /v1/events
+//! ttl = "7d"                       # sets event_ttl of whichever store is used
+//! poll_interval = "1s"             # an idle stream reads the store this often (other replicas' events)
+//! keep_alive = "15s"               # comment lines on idle streams
+//!
+//! [webhooks]                     # delivery (one replica delivers, holding the "webhooks" lease)
+//! timeout = "10s"                  # one delivery's deadline; a timeout is retried
+//! min_backoff = "500ms"            # retries wait up to this, doubling each time (full jitter) ...
+//! max_backoff = "5m"               # ... up to this, until the receiver answers 2xx
+//! lease_ttl = "15s"
+//! poll_interval = "1s"             # the store is read this often for other replicas' events
+//! window = 512                     # events per webhook in flight (the most a restart sends again)
+//! concurrency = 64                 # jobs whose events go out at once, per webhook
 //!
 //! [plugins]
 //! max_instances = 256              # plugin instances running at once (0: no pooling)
@@ -72,6 +89,7 @@ use omni_runtime::LimitsConfig;
 use omni_scheduler::SchedulerConfig;
 use omni_store_cassandra::CassandraConfig;
 use omni_store_embedded::EmbeddedConfig;
+use omni_webhooks::WebhooksConfig;
 use serde::Deserialize;
 
 use crate::default_path;
@@ -93,6 +111,41 @@ pub struct Config {
     pub scheduler: SchedulerConfig,
     /// `[logs]`: what stored logs keep to, and how far live followers may fall behind.
     pub logs: LogLimits,
+    pub events: EventsConfig,
+    pub webhooks: WebhooksConfig,
+}
+
+/// `[events]`: the event stream. `ttl` sets the store's `event_ttl` (embedded or Cassandra).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    #[serde(with = "humantime_serde")]
+    pub ttl: Option<std::time::Duration>,
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: std::time::Duration,
+    #[serde(with = "humantime_serde")]
+    pub keep_alive: std::time::Duration,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        let stream = omni_api::EventsConfig::default();
+        Self {
+            ttl: None,
+            poll_interval: stream.poll_interval,
+            keep_alive: stream.keep_alive,
+        }
+    }
+}
+
+impl EventsConfig {
+    /// The API's part.
+    pub fn stream(&self) -> omni_api::EventsConfig {
+        omni_api::EventsConfig {
+            poll_interval: self.poll_interval,
+            keep_alive: self.keep_alive,
+        }
+    }
 }
 
 /// One `[[engines]]` entry; `kind` says which.
@@ -116,6 +169,14 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
+    /// Sets the event TTL of both backends' settings (from `[events] ttl`).
+    pub fn set_event_ttl(&mut self, ttl: std::time::Duration) {
+        self.embedded.event_ttl = ttl;
+        if let Some(cassandra) = &mut self.cassandra {
+            cassandra.event_ttl = ttl;
+        }
+    }
+
     /// `OMNI_CASSANDRA_CONTACT_POINTS` (comma-separated `host:port`s) and
     /// `OMNI_CASSANDRA_KEYSPACE` override `[store.cassandra]`; the first turns it on.
     pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) {
@@ -170,6 +231,8 @@ impl Default for Config {
             engines: vec![EngineConfig::Local(LocalEngineConfig::new())],
             scheduler: SchedulerConfig::default(),
             logs: LogLimits::default(),
+            events: EventsConfig::default(),
+            webhooks: WebhooksConfig::default(),
         }
     }
 }
@@ -239,6 +302,19 @@ mod tests {
         let cassandra = config.store.cassandra.unwrap();
         assert_eq!(cassandra.contact_points.len(), 2);
         assert_eq!(config.store.embedded.sweep_interval.as_secs(), 600);
+        assert_eq!(config.store.embedded.event_ttl.as_secs(), 7 * 24 * 3600);
+        assert_eq!(cassandra.event_settle.as_secs(), 2);
+        assert_eq!(config.events.ttl.map(|t| t.as_secs()), Some(7 * 24 * 3600));
+        assert_eq!(config.events.stream().keep_alive.as_secs(), 15);
+        assert_eq!(config.webhooks.max_backoff.as_secs(), 300);
+        assert_eq!(config.webhooks.window, 512);
+        let err = toml::from_str::<Config>("[webhooks]\nmax_backof = \"1s\"\n").unwrap_err();
+        assert!(
+            err.to_string().contains("unknown field `max_backof`"),
+            "{err}"
+        );
+        let err = toml::from_str::<Config>("[events]\nttl = \"soon\"\n").unwrap_err();
+        assert!(err.to_string().contains("ttl"), "{err}");
     }
 
     #[test]

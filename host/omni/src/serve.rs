@@ -54,6 +54,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         config.data_dir = v;
     }
     config.store.apply_env(|name| std::env::var(name).ok());
+    if let Some(ttl) = config.events.ttl {
+        config.store.set_event_ttl(ttl);
+    }
     init_logging();
     if !config.listen.ip().is_loopback() {
         anyhow::bail!(
@@ -122,12 +125,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         config.namespace.clone(),
     )?;
     let _scheduler = scheduler.spawn();
+    let deliverer = omni_webhooks::Deliverer::new(jobs.clone(), config.webhooks.clone())?;
+    let _deliverer = deliverer.spawn();
 
     let app = omni_api::router(AppState {
         jobs,
         namespace: config.namespace.clone(),
         body_limit: config.body_limit_kib << 10,
         engines,
+        events: config.events.stream(),
     });
     tracing::info!("omni listening on http://{}", listener.local_addr()?);
     axum::serve(listener, app)

@@ -20,6 +20,8 @@ const MAX_TTL: Duration = Duration::from_secs(630_720_000);
 /// local_datacenter = "dc1"
 /// job_ttl = "30d"
 /// idempotency_ttl = "24h"
+/// event_ttl = "7d"
+/// event_settle = "2s"
 /// request_timeout = "10s"
 /// connect_timeout = "5s"
 /// consistency = "local_quorum"
@@ -55,6 +57,15 @@ pub struct CassandraConfig {
     /// How long an idempotency key is remembered (at most `job_ttl`).
     #[serde(default = "default_idempotency_ttl", deserialize_with = "ttl")]
     pub idempotency_ttl: Duration,
+    /// How long an event of the event stream is kept.
+    #[serde(default = "default_event_ttl", deserialize_with = "ttl")]
+    pub event_ttl: Duration,
+    /// How far behind now readers of the event stream stay: an event is read only once its
+    /// id's time is this old, so that events other replicas are still writing cannot be passed.
+    /// A writer whose event took longer than half of this to write writes it again under a new
+    /// id, so the clocks of the replicas must agree to within half of it.
+    #[serde(default = "default_event_settle", with = "humantime_serde")]
+    pub event_settle: Duration,
     /// How long one request may take before the call fails as unavailable.
     #[serde(default = "default_request_timeout", with = "humantime_serde")]
     pub request_timeout: Duration,
@@ -81,6 +92,8 @@ impl CassandraConfig {
             password: None,
             job_ttl: default_job_ttl(),
             idempotency_ttl: default_idempotency_ttl(),
+            event_ttl: default_event_ttl(),
+            event_settle: default_event_settle(),
             request_timeout: default_request_timeout(),
             connect_timeout: default_connect_timeout(),
             consistency: Consistency::default(),
@@ -97,8 +110,12 @@ impl CassandraConfig {
         for (name, ttl) in [
             ("job_ttl", self.job_ttl),
             ("idempotency_ttl", self.idempotency_ttl),
+            ("event_ttl", self.event_ttl),
         ] {
             check_ttl(ttl).map_err(|e| format!("{name}: {e}"))?;
+        }
+        if self.event_settle.is_zero() {
+            return Err("event_settle must be longer than zero".into());
         }
         if self.request_timeout.is_zero() || self.connect_timeout.is_zero() {
             return Err("timeouts must be longer than zero".into());
@@ -122,6 +139,8 @@ impl std::fmt::Debug for CassandraConfig {
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("job_ttl", &self.job_ttl)
             .field("idempotency_ttl", &self.idempotency_ttl)
+            .field("event_ttl", &self.event_ttl)
+            .field("event_settle", &self.event_settle)
             .field("request_timeout", &self.request_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("consistency", &self.consistency)
@@ -248,6 +267,14 @@ fn default_job_ttl() -> Duration {
 
 fn default_idempotency_ttl() -> Duration {
     Duration::from_secs(24 * 3600)
+}
+
+fn default_event_ttl() -> Duration {
+    Duration::from_secs(7 * 24 * 3600)
+}
+
+fn default_event_settle() -> Duration {
+    Duration::from_secs(2)
 }
 
 fn default_request_timeout() -> Duration {

@@ -211,6 +211,11 @@ pub(crate) struct Statements {
     pub delete_webhook_by_domain: PreparedStatement,
     pub list_webhooks: PreparedStatement,
     pub list_webhooks_by_domain: PreparedStatement,
+    pub insert_event: PreparedStatement,
+    pub read_events: PreparedStatement,
+    pub get_delivery: PreparedStatement,
+    pub put_delivery: PreparedStatement,
+    pub delete_delivery: PreparedStatement,
 }
 
 /// Whether a statement is a plain read or write (retried by the driver, at the configured
@@ -385,6 +390,28 @@ impl Statements {
                 Plain,
             )
             .await?,
+            insert_event: prepare(
+                "INSERT INTO events_by_hour (hour, id, event) VALUES (?, ?, ?) USING TTL ?",
+                Plain,
+            )
+            .await?,
+            read_events: prepare(
+                "SELECT id, event FROM events_by_hour WHERE hour = ? AND id > ? AND id < ? LIMIT ?",
+                Plain,
+            )
+            .await?,
+            get_delivery: prepare(
+                "SELECT delivery FROM webhook_deliveries WHERE webhook_id = ?",
+                Plain,
+            )
+            .await?,
+            put_delivery: prepare(
+                "INSERT INTO webhook_deliveries (webhook_id, delivery) VALUES (?, ?)",
+                Plain,
+            )
+            .await?,
+            delete_delivery: prepare("DELETE FROM webhook_deliveries WHERE webhook_id = ?", Plain)
+                .await?,
         })
     }
 }

@@ -11,7 +11,9 @@
 //! [`migrations/README.md`](https://github.com/omni-build/omni/blob/main/host/store-cassandra/migrations/README.md)
 //! (also below). In short: one row per job (`jobs_by_id`, with its history), job listings in day
 //! buckets (`jobs_by_day`), one log partition per job and step (`job_logs`, `job_log_steps`),
-//! `idempotency_keys`, `leases`, `webhooks` and `webhooks_by_domain`. Every partition is bounded.
+//! `idempotency_keys`, `leases`, `webhooks` and `webhooks_by_domain`, the job-change event stream
+//! in hour buckets (`events_by_hour`) and the webhooks' delivery state (`webhook_deliveries`).
+//! Every partition is bounded.
 //!
 //! Consistency: plain reads and writes at the configured level (`LOCAL_QUORUM` by default);
 //! lightweight transactions (Paxos, `SERIAL`) only where correctness needs a compare-and-set:
@@ -55,9 +57,9 @@ use scylla::value::CqlTimeuuid;
 use uuid::Uuid;
 
 use omni_store::{
-    Created, IdempotencyKey, Job, JobId, JobPage, JobQuery, JobState, Lease, LogLine, LogPage,
-    LogQuery, LogStream, Result, StateChange, Step, Store, StoreError, Transition, Webhook,
-    id_time,
+    Created, Delivery, Event, EventFilter, EventPage, IdempotencyKey, Job, JobId, JobPage,
+    JobQuery, JobState, Lease, LogLine, LogPage, LogQuery, LogStream, Result, StateChange, Step,
+    Store, StoreError, Transition, Webhook, id_time,
 };
 
 mod config;
@@ -100,6 +102,9 @@ struct Inner {
     consistency: scylla::statement::Consistency,
     job_ttl: i32,
     key_ttl: i32,
+    event_ttl: i32,
+    /// How far behind now event readers stay (see [`CassandraConfig::event_settle`]).
+    event_settle: TimeDelta,
     /// How far back a listing walks day buckets: a job lives `job_ttl` after its last change,
     /// which may be a while after the day it was made.
     listing_horizon: TimeDelta,
@@ -206,6 +211,9 @@ impl CassandraStore {
                 consistency,
                 job_ttl,
                 key_ttl,
+                event_ttl: ttl_secs(config.event_ttl),
+                event_settle: TimeDelta::from_std(config.event_settle)
+                    .unwrap_or(TimeDelta::seconds(2)),
                 listing_horizon,
                 keyspace: config.keyspace.clone(),
             }),
@@ -537,6 +545,7 @@ impl Store for CassandraStore {
         }
         let Some(key) = key else {
             self.insert_job(job, None).await?;
+            self.record_event(job, &creation(job)).await;
             return Ok(Created::New(job.clone()));
         };
         // Claim the key first. The key row holds the whole job, so whoever finds the key claimed
@@ -559,6 +568,7 @@ impl Store for CassandraStore {
         if answer.applied || claimed_by == Some(job.id) {
             // Ours (also when an earlier attempt with an unknown outcome claimed it).
             self.insert_job(job, Some(&key.key)).await?;
+            self.record_event(job, &creation(job)).await;
             return Ok(Created::New(job.clone()));
         }
         let Some(first_id) = claimed_by else {
@@ -717,6 +727,7 @@ impl Store for CassandraStore {
                 if let Err(e) = self.write_day_row(&job).await {
                     tracing::warn!(job = %id, error = %e, "could not refresh a job's listing entry");
                 }
+                self.record_event(&job, &change).await;
                 return Ok((job, change));
             }
             // The row changed under us (another transition, or new steps): look again.
@@ -1104,6 +1115,11 @@ impl Store for CassandraStore {
     }
 
     async fn delete_webhook(&self, id: Uuid) -> Result<bool> {
+        self.inner
+            .session
+            .execute_unpaged(&self.inner.st.delete_delivery, (id,))
+            .await
+            .map_err(|e| unavailable("deleting a webhook's delivery state", e))?;
         let Some(domain) = self.webhook_domain(id).await? else {
             return Ok(false);
         };
@@ -1124,6 +1140,218 @@ impl Store for CassandraStore {
         result.map_err(|e| unavailable("deleting a webhook", e))?;
         Ok(true)
     }
+
+    async fn read_events(
+        &self,
+        after: Option<&str>,
+        filter: &EventFilter,
+        limit: usize,
+    ) -> Result<EventPage> {
+        let now = Utc::now();
+        let start = match after {
+            Some(after) => parse_event_id(after)?,
+            None => position_at(now - TimeDelta::seconds(i64::from(self.inner.event_ttl))),
+        };
+        // Events younger than the settle time may still be written by another replica: stay
+        // behind them, so none is passed before it is there.
+        let visible_until = (now - self.inner.event_settle).trunc_subsecs(3);
+        let upper = position_at(visible_until);
+        let mut cursor = start;
+        let mut items = Vec::new();
+        let Some(start_time) = id_time(start) else {
+            return Err(StoreError::BadEventId(start.to_string()));
+        };
+        if start_time >= visible_until || limit == 0 {
+            return Ok(EventPage {
+                items,
+                next: start.to_string(),
+            });
+        }
+        let scan_limit = i32::try_from(EVENT_PAGE_ROWS).unwrap_or(i32::MAX);
+        let mut scanned = 0;
+        let mut hour = hour_of(start_time);
+        let last_hour = hour_of(visible_until);
+        while hour <= last_hour {
+            loop {
+                let rows = self
+                    .inner
+                    .session
+                    .execute_unpaged(
+                        &self.inner.st.read_events,
+                        (hour, timeuuid(cursor), timeuuid(upper), scan_limit),
+                    )
+                    .await
+                    .map_err(|e| unavailable("reading events", e))?
+                    .into_rows_result()
+                    .map_err(|e| unavailable("reading events", e))?;
+                let mut count = 0;
+                for row in rows
+                    .rows::<(CqlTimeuuid, Option<String>)>()
+                    .map_err(|e| corrupt(format!("events_by_hour: {e}")))?
+                {
+                    let (id, event) = row.map_err(|e| corrupt(format!("events_by_hour: {e}")))?;
+                    count += 1;
+                    scanned += 1;
+                    cursor = id.into();
+                    let Some(event) = event else { continue };
+                    let event: Event = serde_json::from_str(&event)
+                        .map_err(|e| corrupt(format!("event {cursor}: {e}")))?;
+                    if filter.matches(&event) {
+                        items.push(event);
+                        if items.len() == limit {
+                            return Ok(EventPage {
+                                items,
+                                next: cursor.to_string(),
+                            });
+                        }
+                    }
+                }
+                if scanned >= EVENT_SCAN_ROWS {
+                    return Ok(EventPage {
+                        items,
+                        next: cursor.to_string(),
+                    });
+                }
+                if count < EVENT_PAGE_ROWS {
+                    break;
+                }
+            }
+            hour += TimeDelta::hours(1);
+        }
+        // Everything before `upper` has been looked at.
+        Ok(EventPage {
+            items,
+            next: upper.to_string(),
+        })
+    }
+
+    async fn events_head(&self) -> Result<String> {
+        Ok(position_at(Utc::now() - self.inner.event_settle).to_string())
+    }
+
+    async fn get_delivery(&self, webhook_id: Uuid) -> Result<Option<Delivery>> {
+        let rows = self
+            .inner
+            .session
+            .execute_unpaged(&self.inner.st.get_delivery, (webhook_id,))
+            .await
+            .map_err(|e| unavailable("reading a webhook's delivery state", e))?
+            .into_rows_result()
+            .map_err(|e| unavailable("reading a webhook's delivery state", e))?;
+        let row: Option<(Option<String>,)> = rows
+            .maybe_first_row()
+            .map_err(|e| corrupt(format!("delivery of webhook {webhook_id}: {e}")))?;
+        match row {
+            Some((Some(text),)) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| corrupt(format!("delivery of webhook {webhook_id}: {e}"))),
+            _ => Ok(None),
+        }
+    }
+
+    async fn put_delivery(&self, delivery: &Delivery) -> Result<()> {
+        self.inner
+            .session
+            .execute_unpaged(
+                &self.inner.st.put_delivery,
+                (delivery.webhook_id, to_json(delivery)?),
+            )
+            .await
+            .map_err(|e| unavailable("writing a webhook's delivery state", e))?;
+        Ok(())
+    }
+}
+
+/// Rows per read of an hour of events.
+const EVENT_PAGE_ROWS: usize = 1000;
+/// The most events one `read_events` looks at (matching or not).
+const EVENT_SCAN_ROWS: usize = 16 * 1000;
+/// Attempts at writing one event before it is given up (and logged).
+const EVENT_WRITE_ATTEMPTS: usize = 5;
+
+impl CassandraStore {
+    /// Records a change in the event stream, right after the change itself was stored (the
+    /// change is a compare-and-set on the job's partition; the event lives in another
+    /// partition, so it cannot be part of it). The event's id is made just before it is
+    /// written; when the write took longer than half the settle time, readers may already have
+    /// passed that id, so the event is written again under a new one (a reader may then get it
+    /// twice, never not at all). When the store cannot be written, the event is logged and lost:
+    /// the change itself is made and stays made.
+    async fn record_event(&self, job: &Job, change: &StateChange) {
+        let half_settle = self.inner.event_settle / 2;
+        for attempt in 1..=EVENT_WRITE_ATTEMPTS {
+            let started = Utc::now();
+            let id = omni_store::new_job_id();
+            let event = Event::new(id.to_string(), job, change);
+            let text = match to_json(&event) {
+                Ok(text) => text,
+                Err(error) => {
+                    tracing::error!(job = %job.id, %error, "cannot encode an event");
+                    return;
+                }
+            };
+            let hour = hour_of(id_time(id).unwrap_or(started));
+            let written = self
+                .inner
+                .session
+                .execute_unpaged(
+                    &self.inner.st.insert_event,
+                    (hour, timeuuid(id), text, self.inner.event_ttl),
+                )
+                .await;
+            match written {
+                Ok(_) if Utc::now() - started <= half_settle => return,
+                Ok(_) => {
+                    tracing::warn!(job = %job.id, event = %id, attempt, "an event took longer than half the settle time to write; writing it again under a new id");
+                }
+                Err(error) => {
+                    tracing::warn!(job = %job.id, %error, attempt, "cannot write an event");
+                }
+            }
+        }
+        tracing::error!(job = %job.id, to = %change.to, "an event could not be recorded; readers will not see it");
+    }
+}
+
+/// Entry 0 of a new job's history.
+fn creation(job: &Job) -> StateChange {
+    StateChange {
+        job_id: job.id,
+        seq: 0,
+        from: None,
+        to: job.state,
+        time: job.created_at,
+        message: job.message.clone(),
+    }
+}
+
+/// An event id of this store: a time-based uuid.
+fn parse_event_id(id: &str) -> Result<Uuid> {
+    Uuid::parse_str(id)
+        .ok()
+        .filter(|id| is_timeuuid(*id) && id_time(*id).is_some())
+        .filter(|_| id.len() == 36)
+        .ok_or_else(|| StoreError::BadEventId(id.to_owned()))
+}
+
+/// The position just before every id of `time` (Cassandra's `minTimeuuid`): its clock is `time`
+/// and the rest of its bytes are the smallest Cassandra orders (0x80, signed -128), so `id >
+/// position` holds for every id made at or after `time`, `id < position` for every one before.
+fn position_at(time: DateTime<Utc>) -> Uuid {
+    let ticks = u64::try_from(
+        time.timestamp_micros()
+            .saturating_mul(10)
+            .saturating_add(0x01B2_1DD2_1381_4000),
+    )
+    .unwrap_or(0);
+    let timestamp = uuid::Timestamp::from_gregorian_time(ticks, 0x0080);
+    Uuid::new_v1(timestamp, &[0x80; 6])
+}
+
+/// The start of the hour `time` is in: the partition of the events made in it.
+fn hour_of(time: DateTime<Utc>) -> DateTime<Utc> {
+    let secs = time.timestamp();
+    DateTime::from_timestamp(secs - secs.rem_euclid(3600), 0).unwrap_or(time)
 }
 
 /// The id of a listing row worth reading the job for: the row's immutable columns match, and

@@ -61,11 +61,18 @@ impl Migration {
 }
 
 /// Every migration, oldest first.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_init",
-    cql: include_str!("../migrations/0001_init.cql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_init",
+        cql: include_str!("../migrations/0001_init.cql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_events",
+        cql: include_str!("../migrations/0002_events.cql"),
+    },
+];
 
 /// How long a migration lock holds without its holder.
 const LOCK_TTL: Duration = Duration::from_secs(120);

@@ -9,8 +9,12 @@
 //! after its write is on disk, yet a burst of submissions costs a handful of fsyncs, not one
 //! each. Reads run on tokio's blocking pool against a snapshot, never waiting for the writer.
 //!
+//! Every job change is also an event of the event stream, numbered by a counter and written in
+//! the same transaction as the change (see `tables`).
+//!
 //! Retention: a sweeper removes finished jobs (with their history and logs) once `job_ttl` has
-//! passed since they ended, and idempotency keys after `idempotency_ttl`.
+//! passed since they ended, events after `event_ttl`, and idempotency keys after
+//! `idempotency_ttl`.
 //!
 //! This crate knows the [`Store`] trait and redb, nothing of HTTP, plugins or engines.
 //!
@@ -26,8 +30,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use omni_store::{
-    Created, IdempotencyKey, Job, JobId, JobPage, JobQuery, Lease, LogLine, LogPage, LogQuery,
-    Result, StateChange, Step, Store, StoreError, Transition, Webhook,
+    Created, Delivery, Event, EventFilter, EventPage, IdempotencyKey, Job, JobId, JobPage,
+    JobQuery, Lease, LogLine, LogPage, LogQuery, Result, StateChange, Step, Store, StoreError,
+    Transition, Webhook,
 };
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use serde::Deserialize;
@@ -49,6 +54,10 @@ pub struct EmbeddedConfig {
     /// How long an idempotency key is remembered.
     #[serde(with = "humantime_serde")]
     pub idempotency_ttl: Duration,
+    /// How long an event of the event stream is kept (a webhook receiver down for longer misses
+    /// the events that expired meanwhile).
+    #[serde(with = "humantime_serde")]
+    pub event_ttl: Duration,
     /// How often expired records are swept.
     #[serde(with = "humantime_serde")]
     pub sweep_interval: Duration,
@@ -59,6 +68,7 @@ impl Default for EmbeddedConfig {
         EmbeddedConfig {
             job_ttl: Duration::from_secs(30 * 24 * 3600),
             idempotency_ttl: Duration::from_secs(24 * 3600),
+            event_ttl: Duration::from_secs(7 * 24 * 3600),
             sweep_interval: Duration::from_secs(600),
         }
     }
@@ -111,13 +121,39 @@ impl EmbeddedStore {
     }
 
     /// Removes what has expired at `now`: finished jobs older than `job_ttl` (with history and
-    /// logs) and idempotency keys older than `idempotency_ttl`. Returns how many jobs went.
+    /// logs), events older than `event_ttl` and idempotency keys older than `idempotency_ttl`.
+    /// Returns how many jobs went.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`] when the write fails.
     pub async fn sweep(&self, now: DateTime<Utc>) -> Result<usize> {
         let job_cutoff = millis(now - delta(self.inner.config.job_ttl));
         let key_cutoff = millis(now - delta(self.inner.config.idempotency_ttl));
+        let event_cutoff = now - delta(self.inner.config.event_ttl);
+        loop {
+            // Events are numbered in time order: the expired ones are a prefix of the table.
+            let chunk = self
+                .write(move |txn| {
+                    let mut events = txn.open_table(EVENTS)?;
+                    let mut due = Vec::new();
+                    for entry in events.iter()?.take(1024) {
+                        let (key, value) = entry?;
+                        let event: Event = decode(value.value())?;
+                        if event.time >= event_cutoff {
+                            break;
+                        }
+                        due.push(key.value());
+                    }
+                    for key in &due {
+                        events.remove(key)?;
+                    }
+                    Ok(due.len())
+                })
+                .await?;
+            if chunk < 1024 {
+                break;
+            }
+        }
         let mut removed = 0;
         loop {
             // In chunks, so one sweep does not hold the writer for long.
@@ -227,6 +263,35 @@ fn purge(txn: &redb::WriteTransaction, id: u128) -> Result<bool, OpError> {
     Ok(true)
 }
 
+/// Records `change` of `job` in the event stream, inside the change's own transaction.
+fn record_event(
+    txn: &redb::WriteTransaction,
+    job: &Job,
+    change: &StateChange,
+) -> Result<(), OpError> {
+    let mut meta = txn.open_table(META)?;
+    let last = meta.get(EVENT_SEQ)?.map_or(0, |v| v.value());
+    let number = last + 1;
+    meta.insert(EVENT_SEQ, number)?;
+    let event = Event::new(number.to_string(), job, change);
+    txn.open_table(EVENTS)?
+        .insert(number, encode(&event)?.as_slice())?;
+    Ok(())
+}
+
+/// An event id of this store: the event's number in decimal.
+fn parse_event_id(id: &str) -> Result<u64, OpError> {
+    if id.is_empty() || id.len() > 20 || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(OpError::Store(StoreError::BadEventId(id.to_owned())));
+    }
+    id.parse()
+        .map_err(|_| OpError::Store(StoreError::BadEventId(id.to_owned())))
+}
+
+/// The most events one read looks at (matching or not), so a rare filter cannot make a read
+/// walk the whole stream at once.
+const EVENT_SCAN: usize = 16 * 1024;
+
 fn get_job(
     table: &impl ReadableTable<u128, &'static [u8]>,
     id: JobId,
@@ -296,6 +361,7 @@ impl Store for EmbeddedStore {
             };
             txn.open_table(HISTORY)?
                 .insert((id, 0), encode(&change)?.as_slice())?;
+            record_event(txn, &job, &change)?;
             Ok(Created::New(job))
         })
         .await
@@ -393,6 +459,8 @@ impl Store for EmbeddedStore {
                 message: transition.message.clone(),
             };
             history.insert((key, seq), encode(&change)?.as_slice())?;
+            drop(history);
+            record_event(txn, &job, &change)?;
             Ok((job, change))
         })
         .await
@@ -559,7 +627,81 @@ impl Store for EmbeddedStore {
     }
 
     async fn delete_webhook(&self, id: Uuid) -> Result<bool> {
-        self.write(move |txn| Ok(txn.open_table(WEBHOOKS)?.remove(id.as_u128())?.is_some()))
-            .await
+        self.write(move |txn| {
+            txn.open_table(DELIVERIES)?.remove(id.as_u128())?;
+            Ok(txn.open_table(WEBHOOKS)?.remove(id.as_u128())?.is_some())
+        })
+        .await
+    }
+
+    async fn read_events(
+        &self,
+        after: Option<&str>,
+        filter: &EventFilter,
+        limit: usize,
+    ) -> Result<EventPage> {
+        let after = after
+            .map(parse_event_id)
+            .transpose()
+            .map_err(OpError::into_store)?
+            .unwrap_or(0);
+        let filter = filter.clone();
+        self.read(move |txn| {
+            let mut items = Vec::new();
+            let mut next = after;
+            if after == u64::MAX || limit == 0 {
+                return Ok(EventPage {
+                    items,
+                    next: next.to_string(),
+                });
+            }
+            for entry in txn.open_table(EVENTS)?.range(after + 1..)?.take(EVENT_SCAN) {
+                let (key, value) = entry?;
+                next = key.value();
+                let event: Event = decode(value.value())?;
+                if filter.matches(&event) {
+                    items.push(event);
+                    if items.len() == limit {
+                        break;
+                    }
+                }
+            }
+            Ok(EventPage {
+                items,
+                next: next.to_string(),
+            })
+        })
+        .await
+    }
+
+    async fn events_head(&self) -> Result<String> {
+        self.read(|txn| {
+            let last = txn
+                .open_table(META)?
+                .get(EVENT_SEQ)?
+                .map_or(0, |v| v.value());
+            Ok(last.to_string())
+        })
+        .await
+    }
+
+    async fn get_delivery(&self, webhook_id: Uuid) -> Result<Option<Delivery>> {
+        self.read(move |txn| {
+            txn.open_table(DELIVERIES)?
+                .get(webhook_id.as_u128())?
+                .map(|v| decode(v.value()))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn put_delivery(&self, delivery: &Delivery) -> Result<()> {
+        let delivery = delivery.clone();
+        self.write(move |txn| {
+            txn.open_table(DELIVERIES)?
+                .insert(delivery.webhook_id.as_u128(), encode(&delivery)?.as_slice())?;
+            Ok(())
+        })
+        .await
     }
 }

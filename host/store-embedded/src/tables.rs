@@ -11,6 +11,15 @@
 //! | `idempotency` | key | fingerprint, job id, time | repeated submissions |
 //! | `leases` | name | holder, expiry | once-per-cluster work |
 //! | `webhooks` | id | the webhook | webhooks |
+//! | `events` | event number | the event | the event stream, by number (the id, in decimal) |
+//! | `deliveries` | webhook id | its delivery state | webhook delivery |
+//! | `meta` | name | a number | `event_seq`: the last event number given out |
+//!
+//! Events are numbered by a counter in `meta`, taken in the write transaction of the change
+//! itself (`create_job`, `transition`): the change and its event commit together or not at all,
+//! numbers increase in commit order (there is one writer), and a reader that has seen number
+//! `n` has seen everything below it. The counter outlives the events it numbered (the sweep
+//! removes old events, never the counter), so a number is never given out twice.
 
 use chrono::{DateTime, Utc};
 use omni_store::{Job, JobId, JobQuery, StoreError};
@@ -26,6 +35,12 @@ pub(crate) const EXPIRY: TableDefinition<(i64, u128), ()> = TableDefinition::new
 pub(crate) const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
 pub(crate) const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
 pub(crate) const WEBHOOKS: TableDefinition<u128, &[u8]> = TableDefinition::new("webhooks");
+pub(crate) const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+pub(crate) const DELIVERIES: TableDefinition<u128, &[u8]> = TableDefinition::new("deliveries");
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// The `meta` entry holding the last event number given out.
+pub(crate) const EVENT_SEQ: &str = "event_seq";
 
 /// Creates every table, so that readers never meet a missing one.
 pub(crate) fn create_all(db: &Database) -> Result<(), StoreError> {
@@ -39,6 +54,9 @@ pub(crate) fn create_all(db: &Database) -> Result<(), StoreError> {
         txn.open_table(IDEMPOTENCY)?;
         txn.open_table(LEASES)?;
         txn.open_table(WEBHOOKS)?;
+        txn.open_table(EVENTS)?;
+        txn.open_table(DELIVERIES)?;
+        txn.open_table(META)?;
         txn.commit()?;
         Ok(())
     };

@@ -1,7 +1,8 @@
 //! # omni-store: what Omni keeps, and the one trait every storage backend implements
 //!
 //! The job model (serialized as the API's JSON), the job state machine, and [`Store`]: jobs and
-//! their state history, log lines, leases, webhooks and idempotency keys. Backends live in their
+//! their state history, the job-change event stream, log lines, leases, webhooks (with their
+//! delivery state) and idempotency keys. Backends live in their
 //! own crates (`omni-store-embedded`, `omni-store-cassandra`) and are held as `Arc<dyn Store>`;
 //! every one of them passes the same conformance suite ([`conformance_tests!`], feature
 //! `conformance`). This crate does no I/O and knows nothing of HTTP, plugins or engines.
@@ -9,7 +10,7 @@
 //! # Layout
 //! - [`state`]: [`JobState`] and the table of allowed moves.
 //! - [`model`]: [`Job`], [`Transition`], [`StateChange`], listings, log lines, leases,
-//!   webhooks, idempotency keys.
+//!   webhooks and their [`Delivery`] state, job-change [`Event`]s, idempotency keys.
 //! - [`token`]: opaque page tokens for listings.
 //! - `conformance`: the suite (feature `conformance`).
 
@@ -69,6 +70,9 @@ pub enum StoreError {
     /// Stored data that does not decode: a bug or a damaged store.
     #[error("corrupt record in the store: {0}")]
     Corrupt(String),
+    /// An event id (a `Last-Event-ID`, a stored position) that this store did not make.
+    #[error("{0:?} is not an event id of this store")]
+    BadEventId(String),
 }
 
 impl StoreError {
@@ -98,8 +102,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// [`StoreError::Unavailable`] when it does not.
     async fn ping(&self) -> Result<()>;
 
-    /// Stores a new job (in `pending`, with the creation as entry 0 of its history), durably
-    /// before returning. With an idempotency key: the first call with that key stores the job;
+    /// Stores a new job (in `pending`, with the creation as entry 0 of its history, and its
+    /// event in the event stream), durably before returning. With an idempotency key: the first call with that key stores the job;
     /// later calls with the same fingerprint return the job it made ([`Created::Existing`])
     /// without writing, even when they race.
     ///
@@ -121,8 +125,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn list_jobs(&self, query: &JobQuery) -> Result<JobPage>;
 
     /// Moves a job from `transition.from` to `transition.to` if it is still in `from`
-    /// (compare-and-set), appends the move to its history, and returns the job after it and the
-    /// history entry. Of two racing transitions from one state, exactly one succeeds.
+    /// (compare-and-set), appends the move to its history, records it in the event stream, and
+    /// returns the job after it and the history entry. Of two racing transitions from one state, exactly one succeeds.
     ///
     /// # Errors
     /// [`StoreError::Illegal`] for a move the state machine forbids (nothing is written);
@@ -189,9 +193,43 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// [`StoreError::Unavailable`], [`StoreError::Corrupt`].
     async fn list_webhooks(&self, domain: Option<&str>) -> Result<Vec<Webhook>>;
 
-    /// Deletes a webhook. Returns whether it existed.
+    /// Deletes a webhook and its delivery state. Returns whether it existed.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`].
     async fn delete_webhook(&self, id: Uuid) -> Result<bool>;
+
+    /// Events after `after` (an id or a position from [`EventPage::next`], or from the oldest
+    /// kept event when `None`) that match `filter`, at most `limit`, in stream order. Reading on
+    /// from `next` yields every later event exactly once, also when several replicas record
+    /// events at once; events expire after the store's event TTL.
+    ///
+    /// # Errors
+    /// [`StoreError::BadEventId`] when `after` is not an id of this store;
+    /// [`StoreError::Unavailable`], [`StoreError::Corrupt`].
+    async fn read_events(
+        &self,
+        after: Option<&str>,
+        filter: &EventFilter,
+        limit: usize,
+    ) -> Result<EventPage>;
+
+    /// The position of the end of the stream now: reading after it yields only events recorded
+    /// from now on (and, on a store whose writers may lag, those that may still appear).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    async fn events_head(&self) -> Result<String>;
+
+    /// A webhook's delivery state, if it has one.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`], [`StoreError::Corrupt`].
+    async fn get_delivery(&self, webhook_id: Uuid) -> Result<Option<Delivery>>;
+
+    /// Stores a webhook's delivery state (replacing the one it had).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`].
+    async fn put_delivery(&self, delivery: &Delivery) -> Result<()>;
 }

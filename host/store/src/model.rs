@@ -375,3 +375,121 @@ impl Created {
         }
     }
 }
+
+/// One job state change as the event stream shows it (`GET /v1/events`, webhooks): the API's
+/// `{"id", "job_id", "service", "task", "domain", "from", "to", "time", "message"}`.
+///
+/// `id` is opaque: the store that recorded the event made it, ids increase in the order readers
+/// get the events, and [`crate::Store::read_events`] after an id yields every later event once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    /// The event's id (a cursor of the stream).
+    pub id: String,
+    /// The job.
+    pub job_id: JobId,
+    /// Its service.
+    pub service: String,
+    /// Its task.
+    pub task: String,
+    /// Its domain.
+    pub domain: String,
+    /// The state before (none for the creation).
+    pub from: Option<JobState>,
+    /// The state after.
+    pub to: JobState,
+    /// When the change happened.
+    pub time: DateTime<Utc>,
+    /// Why.
+    pub message: Option<String>,
+}
+
+impl Event {
+    /// The event of `change` to `job` (the job as it is after the change), with `id`.
+    pub fn new(id: String, job: &Job, change: &StateChange) -> Self {
+        Event {
+            id,
+            job_id: job.id,
+            service: job.service.clone(),
+            task: job.task.clone(),
+            domain: job.domain.clone(),
+            from: change.from,
+            to: change.to,
+            time: change.time,
+            message: change.message.clone(),
+        }
+    }
+
+    /// Its name for webhooks: `job.<to>` (`job.pending`, ..., `job.cancelled`).
+    pub fn name(&self) -> String {
+        event_name(self.to)
+    }
+}
+
+/// The webhook event name of a move to `to`: `job.<to>`.
+pub fn event_name(to: JobState) -> String {
+    format!("job.{}", to.as_str())
+}
+
+/// Which events a reader wants. Every filter is optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    /// Only this domain's jobs.
+    pub domain: Option<String>,
+    /// Only this service's jobs.
+    pub service: Option<String>,
+    /// Only this task's jobs.
+    pub task: Option<String>,
+}
+
+impl EventFilter {
+    /// Whether `event` passes.
+    pub fn matches(&self, event: &Event) -> bool {
+        self.domain.as_ref().is_none_or(|d| *d == event.domain)
+            && self.service.as_ref().is_none_or(|s| *s == event.service)
+            && self.task.as_ref().is_none_or(|t| *t == event.task)
+    }
+}
+
+/// One read of the event stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventPage {
+    /// The matching events, in stream order.
+    pub items: Vec<Event>,
+    /// Where to read on from: the position after everything this read looked at (matching or
+    /// not). It is an id or a position between ids; pass it as `after` to the next read.
+    pub next: String,
+}
+
+/// The delivery state of one webhook: its place in the event stream and how delivery goes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delivery {
+    /// The webhook.
+    pub webhook_id: Uuid,
+    /// Every event up to this position has been delivered (or did not match the webhook).
+    pub delivered_through: String,
+    /// Events delivered so far (2xx answers).
+    pub delivered: u64,
+    /// Failed attempts of the delivery under way (0 when nothing is failing).
+    pub attempts: u32,
+    /// The last failure (answer status, timeout, connection error).
+    pub last_error: Option<String>,
+    /// When it happened.
+    pub last_error_at: Option<DateTime<Utc>>,
+    /// When a delivery last succeeded.
+    pub last_success_at: Option<DateTime<Utc>>,
+}
+
+impl Delivery {
+    /// A webhook's state before its first delivery: it gets the events after `position`.
+    pub fn starting_at(webhook_id: Uuid, position: String) -> Self {
+        Delivery {
+            webhook_id,
+            delivered_through: position,
+            delivered: 0,
+            attempts: 0,
+            last_error: None,
+            last_error_at: None,
+            last_success_at: None,
+        }
+    }
+}

@@ -151,3 +151,41 @@ fn last_line(mut command: std::process::Command) -> String {
         .trim()
         .to_owned()
 }
+
+/// A job service over `store` with no plugins loaded (for tests that make jobs through the store
+/// and move them through the service, as the event stream's tests do); the registry's empty
+/// plugins directory lives as long as the returned guard.
+pub fn job_service_over(
+    store: Arc<dyn omni_store::Store>,
+) -> (tempfile::TempDir, omni_jobs::JobService) {
+    let (plugins, registry) = registry(sandbox(serde_json::json!({})), &[]);
+    (plugins, omni_jobs::JobService::new(store, registry))
+}
+
+/// A `pending` job of `service` and `task` in `domain`, as the job service would make it, to be
+/// stored with `Store::create_job`.
+pub fn pending_job(service: &str, task: &str, domain: &str) -> omni_store::Job {
+    let id = omni_store::new_job_id();
+    let created = omni_store::now();
+    omni_store::Job {
+        id,
+        service: service.into(),
+        task: task.into(),
+        domain: domain.into(),
+        arch: "x86_64".into(),
+        state: omni_store::JobState::Pending,
+        params: serde_json::json!({}),
+        plugin: omni_store::PluginRef {
+            task: task.into(),
+            version: "0.1.0".into(),
+            digest: "ab".repeat(32),
+        },
+        engine: None,
+        message: None,
+        steps: Vec::new(),
+        created_at: created,
+        updated_at: created,
+        started_at: None,
+        finished_at: None,
+    }
+}

@@ -25,6 +25,7 @@ pub fn app_with_jobs(
         namespace: "omni-jobs".into(),
         body_limit: DEFAULT_BODY_LIMIT,
         engines: Vec::new(),
+        events: Default::default(),
     };
     (dir, router(state), jobs)
 }

@@ -1,0 +1,212 @@
+//! `GET /v1/events`: the job-change event stream as server-sent events (../shared/API.md,
+//! "Events").
+//!
+//! Each event is `event: job`, `id: <the event's id>`, `data: <the event's JSON>`. A client
+//! resumes with `Last-Event-ID` (browsers send it when they reconnect) or `?after=<id>`: the
+//! stream then starts with the stored events after that id; without either it starts at the
+//! end of the stream (events from now on). Events are always read from the store, so every
+//! replica's events come, in the store's order, none twice and none skipped; a change made on
+//! this replica wakes the stream at once, and the store is polled (`poll_interval`) for the
+//! changes of other replicas. Comments keep idle connections alive.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures::Stream;
+use omni_store::{Event, EventFilter, Store, StoreError};
+use serde::Deserialize;
+use tokio::sync::broadcast;
+
+use crate::plugins::is_name;
+use crate::{AppState, Problem};
+
+/// The header a reconnecting client resumes with.
+pub const LAST_EVENT_ID: &str = "last-event-id";
+
+/// Events read from the store at once.
+const PAGE: usize = 256;
+
+/// How the event stream behaves (`[events]` in `omni serve`'s configuration).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EventsConfig {
+    /// How often an idle stream reads the store for events of other replicas (a change on this
+    /// replica wakes it at once).
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+    /// How often an idle stream sends a comment, so that proxies keep the connection.
+    #[serde(with = "humantime_serde")]
+    pub keep_alive: Duration,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            poll_interval: Duration::from_secs(1),
+            keep_alive: Duration::from_secs(15),
+        }
+    }
+}
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new().route("/", get(stream))
+}
+
+/// `GET /v1/events` query parameters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventParams {
+    domain: Option<String>,
+    service: Option<String>,
+    task: Option<String>,
+    after: Option<String>,
+}
+
+const NAME_RULE: &str = "must be lowercase letters, digits and '-', 1 to 63 long";
+
+async fn stream(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    params: Result<Query<EventParams>, QueryRejection>,
+) -> Result<Response, Problem> {
+    let Query(params) = params.map_err(|e| {
+        Problem::bad_request(format!("the query is not valid: {}", e.body_text()), vec![])
+    })?;
+    let mut errors = Vec::new();
+    let mut name = |path: &str, value: Option<String>| {
+        value.filter(|v| {
+            let ok = is_name(v);
+            if !ok {
+                errors.push(Problem::field(path, NAME_RULE));
+            }
+            ok
+        })
+    };
+    let filter = EventFilter {
+        domain: name("/query/domain", params.domain),
+        service: name("/query/service", params.service),
+        task: name("/query/task", params.task),
+    };
+    let header = match headers.get(LAST_EVENT_ID).map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(id)) => Some(id.trim().to_owned()),
+        Some(Err(_)) => {
+            errors.push(Problem::field(
+                "/headers/last-event-id",
+                "must be an event id of this server",
+            ));
+            None
+        }
+    };
+    if !errors.is_empty() {
+        return Err(Problem::bad_request(
+            "some query parameters or headers are wrong",
+            errors,
+        ));
+    }
+    // The header wins: it is what a reconnecting client was given last.
+    let resume = match (header, params.after) {
+        (Some(id), _) => Some((id, "/headers/last-event-id")),
+        (None, Some(id)) => Some((id, "/query/after")),
+        (None, None) => None,
+    };
+    let store = Arc::clone(state.jobs.store());
+    // Subscribed before the start is read: no change after it goes unnoticed.
+    let wake = state.jobs.subscribe();
+    let cursor = match resume {
+        Some((id, path)) => {
+            // A read of nothing checks the id.
+            match store.read_events(Some(&id), &filter, 0).await {
+                Ok(_) => id,
+                Err(StoreError::BadEventId(_)) => {
+                    return Err(Problem::bad_request(
+                        format!("{id:?} is not an event id of this server"),
+                        vec![Problem::field(path, "must be an event id of this server")],
+                    ));
+                }
+                Err(error) => return Err(Problem::from_store(error)),
+            }
+        }
+        None => store.events_head().await.map_err(Problem::from_store)?,
+    };
+    let follower = Follower {
+        store,
+        filter,
+        cursor,
+        buffer: VecDeque::new(),
+        wake,
+        poll: state.events.poll_interval,
+    };
+    Ok(Sse::new(follower.into_stream())
+        .keep_alive(KeepAlive::new().interval(state.events.keep_alive))
+        .into_response())
+}
+
+/// One client's place in the stream.
+struct Follower {
+    store: Arc<dyn Store>,
+    filter: EventFilter,
+    /// Where the next read starts (an id, or a position the store gave).
+    cursor: String,
+    buffer: VecDeque<Event>,
+    wake: broadcast::Receiver<omni_jobs::JobEvent>,
+    poll: Duration,
+}
+
+impl Follower {
+    fn into_stream(self) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+        futures::stream::unfold(self, |mut follower| async move {
+            let event = follower.next().await;
+            Some((Ok(event), follower))
+        })
+    }
+
+    async fn next(&mut self) -> SseEvent {
+        loop {
+            if let Some(event) = self.buffer.pop_front() {
+                match SseEvent::default()
+                    .event("job")
+                    .id(event.id.clone())
+                    .json_data(&event)
+                {
+                    Ok(sse) => return sse,
+                    // An event always serializes; an id never holds a newline (ids are digits
+                    // or uuids).
+                    Err(error) => {
+                        tracing::error!(event = %event.id, %error, "cannot send an event");
+                        continue;
+                    }
+                }
+            }
+            match self
+                .store
+                .read_events(Some(&self.cursor), &self.filter, PAGE)
+                .await
+            {
+                Ok(page) => {
+                    self.cursor = page.next;
+                    if !page.items.is_empty() {
+                        self.buffer.extend(page.items);
+                        continue;
+                    }
+                }
+                // The store comes back by itself; the client keeps its place meanwhile.
+                Err(error) => tracing::warn!(%error, "cannot read events for a stream"),
+            }
+            tokio::select! {
+                _ = self.wake.recv() => {}
+                () = tokio::time::sleep(self.poll) => {}
+            }
+            while self.wake.try_recv().is_ok() {}
+        }
+    }
+}
