@@ -24,7 +24,9 @@ use omni_store::{
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+pub mod lease;
 pub mod logs;
+pub use lease::Lease;
 pub use logs::{Batch, FollowEvent, LogHub, LogLimits, Publisher, Stored};
 
 /// How many events a slow subscriber may fall behind before it misses some (it is told).

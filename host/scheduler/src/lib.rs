@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use omni_engine::{Engine, EngineError, EngineJob};
-use omni_jobs::{Dispatch, JobError, JobService};
+use omni_jobs::{Dispatch, JobError, JobService, Lease};
 use omni_runtime::JobContext;
 use omni_store::{Job, JobId, JobQuery, JobState};
 use serde::Deserialize;
@@ -250,36 +250,23 @@ impl Inner {
     /// Holds or waits for the lease; schedules while holding it.
     async fn run(self: Arc<Self>) {
         let mut events = self.jobs.subscribe();
-        let renew = self.config.lease_ttl / 3;
+        let mut lease = Lease::new(
+            Arc::clone(self.jobs.store()),
+            LEASE,
+            self.replica.clone(),
+            self.config.lease_ttl,
+        );
         loop {
-            match self
-                .jobs
-                .store()
-                .acquire_lease(LEASE, &self.replica, self.config.lease_ttl)
-                .await
-            {
-                Ok(Some(_)) => {}
-                Ok(None) => {
-                    tokio::time::sleep(renew).await;
-                    continue;
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "cannot take the scheduler lease");
-                    tokio::time::sleep(renew).await;
-                    continue;
-                }
-            }
-            tracing::info!(replica = %self.replica, "scheduling: this replica holds the lease");
+            lease.acquire().await;
             let mut followers = JoinSet::new();
             match self.take_over(&mut followers).await {
-                Ok(()) => self.lead(&mut events, &mut followers).await,
+                Ok(()) => self.lead(&mut lease, &mut events, &mut followers).await,
                 Err(error) => tracing::warn!(%error, "cannot read the unfinished jobs"),
             }
             // Lost the lease (or never finished taking over): another replica takes the jobs.
             followers.shutdown().await;
             *self.lock() = State::default();
-            let _ = self.jobs.store().release_lease(LEASE, &self.replica).await;
-            tokio::time::sleep(renew).await;
+            lease.release().await;
         }
     }
 
@@ -389,11 +376,10 @@ impl Inner {
     /// Schedules until the lease is lost.
     async fn lead(
         self: &Arc<Self>,
+        lease: &mut Lease,
         events: &mut tokio::sync::broadcast::Receiver<omni_jobs::JobEvent>,
         followers: &mut JoinSet<()>,
     ) {
-        let renew = self.config.lease_ttl / 3;
-        let mut renew_at = tokio::time::Instant::now() + renew;
         let mut scan = tokio::time::interval(self.config.scan_interval);
         scan.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut scanned_since = chrono::Utc::now();
@@ -401,21 +387,9 @@ impl Inner {
         loop {
             self.place(followers);
             tokio::select! {
-                () = tokio::time::sleep_until(renew_at) => {
-                    match self.jobs.store().acquire_lease(LEASE, &self.replica, self.config.lease_ttl).await {
-                        Ok(Some(_)) => renew_at = tokio::time::Instant::now() + renew,
-                        Ok(None) => {
-                            tracing::warn!("the scheduler lease was lost to another replica");
-                            return;
-                        }
-                        Err(error) => {
-                            // Still ours until it lapses; give up only then.
-                            tracing::warn!(%error, "cannot renew the scheduler lease");
-                            if renew_at.elapsed() > self.config.lease_ttl - renew {
-                                return;
-                            }
-                            renew_at = tokio::time::Instant::now() + renew / 3;
-                        }
+                () = tokio::time::sleep_until(lease.renew_at()) => {
+                    if !lease.renew().await {
+                        return;
                     }
                 }
                 event = events.recv() => match event {

@@ -39,7 +39,7 @@ use std::time::Duration;
 use chrono::Utc;
 use futures::StreamExt;
 use hmac::{Hmac, Mac};
-use omni_jobs::JobService;
+use omni_jobs::{JobService, Lease};
 use omni_store::{Delivery, Event, EventFilter, JobId, Store, StoreError, Webhook};
 use serde::Deserialize;
 use sha2::Sha256;
@@ -316,38 +316,24 @@ impl Inner {
 
     /// Holds or waits for the lease; delivers while holding it.
     async fn run(self: Arc<Self>) {
-        let renew = self.config.lease_ttl / 3;
+        let mut lease = Lease::new(
+            Arc::clone(self.store()),
+            LEASE,
+            self.replica.clone(),
+            self.config.lease_ttl,
+        );
         loop {
-            match self
-                .store()
-                .acquire_lease(LEASE, &self.replica, self.config.lease_ttl)
-                .await
-            {
-                Ok(Some(_)) => {}
-                Ok(None) => {
-                    tokio::time::sleep(renew).await;
-                    continue;
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "cannot take the webhooks lease");
-                    tokio::time::sleep(renew).await;
-                    continue;
-                }
-            }
-            tracing::info!(replica = %self.replica, "delivering webhooks: this replica holds the lease");
+            lease.acquire().await;
             self.leading.store(true, Ordering::Relaxed);
-            self.lead().await;
+            self.lead(&mut lease).await;
             self.leading.store(false, Ordering::Relaxed);
-            let _ = self.store().release_lease(LEASE, &self.replica).await;
-            tokio::time::sleep(renew).await;
+            lease.release().await;
         }
     }
 
     /// Runs one delivery task per webhook until the lease is lost; dropping the tasks' set
     /// stops them all.
-    async fn lead(self: &Arc<Self>) {
-        let renew = self.config.lease_ttl / 3;
-        let mut renew_at = tokio::time::Instant::now() + renew;
+    async fn lead(self: &Arc<Self>, lease: &mut Lease) {
         let mut tasks = JoinSet::new();
         let mut running: HashMap<Uuid, (Webhook, AbortHandle)> = HashMap::new();
         loop {
@@ -375,21 +361,9 @@ impl Inner {
             }
             while tasks.try_join_next().is_some() {}
             tokio::select! {
-                () = tokio::time::sleep_until(renew_at) => {
-                    match self.store().acquire_lease(LEASE, &self.replica, self.config.lease_ttl).await {
-                        Ok(Some(_)) => renew_at = tokio::time::Instant::now() + renew,
-                        Ok(None) => {
-                            tracing::warn!("the webhooks lease was lost to another replica");
-                            return;
-                        }
-                        Err(error) => {
-                            // Still ours until it lapses; give up only then.
-                            tracing::warn!(%error, "cannot renew the webhooks lease");
-                            if renew_at.elapsed() > self.config.lease_ttl - renew {
-                                return;
-                            }
-                            renew_at = tokio::time::Instant::now() + renew / 3;
-                        }
+                () = tokio::time::sleep_until(lease.renew_at()) => {
+                    if !lease.renew().await {
+                        return;
                     }
                 }
                 () = tokio::time::sleep(self.config.poll_interval) => {}
