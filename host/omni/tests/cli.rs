@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{get, install, omni, serve, wait_for_status};
+use common::{ended, get, install, omni, serve, wait_for_status};
 use omni_test_support::{component_path as component, workspace};
 use serde_json::{Value, json};
 
@@ -232,14 +232,7 @@ async fn a_submitted_job_runs_on_the_default_local_engine() {
     assert_eq!(response.status(), 201);
     let job: Value = response.json().await.unwrap();
     let id = job["id"].as_str().unwrap().to_owned();
-    let mut job = job;
-    for _ in 0..6000 {
-        job = get(&format!("{}/v1/jobs/{id}", server.url)).await.1;
-        if ["succeeded", "failed", "cancelled"].contains(&job["state"].as_str().unwrap()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let job = ended(&server.url, &id).await;
     assert_eq!(job["state"], "succeeded", "{job:#}");
     assert_eq!(job["engine"], "local");
     assert_eq!(

@@ -5,9 +5,7 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{events, get, install, open, serve_with, texts};
+use common::{ended, events, get, install, open, serve_with, texts};
 use serde_json::{Value, json};
 
 fn params(task: &str) -> Value {
@@ -19,17 +17,6 @@ fn params(task: &str) -> Value {
             json!({"spec": "Name: hello\nVersion: 1.0\nRelease: 1\nSummary: hi\nLicense: MIT\n%description\nhi\n%files\n"})
         }
     }
-}
-
-async fn wait_until_ended(url: &str, id: &str) -> Value {
-    for _ in 0..3000 {
-        let (_, job) = get(&format!("{url}/v1/jobs/{id}")).await;
-        if ["succeeded", "failed", "cancelled"].contains(&job["state"].as_str().unwrap_or("")) {
-            return job;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("job {id} never ended");
 }
 
 /// `omni serve` with one Kubernetes engine on the testbed, in a namespace of its own.
@@ -98,7 +85,7 @@ async fn jobs_of_every_plugin_succeed_on_the_node_of_their_arch() {
         }
     }
     for (task, arch, id) in &submitted {
-        let job = wait_until_ended(&server.url, id).await;
+        let job = ended(&server.url, id).await;
         assert_eq!(job["state"], "succeeded", "{task} on {arch}: {job:#}");
         assert_eq!(job["engine"], "kwok");
         let node = omni_test_support::kubernetes::testbed(&[

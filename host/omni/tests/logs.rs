@@ -5,9 +5,7 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{Server, events, get, install, open, serve_with, texts};
+use common::{Server, ended, events, get, install, open, serve_with, texts};
 use serde_json::{Value, json};
 
 /// A server with the hostile fixture and `config` (TOML) as its configuration.
@@ -38,17 +36,6 @@ async fn print_job(server: &Server, lines: u64, pause: u32) -> String {
     assert_eq!(response.status(), 201);
     let job: Value = response.json().await.unwrap();
     job["id"].as_str().unwrap().to_owned()
-}
-
-async fn ended(server: &Server, id: &str) -> Value {
-    for _ in 0..6000 {
-        let job = get(&format!("{}/v1/jobs/{id}", server.url)).await.1;
-        if ["succeeded", "failed", "cancelled"].contains(&job["state"].as_str().unwrap()) {
-            return job;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("job {id} did not end");
 }
 
 fn printed(lines: u64) -> Vec<String> {
@@ -84,7 +71,7 @@ async fn a_log_is_followed_live_paged_and_resumed() {
         assert_eq!(line["seq"], 1);
         assert!(line["time"].as_str().unwrap().ends_with('Z'), "{line}");
     }
-    assert_eq!(ended(&server, &id).await["state"], "succeeded");
+    assert_eq!(ended(&server.url, &id).await["state"], "succeeded");
 
     // The same lines in pages, each from the cursor of the one before.
     let mut paged = Vec::new();
@@ -122,7 +109,7 @@ async fn a_log_is_followed_live_paged_and_resumed() {
 async fn bad_log_requests_are_refused_with_the_field() {
     let (server, _plugins, _data) = server("");
     let id = print_job(&server, 1, 0).await;
-    ended(&server, &id).await;
+    ended(&server.url, &id).await;
     let logs = format!("{}/v1/jobs/{id}/logs", server.url);
     for (query, path) in [
         ("?after=abc", Some("/query/after")),
@@ -172,7 +159,7 @@ async fn a_follower_that_does_not_read_is_dropped_with_where_to_resume() {
     let (server, _plugins, _data) = server("[logs]\nfollower_batches = 2\n");
     let id = print_job(&server, 200_000, 0).await;
     let stalled = open(&server, &id, "", &[]).await;
-    assert_eq!(ended(&server, &id).await["state"], "succeeded");
+    assert_eq!(ended(&server.url, &id).await["state"], "succeeded");
     let got = events(stalled).await;
     let last = got.last().unwrap();
     assert_eq!(last.event, "lagged", "{last:?}");
@@ -193,7 +180,7 @@ async fn a_follower_that_does_not_read_is_dropped_with_where_to_resume() {
 async fn a_log_over_the_jobs_limit_ends_with_a_marker() {
     let (server, _plugins, _data) = server("[logs]\nmax_job_bytes = 1000\n");
     let id = print_job(&server, 500, 0).await;
-    assert_eq!(ended(&server, &id).await["state"], "succeeded");
+    assert_eq!(ended(&server.url, &id).await["state"], "succeeded");
     let (_, page) = get(&format!("{}/v1/jobs/{id}/logs?limit=10000", server.url)).await;
     let items = page["items"].as_array().unwrap();
     let (marker, kept) = items.split_last().unwrap();

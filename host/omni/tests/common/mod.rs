@@ -89,6 +89,18 @@ pub async fn wait_for_status(url: &str, want: u16) {
     panic!("{url} never answered {want}");
 }
 
+/// Polls job `id` until it has ended; its last state.
+pub async fn ended(url: &str, id: &str) -> Value {
+    for _ in 0..6000 {
+        let (_, job) = get(&format!("{url}/v1/jobs/{id}")).await;
+        if ["succeeded", "failed", "cancelled"].contains(&job["state"].as_str().unwrap_or("")) {
+            return job;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("job {id} never ended");
+}
+
 pub fn install(dir: &Path, name: &str) {
     let tmp = dir.join(format!(".{name}.wasm.tmp"));
     std::fs::copy(component(name), &tmp).unwrap();
