@@ -62,19 +62,17 @@ pub struct Stored {
 }
 
 impl Stored {
-    /// The count after the lines stored already (read back when a collector resumes).
-    pub fn of(lines: &[LogLine], limits: &LogLimits) -> Self {
+    /// Counts lines stored already (read back, page by page, when a collector resumes).
+    pub fn count(&mut self, lines: &[LogLine], limits: &LogLimits) {
         let marker = truncation_marker(limits.max_job_bytes);
-        let mut stored = Stored::default();
         for line in lines {
-            stored.seq = stored.seq.max(line.seq);
+            self.seq = self.seq.max(line.seq);
             if line.stream == LogStream::Stderr && line.line == marker {
-                stored.truncated = true;
+                self.truncated = true;
             } else {
-                stored.bytes += line.line.len() as u64;
+                self.bytes += line.line.len() as u64;
             }
         }
-        stored
     }
 }
 
@@ -481,7 +479,9 @@ mod tests {
         let mut again = Stored::default();
         all.extend(admit(&limits, &mut again, "12345678"));
         all.extend(admit(&limits, &mut again, "abc"));
-        assert_eq!(Stored::of(&all, &limits), stored);
+        let mut counted = Stored::default();
+        counted.count(&all, &limits);
+        assert_eq!(counted, stored);
     }
 
     #[test]

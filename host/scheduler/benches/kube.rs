@@ -14,6 +14,8 @@
 //! (`tests/testbed/kubernetes.sh start`), or `OMNI_TEST_KUBECONFIG` names a cluster. The fake
 //! nodes' capacity is raised to hold N pods (their `status`, once; the tests need far less).
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -35,6 +37,8 @@ use omni_jobs::Submission;
 use omni_scheduler::{Scheduler, SchedulerConfig};
 use omni_store::JobState;
 use serde_json::json;
+
+use common::percentile;
 
 /// Submissions in flight at once.
 const SUBMITTERS: usize = 16;
@@ -148,11 +152,6 @@ fn usage() -> Usage {
         hwm_kb: field("VmHWM:"),
         cpu: Duration::from_millis(ticks * 10),
     }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index]
 }
 
 /// One latency line: from `from` to `to`, over the jobs that have both.

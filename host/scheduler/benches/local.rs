@@ -7,7 +7,8 @@
 //! run by the local engine, followed, its end recorded in the embedded store). The engine's
 //! overhead is its p50 minus the direct p50.
 
-use std::sync::Arc;
+mod common;
+
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -15,15 +16,11 @@ use omni_engine::{Engine, EngineJob, Progress};
 use omni_engine_local::{LocalEngine, LocalEngineConfig};
 use omni_jobs::Submission;
 use omni_runtime::{Manifest, Rendered};
-use omni_scheduler::{Scheduler, SchedulerConfig};
 use serde_json::json;
 
-const JOBS: usize = 300;
+use common::{local_scheduler, percentile};
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index]
-}
+const JOBS: usize = 300;
 
 fn report(name: &str, mut samples: Vec<Duration>) -> Duration {
     samples.sort();
@@ -100,22 +97,7 @@ async fn through_the_engine(engine: &LocalEngine) -> Vec<Duration> {
 
 async fn through_omni() -> Vec<Duration> {
     let (_dirs, jobs) = omni_test_support::job_service(&["hostile"]);
-    let root = tempfile::tempdir().unwrap();
-    let engine = Arc::new(LocalEngine::new(
-        &LocalEngineConfig::new(),
-        root.path().to_owned(),
-    ));
-    let scheduler = Scheduler::new(
-        jobs.clone(),
-        vec![engine as Arc<dyn Engine>],
-        SchedulerConfig::default(),
-        "omni-jobs".into(),
-    )
-    .unwrap();
-    let _handle = scheduler.spawn();
-    while !scheduler.is_leading() {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let (_root, _handle) = local_scheduler(&jobs).await;
     let mut events = jobs.subscribe();
     let mut samples = Vec::with_capacity(JOBS);
     for _ in 0..JOBS {

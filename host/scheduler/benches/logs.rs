@@ -16,20 +16,27 @@
 //!
 //!   cargo bench -p omni-scheduler --bench logs [-- LINES FOLLOWERS]   (1,000,000 and 100)
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+mod common;
+
+use std::time::Instant;
 
 use futures::StreamExt;
-use omni_engine::Engine;
-use omni_engine_local::{LocalEngine, LocalEngineConfig};
 use omni_jobs::{FollowEvent, JobService, Submission};
-use omni_scheduler::{Scheduler, SchedulerConfig};
 use omni_store::JobState;
 use serde_json::json;
 
-fn percentile(sorted: &[i64], p: f64) -> i64 {
-    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[index]
+use common::{local_scheduler, percentile};
+
+/// Prints the lag figures of one run.
+fn report_lag(name: &str, mut lags: Vec<i64>) {
+    lags.sort_unstable();
+    println!(
+        "{name:<37} p50 {} ms   p99 {} ms   max {} ms   ({} batches received)",
+        percentile(&lags, 0.5),
+        percentile(&lags, 0.99),
+        lags.last().unwrap(),
+        lags.len()
+    );
 }
 
 async fn submit(jobs: &JobService, lines: u64, burst: u64) -> omni_store::JobId {
@@ -120,53 +127,24 @@ async fn main() {
         ..omni_jobs::LogLimits::default()
     };
     let jobs = jobs.with_log_limits(limits);
-    let root = tempfile::tempdir().unwrap();
-    let engine = Arc::new(LocalEngine::new(
-        &LocalEngineConfig::new(),
-        root.path().to_owned(),
-    ));
-    let scheduler = Scheduler::new(
-        jobs.clone(),
-        vec![engine as Arc<dyn Engine>],
-        SchedulerConfig::default(),
-        "omni-jobs".into(),
-    )
-    .unwrap();
-    let _handle = scheduler.spawn();
-    while !scheduler.is_leading() {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let (_root, _handle) = local_scheduler(&jobs).await;
     let (seconds, _) = run(&jobs, lines, 0, 0).await;
     println!(
         "collected and stored, no follower     {:>10.0} lines/s   ({lines} lines in {seconds:.2} s)",
         lines as f64 / seconds
     );
-    let (seconds, mut lags) = run(&jobs, lines, 0, followers).await;
-    lags.sort_unstable();
+    let (seconds, lags) = run(&jobs, lines, 0, followers).await;
     println!(
         "collected and stored, {followers} followers  {:>10.0} lines/s   ({lines} lines in {seconds:.2} s)",
         lines as f64 / seconds
     );
-    println!(
-        "follower lag (oldest line of a batch) p50 {} ms   p99 {} ms   max {} ms   ({} batches received)",
-        percentile(&lags, 0.5),
-        percentile(&lags, 0.99),
-        lags.last().unwrap(),
-        lags.len()
-    );
+    report_lag("follower lag (oldest line of a batch)", lags);
     // Below what collection takes: bursts of 1,000 lines every 100 ms (about 10,000 lines/s).
     let paced = (lines / 10).max(1000);
-    let (seconds, mut lags) = run(&jobs, paced, 1000, followers).await;
-    lags.sort_unstable();
+    let (seconds, lags) = run(&jobs, paced, 1000, followers).await;
     println!(
         "paced, {followers} followers              {:>10.0} lines/s   ({paced} lines in {seconds:.2} s)",
         paced as f64 / seconds
     );
-    println!(
-        "follower lag, paced                   p50 {} ms   p99 {} ms   max {} ms   ({} batches received)",
-        percentile(&lags, 0.5),
-        percentile(&lags, 0.99),
-        lags.last().unwrap(),
-        lags.len()
-    );
+    report_lag("follower lag, paced", lags);
 }

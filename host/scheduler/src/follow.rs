@@ -224,12 +224,7 @@ async fn resume_point(
     let mut stored = Stored::default();
     loop {
         let page = store.read_logs(id, &query).await?;
-        let counted = Stored::of(&page.items, limits);
-        stored = Stored {
-            seq: stored.seq.max(counted.seq),
-            bytes: stored.bytes + counted.bytes,
-            truncated: stored.truncated || counted.truncated,
-        };
+        stored.count(&page.items, limits);
         for line in page.items {
             if tail
                 .last()
