@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
-use omni_api::{AppState, DEFAULT_BODY_LIMIT, EventsConfig, router};
+use omni_api::{AppState, router};
 use omni_jobs::JobService;
 use omni_store::{JobState, Store, Webhook};
 use omni_store_embedded::{EmbeddedConfig, EmbeddedStore};
@@ -144,13 +144,7 @@ async fn change_one_job(jobs: &JobService, marks: &[&dyn Fn(uuid::Uuid, JobState
 async fn sse_lag(followers: usize) -> (Duration, Duration) {
     let (_data, store) = open();
     let (_plugins, jobs) = omni_test_support::job_service_over(store);
-    let app = router(AppState {
-        jobs: jobs.clone(),
-        namespace: "omni-jobs".into(),
-        body_limit: DEFAULT_BODY_LIMIT,
-        engines: Vec::new(),
-        events: EventsConfig::default(),
-    });
+    let app = router(AppState::new(jobs.clone()));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/v1/events", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use omni_api::{AppState, DEFAULT_BODY_LIMIT, router};
+use omni_api::{AppState, router};
 use omni_jobs::JobService;
 use omni_store::{LogLine, LogStream, Store};
 use serde_json::json;
@@ -67,13 +67,7 @@ async fn run(name: &str, store: Arc<dyn Store>) {
 async fn submissions(store: Arc<dyn Store>) -> (f64, Duration, Duration) {
     let (_plugins, registry) =
         omni_test_support::registry(omni_test_support::sandbox(json!({})), &["srpm"]);
-    let app = router(AppState {
-        jobs: JobService::new(store, registry),
-        namespace: "omni-jobs".into(),
-        body_limit: DEFAULT_BODY_LIMIT,
-        engines: Vec::new(),
-        events: Default::default(),
-    });
+    let app = router(AppState::new(JobService::new(store, registry)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/v1/jobs", listener.local_addr().unwrap());
     let server = tokio::spawn(async move { axum::serve(listener, app).await });

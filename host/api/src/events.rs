@@ -26,6 +26,7 @@ use omni_store::{Event, EventFilter, Store, StoreError};
 use serde::Deserialize;
 use tokio::sync::broadcast;
 
+use crate::auth::Caller;
 use crate::plugins::is_name;
 use crate::{AppState, Problem};
 
@@ -75,6 +76,7 @@ const NAME_RULE: &str = "must be lowercase letters, digits and '-', 1 to 63 long
 
 async fn stream(
     State(state): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     params: Result<Query<EventParams>, QueryRejection>,
 ) -> Result<Response, Problem> {
@@ -91,8 +93,9 @@ async fn stream(
             ok
         })
     };
-    let filter = EventFilter {
+    let mut filter = EventFilter {
         domain: name("/query/domain", params.domain),
+        domains: None,
         service: name("/query/service", params.service),
         task: name("/query/task", params.task),
     };
@@ -113,6 +116,7 @@ async fn stream(
             errors,
         ));
     }
+    filter.domains = caller.readable(filter.domain.as_deref())?.allowed();
     // The header wins: it is what a reconnecting client was given last.
     let resume = match (header, params.after) {
         (Some(id), _) => Some((id, "/headers/last-event-id")),

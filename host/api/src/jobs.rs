@@ -14,6 +14,7 @@ use omni_store::{Created, IdempotencyKey, Job, JobId, JobQuery, JobState, token}
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::auth::{Caller, Role};
 use crate::plugins::is_name;
 use crate::{AppState, Problem};
 
@@ -134,6 +135,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
 
 async fn create(
     State(state): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     body: Result<Json<CreateJob>, JsonRejection>,
 ) -> Result<Response, Problem> {
@@ -142,6 +144,7 @@ async fn create(
     if !errors.is_empty() {
         return Err(Problem::bad_request("some fields are wrong", errors));
     }
+    caller.require(Role::Submitter, &request.domain)?;
     let idempotency = idempotency_key(&headers)?.map(|key| {
         // Scoped by domain, so tenants cannot collide (or probe each other's keys).
         IdempotencyKey::new(format!("{}/{key}", request.domain), &request.canonical())
@@ -181,14 +184,28 @@ pub(crate) fn parse_id(id: &str) -> Result<JobId, Problem> {
         .ok_or_else(|| Problem::no_such_job(id))
 }
 
-async fn one(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Job>, Problem> {
+async fn one(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Job>, Problem> {
     let id = parse_id(&id)?;
-    state
-        .jobs
-        .get(id)
+    visible_job(&state, &caller, id, Role::Viewer)
         .await
         .map(Json)
-        .map_err(Problem::from_jobs)
+}
+
+/// The job `id` if the caller has `role` in its domain; 404 (as for no job) when the caller has
+/// no role there at all, 403 when too small a one.
+pub(crate) async fn visible_job(
+    state: &AppState,
+    caller: &Caller,
+    id: JobId,
+    role: Role,
+) -> Result<Job, Problem> {
+    let job = state.jobs.get(id).await.map_err(Problem::from_jobs)?;
+    caller.require_on(role, &job.domain, || Problem::no_such_job(&id.to_string()))?;
+    Ok(job)
 }
 
 /// `GET /v1/jobs` query parameters.
@@ -266,6 +283,7 @@ impl ListParams {
                 service,
                 task,
                 domain,
+                domains: None,
                 state,
                 since,
                 until,
@@ -281,6 +299,7 @@ impl ListParams {
 
 async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     params: Result<Query<ListParams>, QueryRejection>,
 ) -> Result<Json<JobList>, Problem> {
     let Query(params) = params.map_err(|e| {
@@ -289,6 +308,7 @@ async fn list(
     let (mut query, page_token) = params
         .query()
         .map_err(|errors| Problem::bad_request("some query parameters are wrong", errors))?;
+    query.domains = caller.readable(query.domain.as_deref())?.allowed();
     if let Some(page_token) = page_token {
         query.after = Some(token::decode(&query, &page_token).map_err(|e| {
             Problem::bad_request(
@@ -314,6 +334,7 @@ pub struct CancelParams {
 
 async fn cancel(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     params: Result<Query<CancelParams>, QueryRejection>,
 ) -> Result<Response, Problem> {
@@ -324,6 +345,12 @@ async fn cancel(
         )
     })?;
     let id = parse_id(&id)?;
+    let role = if params.purge {
+        Role::Admin
+    } else {
+        Role::Submitter
+    };
+    visible_job(&state, &caller, id, role).await?;
     if params.purge {
         state.jobs.purge(id).await.map_err(Problem::from_jobs)?;
         return Ok(StatusCode::NO_CONTENT.into_response());

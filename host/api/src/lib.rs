@@ -9,6 +9,8 @@
 //!
 //! # Layout
 //! - [`problem`]: the error type every handler returns and its one mapping to HTTP.
+//! - [`auth`]: the caller of each request (HTTP Basic or bearer token) and its roles per domain;
+//!   every `/v1` handler takes a [`Caller`] and checks it before it reads or acts.
 //! - [`jobs`]: `POST /v1/jobs`, `GET /v1/jobs`, `GET /v1/jobs/{id}`, `DELETE /v1/jobs/{id}`.
 //! - [`logs`]: `GET /v1/jobs/{id}/logs`, pages or followed as server-sent events.
 //! - [`events`]: `GET /v1/events`, the job-change event stream as server-sent events.
@@ -31,6 +33,7 @@ use omni_engine::Engine;
 use omni_jobs::JobService;
 use omni_runtime::Registry;
 
+pub mod auth;
 pub mod events;
 pub mod jobs;
 pub mod logs;
@@ -38,6 +41,7 @@ pub mod plugins;
 pub mod problem;
 pub mod webhooks;
 
+pub use auth::{AuthConfig, Authenticator, Caller, Role};
 pub use events::EventsConfig;
 
 pub use problem::Problem;
@@ -58,9 +62,24 @@ pub struct AppState {
     pub engines: Vec<Arc<dyn Engine>>,
     /// How event streams poll and keep connections alive.
     pub events: EventsConfig,
+    /// Who may call, and what they may do.
+    pub auth: Arc<Authenticator>,
 }
 
 impl AppState {
+    /// The state over `jobs` with the defaults: namespace `omni-jobs`, the default body limit,
+    /// no engines, the default event stream settings, and auth off.
+    pub fn new(jobs: JobService) -> Self {
+        Self {
+            jobs,
+            namespace: "omni-jobs".to_owned(),
+            body_limit: DEFAULT_BODY_LIMIT,
+            engines: Vec::new(),
+            events: EventsConfig::default(),
+            auth: Arc::new(Authenticator::disabled()),
+        }
+    }
+
     /// The loaded plugins.
     pub fn registry(&self) -> &Arc<Registry> {
         self.jobs.registry()

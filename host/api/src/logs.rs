@@ -22,6 +22,7 @@ use omni_store::{LogLine, LogQuery};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::auth::{Caller, Role};
 use crate::{AppState, Problem};
 
 /// The default page size.
@@ -71,11 +72,13 @@ fn wants_events(headers: &HeaderMap) -> bool {
 
 pub(crate) async fn logs(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
     params: Result<Query<LogParams>, QueryRejection>,
 ) -> Result<Response, Problem> {
     let id = crate::jobs::parse_id(&id)?;
+    crate::jobs::visible_job(&state, &caller, id, Role::Viewer).await?;
     let Query(params) = params.map_err(|e| {
         Problem::bad_request(format!("the query is not valid: {}", e.body_text()), vec![])
     })?;

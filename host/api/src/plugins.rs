@@ -9,6 +9,7 @@ use omni_runtime::{FieldError, JobContext, PluginStatus, Rendered};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::auth::{Caller, EVERY_DOMAIN, Role};
 use crate::{AppState, Problem};
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -19,12 +20,14 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/{task}/render", post(render))
 }
 
-async fn list(State(state): State<AppState>) -> Json<Vec<PluginStatus>> {
+// Plugins are the same for every domain: any caller may see them.
+async fn list(State(state): State<AppState>, _caller: Caller) -> Json<Vec<PluginStatus>> {
     Json(state.registry().list())
 }
 
 async fn one(
     State(state): State<AppState>,
+    _caller: Caller,
     Path(task): Path<String>,
 ) -> Result<Json<PluginStatus>, Problem> {
     state
@@ -34,9 +37,14 @@ async fn one(
         .ok_or_else(|| no_such_task(&task))
 }
 
-async fn reload(State(state): State<AppState>) -> Json<Vec<PluginStatus>> {
+/// A reload changes every domain's task types: it takes `admin` on `*`.
+async fn reload(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<PluginStatus>>, Problem> {
+    caller.require(Role::Admin, EVERY_DOMAIN)?;
     state.registry().rescan().await;
-    Json(state.registry().list())
+    Ok(Json(state.registry().list()))
 }
 
 fn no_such_task(task: &str) -> Problem {
@@ -79,6 +87,7 @@ pub fn is_name(name: &str) -> bool {
 
 async fn render(
     State(state): State<AppState>,
+    caller: Caller,
     Path(task): Path<String>,
     body: Result<Json<RenderRequest>, JsonRejection>,
 ) -> Result<Json<Rendered>, Problem> {
@@ -110,6 +119,8 @@ async fn render(
         )
         .with_errors(errors));
     }
+    // A dry run stores and runs nothing: reading in the domain is enough.
+    caller.require(Role::Viewer, &request.domain)?;
     if !plugin.info().arches.contains(&request.arch) {
         let known = if omni_arch::is_known(&request.arch) {
             ""

@@ -13,6 +13,7 @@ use omni_store::{Delivery, EventFilter, Webhook};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::auth::{Caller, EVERY_DOMAIN, Role};
 use crate::plugins::is_name;
 use crate::{AppState, Problem};
 
@@ -118,8 +119,14 @@ fn no_such_webhook(id: &str) -> Problem {
     )
 }
 
+/// The domain whose admins manage `hook`: its own, or every domain's for one without.
+fn scope(domain: Option<&str>) -> &str {
+    domain.unwrap_or(EVERY_DOMAIN)
+}
+
 async fn create(
     State(state): State<AppState>,
+    caller: Caller,
     body: Result<Json<CreateWebhook>, JsonRejection>,
 ) -> Result<Response, Problem> {
     let Json(request) = body.map_err(|e| Problem::from_json_rejection(&e))?;
@@ -138,6 +145,7 @@ async fn create(
     if !errors.is_empty() {
         return Err(Problem::bad_request("some fields are wrong", errors));
     }
+    caller.require(Role::Admin, scope(request.domain.as_deref()))?;
     let hook = Webhook {
         id: Uuid::new_v4(),
         domain: request.domain,
@@ -161,7 +169,7 @@ async fn create(
     Ok(response)
 }
 
-async fn list(State(state): State<AppState>) -> Result<Json<WebhookList>, Problem> {
+async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<WebhookList>, Problem> {
     let store = state.jobs.store();
     let hooks = store
         .list_webhooks(None)
@@ -169,6 +177,9 @@ async fn list(State(state): State<AppState>) -> Result<Json<WebhookList>, Proble
         .map_err(Problem::from_store)?;
     let mut items = Vec::with_capacity(hooks.len());
     for hook in hooks {
+        if caller.role(scope(hook.domain.as_deref())) != Some(Role::Admin) {
+            continue;
+        }
         let delivery = store
             .get_delivery(hook.id)
             .await
@@ -178,9 +189,11 @@ async fn list(State(state): State<AppState>) -> Result<Json<WebhookList>, Proble
     Ok(Json(WebhookList { items }))
 }
 
-async fn find(state: &AppState, id: &str) -> Result<Webhook, Problem> {
+/// The webhook `id` if the caller administers its domain: 404 as for none when the caller has
+/// no role there, 403 when one below admin.
+async fn find(state: &AppState, caller: &Caller, id: &str) -> Result<Webhook, Problem> {
     let uuid = Uuid::parse_str(id).map_err(|_| no_such_webhook(id))?;
-    state
+    let hook = state
         .jobs
         .store()
         .list_webhooks(None)
@@ -188,14 +201,19 @@ async fn find(state: &AppState, id: &str) -> Result<Webhook, Problem> {
         .map_err(Problem::from_store)?
         .into_iter()
         .find(|hook| hook.id == uuid)
-        .ok_or_else(|| no_such_webhook(id))
+        .ok_or_else(|| no_such_webhook(id))?;
+    caller.require_on(Role::Admin, scope(hook.domain.as_deref()), || {
+        no_such_webhook(id)
+    })?;
+    Ok(hook)
 }
 
 async fn one(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<WebhookView>, Problem> {
-    let hook = find(&state, &id).await?;
+    let hook = find(&state, &caller, &id).await?;
     let store = state.jobs.store();
     let delivery = store
         .get_delivery(hook.id)
@@ -234,13 +252,14 @@ async fn one(
 
 async fn remove(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<StatusCode, Problem> {
-    let uuid = Uuid::parse_str(&id).map_err(|_| no_such_webhook(&id))?;
+    let hook = find(&state, &caller, &id).await?;
     if state
         .jobs
         .store()
-        .delete_webhook(uuid)
+        .delete_webhook(hook.id)
         .await
         .map_err(Problem::from_store)?
     {

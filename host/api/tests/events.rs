@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use omni_api::{AppState, DEFAULT_BODY_LIMIT, EventsConfig, router};
+use omni_api::{AppState, EventsConfig, router};
 use omni_jobs::JobService;
 use omni_store::{Event, JobId, JobState, Store};
 use omni_store_embedded::{EmbeddedConfig, EmbeddedStore};
@@ -25,14 +25,11 @@ async fn server() -> Server {
         Arc::new(EmbeddedStore::open(data.path(), EmbeddedConfig::default()).unwrap());
     let (plugins, jobs) = omni_test_support::job_service_over(store);
     let app = router(AppState {
-        jobs: jobs.clone(),
-        namespace: "omni-jobs".into(),
-        body_limit: DEFAULT_BODY_LIMIT,
-        engines: Vec::new(),
         events: EventsConfig {
             poll_interval: Duration::from_millis(100),
             keep_alive: Duration::from_millis(500),
         },
+        ..AppState::new(jobs.clone())
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::StatusCode;
 use common::{app, app_with_jobs, call, call_with, json_body};
-use omni_api::{AppState, DEFAULT_BODY_LIMIT, router};
+use omni_api::{AppState, router};
 use omni_store::{JobState, Store, StoreError, TRANSITIONS};
 use serde_json::{Value, json};
 
@@ -474,13 +474,7 @@ fn down() -> StoreError {
 async fn an_unreachable_store_is_503_with_retry_after() {
     let (_dir, jobs) = omni_test_support::job_service(&["srpm"]);
     let jobs = omni_jobs::JobService::new(Arc::new(Unreachable), jobs.registry().clone());
-    let app = router(AppState {
-        jobs,
-        namespace: "omni-jobs".into(),
-        body_limit: DEFAULT_BODY_LIMIT,
-        engines: Vec::new(),
-        events: Default::default(),
-    });
+    let app = router(AppState::new(jobs));
     for (method, uri, body) in [
         ("POST", "/v1/jobs", json_body(&srpm("a"))),
         ("GET", "/v1/jobs", None),

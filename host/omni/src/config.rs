@@ -9,6 +9,17 @@
 //! namespace = "omni-jobs"          # Kubernetes namespace of the jobs' objects
 //! body_limit_kib = 1024            # largest request body
 //!
+//! [auth]                         # no users and no tokens: auth off, allowed only on loopback
+//! users_file = "/etc/omni/users/users.toml"   # OMNI_USERS_FILE; more [[users]] and [[tokens]] (a Secret)
+//! [[auth.users]]                   # HTTP Basic
+//! name = "alice"
+//! password_hash = "$argon2id$v=19$m=19456,t=2,p=1$..."   # `omni passwd` prints it
+//! roles = { openeuler = "submitter", "*" = "viewer" }     # viewer | submitter | admin; "*": every domain
+//! [[auth.tokens]]                  # Authorization: Bearer <token>
+//! name = "obs"
+//! sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"   # `omni token` prints it
+//! roles = { openeuler = "submitter" }
+//!
 //! [store.embedded]               # the default store: one file under data_dir
 //! job_ttl = "30d"                  # finished jobs (with history and logs) are removed after this
 //! idempotency_ttl = "24h"          # how long an Idempotency-Key is remembered
@@ -82,6 +93,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
+use omni_api::AuthConfig;
 use omni_engine_kube::KubeEngineConfig;
 use omni_engine_local::LocalEngineConfig;
 use omni_jobs::LogLimits;
@@ -113,6 +125,37 @@ pub struct Config {
     pub logs: LogLimits,
     pub events: EventsConfig,
     pub webhooks: WebhooksConfig,
+    pub auth: AuthSection,
+}
+
+/// `[auth]`: users and tokens, here and in `users_file` (kept apart so that the passwords'
+/// hashes can live in a Kubernetes Secret while the rest is a ConfigMap).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// A TOML file of more `[[users]]` and `[[tokens]]`.
+    pub users_file: Option<PathBuf>,
+    pub users: Vec<omni_api::auth::UserConfig>,
+    pub tokens: Vec<omni_api::auth::TokenConfig>,
+}
+
+impl AuthSection {
+    /// The users and tokens of this section and of `users_file`.
+    pub fn resolve(&self) -> anyhow::Result<AuthConfig> {
+        let mut config = AuthConfig {
+            users: self.users.clone(),
+            tokens: self.tokens.clone(),
+        };
+        if let Some(path) = &self.users_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read the users file {}", path.display()))?;
+            let file: AuthConfig = toml::from_str(&text)
+                .with_context(|| format!("invalid users file {}", path.display()))?;
+            config.users.extend(file.users);
+            config.tokens.extend(file.tokens);
+        }
+        Ok(config)
+    }
 }
 
 /// `[events]`: the event stream. `ttl` sets the store's `event_ttl` (embedded or Cassandra).
@@ -233,6 +276,7 @@ impl Default for Config {
             logs: LogLimits::default(),
             events: EventsConfig::default(),
             webhooks: WebhooksConfig::default(),
+            auth: AuthSection::default(),
         }
     }
 }
@@ -315,6 +359,37 @@ mod tests {
         );
         let err = toml::from_str::<Config>("[events]\nttl = \"soon\"\n").unwrap_err();
         assert!(err.to_string().contains("ttl"), "{err}");
+        // The example's user and token are real: the server takes them.
+        assert_eq!(config.auth.users.len(), 1);
+        let auth = AuthConfig {
+            users: config.auth.users.clone(),
+            tokens: config.auth.tokens.clone(),
+        };
+        assert!(omni_api::Authenticator::new(&auth).unwrap().is_enabled());
+        let err = toml::from_str::<Config>("[[auth.users]]\nname = \"a\"\nrole = 1\n").unwrap_err();
+        assert!(err.to_string().contains("unknown field `role`"), "{err}");
+    }
+
+    #[test]
+    fn the_users_file_adds_users_and_tokens() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("users.toml");
+        std::fs::write(
+            &file,
+            "[[users]]\nname = \"b\"\npassword_hash = \"x\"\nroles = { default = \"admin\" }\n[[tokens]]\nname = \"t\"\nsha256 = \"00\"\nroles = { \"*\" = \"viewer\" }\n",
+        )
+        .unwrap();
+        let section: AuthSection = toml::from_str(&format!(
+            "users_file = {file:?}\n[[users]]\nname = \"a\"\npassword_hash = \"x\"\nroles = {{ default = \"viewer\" }}\n"
+        ))
+        .unwrap();
+        let auth = section.resolve().unwrap();
+        let names: Vec<&str> = auth.users.iter().map(|u| u.name.as_str()).collect();
+        assert_eq!(names, ["a", "b"]);
+        assert_eq!(auth.tokens[0].name, "t");
+        std::fs::write(&file, "[[user]]\n").unwrap();
+        let err = section.resolve().unwrap_err();
+        assert!(format!("{err:#}").contains("invalid users file"), "{err:#}");
     }
 
     #[test]

@@ -12,10 +12,12 @@
 //! - `render`: `omni plugin render`.
 //! - `client`: reaching a server (URL, credentials, problem+json errors, exit codes).
 //! - `commands`: the client commands.
+//! - `credentials`: `omni passwd` and `omni token`, the users' and tokens' hashes for `[auth]`.
 
 mod client;
 mod commands;
 mod config;
+mod credentials;
 mod render;
 mod serve;
 
@@ -49,6 +51,10 @@ enum Command {
     /// Work with plugin components.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Print the argon2 hash of a password, for a user of the `[auth]` configuration.
+    Passwd(credentials::PasswdArgs),
+    /// Make a bearer token; prints it and the SHA-256 the `[auth]` configuration keeps.
+    Token,
     /// Print a shell completion script (e.g. `omni completions bash > /etc/bash_completion.d/omni`).
     Completions {
         /// The shell.
@@ -70,6 +76,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Plugin(PluginCommand::Render(args)) => render::run(&args),
+        Command::Passwd(args) => credentials::passwd(&args),
+        Command::Token => return credentials::token(),
         Command::Submit(args) => return client::run(commands::submit(args)),
         Command::Jobs(command) => return client::run(commands::jobs(command)),
         Command::Logs(args) => return client::run(commands::logs(args)),

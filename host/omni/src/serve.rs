@@ -57,17 +57,22 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(ttl) = config.events.ttl {
         config.store.set_event_ttl(ttl);
     }
+    if let Some(file) = std::env::var_os("OMNI_USERS_FILE").filter(|f| !f.is_empty()) {
+        config.auth.users_file = Some(PathBuf::from(file));
+    }
+    let auth = omni_api::Authenticator::new(&config.auth.resolve()?)
+        .map_err(|e| anyhow::anyhow!("invalid [auth] configuration: {e}"))?;
     init_logging();
-    if !config.listen.ip().is_loopback() {
+    if !auth.is_enabled() && !config.listen.ip().is_loopback() {
         anyhow::bail!(
-            "refusing to listen on {}: no users are configured, and Omni serves without authentication only on a loopback address",
+            "refusing to listen on {}: no users or tokens are configured ([auth]), and Omni serves without authentication only on a loopback address",
             config.listen
         );
     }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
-        .block_on(serve(config))?;
+        .block_on(serve(config, auth))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -80,7 +85,7 @@ fn init_logging() {
         .init();
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(config: Config, auth: omni_api::Authenticator) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.plugin_dir).with_context(|| {
         format!(
             "cannot create the plugins directory {}",
@@ -128,12 +133,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let deliverer = omni_webhooks::Deliverer::new(jobs.clone(), config.webhooks.clone())?;
     let _deliverer = deliverer.spawn();
 
+    if auth.is_enabled() {
+        tracing::info!("auth on: every /v1 request needs a user's password or a token");
+    } else {
+        tracing::warn!("auth off: no users or tokens are configured; every caller is an admin");
+    }
     let app = omni_api::router(AppState {
         jobs,
         namespace: config.namespace.clone(),
         body_limit: config.body_limit_kib << 10,
         engines,
         events: config.events.stream(),
+        auth: Arc::new(auth),
     });
     tracing::info!("omni listening on http://{}", listener.local_addr()?);
     axum::serve(listener, app)

@@ -1362,7 +1362,9 @@ fn candidate(query: &JobQuery, row: DayRow) -> Option<JobId> {
     let same = |want: &Option<String>, have: &Option<String>| {
         want.as_ref().is_none_or(|w| have.as_ref() == Some(w))
     };
-    if !(same(&query.service, &service) && same(&query.task, &task) && same(&query.domain, &domain))
+    if !(same(&query.service, &service)
+        && same(&query.task, &task)
+        && domain.as_deref().is_none_or(|d| query.allows_domain(d)))
     {
         return None;
     }

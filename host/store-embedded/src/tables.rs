@@ -134,14 +134,16 @@ pub(crate) fn summary(job: &Job) -> String {
 
 pub(crate) fn summary_matches(summary: &str, query: &JobQuery) -> bool {
     let mut fields = summary.split('\0');
-    let mut check = |wanted: Option<&str>| {
-        let field = fields.next();
-        wanted.is_none_or(|wanted| field == Some(wanted))
+    let (Some(service), Some(task), Some(domain), Some(state)) =
+        (fields.next(), fields.next(), fields.next(), fields.next())
+    else {
+        // Not one this version wrote: the job itself decides.
+        return true;
     };
-    check(query.service.as_deref())
-        && check(query.task.as_deref())
-        && check(query.domain.as_deref())
-        && check(query.state.map(|s| s.as_str()))
+    query.service.as_deref().is_none_or(|s| s == service)
+        && query.task.as_deref().is_none_or(|t| t == task)
+        && query.allows_domain(domain)
+        && query.state.is_none_or(|s| s.as_str() == state)
 }
 
 /// What `idempotency` keeps per key.

@@ -297,6 +297,22 @@ pub async fn listing_filters(store: Arc<dyn Store>) {
             vec![other_domain.id],
         ),
         (
+            // The caller's readable domains (auth), alone and with a domain named.
+            JobQuery {
+                domains: Some(["openeuler".to_owned(), "fedora".to_owned()].into()),
+                ..base.clone()
+            },
+            vec![other_domain.id],
+        ),
+        (
+            JobQuery {
+                domain: Some("default".into()),
+                domains: Some(["openeuler".to_owned()].into()),
+                ..base.clone()
+            },
+            vec![],
+        ),
+        (
             JobQuery {
                 state: Some(JobState::Queued),
                 ..base.clone()
@@ -915,12 +931,30 @@ pub async fn events_filter_by_domain_service_and_task(store: Arc<dyn Store>) {
             domain: Some(domain.clone()),
             service: Some(service.clone()),
             task: Some("srpm".into()),
+            ..EventFilter::default()
         },
         100,
         1,
     )
     .await;
     assert_eq!(both.iter().map(|e| e.job_id).collect::<Vec<_>>(), [a.id]);
+    // The caller's readable domains (auth): the events of `domain` and no other.
+    let (readable, _) = read_until(
+        &store,
+        &head,
+        &EventFilter {
+            domains: Some(std::collections::BTreeSet::from([domain.clone()])),
+            service: Some(service.clone()),
+            ..EventFilter::default()
+        },
+        100,
+        1,
+    )
+    .await;
+    assert_eq!(
+        readable.iter().map(|e| e.job_id).collect::<Vec<_>>(),
+        [a.id]
+    );
 }
 
 /// Many writers at once (as several replicas would be) and a reader following the stream in

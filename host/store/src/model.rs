@@ -2,6 +2,8 @@
 //! idempotency keys. The job types serialize as the API's JSON (../shared/API.md), so handlers
 //! answer with them as they are.
 
+use std::collections::BTreeSet;
+
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -212,6 +214,8 @@ pub struct JobQuery {
     pub task: Option<String>,
     /// Only this domain's jobs.
     pub domain: Option<String>,
+    /// Only jobs of these domains (the ones the caller may read); every domain when `None`.
+    pub domains: Option<BTreeSet<String>>,
     /// Only jobs in this state.
     pub state: Option<JobState>,
     /// Only jobs created at or after this time.
@@ -234,10 +238,16 @@ impl JobQuery {
     pub fn matches(&self, job: &Job) -> bool {
         self.service.as_ref().is_none_or(|s| *s == job.service)
             && self.task.as_ref().is_none_or(|t| *t == job.task)
-            && self.domain.as_ref().is_none_or(|d| *d == job.domain)
+            && self.allows_domain(&job.domain)
             && self.state.is_none_or(|s| s == job.state)
             && self.since.is_none_or(|t| job.created_at >= t)
             && self.until.is_none_or(|t| job.created_at < t)
+    }
+
+    /// Whether jobs of `domain` pass the `domain` and `domains` filters.
+    pub fn allows_domain(&self, domain: &str) -> bool {
+        self.domain.as_ref().is_none_or(|d| d == domain)
+            && self.domains.as_ref().is_none_or(|ds| ds.contains(domain))
     }
 }
 
@@ -247,6 +257,7 @@ impl Default for JobQuery {
             service: None,
             task: None,
             domain: None,
+            domains: None,
             state: None,
             since: None,
             until: None,
@@ -435,6 +446,8 @@ pub fn event_name(to: JobState) -> String {
 pub struct EventFilter {
     /// Only this domain's jobs.
     pub domain: Option<String>,
+    /// Only jobs of these domains (the ones the caller may read); every domain when `None`.
+    pub domains: Option<BTreeSet<String>>,
     /// Only this service's jobs.
     pub service: Option<String>,
     /// Only this task's jobs.
@@ -445,6 +458,10 @@ impl EventFilter {
     /// Whether `event` passes.
     pub fn matches(&self, event: &Event) -> bool {
         self.domain.as_ref().is_none_or(|d| *d == event.domain)
+            && self
+                .domains
+                .as_ref()
+                .is_none_or(|ds| ds.contains(&event.domain))
             && self.service.as_ref().is_none_or(|s| *s == event.service)
             && self.task.as_ref().is_none_or(|t| *t == event.task)
     }

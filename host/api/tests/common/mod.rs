@@ -6,7 +6,7 @@
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use http_body_util::BodyExt;
-use omni_api::{AppState, DEFAULT_BODY_LIMIT, router};
+use omni_api::{AppState, router};
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -20,13 +20,7 @@ pub fn app_with_jobs(
     plugins: &[&str],
 ) -> (omni_test_support::Dirs, axum::Router, omni_jobs::JobService) {
     let (dir, jobs) = omni_test_support::job_service(plugins);
-    let state = AppState {
-        jobs: jobs.clone(),
-        namespace: "omni-jobs".into(),
-        body_limit: DEFAULT_BODY_LIMIT,
-        engines: Vec::new(),
-        events: Default::default(),
-    };
+    let state = AppState::new(jobs.clone());
     (dir, router(state), jobs)
 }
 

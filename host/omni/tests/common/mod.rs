@@ -37,8 +37,13 @@ pub fn serve(plugin_dir: &Path, data_dir: &Path) -> Server {
 
 /// [`serve`] with more environment variables.
 pub fn serve_with(plugin_dir: &Path, data_dir: &Path, env: &[(&str, &str)]) -> Server {
+    serve_on("127.0.0.1:0", plugin_dir, data_dir, env)
+}
+
+/// [`serve_with`] on `listen`.
+pub fn serve_on(listen: &str, plugin_dir: &Path, data_dir: &Path, env: &[(&str, &str)]) -> Server {
     let mut child = omni()
-        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(["serve", "--listen", listen])
         .arg("--plugin-dir")
         .arg(plugin_dir)
         .arg("--template-dir")

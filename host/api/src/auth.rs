@@ -1,0 +1,608 @@
+//! Who is calling, and what they may do (../shared/API.md, "Auth").
+//!
+//! Callers authenticate with HTTP Basic (users with argon2 password hashes) or a bearer token
+//! (kept in the configuration as its SHA-256: tokens are random, so a fast hash is as safe as a
+//! slow one, and checking one costs nothing). Each user and token has roles per domain —
+//! `viewer` reads, `submitter` also submits and cancels, `admin` may do everything, including
+//! webhooks and purging — and `*` grants a role in every domain. Reloading plugins, which acts
+//! on every domain at once, takes `admin` on `*`.
+//!
+//! What a caller may not see, it is not told exists: a job, log or webhook of a domain where the
+//! caller has no role at all answers 404, as if there were none; one the caller may see but not
+//! change answers 403. Lists and event streams hold only the domains the caller may read.
+//!
+//! With no users and no tokens configured, auth is off and every caller acts as an admin of
+//! every domain; `omni serve` allows that only on a loopback address.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+
+use crate::plugins::is_name;
+use crate::{AppState, Problem};
+
+/// The domain key that grants a role in every domain.
+pub const EVERY_DOMAIN: &str = "*";
+
+/// What a caller may do in a domain; each role includes the ones before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Read jobs, logs, events and plugins.
+    Viewer,
+    /// Also submit and cancel jobs.
+    Submitter,
+    /// Everything: also purge jobs, manage webhooks, reload plugins (on `*`).
+    Admin,
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Role::Viewer => "viewer",
+            Role::Submitter => "submitter",
+            Role::Admin => "admin",
+        })
+    }
+}
+
+/// `[auth]`: the users and tokens (../shared/API.md, "Auth").
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthConfig {
+    /// Users who sign in with a password (HTTP Basic).
+    pub users: Vec<UserConfig>,
+    /// Bearer tokens, for services.
+    pub tokens: Vec<TokenConfig>,
+}
+
+/// One `[[auth.users]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    /// The user name of HTTP Basic.
+    pub name: String,
+    /// The password's argon2 hash in PHC form (`$argon2id$v=19$...`), as `omni passwd` prints.
+    pub password_hash: String,
+    /// Roles by domain (`*`: every domain).
+    pub roles: BTreeMap<String, Role>,
+}
+
+/// One `[[auth.tokens]]` entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who holds it (logs name the caller by it).
+    pub name: String,
+    /// The token's SHA-256 in hex, as `omni token` prints.
+    pub sha256: String,
+    /// Roles by domain (`*`: every domain).
+    pub roles: BTreeMap<String, Role>,
+}
+
+/// The domains a caller may read in, for filtering lists and streams.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Domains {
+    /// Every domain.
+    All,
+    /// Only these (maybe none).
+    Only(BTreeSet<String>),
+}
+
+impl Domains {
+    /// Whether `domain` is one of them.
+    pub fn contains(&self, domain: &str) -> bool {
+        match self {
+            Domains::All => true,
+            Domains::Only(domains) => domains.contains(domain),
+        }
+    }
+
+    /// The allow-list a store query takes: `None` for every domain.
+    pub fn allowed(&self) -> Option<BTreeSet<String>> {
+        match self {
+            Domains::All => None,
+            Domains::Only(domains) => Some(domains.clone()),
+        }
+    }
+}
+
+/// An authenticated caller and its roles.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    name: Arc<str>,
+    roles: Arc<BTreeMap<String, Role>>,
+}
+
+impl Caller {
+    /// The caller when auth is off: an admin of every domain.
+    pub fn anonymous() -> Self {
+        Self {
+            name: Arc::from("anonymous"),
+            roles: Arc::new(BTreeMap::from([(EVERY_DOMAIN.to_owned(), Role::Admin)])),
+        }
+    }
+
+    /// The user or token name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The caller's role in `domain` (its own, or on `*`, whichever is higher).
+    pub fn role(&self, domain: &str) -> Option<Role> {
+        self.roles
+            .get(domain)
+            .copied()
+            .max(self.roles.get(EVERY_DOMAIN).copied())
+    }
+
+    /// 403 unless the caller has `role` (or more) in `domain`.
+    pub fn require(&self, role: Role, domain: &str) -> Result<(), Problem> {
+        if self.role(domain) >= Some(role) {
+            return Ok(());
+        }
+        Err(self.forbidden(role, domain))
+    }
+
+    /// For something that lives in `domain`: `hidden` (the route's 404) when the caller has no
+    /// role there at all, so it learns nothing of it; 403 when its role is below `role`.
+    pub fn require_on(
+        &self,
+        role: Role,
+        domain: &str,
+        hidden: impl FnOnce() -> Problem,
+    ) -> Result<(), Problem> {
+        match self.role(domain) {
+            None => Err(hidden()),
+            Some(have) if have >= role => Ok(()),
+            Some(_) => Err(self.forbidden(role, domain)),
+        }
+    }
+
+    /// The domains where the caller has `role` (or more).
+    pub fn domains(&self, role: Role) -> Domains {
+        if self.roles.get(EVERY_DOMAIN).is_some_and(|r| *r >= role) {
+            return Domains::All;
+        }
+        Domains::Only(
+            self.roles
+                .iter()
+                .filter(|(_, r)| **r >= role)
+                .map(|(d, _)| d.clone())
+                .collect(),
+        )
+    }
+
+    /// 403 unless the caller may read in `domain`, when a query names one; the domains it may
+    /// read in otherwise.
+    pub fn readable(&self, domain: Option<&str>) -> Result<Domains, Problem> {
+        match domain {
+            Some(domain) => {
+                self.require(Role::Viewer, domain)?;
+                Ok(Domains::All)
+            }
+            None => Ok(self.domains(Role::Viewer)),
+        }
+    }
+
+    fn forbidden(&self, role: Role, domain: &str) -> Problem {
+        let scope = if domain == EVERY_DOMAIN {
+            "every domain".to_owned()
+        } else {
+            format!("domain {domain:?}")
+        };
+        Problem::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("{} needs the {role} role in {scope}", self.name),
+        )
+    }
+}
+
+/// At most this many password checks run at once: each takes argon2's memory (19 MiB) and tens
+/// of milliseconds of a core, and a flood of wrong passwords must not take the server's memory.
+const MAX_VERIFYING: usize = 4;
+/// Verified Basic credentials remembered (as salted SHA-256), so that a client's every request
+/// does not pay argon2 again; the cache is emptied when it is full.
+const MAX_REMEMBERED: usize = 4096;
+
+/// Checks credentials against the configured users and tokens.
+#[derive(Debug)]
+pub struct Authenticator {
+    users: HashMap<String, User>,
+    tokens: HashMap<[u8; 32], Caller>,
+    verifying: Semaphore,
+    /// Per-process salt of the remembered credentials' hashes.
+    salt: [u8; 32],
+    remembered: Mutex<HashMap<[u8; 32], Caller>>,
+}
+
+#[derive(Debug)]
+struct User {
+    hash: String,
+    caller: Caller,
+}
+
+impl Authenticator {
+    /// Auth off: every caller is an admin of every domain.
+    pub fn disabled() -> Self {
+        Self::build(HashMap::new(), HashMap::new())
+    }
+
+    /// The configured users and tokens, each checked: names unique, hashes argon2 PHC strings,
+    /// token hashes 64 hex digits, domains names or `*`, at least one role.
+    pub fn new(config: &AuthConfig) -> Result<Self, String> {
+        let mut users = HashMap::new();
+        for user in &config.users {
+            let what = format!("user {:?}", user.name);
+            check_name(&what, &user.name)?;
+            check_roles(&what, &user.roles)?;
+            let hash = PasswordHash::new(&user.password_hash).map_err(|e| {
+                format!("{what}: password_hash is not a PHC hash string ({e}); make one with `omni passwd`")
+            })?;
+            if !hash.algorithm.as_str().starts_with("argon2") {
+                return Err(format!(
+                    "{what}: password_hash uses {}, not argon2; make one with `omni passwd`",
+                    hash.algorithm
+                ));
+            }
+            let caller = Caller {
+                name: Arc::from(user.name.as_str()),
+                roles: Arc::new(user.roles.clone()),
+            };
+            let user_entry = User {
+                hash: user.password_hash.clone(),
+                caller,
+            };
+            if users.insert(user.name.clone(), user_entry).is_some() {
+                return Err(format!("{what} is configured twice"));
+            }
+        }
+        let mut tokens = HashMap::new();
+        let mut names = BTreeSet::new();
+        for token in &config.tokens {
+            let what = format!("token {:?}", token.name);
+            check_name(&what, &token.name)?;
+            check_roles(&what, &token.roles)?;
+            if !names.insert(token.name.as_str()) || users.contains_key(&token.name) {
+                return Err(format!(
+                    "{what}: the name is taken by another token or user"
+                ));
+            }
+            let mut digest = [0u8; 32];
+            hex::decode_to_slice(token.sha256.trim(), &mut digest).map_err(|_| {
+                format!("{what}: sha256 must be 64 hex digits; make a token with `omni token`")
+            })?;
+            let caller = Caller {
+                name: Arc::from(token.name.as_str()),
+                roles: Arc::new(token.roles.clone()),
+            };
+            if tokens.insert(digest, caller).is_some() {
+                return Err(format!("{what}: the same token is configured twice"));
+            }
+        }
+        Ok(Self::build(users, tokens))
+    }
+
+    fn build(users: HashMap<String, User>, tokens: HashMap<[u8; 32], Caller>) -> Self {
+        Self {
+            users,
+            tokens,
+            verifying: Semaphore::new(MAX_VERIFYING),
+            salt: rand::random(),
+            remembered: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether any user or token is configured (auth is on).
+    pub fn is_enabled(&self) -> bool {
+        !self.users.is_empty() || !self.tokens.is_empty()
+    }
+
+    /// The caller of a request with these headers; 401 without credentials or with wrong ones.
+    pub async fn authenticate(&self, headers: &axum::http::HeaderMap) -> Result<Caller, Problem> {
+        if !self.is_enabled() {
+            return Ok(Caller::anonymous());
+        }
+        let Some(value) = headers.get(header::AUTHORIZATION) else {
+            return Err(unauthorized(
+                "this server needs credentials: HTTP Basic or a bearer token",
+            ));
+        };
+        let value = value
+            .to_str()
+            .map_err(|_| unauthorized("the Authorization header is not text"))?;
+        let (scheme, credentials) = value.split_once(' ').unwrap_or((value, ""));
+        let credentials = credentials.trim();
+        if scheme.eq_ignore_ascii_case("bearer") {
+            let digest: [u8; 32] = Sha256::digest(credentials.as_bytes()).into();
+            return self
+                .tokens
+                .get(&digest)
+                .cloned()
+                .ok_or_else(|| unauthorized("the bearer token is not valid"));
+        }
+        if !scheme.eq_ignore_ascii_case("basic") {
+            return Err(unauthorized(format!(
+                "the Authorization scheme {scheme:?} is not Basic or Bearer"
+            )));
+        }
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(credentials)
+            .ok()
+            .and_then(|bytes| String::from_utf8(bytes).ok())
+            .ok_or_else(|| unauthorized("the Basic credentials are not base64 of user:password"))?;
+        let Some((name, password)) = decoded.split_once(':') else {
+            return Err(unauthorized(
+                "the Basic credentials are not base64 of user:password",
+            ));
+        };
+        self.check_password(name, password).await
+    }
+
+    async fn check_password(&self, name: &str, password: &str) -> Result<Caller, Problem> {
+        let wrong = || unauthorized("wrong user name or password");
+        let key: [u8; 32] = Sha256::new()
+            .chain_update(self.salt)
+            .chain_update(name.as_bytes())
+            .chain_update([0])
+            .chain_update(password.as_bytes())
+            .finalize()
+            .into();
+        if let Some(caller) = self.remembered().get(&key) {
+            return Ok(caller.clone());
+        }
+        let user = self.users.get(name);
+        // An unknown user costs the same check as a known one, so timing does not tell which
+        // names exist.
+        let hash = user.map_or_else(|| dummy_hash().to_owned(), |user| user.hash.clone());
+        let password = password.to_owned();
+        let _permit = self.verifying.acquire().await.map_err(|_| wrong())?;
+        let verified = tokio::task::spawn_blocking(move || {
+            PasswordHash::new(&hash).is_ok_and(|hash| {
+                Argon2::default()
+                    .verify_password(password.as_bytes(), &hash)
+                    .is_ok()
+            })
+        })
+        .await
+        .unwrap_or(false);
+        match user {
+            Some(user) if verified => {
+                let mut remembered = self.remembered();
+                if remembered.len() >= MAX_REMEMBERED {
+                    remembered.clear();
+                }
+                remembered.insert(key, user.caller.clone());
+                Ok(user.caller.clone())
+            }
+            _ => Err(wrong()),
+        }
+    }
+
+    fn remembered(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Caller>> {
+        self.remembered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// An argon2id hash of `password` with a random salt, in PHC form (`omni passwd`).
+pub fn hash_password(password: &str) -> Result<String, String> {
+    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(|e| e.to_string())?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|hash| hash.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// A new random bearer token and its SHA-256 in hex, for the configuration (`omni token`).
+pub fn new_token() -> (String, String) {
+    let token = format!(
+        "omni_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>())
+    );
+    let digest = hex::encode(Sha256::digest(token.as_bytes()));
+    (token, digest)
+}
+
+fn dummy_hash() -> &'static str {
+    static DUMMY: OnceLock<String> = OnceLock::new();
+    DUMMY.get_or_init(|| hash_password("omni: no such user").unwrap_or_default())
+}
+
+fn unauthorized(detail: impl Into<String>) -> Problem {
+    Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+}
+
+fn check_name(what: &str, name: &str) -> Result<(), String> {
+    if name.is_empty() || name.contains(':') || name.chars().any(char::is_control) {
+        return Err(format!(
+            "{what}: a name must be non-empty, without ':' or control characters"
+        ));
+    }
+    Ok(())
+}
+
+fn check_roles(what: &str, roles: &BTreeMap<String, Role>) -> Result<(), String> {
+    if roles.is_empty() {
+        return Err(format!(
+            "{what} has no roles; give it e.g. roles = {{ default = \"viewer\" }}"
+        ));
+    }
+    for domain in roles.keys() {
+        if domain != EVERY_DOMAIN && !is_name(domain) {
+            return Err(format!(
+                "{what}: {domain:?} is not a domain name (lowercase letters, digits and '-') or \"*\""
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
+        state.auth.authenticate(&parts.headers).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn caller(roles: &[(&str, Role)]) -> Caller {
+        Caller {
+            name: Arc::from("t"),
+            roles: Arc::new(roles.iter().map(|(d, r)| ((*d).to_owned(), *r)).collect()),
+        }
+    }
+
+    #[test]
+    fn roles_include_lower_ones_and_star_grants_everywhere() {
+        let c = caller(&[("a", Role::Submitter), ("*", Role::Viewer)]);
+        assert_eq!(c.role("a"), Some(Role::Submitter));
+        assert_eq!(c.role("b"), Some(Role::Viewer));
+        assert!(c.require(Role::Viewer, "a").is_ok());
+        assert!(c.require(Role::Submitter, "a").is_ok());
+        assert_eq!(c.require(Role::Admin, "a").unwrap_err().status, 403);
+        assert_eq!(c.require(Role::Submitter, "b").unwrap_err().status, 403);
+        assert_eq!(c.domains(Role::Viewer), Domains::All);
+        assert_eq!(
+            c.domains(Role::Submitter),
+            Domains::Only(BTreeSet::from(["a".to_owned()]))
+        );
+        let only = caller(&[("a", Role::Viewer)]);
+        let hidden = only
+            .require_on(Role::Viewer, "b", || Problem::no_such_job("x"))
+            .unwrap_err();
+        assert_eq!(hidden.status, 404);
+        let forbidden = only
+            .require_on(Role::Submitter, "a", || Problem::no_such_job("x"))
+            .unwrap_err();
+        assert_eq!(forbidden.status, 403);
+    }
+
+    #[test]
+    fn bad_configurations_are_refused_with_the_entry_named() {
+        let user = |name: &str, hash: &str, roles: &[(&str, Role)]| UserConfig {
+            name: name.into(),
+            password_hash: hash.into(),
+            roles: roles.iter().map(|(d, r)| ((*d).to_owned(), *r)).collect(),
+        };
+        let hash = hash_password("pw").unwrap();
+        let refused = |config: AuthConfig| Authenticator::new(&config).unwrap_err();
+        let err = refused(AuthConfig {
+            users: vec![user("ann", "plain", &[("a", Role::Viewer)])],
+            tokens: vec![],
+        });
+        assert!(
+            err.contains("user \"ann\"") && err.contains("omni passwd"),
+            "{err}"
+        );
+        let err = refused(AuthConfig {
+            users: vec![user("ann", &hash, &[])],
+            tokens: vec![],
+        });
+        assert!(err.contains("no roles"), "{err}");
+        let err = refused(AuthConfig {
+            users: vec![user("ann", &hash, &[("Bad_Domain", Role::Viewer)])],
+            tokens: vec![],
+        });
+        assert!(err.contains("not a domain name"), "{err}");
+        let err = refused(AuthConfig {
+            users: vec![
+                user("ann", &hash, &[("a", Role::Viewer)]),
+                user("ann", &hash, &[("a", Role::Viewer)]),
+            ],
+            tokens: vec![],
+        });
+        assert!(err.contains("twice"), "{err}");
+        let err = refused(AuthConfig {
+            users: vec![],
+            tokens: vec![TokenConfig {
+                name: "ci".into(),
+                sha256: "abc".into(),
+                roles: BTreeMap::from([("a".to_owned(), Role::Viewer)]),
+            }],
+        });
+        assert!(err.contains("64 hex digits"), "{err}");
+        let md5 = "$md5$abc";
+        let err = refused(AuthConfig {
+            users: vec![user("ann", md5, &[("a", Role::Viewer)])],
+            tokens: vec![],
+        });
+        assert!(err.contains("password_hash"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn basic_and_bearer_credentials_are_checked() {
+        let (token, digest) = new_token();
+        let auth = Authenticator::new(&AuthConfig {
+            users: vec![UserConfig {
+                name: "ann".into(),
+                password_hash: hash_password("s3cret").unwrap(),
+                roles: BTreeMap::from([("a".to_owned(), Role::Submitter)]),
+            }],
+            tokens: vec![TokenConfig {
+                name: "ci".into(),
+                sha256: digest,
+                roles: BTreeMap::from([("*".to_owned(), Role::Viewer)]),
+            }],
+        })
+        .unwrap();
+        let with = |value: String| {
+            let mut headers = axum::http::HeaderMap::new();
+            headers.insert(header::AUTHORIZATION, value.parse().unwrap());
+            headers
+        };
+        let basic = |user: &str, password: &str| {
+            with(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+            ))
+        };
+        for _ in 0..2 {
+            // The second time from the remembered credentials.
+            let ann = auth.authenticate(&basic("ann", "s3cret")).await.unwrap();
+            assert_eq!(ann.name(), "ann");
+            assert_eq!(ann.role("a"), Some(Role::Submitter));
+        }
+        let ci = auth
+            .authenticate(&with(format!("Bearer {token}")))
+            .await
+            .unwrap();
+        assert_eq!(ci.name(), "ci");
+        for headers in [
+            axum::http::HeaderMap::new(),
+            basic("ann", "wrong"),
+            basic("bob", "s3cret"),
+            with("Bearer nope".into()),
+            with("Basic !!!".into()),
+            with("Digest x".into()),
+            with(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode("no-colon")
+            )),
+        ] {
+            let problem = auth.authenticate(&headers).await.unwrap_err();
+            assert_eq!(problem.status, 401, "{headers:?}: {problem:?}");
+        }
+        assert!(
+            Authenticator::disabled()
+                .authenticate(&axum::http::HeaderMap::new())
+                .await
+                .is_ok()
+        );
+    }
+}

@@ -1,0 +1,214 @@
+//! Auth end to end: `omni passwd` and `omni token` make the configuration's credentials, and
+//! `omni serve` on a non-loopback address with them answers the CLI as each caller's roles
+//! allow (the full role x route matrix is host/api/tests/auth.rs).
+
+mod common;
+
+use std::io::Write as _;
+use std::process::{Output, Stdio};
+
+use common::{install, omni, serve_on};
+
+fn passwd(password: &str) -> Output {
+    let mut child = omni()
+        .args(["passwd", "--stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(password.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// Runs `omni ARGS` against `url` as the caller `env` names (off the async runtime).
+async fn run(url: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut command = omni();
+    command
+        .args(args)
+        .env("OMNI_URL", url)
+        .env_remove("OMNI_TOKEN")
+        .env_remove("OMNI_USER")
+        .env_remove("OMNI_PASSWORD")
+        .envs(env.iter().copied());
+    tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_with_users_serves_beyond_loopback_as_each_role_allows() {
+    let hashed = passwd("pw of ann\n");
+    assert!(hashed.status.success(), "{}", text(&hashed.stderr));
+    let hash = text(&hashed.stdout).trim().to_owned();
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    let empty = passwd("\n");
+    assert!(!empty.status.success());
+    assert!(text(&empty.stderr).contains("empty"));
+
+    let made = omni().arg("token").output().unwrap();
+    assert!(made.status.success());
+    let made = text(&made.stdout);
+    let field = |name: &str| {
+        made.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let (token, sha256) = (field("token:"), field("sha256:"));
+    assert!(token.starts_with("omni_") && sha256.len() == 64, "{made}");
+
+    // The users in a file of their own (a Secret), the token in the configuration.
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.toml");
+    std::fs::write(
+        &users,
+        format!("[[users]]\nname = \"ann\"\npassword_hash = \"{hash}\"\nroles = {{ default = \"submitter\" }}\n"),
+    )
+    .unwrap();
+    let config = dir.path().join("omni.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[auth]\nusers_file = {users:?}\n[[auth.tokens]]\nname = \"ci\"\nsha256 = \"{sha256}\"\nroles = {{ \"*\" = \"viewer\" }}\n"
+        ),
+    )
+    .unwrap();
+    let plugins = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    install(plugins.path(), "hostile");
+    let server = serve_on(
+        "0.0.0.0:0",
+        plugins.path(),
+        data.path(),
+        &[("OMNI_CONFIG", config.to_str().unwrap())],
+    );
+    let url = server.url.as_str();
+    assert!(url.starts_with("http://0.0.0.0:"), "{url}");
+    let ann = [("OMNI_USER", "ann"), ("OMNI_PASSWORD", "pw of ann")];
+    let ci = [("OMNI_TOKEN", token.as_str())];
+
+    // No credentials, or wrong ones: one line saying so, exit 2, nothing done.
+    for env in [
+        &[][..],
+        &[("OMNI_USER", "ann"), ("OMNI_PASSWORD", "wrong")][..],
+        &[("OMNI_TOKEN", "omni_not-this-one")][..],
+    ] {
+        let listed = run(url, env, &["jobs", "list"]).await;
+        assert_eq!(listed.status.code(), Some(2), "{env:?}");
+        assert!(
+            text(&listed.stderr).contains("(401)"),
+            "{}",
+            text(&listed.stderr)
+        );
+    }
+
+    // The submitter submits and waits; the job succeeds.
+    let arch = std::env::consts::ARCH;
+    let submitted = run(
+        url,
+        &ann,
+        &[
+            "submit",
+            "hostile",
+            "-p",
+            "behaviour=print",
+            "-p",
+            "lines=2",
+            "--arch",
+            arch,
+            "--wait",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(
+        submitted.status.code(),
+        Some(0),
+        "{}",
+        text(&submitted.stderr)
+    );
+    let job: serde_json::Value = serde_json::from_slice(&submitted.stdout).unwrap();
+    let id = job["id"].as_str().unwrap();
+    assert_eq!(job["state"], "succeeded");
+
+    // The viewer token reads it and its log, and may not cancel or purge it: 403, exit 2.
+    let got = run(url, &ci, &["jobs", "get", id]).await;
+    assert_eq!(got.status.code(), Some(0), "{}", text(&got.stderr));
+    let logs = run(url, &ci, &["logs", id]).await;
+    assert_eq!(logs.status.code(), Some(0), "{}", text(&logs.stderr));
+    assert!(text(&logs.stdout).contains("line 2"));
+    let purged = run(url, &ci, &["jobs", "purge", id]).await;
+    assert_eq!(purged.status.code(), Some(2));
+    let stderr = text(&purged.stderr);
+    assert!(
+        stderr.contains("(403)") && stderr.contains("admin role"),
+        "{stderr}"
+    );
+    // The submitter may not submit in another domain.
+    let elsewhere = run(
+        url,
+        &ann,
+        &[
+            "submit",
+            "hostile",
+            "-p",
+            "behaviour=print",
+            "--arch",
+            arch,
+            "--domain",
+            "fedora",
+        ],
+    )
+    .await;
+    assert_eq!(elsewhere.status.code(), Some(2));
+    assert!(text(&elsewhere.stderr).contains("domain \"fedora\""));
+    drop(server);
+}
+
+#[test]
+fn serve_refuses_a_broken_auth_configuration_naming_the_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("omni.toml");
+    std::fs::write(
+        &config,
+        "[[auth.users]]\nname = \"bob\"\npassword_hash = \"hunter2\"\nroles = { default = \"viewer\" }\n",
+    )
+    .unwrap();
+    let out = omni()
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("user \"bob\"") && stderr.contains("omni passwd"),
+        "{stderr}"
+    );
+    std::fs::write(
+        &config,
+        "[auth]\nusers_file = \"/nonexistent/users.toml\"\n",
+    )
+    .unwrap();
+    let out = omni()
+        .arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("cannot read the users file"));
+}
