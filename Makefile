@@ -41,11 +41,13 @@ lint:
 	$(CARGO) clippy --locked --target $(WASM_TARGET) $(foreach p,$(PLUGINS) $(FIXTURES),-p omni-plugin-$(p)) -- -D warnings
 
 ## test: lint, build the plugins, start the Kubernetes testbed (built once, cached; recover.sh
-## checks that start recovers from killed components), run every
+## checks that start recovers from killed components), validate deploy/kubernetes on it
+## (server-side dry run), run every
 ## test (the Cassandra and Kubernetes tests find their testbeds through omni-test-support).
 test: lint plugins
 	./tests/testbed/kubernetes.sh start >/dev/null
 	./tests/testbed/kubernetes/recover.sh
+	./tests/deploy.sh
 	$(CARGO) test --locked --workspace
 
 ## bench: the performance figures of the README ("Performance"): the plugin host, running jobs

@@ -370,6 +370,28 @@ mod tests {
         assert!(err.to_string().contains("unknown field `role`"), "{err}");
     }
 
+    /// deploy/kubernetes's configurations and the example's users are what the server takes.
+    #[test]
+    fn the_deploy_configurations_parse() {
+        let deploy =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/kubernetes");
+        for file in ["omni.toml", "example/omni.toml"] {
+            let config = Config::load(Some(&deploy.join(file))).unwrap();
+            assert!(!config.listen.ip().is_loopback(), "{file}");
+            assert!(config.store.cassandra.is_some(), "{file}");
+            assert!(
+                matches!(&config.engines[..], [EngineConfig::Kubernetes(_)]),
+                "{file}"
+            );
+        }
+        let users = AuthSection {
+            users_file: Some(deploy.join("example/users.toml")),
+            ..AuthSection::default()
+        };
+        let auth = omni_api::Authenticator::new(&users.resolve().unwrap()).unwrap();
+        assert!(auth.is_enabled());
+    }
+
     #[test]
     fn the_users_file_adds_users_and_tokens() {
         let dir = tempfile::tempdir().unwrap();
