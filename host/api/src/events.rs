@@ -8,22 +8,27 @@
 //! replica's events come, in the store's order, none twice and none skipped; a change made on
 //! this replica wakes the stream at once, and the store is polled (`poll_interval`) for the
 //! changes of other replicas. Comments keep idle connections alive.
+//!
+//! With `follow=false` the route answers one page of stored events as JSON instead,
+//! `{"items": [Event], "next": "<position>"}`, from `after` (or `Last-Event-ID`) or else from
+//! the oldest kept event, at most `limit` (1 to 1000, default 100). A page shorter than `limit`
+//! holds everything stored so far; pass `next` as `after` to read on (or to follow from there).
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Json, Router};
 use futures::Stream;
 use omni_store::{Event, EventFilter, Store, StoreError};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::auth::Caller;
@@ -35,6 +40,10 @@ pub const LAST_EVENT_ID: &str = "last-event-id";
 
 /// Events read from the store at once.
 const PAGE: usize = 256;
+/// Events of a `follow=false` page unless `limit` says otherwise.
+pub const DEFAULT_LIMIT: usize = 100;
+/// The most events of a `follow=false` page.
+pub const MAX_LIMIT: usize = 1000;
 
 /// How the event stream behaves (`[events]` in `omni serve`'s configuration).
 #[derive(Debug, Clone, Deserialize)]
@@ -70,6 +79,17 @@ pub struct EventParams {
     service: Option<String>,
     task: Option<String>,
     after: Option<String>,
+    follow: Option<String>,
+    limit: Option<String>,
+}
+
+/// A `follow=false` page.
+#[derive(Debug, Serialize)]
+pub struct EventList {
+    /// The events, in stream order.
+    pub items: Vec<Event>,
+    /// Where to read on from (as `after`).
+    pub next: String,
 }
 
 const NAME_RULE: &str = "must be lowercase letters, digits and '-', 1 to 63 long";
@@ -99,6 +119,28 @@ async fn stream(
         service: name("/query/service", params.service),
         task: name("/query/task", params.task),
     };
+    let follow = match params.follow.as_deref() {
+        None | Some("true") => true,
+        Some("false") => false,
+        Some(_) => {
+            errors.push(Problem::field("/query/follow", "must be true or false"));
+            true
+        }
+    };
+    let limit = match params.limit.as_deref() {
+        None => DEFAULT_LIMIT,
+        Some(limit) => limit
+            .parse::<usize>()
+            .ok()
+            .filter(|l| (1..=MAX_LIMIT).contains(l))
+            .unwrap_or_else(|| {
+                errors.push(Problem::field(
+                    "/query/limit",
+                    format!("must be a number from 1 to {MAX_LIMIT}"),
+                ));
+                DEFAULT_LIMIT
+            }),
+    };
     let header = match headers.get(LAST_EVENT_ID).map(|v| v.to_str()) {
         None => None,
         Some(Ok(id)) => Some(id.trim().to_owned()),
@@ -126,11 +168,11 @@ async fn stream(
     let store = Arc::clone(state.jobs.store());
     // Subscribed before the start is read: no change after it goes unnoticed.
     let wake = state.jobs.subscribe();
-    let cursor = match resume {
+    let resume = match resume {
         Some((id, path)) => {
             // A read of nothing checks the id.
             match store.read_events(Some(&id), &filter, 0).await {
-                Ok(_) => id,
+                Ok(_) => Some(id),
                 Err(StoreError::BadEventId(_)) => {
                     return Err(Problem::bad_request(
                         format!("{id:?} is not an event id of this server"),
@@ -140,6 +182,13 @@ async fn stream(
                 Err(error) => return Err(Problem::from_store(error)),
             }
         }
+        None => None,
+    };
+    if !follow {
+        return Ok(page(&*store, resume, &filter, limit).await?.into_response());
+    }
+    let cursor = match resume {
+        Some(id) => id,
         None => store.events_head().await.map_err(Problem::from_store)?,
     };
     let follower = Follower {
@@ -153,6 +202,35 @@ async fn stream(
     Ok(Sse::new(follower.into_stream())
         .keep_alive(KeepAlive::new().interval(state.events.keep_alive))
         .into_response())
+}
+
+/// Up to `limit` stored events after `after` (from the oldest without it). The store may answer
+/// a short page before its end (it bounds how much one read scans), so this reads on until a
+/// read finds nothing or the page is full: a short page means caught up.
+async fn page(
+    store: &dyn Store,
+    after: Option<String>,
+    filter: &EventFilter,
+    limit: usize,
+) -> Result<Json<EventList>, Problem> {
+    let mut items = Vec::new();
+    let mut cursor = after;
+    loop {
+        let page = store
+            .read_events(cursor.as_deref(), filter, limit - items.len())
+            .await
+            .map_err(Problem::from_store)?;
+        let found = !page.items.is_empty();
+        items.extend(page.items);
+        cursor = Some(page.next);
+        if !found || items.len() == limit {
+            break;
+        }
+    }
+    Ok(Json(EventList {
+        items,
+        next: cursor.unwrap_or_default(),
+    }))
 }
 
 /// One client's place in the stream.

@@ -13,7 +13,8 @@
 //!   every `/v1` handler takes a [`Caller`] and checks it before it reads or acts.
 //! - [`jobs`]: `POST /v1/jobs`, `GET /v1/jobs`, `GET /v1/jobs/{id}`, `DELETE /v1/jobs/{id}`.
 //! - [`logs`]: `GET /v1/jobs/{id}/logs`, pages or followed as server-sent events.
-//! - [`events`]: `GET /v1/events`, the job-change event stream as server-sent events.
+//! - [`events`]: `GET /v1/events`, the job-change event stream as server-sent events (or, with
+//!   `follow=false`, pages of the stored events).
 //! - [`webhooks`]: `POST /v1/webhooks`, `GET /v1/webhooks`, `GET /v1/webhooks/{id}`,
 //!   `DELETE /v1/webhooks/{id}` (delivery itself is `omni-webhooks`').
 //! - [`plugins`]: `GET /v1/plugins`, `GET /v1/plugins/{task}`, `POST /v1/plugins/{task}/render`,

@@ -272,6 +272,66 @@ async fn filters_pick_domain_service_and_task() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follow_false_answers_pages_of_the_stored_events_from_the_oldest() {
+    let server = server().await;
+    let a = server.job("ci", "rpm", "default", &DONE).await;
+    let b = server
+        .job("ci", "srpm", "tenant-a", &[JobState::Cancelled])
+        .await;
+    let page = |v: &Value| -> Vec<(JobId, JobState)> {
+        let events: Vec<Event> = serde_json::from_value(v["items"].clone()).unwrap();
+        moves(&events)
+    };
+    let all = vec![
+        (a, JobState::Pending),
+        (a, JobState::Queued),
+        (a, JobState::Running),
+        (a, JobState::Succeeded),
+        (b, JobState::Pending),
+        (b, JobState::Cancelled),
+    ];
+    let (status, content_type, body) = server.get("/v1/events?follow=false").await;
+    assert_eq!((status, content_type.as_str()), (200, "application/json"));
+    assert_eq!(page(&body), all);
+
+    // In pages of 4: a full one, then the rest (short: caught up), then nothing after it.
+    let (_, _, first) = server.get("/v1/events?follow=false&limit=4").await;
+    assert_eq!(page(&first), all[..4]);
+    let next = first["next"].as_str().unwrap();
+    let (_, _, rest) = server
+        .get(&format!("/v1/events?follow=false&limit=4&after={next}"))
+        .await;
+    assert_eq!(page(&rest), all[4..]);
+    let next = rest["next"].as_str().unwrap();
+    let (_, _, none) = server
+        .get(&format!("/v1/events?follow=false&after={next}"))
+        .await;
+    assert_eq!(page(&none), []);
+    // A later event comes after that `next`, and a stream resumed from it starts there.
+    let c = server.job("ci", "iso", "default", &[]).await;
+    let (_, _, later) = server
+        .get(&format!("/v1/events?follow=false&after={next}"))
+        .await;
+    assert_eq!(page(&later), [(c, JobState::Pending)]);
+    let mut resumed = server.stream(&format!("?after={next}"), None).await;
+    assert_eq!(moves(&resumed.take(1).await), [(c, JobState::Pending)]);
+
+    // Filters apply; bad follow and limit values are 400s naming them.
+    let (_, _, tenant) = server.get("/v1/events?follow=false&domain=tenant-a").await;
+    assert_eq!(page(&tenant), all[4..]);
+    for (query, path) in [
+        ("?follow=maybe", "/query/follow"),
+        ("?follow=false&limit=0", "/query/limit"),
+        ("?follow=false&limit=1001", "/query/limit"),
+        ("?follow=false&after=12abc", "/query/after"),
+    ] {
+        let (status, _, body) = server.get(&format!("/v1/events{query}")).await;
+        assert_eq!(status, 400, "{query}: {body}");
+        assert_eq!(body["errors"][0]["path"], path, "{query}: {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_filters_and_event_ids_answer_400_naming_them() {
     let server = server().await;
     for (query, header, path) in [

@@ -10,6 +10,8 @@ use std::fmt;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
+use eventsource_stream::Eventsource;
+use futures::{Stream, StreamExt};
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde_json::Value;
 
@@ -211,6 +213,22 @@ impl Client {
     /// `GET path` as JSON.
     pub async fn get(&self, path: &str) -> Result<Value, Failure> {
         self.json(self.request(Method::GET, path)).await
+    }
+
+    /// Sends `request` asking for server-sent events; the events as they come. The stream ends
+    /// when the connection does (callers reconnect from the last id they saw).
+    pub async fn events(
+        &self,
+        request: RequestBuilder,
+    ) -> Result<impl Stream<Item = eventsource_stream::Event> + use<>, Failure> {
+        let response = self
+            .send(request.header("accept", "text/event-stream"))
+            .await?;
+        Ok(response
+            .bytes_stream()
+            .eventsource()
+            .take_while(|event| std::future::ready(event.is_ok()))
+            .filter_map(|event| std::future::ready(event.ok())))
     }
 }
 

@@ -1,6 +1,7 @@
 //! The commands that talk to a server: `omni submit`, `omni jobs ...`, `omni logs`,
-//! `omni plugins ...`. Human output is aligned tables (comfy-table) and plain log lines, with
-//! the job's state coloured on a terminal; `--output json` prints what the API answered.
+//! `omni events`, `omni plugins ...`. Human output is aligned tables (comfy-table) and plain log
+//! lines, with the job's state coloured on a terminal; `--output json` prints what the API
+//! answered (one object a line where things stream: log lines, events).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -10,18 +11,15 @@ use std::time::Duration;
 use anstyle::{AnsiColor, Style};
 use clap::{Args, Subcommand};
 use comfy_table::{ContentArrangement, Table, presets};
-use eventsource_stream::Eventsource;
 use futures::StreamExt;
 use reqwest::Method;
 use serde_json::{Map, Value, json};
 
 use crate::client::{Client, EXIT_FAILED, Failure, Outcome, Output, Remote};
 
-/// `omni submit`.
+/// A job's params and where it runs, as `omni submit` and `omni plugins render` take them.
 #[derive(Debug, Args)]
-pub struct SubmitArgs {
-    /// The task type (a loaded plugin's task, e.g. srpm).
-    pub task: String,
+pub struct JobInput {
     /// A parameter, `key=value`; the value is read as JSON when it is JSON (`lines=10`,
     /// `packages=["bash"]`), else as a string. Repeatable; overrides --params-file.
     #[arg(long = "param", short = 'p', value_name = "KEY=VALUE")]
@@ -35,6 +33,15 @@ pub struct SubmitArgs {
     /// The tenant [server's default: default].
     #[arg(long)]
     pub domain: Option<String>,
+}
+
+/// `omni submit`.
+#[derive(Debug, Args)]
+pub struct SubmitArgs {
+    /// The task type (a loaded plugin's task, e.g. srpm).
+    pub task: String,
+    #[command(flatten)]
+    pub input: JobInput,
     /// The service asking.
     #[arg(long, default_value = "cli")]
     pub service: String,
@@ -110,6 +117,31 @@ pub struct LogsArgs {
     pub remote: Remote,
 }
 
+/// `omni events`.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// After the stored events, keep printing events as they happen (until interrupted).
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Only this job's events.
+    #[arg(long, value_name = "ID")]
+    pub job: Option<String>,
+    /// Only this domain's events.
+    #[arg(long)]
+    pub domain: Option<String>,
+    /// Only this service's events.
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Only this task's events.
+    #[arg(long)]
+    pub task: Option<String>,
+    /// Only the events after this one (an event's id, or a page's `next`).
+    #[arg(long, value_name = "ID")]
+    pub after: Option<String>,
+    #[command(flatten)]
+    pub remote: Remote,
+}
+
 /// `omni plugins`.
 #[derive(Debug, Subcommand)]
 pub enum PluginsCommand {
@@ -117,8 +149,22 @@ pub enum PluginsCommand {
     List(RemoteArgs),
     /// Show one plugin, with its params' JSON Schema.
     Get(TaskArgs),
+    /// Render a job's manifests on the server without running anything (a dry run): YAML, or
+    /// with -o json the API's answer.
+    Render(RenderArgs),
     /// Rescan the plugins directory now.
     Reload(RemoteArgs),
+}
+
+/// `omni plugins render`.
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// The task.
+    pub task: String,
+    #[command(flatten)]
+    pub input: JobInput,
+    #[command(flatten)]
+    pub remote: Remote,
 }
 
 /// A command with nothing but the server.
@@ -190,35 +236,51 @@ fn text(value: &Value) -> String {
     }
 }
 
-/// The params of a submission: the file's object, then each `--param` over it.
-fn params(args: &SubmitArgs) -> Result<Value, Failure> {
-    let mut params = match &args.params_file {
-        None => Map::new(),
-        Some(path) => {
-            let text = if path.as_os_str() == "-" {
-                std::io::read_to_string(std::io::stdin())
-            } else {
-                std::fs::read_to_string(path)
+impl JobInput {
+    /// The params: the file's object, then each `--param` over it.
+    fn params(&self) -> Result<Value, Failure> {
+        let mut params = match &self.params_file {
+            None => Map::new(),
+            Some(path) => {
+                let text = if path.as_os_str() == "-" {
+                    std::io::read_to_string(std::io::stdin())
+                } else {
+                    std::fs::read_to_string(path)
+                }
+                .map_err(|e| usage(&format!("cannot read {}: {e}", path.display())))?;
+                match serde_json::from_str(&text) {
+                    Ok(Value::Object(map)) => map,
+                    Ok(_) => {
+                        return Err(usage(&format!("{} is not a JSON object", path.display())));
+                    }
+                    Err(e) => return Err(usage(&format!("{} is not JSON: {e}", path.display()))),
+                }
             }
-            .map_err(|e| usage(&format!("cannot read {}: {e}", path.display())))?;
-            match serde_json::from_str(&text) {
-                Ok(Value::Object(map)) => map,
-                Ok(_) => return Err(usage(&format!("{} is not a JSON object", path.display()))),
-                Err(e) => return Err(usage(&format!("{} is not JSON: {e}", path.display()))),
-            }
-        }
-    };
-    for param in &args.params {
-        let Some((key, value)) = param.split_once('=') else {
-            return Err(usage(&format!("--param {param:?} is not KEY=VALUE")));
         };
-        if key.is_empty() {
-            return Err(usage(&format!("--param {param:?} has no key")));
+        for param in &self.params {
+            let Some((key, value)) = param.split_once('=') else {
+                return Err(usage(&format!("--param {param:?} is not KEY=VALUE")));
+            };
+            if key.is_empty() {
+                return Err(usage(&format!("--param {param:?} has no key")));
+            }
+            let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.into()));
+            params.insert(key.to_owned(), value);
         }
-        let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.into()));
-        params.insert(key.to_owned(), value);
+        Ok(Value::Object(params))
     }
-    Ok(Value::Object(params))
+
+    /// The body of a submission or a render: `params`, and `arch` and `domain` when given.
+    fn body(&self) -> Result<Value, Failure> {
+        let mut body = json!({"params": self.params()?});
+        if let Some(arch) = &self.arch {
+            body["arch"] = json!(arch);
+        }
+        if let Some(domain) = &self.domain {
+            body["domain"] = json!(domain);
+        }
+        Ok(body)
+    }
 }
 
 /// A mistake in the command line itself, found after clap: exit code 2.
@@ -232,13 +294,9 @@ fn usage(message: &str) -> Failure {
 /// `omni submit`.
 pub async fn submit(args: SubmitArgs) -> Outcome {
     let client = Client::new(&args.remote)?;
-    let mut body = json!({"service": args.service, "task": args.task, "params": params(&args)?});
-    if let Some(arch) = &args.arch {
-        body["arch"] = json!(arch);
-    }
-    if let Some(domain) = &args.domain {
-        body["domain"] = json!(domain);
-    }
+    let mut body = args.input.body()?;
+    body["service"] = json!(args.service);
+    body["task"] = json!(args.task);
     let mut request = client.request(Method::POST, "/v1/jobs").json(&body);
     if let Some(key) = &args.idempotency_key {
         request = request.header("idempotency-key", key);
@@ -328,9 +386,6 @@ async fn follow(
 ) -> Result<(), Failure> {
     let mut after: Option<String> = None;
     loop {
-        let mut request = client
-            .request(Method::GET, &format!("/v1/jobs/{id}/logs"))
-            .header("accept", "text/event-stream");
         let mut query = Vec::new();
         if let Some(step) = step {
             query.push(("step", step.to_owned()));
@@ -338,13 +393,11 @@ async fn follow(
         if let Some(after) = &after {
             query.push(("after", after.clone()));
         }
-        request = request.query(&query);
-        let response = client.send(request).await?;
-        let mut events = response.bytes_stream().eventsource();
+        let request = client
+            .request(Method::GET, &format!("/v1/jobs/{id}/logs"))
+            .query(&query);
+        let mut events = std::pin::pin!(client.events(request).await?);
         while let Some(event) = events.next().await {
-            let Ok(event) = event else {
-                break;
-            };
             match event.event.as_str() {
                 "line" => {
                     let line: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
@@ -565,6 +618,25 @@ pub async fn plugins(command: PluginsCommand) -> Outcome {
             print_json(&plugin);
             success()
         }
+        PluginsCommand::Render(args) => {
+            let client = Client::new(&args.remote)?;
+            let request = client
+                .request(Method::POST, &format!("/v1/plugins/{}/render", args.task))
+                .json(&args.input.body()?);
+            let rendered = client.json(request).await?;
+            match args.remote.output {
+                Output::Json => print_json(&rendered),
+                Output::Table => {
+                    let objects = rendered["manifests"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|m| &m["body"]);
+                    crate::render::write_yaml(&mut std::io::stdout().lock(), objects)?;
+                }
+            }
+            success()
+        }
         PluginsCommand::Reload(args) => {
             let client = Client::new(&args.remote)?;
             let answer = client
@@ -576,4 +648,151 @@ pub async fn plugins(command: PluginsCommand) -> Outcome {
             success()
         }
     }
+}
+
+/// Events read at once from the stored stream (the API's largest page).
+const EVENT_PAGE: usize = 1000;
+
+/// `omni events`: the stored events, page by page (`follow=false`), then with `-f` the live
+/// stream from where the pages ended, reconnecting from the last event seen. The API filters by
+/// domain, service and task; `--job` is filtered here (the stream has no job filter).
+pub async fn events(args: EventsArgs) -> Outcome {
+    let client = Client::new(&args.remote)?;
+    let mut filters = Vec::new();
+    for (name, value) in [
+        ("domain", &args.domain),
+        ("service", &args.service),
+        ("task", &args.task),
+    ] {
+        if let Some(value) = value {
+            filters.push((name, value.clone()));
+        }
+    }
+    let mut rows = EventRows::new(args.remote.output, args.job.clone());
+    let mut after = args.after.clone();
+    loop {
+        let mut query = filters.clone();
+        query.push(("follow", "false".to_owned()));
+        query.push(("limit", EVENT_PAGE.to_string()));
+        if let Some(after) = &after {
+            query.push(("after", after.clone()));
+        }
+        let page = client
+            .json(client.request(Method::GET, "/v1/events").query(&query))
+            .await?;
+        let items = page["items"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        rows.add(items);
+        after = page["next"].as_str().map(str::to_owned).or(after);
+        if items.len() < EVENT_PAGE {
+            break;
+        }
+    }
+    rows.flush();
+    if !args.follow {
+        return success();
+    }
+    loop {
+        let mut query = filters.clone();
+        if let Some(after) = &after {
+            query.push(("after", after.clone()));
+        }
+        let request = client.request(Method::GET, "/v1/events").query(&query);
+        let mut stream = std::pin::pin!(client.events(request).await?);
+        while let Some(event) = stream.next().await {
+            if event.event != "job" {
+                continue;
+            }
+            let data: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
+            rows.add(std::slice::from_ref(&data));
+            rows.flush();
+            after = Some(event.id);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Events printed as they come: NDJSON, or rows whose columns keep the widths of the first
+/// batch (the header and the stored events), so live rows line up under them.
+struct EventRows {
+    output: Output,
+    job: Option<String>,
+    pending: Vec<[String; 6]>,
+    widths: Option<[usize; 5]>,
+}
+
+impl EventRows {
+    const HEADER: [&'static str; 6] = ["TIME", "EVENT", "JOB", "TASK", "STATE", "MESSAGE"];
+
+    fn new(output: Output, job: Option<String>) -> Self {
+        EventRows {
+            output,
+            job,
+            pending: Vec::new(),
+            widths: None,
+        }
+    }
+
+    fn add(&mut self, events: &[Value]) {
+        for event in events {
+            if self
+                .job
+                .as_ref()
+                .is_some_and(|job| event["job_id"] != **job)
+            {
+                continue;
+            }
+            match self.output {
+                Output::Json => println!("{event}"),
+                Output::Table => self.pending.push([
+                    text(&event["time"]),
+                    text(&event["id"]),
+                    text(&event["job_id"]),
+                    text(&event["task"]),
+                    text(&event["to"]),
+                    text(&event["message"]),
+                ]),
+            }
+        }
+    }
+
+    /// Prints the rows added since the last flush (the header first, the first time).
+    fn flush(&mut self) {
+        if self.output == Output::Json {
+            return;
+        }
+        let widths = *self.widths.get_or_insert_with(|| {
+            let mut widths = [0; 5];
+            let header = Self::HEADER.map(str::to_owned);
+            for row in std::iter::once(&header).chain(&self.pending) {
+                for (width, cell) in widths.iter_mut().zip(row) {
+                    *width = (*width).max(cell.chars().count());
+                }
+            }
+            println!("{}", line(&header, &widths, false));
+            widths
+        });
+        for row in self.pending.drain(..) {
+            println!("{}", line(&row, &widths, true));
+        }
+    }
+}
+
+/// One row: each cell padded to its column's width and two spaces (the last one as it is),
+/// the state coloured on a terminal.
+fn line(row: &[String; 6], widths: &[usize; 5], colour: bool) -> String {
+    let mut out = String::new();
+    for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
+        let shown = if colour && i == 4 {
+            state(&json!(cell))
+        } else {
+            cell.clone()
+        };
+        out.push_str(&shown);
+        out.push_str(&" ".repeat(width.saturating_sub(cell.chars().count()) + 2));
+    }
+    out.push_str(&row[5]);
+    out.trim_end().to_owned()
 }

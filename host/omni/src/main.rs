@@ -1,8 +1,9 @@
 //! # omni: the binary
 //!
 //! `omni serve` runs the server (the HTTP API over the plugin runtime); `omni plugin render`
-//! runs a plugin component once without a server, like `kwctl run`; `omni submit`, `omni jobs`,
-//! `omni logs` and `omni plugins` talk to a server (`OMNI_URL`). This crate owns the command
+//! runs a plugin component once without a server, like `kwctl run`; `omni plugin new` writes a
+//! new plugin crate on the SDK; `omni submit`, `omni jobs`, `omni logs`, `omni events` and
+//! `omni plugins` talk to a server (`OMNI_URL`). This crate owns the command
 //! line, the configuration file and process concerns (signals, logging, listening); the API and
 //! the runtime know nothing of them.
 //!
@@ -13,12 +14,14 @@
 //! - `client`: reaching a server (URL, credentials, problem+json errors, exit codes).
 //! - `commands`: the client commands.
 //! - `credentials`: `omni passwd` and `omni token`, the users' and tokens' hashes for `[auth]`.
+//! - `scaffold`: `omni plugin new`, from the files of `host/omni/scaffold/`.
 
 mod client;
 mod commands;
 mod config;
 mod credentials;
 mod render;
+mod scaffold;
 mod serve;
 
 use std::path::PathBuf;
@@ -45,6 +48,8 @@ enum Command {
     Jobs(commands::JobsCommand),
     /// Print a job's log (-f: follow it until the job ends).
     Logs(commands::LogsArgs),
+    /// Print job-change events (-f: then follow them as they happen).
+    Events(commands::EventsArgs),
     /// The plugins a server has loaded.
     #[command(subcommand)]
     Plugins(commands::PluginsCommand),
@@ -66,6 +71,8 @@ enum Command {
 enum PluginCommand {
     /// Render a job's manifests with a plugin file, without a server.
     Render(render::RenderArgs),
+    /// Write a new plugin crate (on the SDK) with its templates, tests and README.
+    New(scaffold::NewArgs),
 }
 
 /// Exit status for a command line the user got wrong, as clap uses.
@@ -78,9 +85,11 @@ fn main() -> ExitCode {
         Command::Plugin(PluginCommand::Render(args)) => render::run(&args),
         Command::Passwd(args) => credentials::passwd(&args),
         Command::Token => return credentials::token(),
+        Command::Plugin(PluginCommand::New(args)) => scaffold::run(&args),
         Command::Submit(args) => return client::run(commands::submit(args)),
         Command::Jobs(command) => return client::run(commands::jobs(command)),
         Command::Logs(args) => return client::run(commands::logs(args)),
+        Command::Events(args) => return client::run(commands::events(args)),
         Command::Plugins(command) => return client::run(commands::plugins(command)),
         Command::Completions { shell } => {
             use clap::CommandFactory;

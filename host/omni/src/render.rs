@@ -90,13 +90,21 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     match args.output {
         Format::Json => serde_json::to_writer_pretty(&mut out, &rendered)?,
-        Format::Yaml => {
-            for manifest in &rendered.manifests {
-                writeln!(out, "---")?;
-                serde_norway::to_writer(&mut out, &manifest.body)?;
-            }
-        }
+        Format::Yaml => write_yaml(&mut out, rendered.manifests.iter().map(|m| &m.body))?,
     }
     writeln!(out)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Objects as multi-document YAML, each after a `---` line, ready for `kubectl apply -f -`
+/// (`omni plugin render` and `omni plugins render`).
+pub fn write_yaml<'a>(
+    out: &mut impl std::io::Write,
+    objects: impl IntoIterator<Item = &'a serde_json::Value>,
+) -> anyhow::Result<()> {
+    for object in objects {
+        writeln!(out, "---")?;
+        serde_norway::to_writer(&mut *out, object)?;
+    }
+    Ok(())
 }

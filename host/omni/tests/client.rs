@@ -1,11 +1,14 @@
-//! The client commands end to end: `omni submit`, `omni jobs`, `omni logs` and `omni plugins`
-//! against `omni serve` on a loopback port (the default local engine, the hostile fixture's
-//! jobs), with the exit codes scripts rely on: 0 done, 1 the job failed, 2 a wrong command or
-//! request, 3 no server.
+//! The client commands end to end: `omni submit`, `omni jobs`, `omni logs`, `omni events` and
+//! `omni plugins` against `omni serve` on a loopback port (the default local engine, the hostile
+//! fixture's jobs), with the exit codes scripts rely on: 0 done, 1 the job failed, 2 a wrong
+//! command or request, 3 no server.
 
 mod common;
 
-use std::process::Output;
+use std::io::{BufRead, BufReader};
+use std::process::{Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use common::{Server, install, omni, serve};
 use serde_json::Value;
@@ -156,6 +159,211 @@ async fn exit_codes_say_what_went_wrong() {
         "{}",
         stderr(&unreachable)
     );
+}
+
+/// Submits a `print` job of one line and waits for it to succeed; its id.
+async fn printed(url: &str) -> String {
+    let arch = std::env::consts::ARCH;
+    let args = [
+        "submit",
+        "hostile",
+        "-p",
+        "behaviour=print",
+        "-p",
+        "lines=1",
+        "--arch",
+        arch,
+        "--wait",
+    ];
+    let done = run(url, &args).await;
+    assert_eq!(done.status.code(), Some(0), "{}", stderr(&done));
+    let out = stdout(&done);
+    out.split_whitespace().next().unwrap().to_owned()
+}
+
+const LIFE: [&str; 4] = ["pending", "queued", "running", "succeeded"];
+
+/// The `to` states of NDJSON events, for the job `id`.
+fn moves(ndjson: &str, id: &str) -> Vec<String> {
+    ndjson
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["job_id"] == id)
+        .map(|e| e["to"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_printed_filtered_and_followed() {
+    let (server, _dirs) = server();
+    let url = server.url.as_str();
+    let a = printed(url).await;
+
+    // The stored events, as a table whose columns line up, oldest first.
+    let listed = run(url, &["events"]).await;
+    assert_eq!(listed.status.code(), Some(0), "{}", stderr(&listed));
+    let table = stdout(&listed);
+    let mut lines = table.lines();
+    let header = lines.next().unwrap();
+    assert!(header.starts_with("TIME"), "{table}");
+    let rows: Vec<&str> = lines.collect();
+    assert_eq!(rows.len(), 4, "{table}");
+    for (row, state) in rows.iter().zip(LIFE) {
+        assert!(row.contains(&a), "{table}");
+        assert_eq!(header.find("STATE"), row.find(state), "{table}");
+        assert_eq!(header.find("JOB"), row.find(&a), "{table}");
+    }
+
+    // NDJSON for scripts; filters by job, task (the server's), after an event.
+    let json = stdout(&run(url, &["events", "-o", "json", "--job", &a]).await);
+    assert_eq!(moves(&json, &a), LIFE);
+    let second: Value = serde_json::from_str(json.lines().nth(1).unwrap()).unwrap();
+    let after = second["id"].as_str().unwrap();
+    let later = stdout(&run(url, &["events", "-o", "json", "--after", after]).await);
+    assert_eq!(moves(&later, &a), LIFE[2..]);
+    let other = run(url, &["events", "-o", "json", "--task", "srpm"]).await;
+    assert_eq!(
+        (other.status.code(), stdout(&other)),
+        (Some(0), String::new())
+    );
+    let none = run(url, &["events", "--job", "0000"]).await;
+    assert_eq!(stdout(&none).lines().count(), 1, "{}", stdout(&none));
+
+    // Followed: the stored events, then a new job's as they happen.
+    let mut child = common::omni()
+        .args(["events", "-f", "-o", "json"])
+        .env("OMNI_URL", url)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (sender, received) = mpsc::channel();
+    let out = BufReader::new(child.stdout.take().unwrap());
+    std::thread::spawn(move || {
+        for line in out.lines().map_while(Result::ok) {
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let take = |n: usize| -> String {
+        let mut text = String::new();
+        for _ in 0..n {
+            let line = received
+                .recv_timeout(Duration::from_secs(60))
+                .expect("an event");
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text
+    };
+    assert_eq!(moves(&take(4), &a), LIFE);
+    let b = printed(url).await;
+    assert_eq!(moves(&take(4), &b), LIFE);
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Bad input: an id the server did not make, a bad name (2, naming the field); no server (3).
+    for (args, path) in [
+        (&["events", "--after", "12abc"][..], "/query/after"),
+        (&["events", "--task", "Not_A_Task"][..], "/query/task"),
+    ] {
+        let refused = run(url, args).await;
+        assert_eq!(refused.status.code(), Some(2), "{args:?}");
+        let message = stderr(&refused);
+        assert!(
+            message.starts_with("omni: invalid request (400)"),
+            "{message}"
+        );
+        assert!(message.contains(&format!("\n  {path}: ")), "{message}");
+    }
+    let unreachable = run("http://127.0.0.1:9", &["events", "-f"]).await;
+    assert_eq!(
+        unreachable.status.code(),
+        Some(3),
+        "{}",
+        stderr(&unreachable)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_render_prints_yaml_or_the_api_answer() {
+    let (server, _dirs) = server();
+    let url = server.url.as_str();
+    let args = [
+        "plugins",
+        "render",
+        "hostile",
+        "-p",
+        "behaviour=print",
+        "--arch",
+        "aarch64",
+    ];
+
+    // YAML documents, one per object, as `omni plugin render` prints them.
+    let rendered = run(url, &args).await;
+    assert_eq!(rendered.status.code(), Some(0), "{}", stderr(&rendered));
+    let yaml = stdout(&rendered);
+    assert!(yaml.starts_with("---\n"), "{yaml}");
+    assert!(yaml.contains("kind: Job"), "{yaml}");
+    assert!(yaml.contains("omni.io/task: hostile"), "{yaml}");
+
+    // The API's answer with -o json; params from a file, -p over it.
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), r#"{"behaviour": "sing", "lines": 3}"#).unwrap();
+    let path = file.path().to_str().unwrap();
+    let args = [
+        "plugins",
+        "render",
+        "hostile",
+        "--params-file",
+        path,
+        "-p",
+        "behaviour=print",
+        "-o",
+        "json",
+    ];
+    let answer = run(url, &args).await;
+    assert_eq!(answer.status.code(), Some(0), "{}", stderr(&answer));
+    let answer: Value = serde_json::from_slice(&answer.stdout).unwrap();
+    assert_eq!(answer["manifests"][0]["kind"], "Job");
+    assert_eq!(answer["primary"], answer["manifests"][0]["name"]);
+    let command = answer["manifests"][0]["body"].to_string();
+    assert!(command.contains("1 3"), "{command}");
+
+    // Refused: an unknown task (404) and params the plugin rejects (422, the field under the
+    // line), both 2 as for `omni submit`; an arch the task lacks (422); no server (3).
+    let unknown = run(url, &["plugins", "render", "nope"]).await;
+    assert_eq!(unknown.status.code(), Some(2));
+    let message = stderr(&unknown);
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(message.contains("(404)"), "{message}");
+    let rejected = run(
+        url,
+        &["plugins", "render", "hostile", "-p", "behaviour=sing"],
+    )
+    .await;
+    assert_eq!(rejected.status.code(), Some(2));
+    let message = stderr(&rejected);
+    let mut lines = message.lines();
+    assert!(lines.next().unwrap().contains("(422)"), "{message}");
+    assert!(
+        lines.next().unwrap().starts_with("  /params/behaviour: "),
+        "{message}"
+    );
+    let arch = [
+        "plugins",
+        "render",
+        "hostile",
+        "-p",
+        "behaviour=print",
+        "--arch",
+        "riscv64",
+    ];
+    let arch = run(url, &arch).await;
+    assert_eq!(arch.status.code(), Some(2));
+    assert!(stderr(&arch).contains("\n  /arch: "), "{}", stderr(&arch));
+    let unreachable = run("http://127.0.0.1:9", &["plugins", "render", "hostile"]).await;
+    assert_eq!(unreachable.status.code(), Some(3));
 }
 
 #[test]
