@@ -7,7 +7,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 kubectl() { "$root/tests/testbed/kubernetes.sh" kubectl "$@"; }
-for dir in deploy/kubernetes deploy/kubernetes/example; do
+for dir in deploy/kubernetes/base deploy/kubernetes/example; do
   rendered=$(kubectl kustomize "$root/$dir")
   namespaces=$(kubectl apply --dry-run=client -f - -o jsonpath='{range .items[?(@.kind=="Namespace")]}{.metadata.name}{" "}{end}' <<<"$rendered")
   for ns in $namespaces; do

@@ -375,7 +375,7 @@ mod tests {
     fn the_deploy_configurations_parse() {
         let deploy =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/kubernetes");
-        for file in ["omni.toml", "example/omni.toml"] {
+        for file in ["base/omni.toml", "example/omni.toml"] {
             let config = Config::load(Some(&deploy.join(file))).unwrap();
             assert!(!config.listen.ip().is_loopback(), "{file}");
             assert!(config.store.cassandra.is_some(), "{file}");
