@@ -102,6 +102,12 @@ impl fmt::Display for Failure {
                         error["message"].as_str().unwrap_or("?")
                     )?;
                 }
+                if *status == StatusCode::UNAUTHORIZED {
+                    write!(
+                        f,
+                        "\n  sign in with OMNI_TOKEN (--token), or OMNI_USER and OMNI_PASSWORD (--user, --password)"
+                    )?;
+                }
                 Ok(())
             }
             Failure::Other(error) => write!(f, "{error:#}"),

@@ -106,11 +106,9 @@ async fn a_server_with_users_serves_beyond_loopback_as_each_role_allows() {
     ] {
         let listed = run(url, env, &["jobs", "list"]).await;
         assert_eq!(listed.status.code(), Some(2), "{env:?}");
-        assert!(
-            text(&listed.stderr).contains("(401)"),
-            "{}",
-            text(&listed.stderr)
-        );
+        let stderr = text(&listed.stderr);
+        assert!(stderr.contains("(401)"), "{stderr}");
+        assert!(stderr.contains("sign in with OMNI_TOKEN"), "{stderr}");
     }
 
     // The submitter submits and waits; the job succeeds.
