@@ -23,7 +23,7 @@
 //! - [`Scheduler`]: the queue, the slots, the lease, the followers of running jobs.
 //! - `follow`: one running job, its progress and its logs.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -107,14 +107,53 @@ struct State {
     /// Whether this replica holds the lease.
     leading: bool,
     queue: VecDeque<Waiting>,
+    /// The ids in `queue`, so that queueing a job is not a scan of the queue.
+    queued: HashSet<JobId>,
     slots: HashMap<JobId, Slot>,
     /// Engines not to try before this time (they could not be reached).
     resting: HashMap<usize, tokio::time::Instant>,
 }
 
 impl State {
-    fn running_on(&self, engine: usize) -> usize {
-        self.slots.values().filter(|s| s.engine == engine).count()
+    fn push_back(&mut self, waiting: Waiting) {
+        if self.queued.insert(waiting.id) {
+            self.queue.push_back(waiting);
+        }
+    }
+
+    fn push_front(&mut self, waiting: Waiting) {
+        if self.queued.insert(waiting.id) {
+            self.queue.push_front(waiting);
+        }
+    }
+}
+
+/// What runs now, counted once per placement round and kept up to date as jobs are placed.
+#[derive(Debug, Default)]
+struct Running {
+    by_engine: Vec<usize>,
+    by_domain: HashMap<String, usize>,
+    by_task: HashMap<String, usize>,
+}
+
+impl Running {
+    fn of(slots: &HashMap<JobId, Slot>, engines: usize) -> Self {
+        let mut running = Running {
+            by_engine: vec![0; engines],
+            ..Running::default()
+        };
+        for slot in slots.values() {
+            running.add(slot);
+        }
+        running
+    }
+
+    fn add(&mut self, slot: &Slot) {
+        if let Some(count) = self.by_engine.get_mut(slot.engine) {
+            *count += 1;
+        }
+        *self.by_domain.entry(slot.domain.clone()).or_default() += 1;
+        *self.by_task.entry(slot.task.clone()).or_default() += 1;
     }
 }
 
@@ -362,10 +401,10 @@ impl Inner {
 
     fn push(&self, job: &Job) {
         let mut state = self.lock();
-        if state.queue.iter().any(|w| w.id == job.id) || state.slots.contains_key(&job.id) {
+        if state.slots.contains_key(&job.id) {
             return;
         }
-        state.queue.push_back(Waiting {
+        state.push_back(Waiting {
             id: job.id,
             arch: job.arch.clone(),
             domain: job.domain.clone(),
@@ -434,33 +473,53 @@ impl Inner {
 
     /// Starts every queued job that fits, in queue order: a job that does not fit does not hold
     /// back the jobs behind it that do (another arch, another domain).
+    ///
+    /// One pass over the queue with the running jobs counted once: a round is linear in the
+    /// queue and the slots (10,000 queued jobs and 10,000 running ones are 20,000 steps, not
+    /// 10^8), and it stops looking as soon as no engine has a free slot.
     fn place(self: &Arc<Self>, followers: &mut JoinSet<()>) {
         let now = tokio::time::Instant::now();
-        let mut state = self.lock();
+        let mut guard = self.lock();
+        let state = &mut *guard;
         state.resting.retain(|_, until| *until > now);
-        let mut i = 0;
-        while i < state.queue.len() {
-            let waiting = &state.queue[i];
-            let over = |limits: &BTreeMap<String, usize>, key: &str, count: usize| {
-                limits.get(key).is_some_and(|max| count >= *max)
+        let mut running = Running::of(&state.slots, self.engines.len());
+        let usable = |index: usize| !state.resting.contains_key(&index);
+        let mut free: usize = self
+            .engines
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| usable(*index))
+            .map(|(index, engine)| {
+                engine
+                    .max_running()
+                    .saturating_sub(running.by_engine[index])
+            })
+            .sum();
+        if free == 0 {
+            return;
+        }
+        let over =
+            |limits: &BTreeMap<String, usize>, counts: &HashMap<String, usize>, key: &str| {
+                limits
+                    .get(key)
+                    .is_some_and(|max| counts.get(key).copied().unwrap_or(0) >= *max)
             };
-            let domain_count = state
-                .slots
-                .values()
-                .filter(|s| s.domain == waiting.domain)
-                .count();
-            let task_count = state
-                .slots
-                .values()
-                .filter(|s| s.task == waiting.task)
-                .count();
-            if over(
-                &self.config.max_running_per_domain,
-                &waiting.domain,
-                domain_count,
-            ) || over(&self.config.max_running_per_task, &waiting.task, task_count)
+        let queue = std::mem::take(&mut state.queue);
+        let mut kept = VecDeque::with_capacity(queue.len());
+        for waiting in queue {
+            if free == 0
+                || over(
+                    &self.config.max_running_per_domain,
+                    &running.by_domain,
+                    &waiting.domain,
+                )
+                || over(
+                    &self.config.max_running_per_task,
+                    &running.by_task,
+                    &waiting.task,
+                )
             {
-                i += 1;
+                kept.push_back(waiting);
                 continue;
             }
             // The least loaded engine for the arch with a free slot.
@@ -468,31 +527,28 @@ impl Inner {
                 .engines
                 .iter()
                 .enumerate()
-                .filter(|(index, engine)| {
-                    engine.arches().contains(&waiting.arch) && !state.resting.contains_key(index)
-                })
-                .map(|(index, engine)| (index, state.running_on(index), engine.max_running()))
+                .filter(|(index, engine)| engine.arches().contains(&waiting.arch) && usable(*index))
+                .map(|(index, engine)| (index, running.by_engine[index], engine.max_running()))
                 .filter(|(_, running, max)| running < max)
                 .min_by(|a, b| (a.1 * b.2).cmp(&(b.1 * a.2)))
                 .map(|(index, ..)| index);
             let Some(engine) = choice else {
-                i += 1;
+                kept.push_back(waiting);
                 continue;
             };
-            let Some(waiting) = state.queue.remove(i) else {
-                break;
+            let slot = Slot {
+                engine,
+                domain: waiting.domain.clone(),
+                task: waiting.task.clone(),
             };
-            state.slots.insert(
-                waiting.id,
-                Slot {
-                    engine,
-                    domain: waiting.domain.clone(),
-                    task: waiting.task.clone(),
-                },
-            );
+            running.add(&slot);
+            free -= 1;
+            state.queued.remove(&waiting.id);
+            state.slots.insert(waiting.id, slot);
             let this = Arc::clone(self);
             followers.spawn(async move { this.start(waiting, engine).await });
         }
+        state.queue = kept;
     }
 
     /// Renders a queued job, submits it to `engine`, and follows it.
@@ -596,7 +652,7 @@ impl Inner {
                 .insert(index, tokio::time::Instant::now() + self.config.retry_after);
         }
         if state.leading {
-            state.queue.push_front(waiting);
+            state.push_front(waiting);
         }
         drop(state);
         self.wake.notify_one();
