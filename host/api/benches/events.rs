@@ -150,6 +150,7 @@ async fn sse_lag(followers: usize) -> (Duration, Duration) {
         body_limit: DEFAULT_BODY_LIMIT,
         engines: Vec::new(),
         events: EventsConfig::default(),
+        metrics: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/v1/events", listener.local_addr().unwrap());

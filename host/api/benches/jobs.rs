@@ -73,6 +73,7 @@ async fn submissions(store: Arc<dyn Store>) -> (f64, Duration, Duration) {
         body_limit: DEFAULT_BODY_LIMIT,
         engines: Vec::new(),
         events: Default::default(),
+        metrics: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/v1/jobs", listener.local_addr().unwrap());

@@ -16,6 +16,8 @@
 //!   `DELETE /v1/webhooks/{id}` (delivery itself is `omni-webhooks`').
 //! - [`plugins`]: `GET /v1/plugins`, `GET /v1/plugins/{task}`, `POST /v1/plugins/{task}/render`,
 //!   `POST /v1/plugins/reload`.
+//! - [`metrics`]: `GET /metrics` (Prometheus text) and every request's count and latency by
+//!   route template.
 //! - `/healthz` and `/readyz` here: ready means the store answers and the plugins directory
 //!   was scanned; `/readyz` also shows each engine and whether it can take jobs now (an engine
 //!   that cannot does not make the server unready: its jobs wait, the others run).
@@ -34,6 +36,7 @@ use omni_runtime::Registry;
 pub mod events;
 pub mod jobs;
 pub mod logs;
+pub mod metrics;
 pub mod plugins;
 pub mod problem;
 pub mod webhooks;
@@ -58,6 +61,8 @@ pub struct AppState {
     pub engines: Vec<Arc<dyn Engine>>,
     /// How event streams poll and keep connections alive.
     pub events: EventsConfig,
+    /// The installed metrics recorder, rendered on `/metrics` (404 without one).
+    pub metrics: Option<metrics::Metrics>,
 }
 
 impl AppState {
@@ -73,12 +78,14 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::metrics))
         .nest("/v1/jobs", jobs::routes())
         .nest("/v1/events", events::routes())
         .nest("/v1/webhooks", webhooks::routes())
         .nest("/v1/plugins", plugins::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(metrics::track))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

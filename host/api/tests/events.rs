@@ -33,6 +33,7 @@ async fn server() -> Server {
             poll_interval: Duration::from_millis(100),
             keep_alive: Duration::from_millis(500),
         },
+        metrics: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

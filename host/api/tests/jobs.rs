@@ -480,6 +480,7 @@ async fn an_unreachable_store_is_503_with_retry_after() {
         body_limit: DEFAULT_BODY_LIMIT,
         engines: Vec::new(),
         events: Default::default(),
+        metrics: None,
     });
     for (method, uri, body) in [
         ("POST", "/v1/jobs", json_body(&srpm("a"))),

@@ -37,6 +37,9 @@ pub struct ServeArgs {
     /// Directory of Omni's own data (the embedded store, the compile cache) [default: ./.omni/data].
     #[arg(long, env = "OMNI_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// How log lines are written to stderr (`RUST_LOG` filters them).
+    #[arg(long, env = "OMNI_LOG_FORMAT", value_enum, default_value_t)]
+    log_format: crate::logging::LogFormat,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -57,7 +60,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(ttl) = config.events.ttl {
         config.store.set_event_ttl(ttl);
     }
-    init_logging();
+    crate::logging::init(args.log_format);
     if !config.listen.ip().is_loopback() {
         anyhow::bail!(
             "refusing to listen on {}: no users are configured, and Omni serves without authentication only on a loopback address",
@@ -71,16 +74,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-}
-
 async fn serve(config: Config) -> anyhow::Result<()> {
+    let metrics = omni_api::metrics::Metrics::install().context("cannot install the metrics")?;
     std::fs::create_dir_all(&config.plugin_dir).with_context(|| {
         format!(
             "cannot create the plugins directory {}",
@@ -100,7 +95,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         templates,
     )?;
     let registry = Arc::new(Registry::new(Arc::new(sandbox), &config.plugin_dir));
-    let store = open_store(&config).await?;
+    let store: Arc<dyn Store> = Arc::new(omni_store::Timed::new(open_store(&config).await?));
     store
         .ping()
         .await
@@ -134,6 +129,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         body_limit: config.body_limit_kib << 10,
         engines,
         events: config.events.stream(),
+        metrics: Some(metrics),
     });
     tracing::info!("omni listening on http://{}", listener.local_addr()?);
     axum::serve(listener, app)

@@ -26,6 +26,7 @@ pub fn app_with_jobs(
         body_limit: DEFAULT_BODY_LIMIT,
         engines: Vec::new(),
         events: Default::default(),
+        metrics: None,
     };
     (dir, router(state), jobs)
 }
