@@ -1,6 +1,7 @@
 //! Observability end to end: `omni serve` with the default local engine runs jobs of the hostile
 //! fixture (`print`, `panic`); `GET /metrics` then parses as the Prometheus text format and its
-//! counters and histograms moved as the work did; `--log-format json` writes one JSON object per
+//! counters and histograms moved as the work did (a webhook receiver on loopback that refuses
+//! once gets its deliveries counted by outcome); `--log-format json` writes one JSON object per
 //! line, and a line about a job carries the job's id in its `job` span (as the text format does
 //! in its `job{job_id=...}` prefix).
 
@@ -417,4 +418,78 @@ async fn text_logs_name_the_job_in_its_span() {
         )),
         "{started}"
     );
+}
+
+/// The metrics of one scrape.
+async fn scrape(server: &Server) -> BTreeMap<Series, f64> {
+    let text = reqwest::get(format!("{}/metrics", server.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    parse(&text).0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_deliveries_are_counted_by_outcome() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    // A receiver that refuses its first delivery and takes the rest.
+    let received = Arc::new(AtomicU64::new(0));
+    let counter = Arc::clone(&received);
+    let receiver = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move || {
+            let counter = Arc::clone(&counter);
+            async move {
+                if counter.fetch_add(1, Ordering::SeqCst) == 0 {
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    axum::http::StatusCode::OK
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, receiver).await.unwrap() });
+
+    let (server, _plugins, _data) = server(&[]);
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/webhooks", server.url))
+        .json(&json!({"url": hook, "events": ["job.succeeded"], "secret": "s"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let (status, job) = submit(
+        &server,
+        "hostile",
+        json!({"behaviour": "print", "lines": 1, "pause": 0}),
+    )
+    .await;
+    assert_eq!(status, 201, "{job}");
+    assert_eq!(
+        ended(&server.url, job["id"].as_str().unwrap()).await["state"],
+        "succeeded"
+    );
+    // One event: refused once, then delivered. The deliverer counts an attempt once it has the
+    // answer, so wait for the count rather than for the receiver.
+    let deliveries = "omni_webhook_deliveries_total";
+    for _ in 0..3000 {
+        let samples = scrape(&server).await;
+        if sum(&samples, deliveries, &[("outcome", "delivered")]) >= 1.0 {
+            assert_eq!(value(&samples, deliveries, &[("outcome", "rejected")]), 1.0);
+            assert_eq!(
+                value(&samples, deliveries, &[("outcome", "delivered")]),
+                1.0
+            );
+            assert_eq!(received.load(Ordering::SeqCst), 2);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("no delivery was counted");
 }
