@@ -19,6 +19,8 @@
 //!   `DELETE /v1/webhooks/{id}` (delivery itself is `omni-webhooks`').
 //! - [`plugins`]: `GET /v1/plugins`, `GET /v1/plugins/{task}`, `POST /v1/plugins/{task}/render`,
 //!   `POST /v1/plugins/reload`.
+//! - [`metrics`]: `GET /metrics` (Prometheus text) and every request's count and latency by
+//!   route template.
 //! - `/healthz` and `/readyz` here: ready means the store answers and the plugins directory
 //!   was scanned; `/readyz` also shows each engine and whether it can take jobs now (an engine
 //!   that cannot does not make the server unready: its jobs wait, the others run).
@@ -38,6 +40,7 @@ pub mod auth;
 pub mod events;
 pub mod jobs;
 pub mod logs;
+pub mod metrics;
 pub mod plugins;
 pub mod problem;
 pub mod webhooks;
@@ -65,11 +68,13 @@ pub struct AppState {
     pub events: EventsConfig,
     /// Who may call, and what they may do.
     pub auth: Arc<Authenticator>,
+    /// The installed metrics recorder, rendered on `/metrics` (404 without one).
+    pub metrics: Option<metrics::Metrics>,
 }
 
 impl AppState {
     /// The state over `jobs` with the defaults: namespace `omni-jobs`, the default body limit,
-    /// no engines, the default event stream settings, and auth off.
+    /// no engines, the default event stream settings, auth off, and no metrics.
     pub fn new(jobs: JobService) -> Self {
         Self {
             jobs,
@@ -78,6 +83,7 @@ impl AppState {
             engines: Vec::new(),
             events: EventsConfig::default(),
             auth: Arc::new(Authenticator::disabled()),
+            metrics: None,
         }
     }
 
@@ -93,12 +99,14 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::metrics))
         .nest("/v1/jobs", jobs::routes())
         .nest("/v1/events", events::routes())
         .nest("/v1/webhooks", webhooks::routes())
         .nest("/v1/plugins", plugins::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(metrics::track))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }

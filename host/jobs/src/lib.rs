@@ -10,6 +10,10 @@
 //! It knows the store and the plugin registry; it knows nothing of HTTP (the API maps
 //! [`JobError`] to statuses) or of engines: whoever runs jobs (the scheduler) attaches itself as
 //! a [`Dispatch`], which says which arches can run and hears of cancels and purges.
+//!
+//! [`metrics`] counts what this replica's service did (submissions, transitions, log lines
+//! stored) and makes the [`job_span`] that the scheduler, the collector and the webhook
+//! deliverer enter while they work on one job.
 
 use std::sync::{Arc, OnceLock};
 
@@ -26,6 +30,8 @@ use tokio::sync::broadcast;
 
 pub mod lease;
 pub mod logs;
+pub mod metrics;
+pub use crate::metrics::job_span;
 pub use lease::Lease;
 pub use logs::{Batch, FollowEvent, LogHub, LogLimits, Publisher, Stored};
 
@@ -288,6 +294,16 @@ impl JobService {
     /// field errors when the params are wrong), [`JobError::Store`] (unavailable, or the key was
     /// used for another request).
     pub async fn submit(&self, submission: Submission) -> Result<Created, JobError> {
+        let task = submission.task.clone();
+        let created = self.submit_unmeasured(submission).await;
+        crate::metrics::submission(
+            &task,
+            created.as_ref().map(|c| matches!(c, Created::New(_))),
+        );
+        created
+    }
+
+    async fn submit_unmeasured(&self, submission: Submission) -> Result<Created, JobError> {
         let plugin = self
             .registry
             .get(&submission.task)
@@ -470,6 +486,7 @@ impl JobService {
     }
 
     fn publish(&self, job: &Job, change: &StateChange) {
+        crate::metrics::transition(&job.task, change.to);
         // No subscribers is fine: nothing listens yet.
         let _ = self.events.send(JobEvent::new(job, change));
     }

@@ -10,6 +10,7 @@
 //! # Layout
 //! - `config`: the TOML configuration, its defaults and how flags and environment override it.
 //! - `serve`: `omni serve`.
+//! - `logging`: the process's log (`--log-format text|json`, `RUST_LOG`).
 //! - `render`: `omni plugin render`.
 //! - `client`: reaching a server (URL, credentials, problem+json errors, exit codes).
 //! - `commands`: the client commands.
@@ -20,6 +21,7 @@ mod client;
 mod commands;
 mod config;
 mod credentials;
+mod logging;
 mod render;
 mod scaffold;
 mod serve;

@@ -37,6 +37,9 @@ pub struct ServeArgs {
     /// Directory of Omni's own data (the embedded store, the compile cache) [default: ./.omni/data].
     #[arg(long, env = "OMNI_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// How log lines are written to stderr (`RUST_LOG` filters them).
+    #[arg(long, env = "OMNI_LOG_FORMAT", value_enum, default_value_t)]
+    log_format: crate::logging::LogFormat,
 }
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -62,7 +65,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let auth = omni_api::Authenticator::new(&config.auth.resolve()?)
         .map_err(|e| anyhow::anyhow!("invalid [auth] configuration: {e}"))?;
-    init_logging();
+    crate::logging::init(args.log_format);
     if !auth.is_enabled() && !config.listen.ip().is_loopback() {
         anyhow::bail!(
             "refusing to listen on {}: no users or tokens are configured ([auth]), and Omni serves without authentication only on a loopback address",
@@ -76,16 +79,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn init_logging() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-}
-
 async fn serve(config: Config, auth: omni_api::Authenticator) -> anyhow::Result<()> {
+    let metrics = omni_api::metrics::Metrics::install().context("cannot install the metrics")?;
     std::fs::create_dir_all(&config.plugin_dir).with_context(|| {
         format!(
             "cannot create the plugins directory {}",
@@ -105,7 +100,7 @@ async fn serve(config: Config, auth: omni_api::Authenticator) -> anyhow::Result<
         templates,
     )?;
     let registry = Arc::new(Registry::new(Arc::new(sandbox), &config.plugin_dir));
-    let store = open_store(&config).await?;
+    let store: Arc<dyn Store> = Arc::new(omni_store::Timed::new(open_store(&config).await?));
     store
         .ping()
         .await
@@ -145,6 +140,7 @@ async fn serve(config: Config, auth: omni_api::Authenticator) -> anyhow::Result<
         engines,
         events: config.events.stream(),
         auth: Arc::new(auth),
+        metrics: Some(metrics),
     });
     tracing::info!("omni listening on http://{}", listener.local_addr()?);
     axum::serve(listener, app)

@@ -16,9 +16,11 @@
 //! - [`templates`]: `templates/<task>/` files served to plugins through the `template` import.
 //! - [`limits`]: per-plugin limits with defaults.
 //! - [`error`]: what can go wrong, each error naming the plugin and its version.
+//! - [`metrics`]: plugin calls (latency, errors by kind) and loads, through the `metrics` facade.
 
 pub mod error;
 pub mod limits;
+pub mod metrics;
 pub mod plugin;
 pub mod registry;
 pub mod sandbox;

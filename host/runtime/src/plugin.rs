@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -149,15 +149,17 @@ impl Plugin {
             pre,
             sandbox: Arc::clone(sandbox),
             task: "".into(),
-            label: file.into(),
+            label: file.as_str().into(),
         };
         let describe_error = |message: String| LoadError::Describe {
             path: path.to_owned(),
             message,
         };
-        let info = plugin
-            .call(plugin.limits, |h, s| h.call_describe(s))
-            .map_err(|e| describe_error(e.to_string()))?;
+        let start = Instant::now();
+        let info = plugin.call(plugin.limits, |h, s| h.call_describe(s));
+        let task = info.as_ref().map_or(file.as_str(), |i| i.task.as_str());
+        crate::metrics::call(task, "describe", start, &info);
+        let info = info.map_err(|e| describe_error(e.to_string()))?;
         plugin
             .check_size(plugin.limits, info_size(&info))
             .map_err(|e| describe_error(e.to_string()))?;
@@ -203,6 +205,13 @@ impl Plugin {
     /// # Errors
     /// [`PluginError::InvalidParams`] with field errors, or why the call failed.
     pub fn validate_blocking(&self, params: &str) -> Result<(), PluginError> {
+        let start = Instant::now();
+        let result = self.validate_unmeasured(params);
+        crate::metrics::call(&self.task, "validate", start, &result);
+        result
+    }
+
+    fn validate_unmeasured(&self, params: &str) -> Result<(), PluginError> {
         let limits = self.limits;
         let answer = self.call(limits, |h, s| h.call_validate(s, params))?;
         match answer {
@@ -226,6 +235,17 @@ impl Plugin {
     /// [`PluginError::InvalidParams`], [`PluginError::Template`] or [`PluginError::Failed`] as the
     /// plugin reported, or why the call failed.
     pub fn serialize_blocking(
+        &self,
+        job: &JobContext,
+        params: &str,
+    ) -> Result<Rendered, PluginError> {
+        let start = Instant::now();
+        let result = self.serialize_unmeasured(job, params);
+        crate::metrics::call(&self.task, "serialize", start, &result);
+        result
+    }
+
+    fn serialize_unmeasured(
         &self,
         job: &JobContext,
         params: &str,
@@ -291,7 +311,7 @@ impl Plugin {
     /// As [`Plugin::validate_blocking`].
     pub async fn validate(self: &Arc<Self>, params: String) -> Result<(), PluginError> {
         let this = Arc::clone(self);
-        self.off_thread(move || this.validate_blocking(&params))
+        self.off_thread("validate", move || this.validate_blocking(&params))
             .await
     }
 
@@ -305,26 +325,32 @@ impl Plugin {
         params: String,
     ) -> Result<Rendered, PluginError> {
         let this = Arc::clone(self);
-        self.off_thread(move || this.serialize_blocking(&job, &params))
+        self.off_thread("serialize", move || this.serialize_blocking(&job, &params))
             .await
     }
 
+    /// Runs `f` (which records its own call) on a blocking thread; the failures of the thread
+    /// itself are recorded here.
     async fn off_thread<R: Send + 'static>(
         &self,
+        export: &'static str,
         f: impl FnOnce() -> Result<R, PluginError> + Send + 'static,
     ) -> Result<R, PluginError> {
         let limit = self.limits.timeout;
-        match tokio::time::timeout(limit + OUTER_GRACE, tokio::task::spawn_blocking(f)).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(join)) => Err(PluginError::Host {
-                plugin: self.label.to_string(),
-                message: join.to_string(),
-            }),
-            Err(_) => Err(PluginError::Timeout {
-                plugin: self.label.to_string(),
-                limit,
-            }),
-        }
+        let error =
+            match tokio::time::timeout(limit + OUTER_GRACE, tokio::task::spawn_blocking(f)).await {
+                Ok(Ok(result)) => return result,
+                Ok(Err(join)) => PluginError::Host {
+                    plugin: self.label.to_string(),
+                    message: join.to_string(),
+                },
+                Err(_) => PluginError::Timeout {
+                    plugin: self.label.to_string(),
+                    limit,
+                },
+            };
+        crate::metrics::error(&self.task, export, &error);
+        Err(error)
     }
 
     fn call<R>(

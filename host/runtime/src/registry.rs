@@ -284,6 +284,7 @@ impl Registry {
             error: None,
         };
         let fail = |mut entry: FileEntry, error: String| {
+            crate::metrics::load(false);
             tracing::warn!("plugin not loaded: {error}");
             entry.error = Some((error, Utc::now()));
             entry
@@ -334,6 +335,7 @@ impl Registry {
         entry.digest = Some(digest);
         match Plugin::load(&self.sandbox, path, &bytes) {
             Ok(plugin) => {
+                crate::metrics::load(true);
                 entry.plugin = Some(Arc::new(plugin));
                 entry
             }

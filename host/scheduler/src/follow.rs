@@ -8,6 +8,7 @@ use futures::StreamExt;
 use omni_engine::{Engine, EngineError, EngineLine, LogCursor, Outcome, Progress};
 use omni_jobs::{JobService, LogLimits, Publisher, Stored};
 use omni_store::{Job, JobId, JobState, LogLine, LogQuery, Store, StoreError};
+use tracing::Instrument as _;
 
 use crate::Inner;
 
@@ -26,16 +27,20 @@ impl Inner {
     pub(crate) async fn follow(self: Arc<Self>, job: Job, index: usize) {
         let engine = Arc::clone(&self.engines[index]);
         let id = job.id;
-        let logs = tokio::spawn(collect(
-            self.jobs.clone(),
-            Arc::clone(&engine),
-            id,
-            self.config.retry_after,
-        ));
+        // Called in the job's span: the collector's lines carry the job's id too.
+        let logs = tokio::spawn(
+            collect(
+                self.jobs.clone(),
+                Arc::clone(&engine),
+                id,
+                self.config.retry_after,
+            )
+            .in_current_span(),
+        );
         let outcome = self.watch(&job, &engine).await;
         // Every line before the end: followers of the log see `end` after the last line.
         if tokio::time::timeout(LOG_DRAIN, logs).await.is_err() {
-            tracing::warn!(job = %id, "the job's log did not end with the job");
+            tracing::warn!("the job's log did not end with the job");
         }
         let (to, message) = match outcome {
             Some(Outcome::Succeeded) => (JobState::Succeeded, None),
@@ -50,10 +55,10 @@ impl Inner {
             ),
         };
         match self.jobs.transition(id, to, message).await {
-            Ok(job) => tracing::info!(job = %id, state = %job.state, "job ended"),
+            Ok(job) => tracing::info!(state = %job.state, "job ended"),
             // Cancelled here or elsewhere first.
             Err(omni_jobs::JobError::Illegal { .. } | omni_jobs::JobError::NotFound(_)) => {}
-            Err(error) => tracing::warn!(job = %id, %error, "cannot record the end of a job"),
+            Err(error) => tracing::warn!(%error, "cannot record the end of a job"),
         }
         self.release(id);
     }
@@ -86,7 +91,7 @@ impl Inner {
                         step.state = state;
                         if let Err(error) = self.jobs.store().update_steps(id, &steps).await {
                             // The next change (or the end) writes them all again.
-                            tracing::warn!(job = %id, %error, "cannot store the job's steps");
+                            tracing::warn!(%error, "cannot store the job's steps");
                         }
                     }
                     Some(Ok(Progress::Waiting { .. } | Progress::Running)) => {}
@@ -96,7 +101,7 @@ impl Inner {
                     }
                     Some(Err(EngineError::UnknownJob { .. })) => return None,
                     Some(Err(error)) => {
-                        tracing::warn!(job = %id, %error, "lost the job's progress; following again");
+                        tracing::warn!(%error, "lost the job's progress; following again");
                         break;
                     }
                     None => break,
@@ -127,7 +132,7 @@ async fn collect(jobs: JobService, engine: Arc<dyn Engine>, id: JobId, retry: Du
         match resume_point(&*store, id, &limits).await {
             Ok(point) => break point,
             Err(error) => {
-                tracing::warn!(job = %id, %error, "cannot read the stored log; trying again");
+                tracing::warn!(%error, "cannot read the stored log; trying again");
                 tokio::time::sleep(retry).await;
             }
         }
@@ -165,7 +170,7 @@ async fn collect(jobs: JobService, engine: Arc<dyn Engine>, id: JobId, retry: Du
                 }
                 None | Some(Err(EngineError::UnknownJob { .. })) => break true,
                 Some(Err(error)) => {
-                    tracing::warn!(job = %id, %error, "lost the job's log; resuming");
+                    tracing::warn!(%error, "lost the job's log; resuming");
                     break false;
                 }
             }
@@ -192,6 +197,7 @@ async fn write(
     loop {
         match store.append_logs(id, batch).await {
             Ok(()) => {
+                omni_jobs::metrics::log_lines_stored(batch.len());
                 publisher.publish(batch);
                 batch.clear();
                 return;
@@ -202,7 +208,7 @@ async fn write(
                 return;
             }
             Err(error) => {
-                tracing::warn!(job = %id, %error, lines = batch.len(), "cannot store log lines; trying again");
+                tracing::warn!(%error, lines = batch.len(), "cannot store log lines; trying again");
                 tokio::time::sleep(retry).await;
             }
         }

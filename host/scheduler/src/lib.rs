@@ -22,6 +22,9 @@
 //! - [`SchedulerConfig`]: limits and timings.
 //! - [`Scheduler`]: the queue, the slots, the lease, the followers of running jobs.
 //! - `follow`: one running job, its progress and its logs.
+//!
+//! The work on one job (queueing, starting, following, collecting its log, cancelling it on its
+//! engine) runs in its [`omni_jobs::job_span`], so every log line about a job names it.
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -29,12 +32,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use omni_engine::{Engine, EngineError, EngineJob};
-use omni_jobs::{Dispatch, JobError, JobService, Lease};
+use omni_jobs::{Dispatch, JobError, JobService, Lease, job_span};
 use omni_runtime::JobContext;
 use omni_store::{Job, JobId, JobQuery, JobState};
 use serde::Deserialize;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
+use tracing::Instrument as _;
 
 mod follow;
 
@@ -255,23 +259,31 @@ impl Dispatch for Scheduler {
         // hold the caller's request.
         if let Some(engine) = self.inner.engine(job).cloned() {
             let id = job.id;
-            tokio::spawn(async move {
-                if let Err(error) = engine.cancel(id).await {
-                    // The leader's follower sees the job cancelled in the store and cancels again.
-                    tracing::warn!(job = %id, engine = engine.name(), %error, "cannot cancel on the engine");
+            let span = job_span(id, &job.task, &job.domain);
+            tokio::spawn(
+                async move {
+                    if let Err(error) = engine.cancel(id).await {
+                        // The leader's follower sees the job cancelled in the store and cancels again.
+                        tracing::warn!(engine = engine.name(), %error, "cannot cancel on the engine");
+                    }
                 }
-            });
+                .instrument(span),
+            );
         }
     }
 
     async fn purged(&self, job: &Job) {
         if let Some(engine) = self.inner.engine(job).cloned() {
             let id = job.id;
-            tokio::spawn(async move {
-                if let Err(error) = engine.cleanup(id).await {
-                    tracing::warn!(job = %id, engine = engine.name(), %error, "cannot clean up a purged job");
+            let span = job_span(id, &job.task, &job.domain);
+            tokio::spawn(
+                async move {
+                    if let Err(error) = engine.cleanup(id).await {
+                        tracing::warn!(engine = engine.name(), %error, "cannot clean up a purged job");
+                    }
                 }
-            });
+                .instrument(span),
+            );
         }
     }
 }
@@ -363,7 +375,10 @@ impl Inner {
                         "the job ran on engine {:?}, which is no longer configured",
                         job.engine.as_deref().unwrap_or("")
                     );
-                    self.end(job.id, JobState::Failed, message).await;
+                    let span = job_span(job.id, &job.task, &job.domain);
+                    self.end(job.id, JobState::Failed, message)
+                        .instrument(span)
+                        .await;
                     return;
                 };
                 self.lock().slots.insert(
@@ -375,7 +390,8 @@ impl Inner {
                     },
                 );
                 let this = Arc::clone(self);
-                followers.spawn(async move { this.follow(job, index).await });
+                let span = job_span(job.id, &job.task, &job.domain);
+                followers.spawn(async move { this.follow(job, index).await }.instrument(span));
             }
             _ => {}
         }
@@ -383,6 +399,11 @@ impl Inner {
 
     /// `pending -> queued`, then into the queue.
     async fn enqueue(&self, job: Job) {
+        let span = job_span(job.id, &job.task, &job.domain);
+        self.enqueue_in_span(job).instrument(span).await;
+    }
+
+    async fn enqueue_in_span(&self, job: Job) {
         match self
             .jobs
             .transition(
@@ -395,7 +416,7 @@ impl Inner {
             Ok(job) => self.push(&job),
             // Cancelled (or taken) meanwhile.
             Err(JobError::Illegal { .. } | JobError::NotFound(_)) => {}
-            Err(error) => tracing::warn!(job = %job.id, %error, "cannot queue a job"),
+            Err(error) => tracing::warn!(%error, "cannot queue a job"),
         }
     }
 
@@ -546,7 +567,8 @@ impl Inner {
             state.queued.remove(&waiting.id);
             state.slots.insert(waiting.id, slot);
             let this = Arc::clone(self);
-            followers.spawn(async move { this.start(waiting, engine).await });
+            let span = job_span(waiting.id, &waiting.task, &waiting.domain);
+            followers.spawn(async move { this.start(waiting, engine).await }.instrument(span));
         }
         state.queue = kept;
     }
@@ -562,7 +584,7 @@ impl Inner {
                 return;
             }
             Err(error) => {
-                tracing::warn!(job = %id, %error, "cannot read a queued job");
+                tracing::warn!(%error, "cannot read a queued job");
                 self.requeue(waiting, None);
                 return;
             }
@@ -602,7 +624,7 @@ impl Inner {
         match engine.submit(&submission).await {
             Ok(()) => {}
             Err(EngineError::Unavailable { message, .. }) => {
-                tracing::warn!(job = %id, engine = engine.name(), %message, "engine unavailable; the job waits");
+                tracing::warn!(engine = engine.name(), %message, "engine unavailable; the job waits");
                 self.requeue(waiting, Some(index));
                 return;
             }
@@ -623,7 +645,7 @@ impl Inner {
             .await;
         match started {
             Ok(job) => {
-                tracing::info!(job = %id, engine = engine.name(), task = %job.task, "job started");
+                tracing::info!(engine = engine.name(), "job started");
                 self.follow(job, index).await;
             }
             // Cancelled (or purged) while it was being started: the cancel found no engine yet.
@@ -634,7 +656,7 @@ impl Inner {
             Err(error) => {
                 // Not recorded as running, so nobody would follow it: stop it there and try the
                 // whole start again later.
-                tracing::warn!(job = %id, %error, "cannot record a started job; it waits");
+                tracing::warn!(%error, "cannot record a started job; it waits");
                 let _ = engine.cancel(id).await;
                 let _ = engine.cleanup(id).await;
                 self.requeue(waiting, None);
@@ -668,7 +690,7 @@ impl Inner {
     async fn end(&self, id: JobId, to: JobState, message: String) {
         match self.jobs.transition(id, to, Some(message)).await {
             Ok(_) | Err(JobError::Illegal { .. } | JobError::NotFound(_)) => {}
-            Err(error) => tracing::warn!(job = %id, %error, "cannot record the end of a job"),
+            Err(error) => tracing::warn!(%error, "cannot record the end of a job"),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The store conformance suite against the embedded store, one fresh data directory per case.
+//! The store conformance suite against the embedded store, one fresh data directory per case,
+//! directly and through the measuring `Timed` wrapper.
 
 use std::sync::Arc;
 
@@ -14,3 +15,17 @@ async fn store() -> Arc<dyn Store> {
 }
 
 omni_store::conformance_tests!(store);
+
+/// The same suite through [`omni_store::Timed`], the measuring wrapper `omni serve` puts around
+/// its store: it must change nothing the suite can see.
+mod timed {
+    use std::sync::Arc;
+
+    use omni_store::{Store, Timed};
+
+    async fn store() -> Arc<dyn Store> {
+        Arc::new(Timed::new(super::store().await))
+    }
+
+    omni_store::conformance_tests!(store);
+}

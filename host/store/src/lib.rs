@@ -5,13 +5,14 @@
 //! delivery state) and idempotency keys. Backends live in their
 //! own crates (`omni-store-embedded`, `omni-store-cassandra`) and are held as `Arc<dyn Store>`;
 //! every one of them passes the same conformance suite ([`conformance_tests!`], feature
-//! `conformance`). This crate does no I/O and knows nothing of HTTP, plugins or engines.
+//! `conformance`). This crate does no I/O (beyond recording metrics) and knows nothing of HTTP, plugins or engines.
 //!
 //! # Layout
 //! - [`state`]: [`JobState`] and the table of allowed moves.
 //! - [`model`]: [`Job`], [`Transition`], [`StateChange`], listings, log lines, leases,
 //!   webhooks and their [`Delivery`] state, job-change [`Event`]s, idempotency keys.
 //! - [`token`]: opaque page tokens for listings.
+//! - [`timed`]: [`Timed`], any store with every call measured (the `metrics` facade).
 //! - `conformance`: the suite (feature `conformance`).
 
 use std::time::Duration;
@@ -21,6 +22,7 @@ use uuid::Uuid;
 
 pub mod model;
 pub mod state;
+pub mod timed;
 pub mod token;
 
 #[cfg(feature = "conformance")]
@@ -29,6 +31,7 @@ pub mod conformance;
 
 pub use model::*;
 pub use state::{IllegalTransition, JobState, TRANSITIONS};
+pub use timed::Timed;
 
 /// Why a store call failed.
 #[derive(Debug, thiserror::Error)]

@@ -29,7 +29,9 @@
 //! - [`sign`], [`verify`]: the signature.
 //! - [`check`], [`EVENT_NAMES`], [`wants`], [`register`]: what a webhook may be, what it gets,
 //!   and how it is stored with its starting place.
-//! - [`Deliverer`]: the lease, one delivery task per webhook, the retries.
+//! - [`Deliverer`]: the lease, one delivery task per webhook, the retries; each job's events
+//!   are delivered in its [`omni_jobs::job_span`], and every attempt is counted
+//!   ([`DELIVERIES`], [`describe_metrics`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,7 +46,20 @@ use omni_store::{Delivery, Event, EventFilter, JobId, Store, StoreError, Webhook
 use serde::Deserialize;
 use sha2::Sha256;
 use tokio::task::{AbortHandle, JoinSet};
+use tracing::Instrument as _;
 use uuid::Uuid;
+
+/// Counter of delivery attempts, by `outcome`.
+pub const DELIVERIES: &str = "omni_webhook_deliveries_total";
+
+/// Registers the help text of [`DELIVERIES`] with the installed recorder.
+pub fn describe_metrics() {
+    metrics::describe_counter!(
+        DELIVERIES,
+        "Webhook delivery attempts this replica made, by outcome (delivered: a 2xx answer; \
+         rejected: another status; timeout; unreachable). All but delivered are retried."
+    );
+}
 
 /// The lease whose holder delivers.
 pub const LEASE: &str = "webhooks";
@@ -490,10 +505,16 @@ impl Inner {
             groups[at].push(event);
         }
         futures::stream::iter(groups)
-            .for_each_concurrent(self.config.concurrency, |group| async move {
-                for event in group {
-                    self.deliver_one(hook, &event, status).await;
+            .for_each_concurrent(self.config.concurrency, |group| {
+                let span = group.first().map_or_else(tracing::Span::none, |e| {
+                    omni_jobs::job_span(e.job_id, &e.task, &e.domain)
+                });
+                async move {
+                    for event in group {
+                        self.deliver_one(hook, &event, status).await;
+                    }
                 }
+                .instrument(span)
             })
             .await;
     }
@@ -523,6 +544,13 @@ impl Inner {
                 .body(body.clone())
                 .send()
                 .await;
+            let outcome = match &sent {
+                Ok(answer) if answer.status().is_success() => "delivered",
+                Ok(_) => "rejected",
+                Err(error) if error.is_timeout() => "timeout",
+                Err(_) => "unreachable",
+            };
+            metrics::counter!(DELIVERIES, "outcome" => outcome).increment(1);
             let error = match sent {
                 Ok(answer) if answer.status().is_success() => {
                     // Read the answer so that the connection is kept for the next delivery.

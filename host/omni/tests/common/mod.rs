@@ -61,8 +61,10 @@ pub fn serve_on(listen: &str, plugin_dir: &Path, data_dir: &Path, env: &[(&str, 
             .next()
             .expect("omni serve exited before listening")
             .unwrap();
+        // The URL ends at a space or, in a JSON log line, at the closing quote.
         if let Some((_, url)) = line.split_once("omni listening on ") {
-            break url.trim().to_owned();
+            let end = url.find(['"', ' ']).unwrap_or(url.len());
+            break url[..end].trim().to_owned();
         }
     };
     // Keep draining the log (so the server never blocks on a full pipe) and keep it for asserts.
