@@ -33,6 +33,12 @@ pub(crate) fn routes() -> Router<AppState> {
 /// `POST /v1/jobs`.
 #[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "service": "obs",
+    "task": "srpm",
+    "arch": "x86_64",
+    "params": {"spec": "Name: hello\nVersion: 1.0\nRelease: 1\nSummary: hi\nLicense: MIT\nBuildArch: noarch\n%description\nhi\n%files\n"}
+}))]
 pub struct CreateJob {
     /// The asking service.
     #[schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]

@@ -38,7 +38,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct LogParams {
-    /// Only this step's lines (400 if the job has no such step).
+    /// Only this step's lines (400 if the job has no such step: see the job's `steps`).
     step: Option<String>,
     /// Only lines after this cursor (a page's `next` or a line's `seq`).
     #[param(pattern = "^[0-9]{1,19}$")]
@@ -91,7 +91,7 @@ fn wants_events(headers: &HeaderMap) -> bool {
     params(
         ("id" = String, Path, description = "The job's id (a v1 UUID)"),
         LogParams,
-        ("Last-Event-ID" = Option<String>, Header, description = "With a stream: resume after this line's `seq` (takes the place of `after`)", pattern = "^[0-9]{1,19}$"),
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this line's `seq` (takes the place of `after`; an EventSource sends it when it reconnects)", pattern = "^[0-9]{1,19}$"),
     ),
     responses(
         (status = 200, description = "A page of lines, or their stream", content(
@@ -132,11 +132,13 @@ pub(crate) async fn logs(
             ));
         }
     };
+    // For pages as for streams (the module's word: the header takes the place of `after`); it
+    // was once read for streams only, and a bad one on a page went unnoticed.
+    if let Some(last) = headers.get("last-event-id") {
+        let last = last.to_str().unwrap_or_default();
+        after = Some(cursor(last, "/headers/last-event-id")?);
+    }
     if follow {
-        if let Some(last) = headers.get("last-event-id") {
-            let last = last.to_str().unwrap_or_default();
-            after = Some(cursor(last, "/headers/last-event-id")?);
-        }
         let events = state
             .jobs
             .follow_logs(id, params.step, after)

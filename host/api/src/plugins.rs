@@ -90,6 +90,10 @@ fn no_such_task(task: &str) -> Problem {
 /// `POST /v1/plugins/{task}/render`.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "arch": "x86_64",
+    "params": {"spec": "Name: hello\nVersion: 1.0\nRelease: 1\nSummary: hi\nLicense: MIT\n%description\nhi\n"}
+}))]
 pub struct RenderRequest {
     /// The job's params (an object).
     #[schema(value_type = Object)]

@@ -10,8 +10,14 @@
 //!   `text/event-stream`); the streams themselves are tested in `logs.rs`, `client.rs` and
 //!   omni-api's `events.rs`.
 //! - Valid data per the document may still be refused for what a document cannot say: a task's
-//!   params are checked by its plugin (422), a page token, cursor or event id must be one this
-//!   server gave (400). `contract.toml` accepts those statuses on those routes only.
+//!   params are checked by its plugin (422), a page token, event id or log step must be one this
+//!   server gave (400), a webhook URL must parse (400). `contract.toml` accepts those statuses
+//!   on those routes only.
+//! - `use_after_free` is off: a plain `DELETE /v1/jobs/{id}` cancels and keeps the job (see
+//!   `run`).
+//!
+//! The document's examples submit a real `srpm` job (it builds on the local engine) and render
+//! one, so the later phases follow real job ids into get, logs, cancel and purge.
 
 mod common;
 
@@ -68,6 +74,11 @@ fn run(url: &str, extra: &[&str]) {
         .arg("run")
         .arg(format!("{url}/v1/openapi.json"))
         .args(["--checks", "all"])
+        // DELETE /v1/jobs/{id} cancels: the job stays, with its final state, as API.md says
+        // (only `purge=true` removes it), and use_after_free takes every DELETE for a removal.
+        // schemathesis 4.32 judges it in the stateful phase, where a per-operation setting in
+        // contract.toml is not applied; so it is off for the whole run.
+        .args(["--exclude-checks", "use_after_free"])
         // Bounded: well under a minute on 2 cores. The seed makes a failure reproducible; set
         // OMNI_CONTRACT_SEED to explore others. One worker: with more, hypothesis' lambda
         // introspection (Python 3.11's ast) fails now and then with "AST constructor recursion
@@ -111,7 +122,10 @@ fn the_server_keeps_its_openapi_contract() {
     let server = serve_with(plugins.path(), data.path(), &[]);
     // Auth is off on loopback: every caller is an admin, so no route can refuse a caller
     // without credentials, and the check that it does (ignored_auth) is left to the run below.
-    run(&server.url, &["--exclude-checks", "ignored_auth"]);
+    run(
+        &server.url,
+        &["--exclude-checks", "ignored_auth,use_after_free"],
+    );
 }
 
 #[test]
