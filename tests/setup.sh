@@ -25,6 +25,9 @@ java_major=$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head
 if [ -z "$java_major" ] || [ "$java_major" -lt 17 ]; then missing+=(openjdk-17-jre-headless); fi
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 command -v python3 >/dev/null 2>&1 || missing+=(python3)
+# The API's contract test installs schemathesis from PyPI into a virtualenv of its own
+# (host/omni/tests/contract.rs): Debian's python3 makes one only with python3-venv (ensurepip).
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 # The local engine's tests run the task plugins' jobs for real on this machine.
 command -v rpmbuild >/dev/null 2>&1 || missing+=(rpm)
 command -v xorriso >/dev/null 2>&1 || missing+=(xorriso)

@@ -71,20 +71,34 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new().route("/", get(stream))
 }
 
-/// `GET /v1/events` query parameters.
-#[derive(Debug, Deserialize)]
+/// `GET /v1/events` query parameters, read as text and checked here (a wrong one answers a
+/// problem naming it); the document shows what each must be.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct EventParams {
+    /// Only this domain's jobs (403 without `viewer` there).
+    #[param(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     domain: Option<String>,
+    /// Only this service's jobs.
+    #[param(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     service: Option<String>,
+    /// Only this task's jobs.
+    #[param(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     task: Option<String>,
+    /// Start after this event id or position (an event's `id` or a page's `next`; 400 for one
+    /// this server did not give; empty is as if absent).
     after: Option<String>,
+    /// `false`: answer one page of stored events as JSON instead of the stream.
+    #[param(value_type = Option<bool>, default = true)]
     follow: Option<String>,
+    /// At most this many events of a page (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
 }
 
 /// A `follow=false` page.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EventList {
     /// The events, in stream order.
     pub items: Vec<Event>,
@@ -94,7 +108,29 @@ pub struct EventList {
 
 const NAME_RULE: &str = "must be lowercase letters, digits and '-', 1 to 63 long";
 
-async fn stream(
+/// Job state changes of the domains the caller may read, as server-sent events (`event: job`,
+/// `id:` the event's id, data an Event), from `after` or `Last-Event-ID` (or from now on); or,
+/// with `follow=false`, one page of stored events. Comments keep idle streams open.
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "events",
+    params(
+        EventParams,
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event (an EventSource sends it when it reconnects); wins over `after`"),
+    ),
+    responses(
+        (status = 200, description = "The stream, or with `follow=false` a page", content(
+            (String = "text/event-stream"),
+            (EventList = "application/json"),
+        )),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
+pub(crate) async fn stream(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
@@ -141,8 +177,10 @@ async fn stream(
                 DEFAULT_LIMIT
             }),
     };
+    // An empty id is no id: the SSE spec's way to say the client has none.
     let header = match headers.get(LAST_EVENT_ID).map(|v| v.to_str()) {
         None => None,
+        Some(Ok(id)) if id.trim().is_empty() => None,
         Some(Ok(id)) => Some(id.trim().to_owned()),
         Some(Err(_)) => {
             errors.push(Problem::field(
@@ -162,8 +200,8 @@ async fn stream(
     // The header wins: it is what a reconnecting client was given last.
     let resume = match (header, params.after) {
         (Some(id), _) => Some((id, "/headers/last-event-id")),
-        (None, Some(id)) => Some((id, "/query/after")),
-        (None, None) => None,
+        (None, Some(id)) if !id.is_empty() => Some((id, "/query/after")),
+        (None, _) => None,
     };
     let store = Arc::clone(state.jobs.store());
     // Subscribed before the start is read: no change after it goes unnoticed.

@@ -31,20 +31,32 @@ pub(crate) fn routes() -> Router<AppState> {
 }
 
 /// `POST /v1/jobs`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "service": "obs",
+    "task": "srpm",
+    "arch": "x86_64",
+    "params": {"spec": "Name: hello\nVersion: 1.0\nRelease: 1\nSummary: hi\nLicense: MIT\nBuildArch: noarch\n%description\nhi\n%files\n"}
+}))]
 pub struct CreateJob {
     /// The asking service.
+    #[schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     pub service: String,
     /// The task type.
+    #[schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     pub task: String,
     /// The tenant; `default` when absent.
     #[serde(default = "default_domain")]
+    #[schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", default = "default")]
     pub domain: String,
     /// The API arch; `x86_64` when absent.
     #[serde(default = "default_arch")]
+    #[schema(min_length = 1, default = "x86_64")]
     pub arch: String,
-    /// The task's params (an object).
+    /// The task's params (an object; the task's plugin says which: `GET /v1/plugins/{task}`,
+    /// `params_schema`).
+    #[schema(value_type = Object)]
     pub params: Value,
 }
 
@@ -133,7 +145,31 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
     Ok(Some(key.to_owned()))
 }
 
-async fn create(
+/// Submits a job. The same `Idempotency-Key` and body again answer 200 with the job made the
+/// first time; the key with another body answers 409. Needs `submitter` in the domain.
+#[utoipa::path(
+    post,
+    path = "/v1/jobs",
+    tag = "jobs",
+    request_body = CreateJob,
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes the submission safe to retry: 1 to 255 visible ASCII characters", min_length = 1, max_length = 255, pattern = "^[!-~]{1,255}$"),
+    ),
+    responses(
+        (status = 201, description = "The job, accepted", body = Job, headers(("Location" = String, description = "`/v1/jobs/{id}`"))),
+        (status = 200, description = "The job made earlier with this `Idempotency-Key` and body", body = Job, headers(("Location" = String, description = "`/v1/jobs/{id}`"))),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 409, response = crate::openapi::Conflict),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 422, response = crate::openapi::Unprocessable),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
+pub(crate) async fn create(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
@@ -184,7 +220,20 @@ pub(crate) fn parse_id(id: &str) -> Result<JobId, Problem> {
         .ok_or_else(|| Problem::no_such_job(id))
 }
 
-async fn one(
+/// One job. Needs `viewer` in its domain.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    params(("id" = String, Path, description = "The job's id (a v1 UUID)")),
+    responses(
+        (status = 200, description = "The job", body = Job),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
+pub(crate) async fn one(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -208,22 +257,39 @@ pub(crate) async fn visible_job(
     Ok(job)
 }
 
-/// `GET /v1/jobs` query parameters.
-#[derive(Debug, Deserialize)]
+/// `GET /v1/jobs` query parameters. Each is read as text and checked here, so that a wrong one
+/// answers a problem naming it; the document shows what each must be.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// Only this service's jobs.
+    #[param(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     service: Option<String>,
+    /// Only this task's jobs.
+    #[param(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     task: Option<String>,
+    /// Only this domain's jobs (403 without `viewer` there).
+    #[param(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     domain: Option<String>,
+    /// Only jobs in this state.
+    #[param(value_type = Option<JobState>)]
     state: Option<String>,
+    /// Only jobs created at or after this time (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
     since: Option<String>,
+    /// Only jobs created before this time (RFC 3339).
+    #[param(value_type = Option<String>, format = DateTime)]
     until: Option<String>,
+    /// At most this many (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
+    /// The `next_page_token` of the previous page (with the same filters).
     page_token: Option<String>,
 }
 
 /// A page of jobs.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct JobList {
     /// The jobs, newest first.
     pub items: Vec<Job>,
@@ -297,7 +363,21 @@ impl ListParams {
     }
 }
 
-async fn list(
+/// Jobs, newest first, of the domains the caller may read.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs",
+    tag = "jobs",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of jobs", body = JobList),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
+pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
     params: Result<Query<ListParams>, QueryRejection>,
@@ -325,14 +405,36 @@ async fn list(
 }
 
 /// `DELETE /v1/jobs/{id}` query parameters.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct CancelParams {
+    /// Also delete the record and its logs (needs `admin`).
     #[serde(default)]
+    #[param(value_type = Option<bool>)]
     purge: bool,
 }
 
-async fn cancel(
+/// Cancels a job that has not ended (needs `submitter`), or with `purge=true` deletes it and
+/// its logs (needs `admin`).
+#[utoipa::path(
+    delete,
+    path = "/v1/jobs/{id}",
+    tag = "jobs",
+    params(("id" = String, Path, description = "The job's id (a v1 UUID)"), CancelParams),
+    responses(
+        (status = 202, description = "Cancelled now", body = Job),
+        (status = 200, description = "It had already ended", body = Job),
+        (status = 204, description = "Purged"),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 409, response = crate::openapi::Conflict),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
+pub(crate) async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,

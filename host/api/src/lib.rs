@@ -21,6 +21,8 @@
 //!   `POST /v1/plugins/reload`.
 //! - [`metrics`]: `GET /metrics` (Prometheus text) and every request's count and latency by
 //!   route template.
+//! - [`openapi`]: the OpenAPI 3.1 document of all of these, derived from the handlers, at
+//!   `GET /v1/openapi.json`, and Swagger UI over it at `/v1/swagger/` (both open).
 //! - `/healthz` and `/readyz` here: ready means the store answers and the plugins directory
 //!   was scanned; `/readyz` also shows each engine and whether it can take jobs now (an engine
 //!   that cannot does not make the server unready: its jobs wait, the others run).
@@ -41,6 +43,7 @@ pub mod events;
 pub mod jobs;
 pub mod logs;
 pub mod metrics;
+pub mod openapi;
 pub mod plugins;
 pub mod problem;
 pub mod webhooks;
@@ -104,6 +107,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/v1/events", events::routes())
         .nest("/v1/webhooks", webhooks::routes())
         .nest("/v1/plugins", plugins::routes())
+        .merge(openapi::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::from_fn(metrics::track))
@@ -111,14 +115,34 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn healthz() -> &'static str {
+/// The process is alive (open: no credentials needed).
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    security(()),
+    responses((status = 200, description = "`ok`", content_type = "text/plain", body = String))
+)]
+pub(crate) async fn healthz() -> &'static str {
     "ok\n"
 }
 
 /// How long `/readyz` waits for one engine's answer.
 const ENGINE_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
 
-async fn readyz(State(state): State<AppState>) -> Response {
+/// Ready: the store answers and the plugins directory was scanned; each engine's state is shown
+/// (an engine that cannot take jobs now does not make the server unready). Open.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    security(()),
+    responses(
+        (status = 200, description = "Ready", body = openapi::Readiness),
+        (status = 503, response = openapi::Unavailable),
+    )
+)]
+pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     if !state.registry().is_scanned() {
         return Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -32,18 +32,27 @@ pub const MAX_LIMIT: usize = 10_000;
 /// How often an idle follow stream sends a comment, so proxies keep it open.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-/// The query parameters.
-#[derive(Debug, Deserialize)]
+/// The query parameters, read as text and checked here (a wrong one answers a problem naming
+/// it); the document shows what each must be.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct LogParams {
+    /// Only this step's lines (400 if the job has no such step: see the job's `steps`).
     step: Option<String>,
+    /// Only lines after this cursor (a page's `next` or a line's `seq`).
+    #[param(pattern = "^[0-9]{1,19}$")]
     after: Option<String>,
+    /// At most this many lines (default 1000; pages only).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 10000)]
     limit: Option<String>,
+    /// Stream the lines as server-sent events (the default with `Accept: text/event-stream`).
+    #[param(value_type = Option<bool>)]
     follow: Option<String>,
 }
 
 /// A page.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LogList {
     /// The lines, in order.
     pub items: Vec<LogLine>,
@@ -70,6 +79,31 @@ fn wants_events(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.contains("text/event-stream"))
 }
 
+/// A job's log: pages of lines in order, or, with `Accept: text/event-stream` or
+/// `follow=true`, the same lines as server-sent events (`event: line`, `id:` the line's `seq`,
+/// data the line's JSON) from `after` (or `Last-Event-ID`) or the start, live, ending with
+/// `event: end` (data `{"state"}`) once the job has ended and every line was sent; `event:
+/// lagged` (data `{"after"}`) drops a follower too far behind. Needs `viewer` in its domain.
+#[utoipa::path(
+    get,
+    path = "/v1/jobs/{id}/logs",
+    tag = "jobs",
+    params(
+        ("id" = String, Path, description = "The job's id (a v1 UUID)"),
+        LogParams,
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this line's `seq` (takes the place of `after`; an EventSource sends it when it reconnects)", pattern = "^[0-9]{1,19}$"),
+    ),
+    responses(
+        (status = 200, description = "A page of lines, or their stream", content(
+            (LogList = "application/json"),
+            (String = "text/event-stream"),
+        )),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
 pub(crate) async fn logs(
     State(state): State<AppState>,
     caller: Caller,
@@ -98,11 +132,13 @@ pub(crate) async fn logs(
             ));
         }
     };
+    // For pages as for streams (the module's word: the header takes the place of `after`); it
+    // was once read for streams only, and a bad one on a page went unnoticed.
+    if let Some(last) = headers.get("last-event-id") {
+        let last = last.to_str().unwrap_or_default();
+        after = Some(cursor(last, "/headers/last-event-id")?);
+    }
     if follow {
-        if let Some(last) = headers.get("last-event-id") {
-            let last = last.to_str().unwrap_or_default();
-            after = Some(cursor(last, "/headers/last-event-id")?);
-        }
         let events = state
             .jobs
             .follow_logs(id, params.step, after)

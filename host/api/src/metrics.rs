@@ -88,6 +88,17 @@ fn describe() {
 }
 
 /// `GET /metrics`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    security(()),
+    responses(
+        (status = 200, description = "This replica's metrics in the Prometheus text format",
+         content_type = "text/plain; version=0.0.4; charset=utf-8", body = String),
+        (status = 404, response = crate::openapi::NotFound),
+    )
+)]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     match &state.metrics {
         Some(metrics) => (

@@ -20,12 +20,37 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/{task}/render", post(render))
 }
 
-// Plugins are the same for every domain: any caller may see them.
-async fn list(State(state): State<AppState>, _caller: Caller) -> Json<Vec<PluginStatus>> {
+/// Every plugin file of the plugins directory and its state. Plugins are the same for every
+/// domain: any caller may see them.
+#[utoipa::path(
+    get,
+    path = "/v1/plugins",
+    tag = "plugins",
+    responses(
+        (status = 200, description = "The plugins", body = Vec<PluginStatus>),
+        (status = 401, response = crate::openapi::Unauthorized),
+    )
+)]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Json<Vec<PluginStatus>> {
     Json(state.registry().list())
 }
 
-async fn one(
+/// The plugin serving `task`.
+#[utoipa::path(
+    get,
+    path = "/v1/plugins/{task}",
+    tag = "plugins",
+    params(("task" = String, Path, description = "The task name")),
+    responses(
+        (status = 200, description = "The plugin", body = PluginStatus),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 404, response = crate::openapi::NotFound),
+    )
+)]
+pub(crate) async fn one(
     State(state): State<AppState>,
     _caller: Caller,
     Path(task): Path<String>,
@@ -37,8 +62,19 @@ async fn one(
         .ok_or_else(|| no_such_task(&task))
 }
 
-/// A reload changes every domain's task types: it takes `admin` on `*`.
-async fn reload(
+/// Rescans the plugins directory now (as on SIGHUP). A reload changes every domain's task
+/// types: it takes `admin` on `*`.
+#[utoipa::path(
+    post,
+    path = "/v1/plugins/reload",
+    tag = "plugins",
+    responses(
+        (status = 200, description = "The plugins after the rescan", body = Vec<PluginStatus>),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+    )
+)]
+pub(crate) async fn reload(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<Vec<PluginStatus>>, Problem> {
@@ -52,19 +88,27 @@ fn no_such_task(task: &str) -> Problem {
 }
 
 /// `POST /v1/plugins/{task}/render`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({
+    "arch": "x86_64",
+    "params": {"spec": "Name: hello\nVersion: 1.0\nRelease: 1\nSummary: hi\nLicense: MIT\n%description\nhi\n"}
+}))]
 pub struct RenderRequest {
-    /// The job's params.
+    /// The job's params (an object).
+    #[schema(value_type = Object)]
     pub params: Value,
     /// API arch; `x86_64` when absent.
     #[serde(default = "default_arch")]
+    #[schema(default = "x86_64")]
     pub arch: String,
     /// Tenant domain; `default` when absent.
     #[serde(default = "default_domain")]
+    #[schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", default = "default")]
     pub domain: String,
     /// Submitting service; `render` when absent.
     #[serde(default = "default_service")]
+    #[schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", default = "render")]
     pub service: String,
 }
 
@@ -85,7 +129,27 @@ pub fn is_name(name: &str) -> bool {
     omni_runtime::plugin::is_task_name(name)
 }
 
-async fn render(
+/// A dry run of a job: the objects the plugin renders for these params. Nothing is stored or
+/// run. Needs `viewer` in the domain.
+#[utoipa::path(
+    post,
+    path = "/v1/plugins/{task}/render",
+    tag = "plugins",
+    params(("task" = String, Path, description = "The task name")),
+    request_body = RenderRequest,
+    responses(
+        (status = 200, description = "The rendered objects", body = Rendered),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 422, response = crate::openapi::Unprocessable),
+        (status = 500, response = crate::openapi::Internal),
+    )
+)]
+pub(crate) async fn render(
     State(state): State<AppState>,
     caller: Caller,
     Path(task): Path<String>,

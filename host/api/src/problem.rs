@@ -15,7 +15,7 @@ pub const RETRY_AFTER_SECS: u32 = 2;
 use serde::Serialize;
 
 /// A problem answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Problem {
     /// A URI reference naming the kind of problem.
     #[serde(rename = "type")]
@@ -23,11 +23,13 @@ pub struct Problem {
     /// A short summary of the kind.
     pub title: String,
     /// The HTTP status.
+    #[schema(minimum = 400, maximum = 599)]
     pub status: u16,
     /// What went wrong this time.
     pub detail: String,
     /// Fields that were wrong, by JSON Pointer into the request body.
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(required = false)]
     pub errors: Vec<FieldError>,
     /// Seconds after which a retry may succeed (`Retry-After`, with 503).
     #[serde(skip)]

@@ -27,22 +27,54 @@ pub(crate) fn routes() -> Router<AppState> {
 }
 
 /// `POST /v1/webhooks`.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateWebhook {
-    /// Where events are POSTed (http or https, no credentials).
+    /// Where events are POSTed: an http or https URL with a host, without credentials or a
+    /// fragment (400 otherwise).
+    #[schema(max_length = 2048, pattern = "^https?://")]
     pub url: String,
     /// Which events (`job.succeeded`, ...) or `["*"]`.
+    #[schema(schema_with = events_schema)]
     pub events: Vec<String>,
     /// The HMAC key of the signature header.
+    #[schema(min_length = 1, max_length = 1024)]
     pub secret: String,
     /// Only this domain's jobs (all domains when absent).
     #[serde(default)]
+    #[schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     pub domain: Option<String>,
 }
 
+/// `CreateWebhook::events`' schema: some of the event names, or `"*"` alone.
+fn events_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+    let names = |values: Vec<&'static str>| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(values))
+    };
+    OneOfBuilder::new()
+        .item(
+            ArrayBuilder::new()
+                .items(names(omni_webhooks::EVENT_NAMES.to_vec()))
+                .min_items(Some(1)),
+        )
+        .item(
+            ArrayBuilder::new()
+                .items(names(vec!["*"]))
+                .min_items(Some(1))
+                .max_items(Some(1)),
+        )
+        .description(Some(
+            "Which events (`job.succeeded`, ...), or `[\"*\"]` for all",
+        ))
+        .build()
+        .into()
+}
+
 /// A webhook as the API shows it: without its secret.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WebhookView {
     /// Its id.
     pub id: Uuid,
@@ -59,7 +91,7 @@ pub struct WebhookView {
 }
 
 /// A webhook's delivery state.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DeliveryView {
     /// Every event up to this id (or position) has been delivered.
     pub delivered_through: String,
@@ -68,9 +100,11 @@ pub struct DeliveryView {
     /// Events waiting for delivery (counted up to [`PENDING_COUNT_LIMIT`]; only on
     /// `GET /v1/webhooks/{id}`).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, value_type = Option<u32>, minimum = 0, maximum = 1000)]
     pub pending: Option<usize>,
     /// Whether more than `pending` are waiting.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false)]
     pub pending_more: Option<bool>,
     /// Failed attempts of the delivery under way (0: nothing is failing).
     pub attempts: u32,
@@ -105,7 +139,7 @@ impl WebhookView {
 }
 
 /// `GET /v1/webhooks`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct WebhookList {
     /// Every webhook, oldest first.
     pub items: Vec<WebhookView>,
@@ -124,7 +158,25 @@ fn scope(domain: Option<&str>) -> &str {
     domain.unwrap_or(EVERY_DOMAIN)
 }
 
-async fn create(
+/// Registers a webhook: every later matching event is POSTed to `url` with `X-Omni-Signature:
+/// sha256=<hex HMAC-SHA256 of the body with the secret>`, retried until a 2xx answer. Needs
+/// `admin` in its domain (on `*` for one without).
+#[utoipa::path(
+    post,
+    path = "/v1/webhooks",
+    tag = "events",
+    request_body = CreateWebhook,
+    responses(
+        (status = 201, description = "Registered (the secret is not shown)", body = WebhookView, headers(("Location" = String, description = "`/v1/webhooks/{id}`"))),
+        (status = 400, response = crate::openapi::BadRequest),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
+pub(crate) async fn create(
     State(state): State<AppState>,
     caller: Caller,
     body: Result<Json<CreateWebhook>, JsonRejection>,
@@ -169,7 +221,21 @@ async fn create(
     Ok(response)
 }
 
-async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<WebhookList>, Problem> {
+/// The webhooks of the domains the caller administers, oldest first.
+#[utoipa::path(
+    get,
+    path = "/v1/webhooks",
+    tag = "events",
+    responses(
+        (status = 200, description = "The webhooks", body = WebhookList),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<WebhookList>, Problem> {
     let store = state.jobs.store();
     let hooks = store
         .list_webhooks(None)
@@ -208,7 +274,21 @@ async fn find(state: &AppState, caller: &Caller, id: &str) -> Result<Webhook, Pr
     Ok(hook)
 }
 
-async fn one(
+/// One webhook with its delivery state (and how many events wait). Needs `admin` in its domain.
+#[utoipa::path(
+    get,
+    path = "/v1/webhooks/{id}",
+    tag = "events",
+    params(("id" = String, Path, description = "The webhook's id (a UUID)")),
+    responses(
+        (status = 200, description = "The webhook", body = WebhookView),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
+pub(crate) async fn one(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
@@ -250,7 +330,21 @@ async fn one(
     Ok(Json(view))
 }
 
-async fn remove(
+/// Deletes a webhook; its deliveries stop. Needs `admin` in its domain.
+#[utoipa::path(
+    delete,
+    path = "/v1/webhooks/{id}",
+    tag = "events",
+    params(("id" = String, Path, description = "The webhook's id (a UUID)")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 403, response = crate::openapi::Forbidden),
+        (status = 404, response = crate::openapi::NotFound),
+        (status = 503, response = crate::openapi::Unavailable),
+    )
+)]
+pub(crate) async fn remove(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,

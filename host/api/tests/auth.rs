@@ -316,7 +316,8 @@ async fn every_route_answers_every_role_as_the_api_says() {
             assert_eq!(anonymous, StatusCode::UNAUTHORIZED, "{method} {route}");
         }
     }
-    for route in ["/healthz", "/readyz"] {
+    // Probes, and readers of the API's document.
+    for route in ["/healthz", "/readyz", "/v1/openapi.json", "/v1/swagger/"] {
         assert_eq!(
             f.status(None, "GET", route).await,
             StatusCode::OK,

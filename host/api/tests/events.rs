@@ -307,6 +307,19 @@ async fn follow_false_answers_pages_of_the_stored_events_from_the_oldest() {
         .get(&format!("/v1/events?follow=false&after={next}"))
         .await;
     assert_eq!(page(&none), []);
+    // An empty `after` or `Last-Event-ID` is no position (the SSE spec's "no last id"): from
+    // the oldest, as without one.
+    let (status, _, empty) = server.get("/v1/events?follow=false&after=").await;
+    assert_eq!((status, page(&empty)), (200, all.clone()));
+    let response = server
+        .client
+        .get(format!("{}/v1/events?follow=false", server.base))
+        .header("last-event-id", "")
+        .send()
+        .await
+        .unwrap();
+    let (status, _, empty) = answer(response).await;
+    assert_eq!((status, page(&empty)), (200, all.clone()));
     // A later event comes after that `next`, and a stream resumed from it starts there.
     let c = server.job("ci", "iso", "default", &[]).await;
     let (_, _, later) = server

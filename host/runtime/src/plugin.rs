@@ -39,7 +39,7 @@ pub struct PluginInfo {
 }
 
 /// One thing wrong in a job's params.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FieldError {
     /// JSON Pointer into the params.
     pub path: String,
@@ -65,7 +65,7 @@ pub struct JobContext {
 }
 
 /// One rendered Kubernetes object.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Manifest {
     /// `apiVersion`.
     #[serde(rename = "apiVersion")]
@@ -79,7 +79,7 @@ pub struct Manifest {
 }
 
 /// What `serialize` answered, checked.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Rendered {
     /// Objects in the order to apply them.
     pub manifests: Vec<Manifest>,

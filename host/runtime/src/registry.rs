@@ -62,7 +62,7 @@ struct Snapshot {
 }
 
 /// What `GET /v1/plugins` shows for one plugin file.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct PluginStatus {
     /// The task it serves, when it loaded.
     pub task: Option<String>,
@@ -81,6 +81,7 @@ pub struct PluginStatus {
     /// When the serving version was loaded.
     pub loaded_at: Option<DateTime<Utc>>,
     /// `ready` when a version of it serves, `error` when none does.
+    #[schema(schema_with = status_schema)]
     pub status: &'static str,
     /// The last load error of the file, even while an older version serves.
     pub error: Option<String>,
@@ -88,6 +89,18 @@ pub struct PluginStatus {
     pub error_at: Option<DateTime<Utc>>,
     /// The file's name in the plugins directory.
     pub file: String,
+}
+
+/// `PluginStatus::status`'s schema: one of two words.
+fn status_schema() -> utoipa::openapi::Object {
+    use utoipa::openapi::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(["ready", "error"]))
+        .description(Some(
+            "`ready` when a version of it serves, `error` when none does.",
+        ))
+        .build()
 }
 
 /// The plugins of one directory.

@@ -41,7 +41,7 @@ pub fn now() -> DateTime<Utc> {
 }
 
 /// Which plugin accepted a job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PluginRef {
     /// The task it serves.
@@ -53,7 +53,7 @@ pub struct PluginRef {
 }
 
 /// Where a step is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum StepState {
     /// Not started.
@@ -69,7 +69,7 @@ pub enum StepState {
 }
 
 /// One step of a job (an init container, then the containers).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
     /// Its name, from the plugin.
@@ -79,10 +79,11 @@ pub struct Step {
 }
 
 /// A job, as stored and as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Job {
     /// Time-based id.
+    #[schema(value_type = uuid::Uuid)]
     pub id: JobId,
     /// The service that asked for it (e.g. `obs`).
     pub service: String,
@@ -277,7 +278,7 @@ pub struct JobPage {
 }
 
 /// Which output a log line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogStream {
     /// Standard output.
@@ -287,7 +288,7 @@ pub enum LogStream {
 }
 
 /// One line a job's step printed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogLine {
     /// The step that printed it.
     pub step: String,
@@ -392,11 +393,12 @@ impl Created {
 ///
 /// `id` is opaque: the store that recorded the event made it, ids increase in the order readers
 /// get the events, and [`crate::Store::read_events`] after an id yields every later event once.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
     /// The event's id (a cursor of the stream).
     pub id: String,
     /// The job.
+    #[schema(value_type = uuid::Uuid)]
     pub job_id: JobId,
     /// Its service.
     pub service: String,
