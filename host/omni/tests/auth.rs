@@ -175,38 +175,30 @@ async fn a_server_with_users_serves_beyond_loopback_as_each_role_allows() {
     drop(server);
 }
 
-#[test]
-fn serve_refuses_a_broken_auth_configuration_naming_the_entry() {
+/// What `omni serve --config` says on stderr when it refuses the configuration `text`.
+fn refused(text: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("omni.toml");
-    std::fs::write(
-        &config,
-        "[[auth.users]]\nname = \"bob\"\npassword_hash = \"hunter2\"\nroles = { default = \"viewer\" }\n",
-    )
-    .unwrap();
+    std::fs::write(&config, text).unwrap();
     let out = omni()
         .arg("serve")
         .arg("--config")
         .arg(&config)
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{text} was taken");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn serve_refuses_a_broken_auth_configuration_naming_the_entry() {
+    let stderr = refused(
+        "[[auth.users]]\nname = \"bob\"\npassword_hash = \"hunter2\"\nroles = { default = \"viewer\" }\n",
+    );
     assert!(
         stderr.contains("user \"bob\"") && stderr.contains("omni passwd"),
         "{stderr}"
     );
-    std::fs::write(
-        &config,
-        "[auth]\nusers_file = \"/nonexistent/users.toml\"\n",
-    )
-    .unwrap();
-    let out = omni()
-        .arg("serve")
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("cannot read the users file"));
+    let stderr = refused("[auth]\nusers_file = \"/nonexistent/users.toml\"\n");
+    assert!(stderr.contains("cannot read the users file"), "{stderr}");
 }
