@@ -89,33 +89,6 @@ pub struct TokenConfig {
     pub roles: BTreeMap<String, Role>,
 }
 
-/// The domains a caller may read in, for filtering lists and streams.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Domains {
-    /// Every domain.
-    All,
-    /// Only these (maybe none).
-    Only(BTreeSet<String>),
-}
-
-impl Domains {
-    /// Whether `domain` is one of them.
-    pub fn contains(&self, domain: &str) -> bool {
-        match self {
-            Domains::All => true,
-            Domains::Only(domains) => domains.contains(domain),
-        }
-    }
-
-    /// The allow-list a store query takes: `None` for every domain.
-    pub fn allowed(&self) -> Option<BTreeSet<String>> {
-        match self {
-            Domains::All => None,
-            Domains::Only(domains) => Some(domains.clone()),
-        }
-    }
-}
-
 /// An authenticated caller and its roles.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -168,12 +141,13 @@ impl Caller {
         }
     }
 
-    /// The domains where the caller has `role` (or more).
-    pub fn domains(&self, role: Role) -> Domains {
+    /// The domains where the caller has `role` (or more), as the allow-list a store query
+    /// takes (`JobQuery::domains`, `EventFilter::domains`): `None` for every domain.
+    pub fn domains(&self, role: Role) -> Option<BTreeSet<String>> {
         if self.roles.get(EVERY_DOMAIN).is_some_and(|r| *r >= role) {
-            return Domains::All;
+            return None;
         }
-        Domains::Only(
+        Some(
             self.roles
                 .iter()
                 .filter(|(_, r)| **r >= role)
@@ -182,13 +156,13 @@ impl Caller {
         )
     }
 
-    /// 403 unless the caller may read in `domain`, when a query names one; the domains it may
-    /// read in otherwise.
-    pub fn readable(&self, domain: Option<&str>) -> Result<Domains, Problem> {
+    /// The allow-list of a read: 403 unless the caller may read in `domain` when a query names
+    /// one (the query's own filter then limits it), else the domains it may read in.
+    pub fn readable(&self, domain: Option<&str>) -> Result<Option<BTreeSet<String>>, Problem> {
         match domain {
             Some(domain) => {
                 self.require(Role::Viewer, domain)?;
-                Ok(Domains::All)
+                Ok(None)
             }
             None => Ok(self.domains(Role::Viewer)),
         }
@@ -477,10 +451,10 @@ mod tests {
         assert!(c.require(Role::Submitter, "a").is_ok());
         assert_eq!(c.require(Role::Admin, "a").unwrap_err().status, 403);
         assert_eq!(c.require(Role::Submitter, "b").unwrap_err().status, 403);
-        assert_eq!(c.domains(Role::Viewer), Domains::All);
+        assert_eq!(c.domains(Role::Viewer), None);
         assert_eq!(
             c.domains(Role::Submitter),
-            Domains::Only(BTreeSet::from(["a".to_owned()]))
+            Some(BTreeSet::from(["a".to_owned()]))
         );
         let only = caller(&[("a", Role::Viewer)]);
         let hidden = only

@@ -196,7 +196,7 @@ pub(crate) async fn stream(
             errors,
         ));
     }
-    filter.domains = caller.readable(filter.domain.as_deref())?.allowed();
+    filter.domains = caller.readable(filter.domain.as_deref())?;
     // The header wins: it is what a reconnecting client was given last.
     let resume = match (header, params.after) {
         (Some(id), _) => Some((id, "/headers/last-event-id")),

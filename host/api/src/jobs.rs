@@ -388,7 +388,7 @@ pub(crate) async fn list(
     let (mut query, page_token) = params
         .query()
         .map_err(|errors| Problem::bad_request("some query parameters are wrong", errors))?;
-    query.domains = caller.readable(query.domain.as_deref())?.allowed();
+    query.domains = caller.readable(query.domain.as_deref())?;
     if let Some(page_token) = page_token {
         query.after = Some(token::decode(&query, &page_token).map_err(|e| {
             Problem::bad_request(

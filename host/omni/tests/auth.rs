@@ -55,18 +55,7 @@ async fn a_server_with_users_serves_beyond_loopback_as_each_role_allows() {
     assert!(!empty.status.success());
     assert!(text(&empty.stderr).contains("empty"));
 
-    let made = omni().arg("token").output().unwrap();
-    assert!(made.status.success());
-    let made = text(&made.stdout);
-    let field = |name: &str| {
-        made.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .unwrap()
-            .trim()
-            .to_owned()
-    };
-    let (token, sha256) = (field("token:"), field("sha256:"));
-    assert!(token.starts_with("omni_") && sha256.len() == 64, "{made}");
+    let (token, sha256) = common::token();
 
     // The users in a file of their own (a Secret), the token in the configuration.
     let dir = tempfile::tempdir().unwrap();

@@ -136,17 +136,7 @@ fn the_server_keeps_its_openapi_contract() {
 
 #[test]
 fn the_server_keeps_its_openapi_contract_with_auth_on() {
-    let made = common::omni().arg("token").output().unwrap();
-    assert!(made.status.success());
-    let made = String::from_utf8_lossy(&made.stdout).into_owned();
-    let field = |name: &str| {
-        made.lines()
-            .find_map(|l| l.strip_prefix(name))
-            .unwrap()
-            .trim()
-            .to_owned()
-    };
-    let (token, sha256) = (field("token:"), field("sha256:"));
+    let (token, sha256) = common::token();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("omni.toml");
     std::fs::write(

@@ -17,6 +17,23 @@ pub fn omni() -> Command {
     Command::new(env!("CARGO_BIN_EXE_omni"))
 }
 
+/// A new bearer token from `omni token`: the token and the SHA-256 the configuration keeps.
+pub fn token() -> (String, String) {
+    let made = omni().arg("token").output().unwrap();
+    assert!(made.status.success(), "omni token failed");
+    let made = String::from_utf8_lossy(&made.stdout).into_owned();
+    let field = |name: &str| {
+        made.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {made:?}"))
+            .trim()
+            .to_owned()
+    };
+    let (token, sha256) = (field("token:"), field("sha256:"));
+    assert!(token.starts_with("omni_") && sha256.len() == 64, "{made}");
+    (token, sha256)
+}
+
 pub struct Server {
     pub child: Child,
     pub url: String,
