@@ -51,6 +51,7 @@
 //!
 //! [plugins]
 //! max_instances = 256              # plugin instances running at once (0: no pooling)
+//! quick_compile = true             # serve a new plugin from a quick compile while the optimized one builds
 //! [plugins.limits.default]
 //! timeout_ms = 1000                # every plugin call's deadline
 //! memory_mib = 64                  # memory of one plugin instance
@@ -248,6 +249,7 @@ impl StoreConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct PluginsConfig {
     pub max_instances: u32,
+    pub quick_compile: bool,
     pub limits: LimitsConfig,
 }
 
@@ -255,6 +257,7 @@ impl Default for PluginsConfig {
     fn default() -> Self {
         Self {
             max_instances: 256,
+            quick_compile: true,
             limits: LimitsConfig::default(),
         }
     }

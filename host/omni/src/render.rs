@@ -62,7 +62,7 @@ pub fn run(args: &RenderArgs) -> anyhow::Result<ExitCode> {
         config,
         Arc::new(Templates::new(&args.template_dir)),
     )?);
-    let plugin = Plugin::load(&sandbox, &args.file, &bytes)?;
+    let plugin = Plugin::load_quick(&sandbox, &args.file, &bytes)?;
     let id = uuid::Uuid::now_v1(&[0x01, 0, 0, 0, 0, 0]).to_string();
     let job = JobContext {
         name: format!("omni-{id}"),

@@ -96,6 +96,7 @@ async fn serve(config: Config, auth: omni_api::Authenticator) -> anyhow::Result<
             cache_dir: Some(config.data_dir.join("cache/components")),
             limits: config.plugins.limits.clone(),
             max_instances: config.plugins.max_instances,
+            quick_compile: config.plugins.quick_compile,
         },
         templates,
     )?;

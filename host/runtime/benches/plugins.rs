@@ -1,10 +1,11 @@
 //! The plugin host's performance, printed as the README's table (`make bench`).
 //!
-//! For each of the three task plugins: compile time, cached load time, render calls per second
+//! For each of the three task plugins: compile time (Cranelift, and the quick Winch tier a new
+//! plugin serves from first), cached load time, render calls per second
 //! and p50/p99 latency through the full host path (fresh instance, deadline, memory and output
 //! caps) on one thread and on two, beside the same rendering done natively in Rust (the SDK's
 //! harness, same code) in the same run. Then: how fast a changed plugin serves after its rename
-//! and how many calls fail while it is swapped under load, and the peak RSS of a host process
+//! (on quick code) and runs optimized code, and how many calls fail while it is swapped under load, and the peak RSS of a host process
 //! with the three plugins loaded from the cache.
 
 use std::path::{Path, PathBuf};
@@ -14,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use omni_runtime::{JobContext, Plugin, Registry, Sandbox};
+use omni_runtime::{JobContext, Plugin, Registry, Sandbox, Tier};
 use serde_json::{Value, json};
 
 const RUN: Duration = Duration::from_secs(2);
@@ -122,15 +123,19 @@ fn main() {
     let sandbox = sandbox(cache.path());
     println!("pooling allocator: {}\n", sandbox.is_pooling());
     println!(
-        "| plugin | compile | cached load | 1 thread: renders/s | p50 | p99 | 2 threads: renders/s | p50 | p99 | native p50 | wasm/native |"
+        "| plugin | compile | quick compile | cached load | 1 thread: renders/s | p50 | p99 | 2 threads: renders/s | p50 | p99 | native p50 | wasm/native | quick code p50 |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for task in ["iso", "rpm", "srpm"] {
         let bytes = wasm(task);
         let path = PathBuf::from(format!("{task}.wasm"));
         let t = Instant::now();
         let plugin = Plugin::load(&sandbox, &path, &bytes).expect("load");
         let compile = t.elapsed();
+        let t = Instant::now();
+        let quick = Plugin::load_quick(&sandbox, &path, &bytes).expect("quick load");
+        let quick_compile = t.elapsed();
+        assert_eq!(quick.tier(), Tier::Quick);
         let mut loads: Vec<Duration> = (0..20)
             .map(|_| {
                 let t = Instant::now();
@@ -152,9 +157,13 @@ fn main() {
             native();
         }
         let (_, nat) = measure(1, &native);
+        let (_, quick_lat) = measure(1, || {
+            drop(quick.serialize_blocking(&j, &p).expect("render"));
+        });
         println!(
-            "| {task} | {} | {} | {rate1:.0} | {} | {} | {rate2:.0} | {} | {} | {} | {:.1} |",
+            "| {task} | {} | {} | {} | {rate1:.0} | {} | {} | {rate2:.0} | {} | {} | {} | {:.1} | {} |",
             ms(compile),
+            ms(quick_compile),
             ms(pct(&loads, 0.5)),
             us(pct(&lat1, 0.5)),
             us(pct(&lat1, 0.99)),
@@ -162,6 +171,7 @@ fn main() {
             us(pct(&lat2, 0.99)),
             us(pct(&nat, 0.5)),
             pct(&lat1, 0.5).as_secs_f64() / pct(&nat, 0.5).as_secs_f64(),
+            us(pct(&quick_lat, 0.5)),
         );
     }
     // The sandbox's fixed cost per call: a plugin that renders one small Job from Rust, with no
@@ -188,7 +198,8 @@ fn main() {
 }
 
 /// Renames changed versions of the rpm plugin into a watched directory while two threads render
-/// with it; reports the time from rename to the new version serving, and failed calls.
+/// with it; reports the time from rename to the new version serving (on quick code) and to its
+/// optimized code serving, and failed calls.
 fn swap_under_load(sandbox: &Arc<Sandbox>) {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -208,17 +219,34 @@ fn swap_under_load(sandbox: &Arc<Sandbox>) {
         std::fs::write(&tmp, &changed).expect("write");
         let t = Instant::now();
         std::fs::rename(&tmp, dir.path().join("rpm.wasm")).expect("rename");
-        while registry.get("rpm").is_none_or(|p| p.digest() != digest) {
+        let plugin = loop {
+            match registry.get("rpm").filter(|p| p.digest() == digest) {
+                Some(plugin) => break plugin,
+                None => std::thread::sleep(Duration::from_millis(1)),
+            }
+        };
+        let serving = t.elapsed();
+        while plugin.tier() != Tier::Optimized {
             std::thread::sleep(Duration::from_millis(1));
         }
-        t.elapsed()
+        (serving, t.elapsed())
     };
-    let mut idle: Vec<Duration> = (0..5).map(|n| swap(100 + n)).collect();
-    idle.sort();
+    let report = |what: &str, swaps: Vec<(Duration, Duration)>| {
+        let (mut serving, mut optimized): (Vec<_>, Vec<_>) = swaps.into_iter().unzip();
+        serving.sort();
+        optimized.sort();
+        format!(
+            "{what}: rename -> serving p50 {}, max {}; rename -> optimized code serving p50 {}, max {}",
+            ms(pct(&serving, 0.5)),
+            ms(*serving.last().expect("swaps")),
+            ms(pct(&optimized, 0.5)),
+            ms(*optimized.last().expect("swaps")),
+        )
+    };
+    let idle = (0..5).map(|n| swap(100 + n)).collect();
     println!(
-        "\nswap while idle (5 renames of a changed rpm.wasm): rename -> serving p50 {}, max {}",
-        ms(pct(&idle, 0.5)),
-        ms(*idle.last().expect("swaps"))
+        "\n{}",
+        report("swap while idle (5 renames of a changed rpm.wasm)", idle)
     );
     let stop = AtomicBool::new(false);
     let (ok, failed) = (AtomicUsize::new(0), AtomicUsize::new(0));
@@ -244,11 +272,12 @@ fn swap_under_load(sandbox: &Arc<Sandbox>) {
         }
         stop.store(true, Ordering::Relaxed);
     });
-    swaps.sort();
     println!(
-        "swap under load (10 renames of a changed rpm.wasm, 2 threads rendering): rename -> serving p50 {}, max {}; {} calls served, {} failed",
-        ms(pct(&swaps, 0.5)),
-        ms(*swaps.last().expect("swaps")),
+        "{}; {} calls served, {} failed",
+        report(
+            "swap under load (10 renames of a changed rpm.wasm, 2 threads rendering)",
+            swaps
+        ),
         ok.load(Ordering::Relaxed),
         failed.load(Ordering::Relaxed)
     );

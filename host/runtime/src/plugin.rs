@@ -1,25 +1,36 @@
 //! One loaded plugin and its calls. Every call gets a fresh instance from the pre-linked
 //! `InstancePre`, so no state leaks between jobs, under the plugin's [`Limits`].
+//!
+//! A plugin loaded with [`Plugin::load_tiered`] may start on quickly compiled code (see
+//! [`crate::sandbox`]): its optimized code is compiled on a background thread, checked (it
+//! links and describes itself the same), and swapped in atomically; a call in flight finishes on
+//! the code it started with.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use wasmtime::Store;
+use wasmtime::component::Component;
+use wasmtime::{Engine, Store};
 
 use crate::bindings::omni::plugin::types as wit;
 use crate::bindings::{JobHandler, JobHandlerPre};
 use crate::error::{LoadError, PluginError};
 use crate::limits::Limits;
-use crate::sandbox::{Denied, EPOCH_TICK, Sandbox, digest};
+use crate::sandbox::{Compiled, Denied, EPOCH_TICK, Sandbox, Tier, digest};
 use crate::state::HostState;
 
 /// Time the outer timeout adds to a call's deadline before giving up on the worker thread. The
 /// epoch deadline stops wasm code; this bounds time spent in the host on the plugin's behalf.
 const OUTER_GRACE: Duration = Duration::from_millis(500);
+
+/// Optimizing compiles run one at a time, so that a burst of new plugin versions neither takes
+/// every core from the calls being served nor compiles versions already replaced.
+static OPTIMIZING: Mutex<()> = Mutex::new(());
 
 /// What a plugin says it is (its `describe`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -87,6 +98,32 @@ pub struct Rendered {
     pub primary: String,
 }
 
+/// A plugin's compiled, pre-linked code and the Engine it runs in.
+struct Code {
+    pre: JobHandlerPre<HostState>,
+    engine: Engine,
+    tier: Tier,
+}
+
+impl Code {
+    fn link(sandbox: &Sandbox, path: &Path, compiled: &Compiled) -> Result<Self, LoadError> {
+        let link_error = |e: wasmtime::Error| LoadError::Link {
+            path: path.to_owned(),
+            message: format!("{e:#}"),
+        };
+        let backend = sandbox.backend(compiled.tier);
+        let pre = backend
+            .linker
+            .instantiate_pre(&compiled.component)
+            .map_err(link_error)?;
+        Ok(Self {
+            pre: JobHandlerPre::new(pre).map_err(link_error)?,
+            engine: backend.engine.clone(),
+            tier: compiled.tier,
+        })
+    }
+}
+
 /// A loaded plugin: a compiled, pre-linked component and what it said it is.
 pub struct Plugin {
     info: PluginInfo,
@@ -94,7 +131,7 @@ pub struct Plugin {
     path: PathBuf,
     loaded_at: DateTime<Utc>,
     limits: Limits,
-    pre: JobHandlerPre<HostState>,
+    code: ArcSwap<Code>,
     sandbox: Arc<Sandbox>,
     task: Arc<str>,
     label: Arc<str>,
@@ -120,15 +157,66 @@ impl Plugin {
     pub fn load(sandbox: &Arc<Sandbox>, path: &Path, bytes: &[u8]) -> Result<Self, LoadError> {
         let digest = digest(bytes);
         let component = sandbox.compile(path, bytes, &digest)?;
-        let link_error = |e: wasmtime::Error| LoadError::Link {
-            path: path.to_owned(),
-            message: format!("{e:#}"),
+        let compiled = Compiled {
+            component,
+            tier: Tier::Optimized,
         };
-        let pre = sandbox
-            .linker()
-            .instantiate_pre(&component)
-            .map_err(link_error)?;
-        let pre = JobHandlerPre::new(pre).map_err(link_error)?;
+        Self::checked(sandbox, path, digest, &compiled)
+    }
+
+    /// As [`Plugin::load`], but serving as soon as possible: a component that is not in the
+    /// compile cache starts on quickly compiled code, and its optimized code replaces it when a
+    /// background thread has compiled it (into the cache) and checked it.
+    ///
+    /// # Errors
+    /// As [`Plugin::load`].
+    pub fn load_tiered(
+        sandbox: &Arc<Sandbox>,
+        path: &Path,
+        bytes: &[u8],
+    ) -> Result<Arc<Self>, LoadError> {
+        let digest = digest(bytes);
+        let compiled = sandbox.compile_first(path, bytes, &digest)?;
+        let plugin = Arc::new(Self::checked(sandbox, path, digest, &compiled)?);
+        if compiled.tier == Tier::Quick {
+            let (weak, bytes) = (Arc::downgrade(&plugin), bytes.to_vec());
+            let spawned = std::thread::Builder::new()
+                .name("omni-optimize".into())
+                .spawn(move || optimize(&weak, &bytes));
+            if let Err(e) = spawned {
+                tracing::warn!(plugin = plugin.label(), "cannot start optimizing: {e}");
+            }
+        }
+        Ok(plugin)
+    }
+
+    /// As [`Plugin::load`], but on quick code only, never cached nor optimized: for a process
+    /// that makes a call or two and exits (`omni plugin render`), where compiling is the cost.
+    ///
+    /// # Errors
+    /// As [`Plugin::load`].
+    pub fn load_quick(
+        sandbox: &Arc<Sandbox>,
+        path: &Path,
+        bytes: &[u8],
+    ) -> Result<Self, LoadError> {
+        let digest = digest(bytes);
+        let compiled = sandbox.compile_quick(path, bytes, &digest)?;
+        Self::checked(sandbox, path, digest, &compiled)
+    }
+
+    /// Which compiler's code new calls run on.
+    pub fn tier(&self) -> Tier {
+        self.code.load().tier
+    }
+
+    fn checked(
+        sandbox: &Arc<Sandbox>,
+        path: &Path,
+        digest: String,
+        compiled: &Compiled,
+    ) -> Result<Self, LoadError> {
+        let code = Code::link(sandbox, path, compiled)?;
         let file = path.file_name().map_or_else(
             || path.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
@@ -146,7 +234,7 @@ impl Plugin {
             path: path.to_owned(),
             loaded_at: Utc::now(),
             limits: sandbox.limits().for_task(""),
-            pre,
+            code: ArcSwap::from_pointee(code),
             sandbox: Arc::clone(sandbox),
             task: "".into(),
             label: file.as_str().into(),
@@ -358,13 +446,22 @@ impl Plugin {
         limits: Limits,
         f: impl FnOnce(&JobHandler, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
+        self.call_on(&self.code.load_full(), limits, f)
+    }
+
+    fn call_on<R>(
+        &self,
+        code: &Code,
+        limits: Limits,
+        f: impl FnOnce(&JobHandler, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginError> {
         let state = HostState::new(
             Arc::clone(self.sandbox.templates()),
             Arc::clone(&self.task),
             Arc::clone(&self.label),
             limits.memory,
         );
-        let mut store = Store::new(self.sandbox.engine(), state);
+        let mut store = Store::new(&code.engine, state);
         store.limiter(|s| &mut s.limiter);
         let ticks = limits
             .timeout
@@ -373,7 +470,7 @@ impl Plugin {
             .max(1);
         store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
         store.epoch_deadline_trap();
-        let result = self
+        let result = code
             .pre
             .instantiate(&mut store)
             .and_then(|handler| f(&handler, &mut store));
@@ -437,6 +534,53 @@ impl Plugin {
 
 fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or_default()
+}
+
+/// Compiles a quickly loaded plugin's optimized code, checks it and swaps it in; on the
+/// optimizing thread. Does nothing once the plugin is gone (replaced or unloaded).
+fn optimize(weak: &Weak<Plugin>, bytes: &[u8]) {
+    let _one_at_a_time = OPTIMIZING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some(plugin) = weak.upgrade() else {
+        return;
+    };
+    let start = Instant::now();
+    let optimized = plugin
+        .sandbox
+        .compile(&plugin.path, bytes, &plugin.digest)
+        .and_then(|component: Component| {
+            let compiled = Compiled {
+                component,
+                tier: Tier::Optimized,
+            };
+            Code::link(&plugin.sandbox, &plugin.path, &compiled)
+        });
+    let code = match optimized {
+        Ok(code) => Arc::new(code),
+        Err(e) => {
+            tracing::warn!(
+                plugin = plugin.label(),
+                "optimized compile failed, staying on quick code: {e}"
+            );
+            return;
+        }
+    };
+    // The same component must say the same of itself on either compiler.
+    match plugin.call_on(&code, plugin.limits, |h, s| h.call_describe(s)) {
+        Ok(info) if check_info(info.clone()).as_ref() == Ok(&plugin.info) => {
+            plugin.code.store(code);
+            tracing::info!(
+                plugin = plugin.label(),
+                compile_ms = start.elapsed().as_millis(),
+                "plugin optimized"
+            );
+        }
+        answer => tracing::warn!(
+            plugin = plugin.label(),
+            "optimized code describes itself differently ({answer:?}); staying on quick code"
+        ),
+    }
 }
 
 /// The message of a Rust panic as the guest's std prints it to stderr:

@@ -346,10 +346,10 @@ impl Registry {
             };
         }
         entry.digest = Some(digest);
-        match Plugin::load(&self.sandbox, path, &bytes) {
+        match Plugin::load_tiered(&self.sandbox, path, &bytes) {
             Ok(plugin) => {
                 crate::metrics::load(true);
-                entry.plugin = Some(Arc::new(plugin));
+                entry.plugin = Some(plugin);
                 entry
             }
             Err(e) => fail(entry, e.to_string()),

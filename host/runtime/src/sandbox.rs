@@ -1,5 +1,13 @@
-//! The wasmtime side: one Engine for every plugin, the on-disk compile cache, the epoch ticker
-//! that enforces deadlines, and the linker that decides what a plugin can reach.
+//! The wasmtime side: the Engine every plugin runs in, the on-disk compile cache, the epoch
+//! ticker that enforces deadlines, and the linker that decides what a plugin can reach.
+//!
+//! Compiling in two tiers: a component that is not in the cache is first compiled with Winch,
+//! wasmtime's baseline compiler (about five times faster to compile than Cranelift, slower code),
+//! so that a new or changed plugin serves within a fraction of a second of its file's rename;
+//! Cranelift then compiles it in the background, the result goes into the cache, and the plugin
+//! switches to it for the calls that start after that (see [`crate::Plugin`]). A cached
+//! component is always Cranelift's. The quick tier is a second Engine with the same settings
+//! except the compiler and the allocator (on demand: it serves for seconds).
 
 use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -9,7 +17,7 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Strategy};
 
 use crate::bindings::JobHandler;
 use crate::error::LoadError;
@@ -30,6 +38,9 @@ pub struct SandboxConfig {
     /// Instances that may run at once with the pooling allocator (each reserves address space,
     /// not memory). `0` uses the on-demand allocator instead.
     pub max_instances: u32,
+    /// Serve a component that is not in the cache from a quick (Winch) compile while Cranelift
+    /// compiles it in the background. `false` waits for Cranelift.
+    pub quick_compile: bool,
 }
 
 impl Default for SandboxConfig {
@@ -38,6 +49,7 @@ impl Default for SandboxConfig {
             cache_dir: None,
             limits: LimitsConfig::default(),
             max_instances: 256,
+            quick_compile: true,
         }
     }
 }
@@ -47,10 +59,53 @@ impl Default for SandboxConfig {
 #[error("cannot set up the plugin sandbox: {0}")]
 pub struct SetupError(String);
 
-/// One wasmtime Engine and everything shared by the plugins that run in it.
+/// Which compiler produced a plugin's code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    /// Winch: compiled fast, serving until the optimized code is ready.
+    Quick,
+    /// Cranelift: what the cache holds and what a plugin ends up running.
+    Optimized,
+}
+
+impl Tier {
+    /// `quick` or `optimized`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Quick => "quick",
+            Self::Optimized => "optimized",
+        }
+    }
+}
+
+/// An Engine and the linker of its plugins.
+pub(crate) struct Backend {
+    pub(crate) engine: Engine,
+    pub(crate) linker: Linker<HostState>,
+}
+
+impl Backend {
+    fn new(engine: Engine) -> Result<Self, SetupError> {
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .map_err(|e| SetupError(e.to_string()))?;
+        deny(&mut linker).map_err(|e| SetupError(e.to_string()))?;
+        JobHandler::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
+            .map_err(|e| SetupError(e.to_string()))?;
+        Ok(Self { engine, linker })
+    }
+}
+
+/// A compiled component and the backend it belongs to.
+pub(crate) struct Compiled {
+    pub(crate) component: Component,
+    pub(crate) tier: Tier,
+}
+
+/// The Engines and everything shared by the plugins that run in them.
 pub struct Sandbox {
-    engine: Engine,
-    linker: Linker<HostState>,
+    optimized: Backend,
+    quick: Option<Backend>,
     cache_dir: Option<PathBuf>,
     engine_key: String,
     limits: LimitsConfig,
@@ -75,8 +130,9 @@ impl Drop for Sandbox {
     }
 }
 
-fn engine_config(pool: Option<PoolingAllocationConfig>) -> Config {
+fn engine_config(pool: Option<PoolingAllocationConfig>, strategy: Strategy) -> Config {
     let mut config = Config::new();
+    config.strategy(strategy);
     config.wasm_component_model(true);
     config.epoch_interruption(true);
     if let Some(pool) = pool {
@@ -93,12 +149,13 @@ impl Sandbox {
     /// When wasmtime rejects the configuration or the cache directory cannot be created.
     pub fn new(config: SandboxConfig, templates: Arc<Templates>) -> Result<Self, SetupError> {
         let (engine, pooling) = Self::build_engine(&config)?;
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .map_err(|e| SetupError(e.to_string()))?;
-        deny(&mut linker).map_err(|e| SetupError(e.to_string()))?;
-        JobHandler::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
-            .map_err(|e| SetupError(e.to_string()))?;
+        let quick = if config.quick_compile {
+            let engine = Engine::new(&engine_config(None, Strategy::Winch))
+                .map_err(|e| SetupError(format!("the quick (Winch) engine: {e}")))?;
+            Some(Backend::new(engine)?)
+        } else {
+            None
+        };
         if let Some(dir) = &config.cache_dir {
             std::fs::create_dir_all(dir)
                 .map_err(|e| SetupError(format!("{}: {e}", dir.display())))?;
@@ -108,19 +165,21 @@ impl Sandbox {
         let engine_key = format!("{:016x}", hasher.finish());
 
         let stop_ticker = Arc::new(AtomicBool::new(false));
-        let (ticking, stop) = (engine.clone(), Arc::clone(&stop_ticker));
+        let mut ticking = vec![engine.clone()];
+        ticking.extend(quick.as_ref().map(|q| q.engine.clone()));
+        let stop = Arc::clone(&stop_ticker);
         std::thread::Builder::new()
             .name("omni-epoch".into())
             .spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     std::thread::sleep(EPOCH_TICK);
-                    ticking.increment_epoch();
+                    ticking.iter().for_each(Engine::increment_epoch);
                 }
             })
             .map_err(|e| SetupError(e.to_string()))?;
         Ok(Self {
-            engine,
-            linker,
+            optimized: Backend::new(engine)?,
+            quick,
             cache_dir: config.cache_dir,
             engine_key,
             limits: config.limits,
@@ -145,25 +204,28 @@ impl Sandbox {
                 .linear_memory_keep_resident(8 << 20)
                 .table_keep_resident(1 << 20)
                 .pagemap_scan(wasmtime::Enabled::Auto);
-            match Engine::new(&engine_config(Some(pool))) {
+            match Engine::new(&engine_config(Some(pool), Strategy::Cranelift)) {
                 Ok(engine) => return Ok((engine, true)),
                 Err(e) => tracing::warn!(
                     "pooling allocator unavailable ({e}); using on-demand allocation"
                 ),
             }
         }
-        Engine::new(&engine_config(None))
+        Engine::new(&engine_config(None, Strategy::Cranelift))
             .map(|e| (e, false))
             .map_err(|e| SetupError(e.to_string()))
     }
 
-    /// The Engine.
+    /// The Engine of optimized (Cranelift) code, which the cache holds.
     pub fn engine(&self) -> &Engine {
-        &self.engine
+        &self.optimized.engine
     }
 
-    pub(crate) fn linker(&self) -> &Linker<HostState> {
-        &self.linker
+    pub(crate) fn backend(&self, tier: Tier) -> &Backend {
+        match (tier, &self.quick) {
+            (Tier::Quick, Some(quick)) => quick,
+            _ => &self.optimized,
+        }
     }
 
     /// The templates served to plugins.
@@ -181,41 +243,107 @@ impl Sandbox {
         self.pooling
     }
 
-    /// Compiles a component, or loads it from the cache, keyed by the content's sha256 and the
-    /// Engine's compatibility hash (an artifact compiled with other settings never loads).
+    /// Compiles a component with Cranelift, or loads it from the cache, keyed by the content's
+    /// sha256 and the Engine's compatibility hash (an artifact compiled with other settings never
+    /// loads), and writes what it compiled into the cache.
     ///
     /// # Errors
     /// [`LoadError::Compile`] when the bytes are not a valid component.
     pub fn compile(&self, path: &Path, bytes: &[u8], digest: &str) -> Result<Component, LoadError> {
-        let Some(dir) = &self.cache_dir else {
-            return self.compile_fresh(path, bytes);
-        };
-        let cached = dir.join(format!("{digest}-{}.cwasm", self.engine_key));
-        if let Ok(artifact) = std::fs::read(&cached) {
-            // Read into memory rather than `deserialize_file`'s mmap: a cache file truncated in
-            // place by someone else would otherwise crash the host with SIGBUS.
-            // SAFETY: `cached` is in the host's own cache directory, written only by this
-            // function below from `Component::serialize` of a component with the same digest and
-            // an engine with the same compatibility hash; wasmtime checks the header and
-            // compatibility again and errors instead of loading a mismatched artifact.
-            #[allow(unsafe_code)]
-            let loaded = unsafe { Component::deserialize(&self.engine, &artifact) };
-            match loaded {
-                Ok(component) => return Ok(component),
-                Err(e) => {
-                    tracing::warn!(file = %cached.display(), "cached component unusable, recompiling: {e}");
-                }
-            }
+        if let Some(component) = self.cached(digest) {
+            return Ok(component);
         }
-        let component = self.compile_fresh(path, bytes)?;
-        if let Err(e) = write_cache(&component, &cached) {
+        let component = self.compile_with(&self.optimized, path, bytes)?;
+        if let Some(cached) = self.cache_path(digest)
+            && let Err(e) = write_cache(&component, &cached)
+        {
             tracing::warn!(file = %cached.display(), "cannot write the compile cache: {e}");
         }
         Ok(component)
     }
 
-    fn compile_fresh(&self, path: &Path, bytes: &[u8]) -> Result<Component, LoadError> {
-        Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile {
+    /// The fastest code to serve now: Cranelift's from the cache, else a quick (Winch) compile,
+    /// else (quick compiling off, or Winch refusing the component) [`Sandbox::compile`].
+    ///
+    /// # Errors
+    /// [`LoadError::Compile`] when the bytes are not a valid component.
+    pub(crate) fn compile_first(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        digest: &str,
+    ) -> Result<Compiled, LoadError> {
+        let optimized = |component| Compiled {
+            component,
+            tier: Tier::Optimized,
+        };
+        if self.quick.is_none() {
+            return self.compile(path, bytes, digest).map(optimized);
+        }
+        if let Some(component) = self.cached(digest) {
+            return Ok(optimized(component));
+        }
+        self.compile_quick(path, bytes, digest)
+    }
+
+    /// Quick (Winch) code, bypassing the cache; Cranelift's when quick compiling is off or
+    /// Winch refuses the component.
+    ///
+    /// # Errors
+    /// [`LoadError::Compile`] when the bytes are not a valid component.
+    pub(crate) fn compile_quick(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        digest: &str,
+    ) -> Result<Compiled, LoadError> {
+        let quick = self
+            .quick
+            .as_ref()
+            .and_then(|quick| self.compile_with(quick, path, bytes).ok());
+        match quick {
+            Some(component) => Ok(Compiled {
+                component,
+                tier: Tier::Quick,
+            }),
+            // Cranelift's error is the one to report, and it may accept what Winch cannot.
+            None => Ok(Compiled {
+                component: self.compile(path, bytes, digest)?,
+                tier: Tier::Optimized,
+            }),
+        }
+    }
+
+    fn cache_path(&self, digest: &str) -> Option<PathBuf> {
+        let dir = self.cache_dir.as_ref()?;
+        Some(dir.join(format!("{digest}-{}.cwasm", self.engine_key)))
+    }
+
+    fn cached(&self, digest: &str) -> Option<Component> {
+        let cached = self.cache_path(digest)?;
+        let artifact = std::fs::read(&cached).ok()?;
+        // Read into memory rather than `deserialize_file`'s mmap: a cache file truncated in
+        // place by someone else would otherwise crash the host with SIGBUS.
+        // SAFETY: `cached` is in the host's own cache directory, written only by `compile` from
+        // `Component::serialize` of a component with the same digest and an engine with the same
+        // compatibility hash; wasmtime checks the header and compatibility again and errors
+        // instead of loading a mismatched artifact.
+        #[allow(unsafe_code)]
+        let loaded = unsafe { Component::deserialize(&self.optimized.engine, &artifact) };
+        loaded
+            .inspect_err(|e| {
+                tracing::warn!(file = %cached.display(), "cached component unusable, recompiling: {e}");
+            })
+            .ok()
+    }
+
+    fn compile_with(
+        &self,
+        backend: &Backend,
+        path: &Path,
+        bytes: &[u8],
+    ) -> Result<Component, LoadError> {
+        Component::new(&backend.engine, bytes).map_err(|e| LoadError::Compile {
             path: path.to_owned(),
             message: format!("{e:#}"),
         })

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use omni_runtime::Registry;
+use omni_runtime::{Plugin, Registry, Sandbox, SandboxConfig, Tier};
 use omni_test_support::{component, job, rebuilt, registry, sandbox, sandbox_with};
 use serde_json::json;
 
@@ -223,6 +223,59 @@ async fn the_watcher_loads_renamed_files_and_unloads_removed_ones() {
     wait_for("the removal", || registry.get("hostile").is_none()).await;
 }
 
+/// Waits (on this thread) for a plugin's optimized code, compiled in the background.
+fn wait_optimized(plugin: &Plugin) {
+    for _ in 0..3000 {
+        if plugin.tier() == Tier::Optimized {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{} never switched to optimized code", plugin.label());
+}
+
+#[test]
+fn a_new_plugin_serves_quick_code_until_its_optimized_code_is_swapped_in() {
+    let cache = tempfile::tempdir().unwrap();
+    let (_dir, first) = registry(
+        sandbox_with(json!({}), Some(cache.path().to_owned())),
+        &["srpm"],
+    );
+    let plugin = first.get("srpm").unwrap();
+    let params = json!({"spec": "Name: hello\n"}).to_string();
+    // Rendered on whichever code serves now (quick, unless the machine is slow enough for the
+    // background compile to have finished), then on the optimized code: the same manifests.
+    let before = plugin.serialize_blocking(&job("aarch64"), &params).unwrap();
+    wait_optimized(&plugin);
+    let after = plugin.serialize_blocking(&job("aarch64"), &params).unwrap();
+    assert_eq!(before, after);
+    assert!(
+        std::fs::read_dir(cache.path()).unwrap().count() == 1,
+        "the optimized code is cached"
+    );
+
+    // A host that finds it in the cache starts on it.
+    let (_dir, second) = registry(
+        sandbox_with(json!({}), Some(cache.path().to_owned())),
+        &["srpm"],
+    );
+    assert_eq!(second.get("srpm").unwrap().tier(), Tier::Optimized);
+
+    // With quick compiling off, a load waits for the optimized code.
+    let sandbox = Arc::new(
+        Sandbox::new(
+            SandboxConfig {
+                quick_compile: false,
+                ..SandboxConfig::default()
+            },
+            Arc::clone(second.sandbox().templates()),
+        )
+        .unwrap(),
+    );
+    let (_dir, third) = registry(sandbox, &["srpm"]);
+    assert_eq!(third.get("srpm").unwrap().tier(), Tier::Optimized);
+}
+
 #[test]
 fn compiled_components_are_cached_by_digest_and_engine() {
     let cache = tempfile::tempdir().unwrap();
@@ -230,6 +283,7 @@ fn compiled_components_are_cached_by_digest_and_engine() {
         sandbox_with(json!({}), Some(cache.path().to_owned())),
         &["hostile"],
     );
+    wait_optimized(&first.get("hostile").unwrap());
     let digest = first.get("hostile").unwrap().digest().to_owned();
     let files: Vec<_> = std::fs::read_dir(cache.path())
         .unwrap()

@@ -1,17 +1,26 @@
 //! The sandbox against hostile plugins: each misbehaviour ends in its own clear error naming
-//! the plugin and version, and other calls keep being served meanwhile.
+//! the plugin and version, and other calls keep being served meanwhile. Each runs on both
+//! compilers' code: Cranelift's (what a plugin ends up on) and Winch's (what a new plugin serves
+//! first).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use omni_runtime::PluginError;
-use omni_test_support::{job, registry, sandbox};
+use omni_runtime::{Plugin, PluginError, Tier};
+use omni_test_support::{component, job, registry, sandbox};
 use serde_json::json;
 
-fn hostile(limits: serde_json::Value) -> (tempfile::TempDir, Arc<omni_runtime::Plugin>) {
-    let (dir, registry) = registry(sandbox(limits), &["hostile"]);
-    let plugin = registry.get("hostile").expect("hostile plugin loads");
-    (dir, plugin)
+/// The hostile plugin loaded twice: on optimized code and on quick code.
+fn hostile(limits: serde_json::Value) -> [Arc<Plugin>; 2] {
+    let sandbox = sandbox(limits);
+    let (path, bytes) = (std::path::Path::new("hostile.wasm"), component("hostile"));
+    let optimized = Plugin::load(&sandbox, path, &bytes).expect("hostile plugin loads");
+    let quick = Plugin::load_quick(&sandbox, path, &bytes).expect("hostile plugin loads");
+    assert_eq!(
+        (optimized.tier(), quick.tier()),
+        (Tier::Optimized, Tier::Quick)
+    );
+    [Arc::new(optimized), Arc::new(quick)]
 }
 
 fn behave(
@@ -23,95 +32,102 @@ fn behave(
 
 #[test]
 fn a_plugin_that_loops_forever_is_stopped_at_its_deadline() {
-    let (_dir, plugin) = hostile(json!({"tasks": {"hostile": {"timeout_ms": 200}}}));
-    let err = behave(&plugin, "loop").unwrap_err();
-    assert!(matches!(err, PluginError::Timeout { .. }), "{err:?}");
-    assert_eq!(
-        err.to_string(),
-        "plugin hostile@0.1.0 timed out after 200ms"
-    );
+    for plugin in hostile(json!({"tasks": {"hostile": {"timeout_ms": 200}}})) {
+        let err = behave(&plugin, "loop").unwrap_err();
+        assert!(matches!(err, PluginError::Timeout { .. }), "{err:?}");
+        assert_eq!(
+            err.to_string(),
+            "plugin hostile@0.1.0 timed out after 200ms"
+        );
+    }
 }
 
 #[test]
 fn a_plugin_that_allocates_without_end_hits_its_memory_cap() {
-    let (_dir, plugin) = hostile(json!({"tasks": {"hostile": {"memory_mib": 32}}}));
-    let err = behave(&plugin, "alloc").unwrap_err();
-    let PluginError::MemoryExceeded {
-        limit, requested, ..
-    } = &err
-    else {
-        panic!("{err:?}")
-    };
-    assert_eq!(*limit, 32 << 20);
-    assert!(*requested > 32 << 20);
-    assert!(
-        err.to_string()
-            .starts_with("plugin hostile@0.1.0 exceeded its memory limit of 33554432 bytes"),
-        "{err}"
-    );
+    for plugin in hostile(json!({"tasks": {"hostile": {"memory_mib": 32}}})) {
+        let err = behave(&plugin, "alloc").unwrap_err();
+        let PluginError::MemoryExceeded {
+            limit, requested, ..
+        } = &err
+        else {
+            panic!("{err:?}")
+        };
+        assert_eq!(*limit, 32 << 20);
+        assert!(*requested > 32 << 20);
+        assert!(
+            err.to_string()
+                .starts_with("plugin hostile@0.1.0 exceeded its memory limit of 33554432 bytes"),
+            "{err}"
+        );
+    }
 }
 
 #[test]
 fn a_panic_is_reported_with_its_message() {
-    let (_dir, plugin) = hostile(json!({}));
-    let err = behave(&plugin, "panic").unwrap_err();
-    assert!(matches!(err, PluginError::Panicked { .. }), "{err:?}");
-    let text = err.to_string();
-    assert!(
-        text.starts_with(
-            "plugin hostile@0.1.0 panicked: the hostile plugin panics on purpose (at "
-        ),
-        "{text}"
-    );
+    for plugin in hostile(json!({})) {
+        let err = behave(&plugin, "panic").unwrap_err();
+        assert!(matches!(err, PluginError::Panicked { .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(
+            text.starts_with(
+                "plugin hostile@0.1.0 panicked: the hostile plugin panics on purpose (at "
+            ),
+            "{text}"
+        );
+    }
 }
 
 #[test]
 fn an_answer_over_the_output_cap_is_refused() {
     // Memory large enough to build the 50 MiB answer, so the output cap is what stops it.
-    let (_dir, plugin) = hostile(
+    for plugin in hostile(
         json!({"tasks": {"hostile": {"memory_mib": 512, "output_kib": 4096, "timeout_ms": 30000}}}),
-    );
-    let err = behave(&plugin, "huge").unwrap_err();
-    let PluginError::OutputTooLarge { size, limit, .. } = &err else {
-        panic!("{err:?}")
-    };
-    assert!(*size > 50 << 20);
-    assert_eq!(*limit, 4 << 20);
-    assert!(
-        err.to_string()
-            .starts_with("plugin hostile@0.1.0 answered "),
-        "{err}"
-    );
+    ) {
+        let err = behave(&plugin, "huge").unwrap_err();
+        let PluginError::OutputTooLarge { size, limit, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert!(*size > 50 << 20);
+        assert_eq!(*limit, 4 << 20);
+        assert!(
+            err.to_string()
+                .starts_with("plugin hostile@0.1.0 answered "),
+            "{err}"
+        );
+    }
 }
 
 #[test]
 fn with_the_default_memory_cap_a_50_mib_answer_cannot_even_be_built() {
-    let (_dir, plugin) = hostile(json!({"tasks": {"hostile": {"timeout_ms": 30000}}}));
-    let err = behave(&plugin, "huge").unwrap_err();
-    assert!(matches!(err, PluginError::MemoryExceeded { .. }), "{err:?}");
+    for plugin in hostile(json!({"tasks": {"hostile": {"timeout_ms": 30000}}})) {
+        let err = behave(&plugin, "huge").unwrap_err();
+        assert!(matches!(err, PluginError::MemoryExceeded { .. }), "{err:?}");
+    }
 }
 
 #[test]
 fn reading_a_file_is_denied_by_the_sandbox() {
-    let (_dir, plugin) = hostile(json!({}));
-    let err = behave(&plugin, "read-file").unwrap_err();
-    let PluginError::Denied { call, what, .. } = &err else {
-        panic!("{err:?}")
-    };
-    assert!(call.starts_with("wasi:filesystem/preopens"), "{call}");
-    assert_eq!(*what, "filesystem");
-    assert!(
-        err.to_string().contains("plugins get no filesystem"),
-        "{err}"
-    );
+    for plugin in hostile(json!({})) {
+        let err = behave(&plugin, "read-file").unwrap_err();
+        let PluginError::Denied { call, what, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert!(call.starts_with("wasi:filesystem/preopens"), "{call}");
+        assert_eq!(*what, "filesystem");
+        assert!(
+            err.to_string().contains("plugins get no filesystem"),
+            "{err}"
+        );
+    }
 }
 
 #[test]
 fn an_answer_that_breaks_the_contract_is_refused() {
-    let (_dir, plugin) = hostile(json!({}));
-    let err = behave(&plugin, "bad-output").unwrap_err();
-    assert!(matches!(err, PluginError::BadOutput { .. }), "{err:?}");
-    assert!(err.to_string().contains("is not a JSON object"), "{err}");
+    for plugin in hostile(json!({})) {
+        let err = behave(&plugin, "bad-output").unwrap_err();
+        assert!(matches!(err, PluginError::BadOutput { .. }), "{err:?}");
+        assert!(err.to_string().contains("is not a JSON object"), "{err}");
+    }
 }
 
 #[test]
@@ -147,10 +163,11 @@ fn the_host_keeps_serving_while_a_plugin_misbehaves() {
 
 #[tokio::test]
 async fn the_outer_timeout_bounds_an_async_call() {
-    let (_dir, plugin) = hostile(json!({"tasks": {"hostile": {"timeout_ms": 100}}}));
-    let err = plugin
-        .serialize(job("x86_64"), json!({"behaviour": "loop"}).to_string())
-        .await
-        .unwrap_err();
-    assert!(matches!(err, PluginError::Timeout { .. }), "{err:?}");
+    for plugin in hostile(json!({"tasks": {"hostile": {"timeout_ms": 100}}})) {
+        let err = plugin
+            .serialize(job("x86_64"), json!({"behaviour": "loop"}).to_string())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PluginError::Timeout { .. }), "{err:?}");
+    }
 }
