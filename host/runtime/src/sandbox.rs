@@ -68,16 +68,6 @@ pub enum Tier {
     Optimized,
 }
 
-impl Tier {
-    /// `quick` or `optimized`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Quick => "quick",
-            Self::Optimized => "optimized",
-        }
-    }
-}
-
 /// An Engine and the linker of its plugins.
 pub(crate) struct Backend {
     pub(crate) engine: Engine,
@@ -150,9 +140,14 @@ impl Sandbox {
     pub fn new(config: SandboxConfig, templates: Arc<Templates>) -> Result<Self, SetupError> {
         let (engine, pooling) = Self::build_engine(&config)?;
         let quick = if config.quick_compile {
-            let engine = Engine::new(&engine_config(None, Strategy::Winch))
-                .map_err(|e| SetupError(format!("the quick (Winch) engine: {e}")))?;
-            Some(Backend::new(engine)?)
+            // Winch does not serve every CPU Cranelift does; without it, loads wait for Cranelift.
+            match Engine::new(&engine_config(None, Strategy::Winch)) {
+                Ok(engine) => Some(Backend::new(engine)?),
+                Err(e) => {
+                    tracing::warn!("no quick compiles ({e}); plugins load on Cranelift's code");
+                    None
+                }
+            }
         } else {
             None
         };
