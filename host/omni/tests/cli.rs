@@ -76,13 +76,10 @@ async fn serve_loads_renders_and_reloads_plugins() {
         omni_runtime::sandbox::digest(&std::fs::read(component("srpm")).unwrap())
     );
     let cached = || {
-        std::fs::read_dir(data.path().join("cache/components")).is_ok_and(|mut dir| {
-            dir.any(|e| {
-                e.is_ok_and(|e| {
-                    let name = e.file_name().to_string_lossy().into_owned();
-                    name.starts_with(&srpm) && name.ends_with(".cwasm")
-                })
-            })
+        let dir = std::fs::read_dir(data.path().join("cache/components"));
+        dir.into_iter().flatten().flatten().any(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with(&srpm) && name.ends_with(".cwasm")
         })
     };
     for _ in 0..3000 {

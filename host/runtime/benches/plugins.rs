@@ -1,12 +1,12 @@
 //! The plugin host's performance, printed as the README's table (`make bench`).
 //!
 //! For each of the three task plugins: compile time (Cranelift, and the quick Winch tier a new
-//! plugin serves from first), cached load time, render calls per second
-//! and p50/p99 latency through the full host path (fresh instance, deadline, memory and output
-//! caps) on one thread and on two, beside the same rendering done natively in Rust (the SDK's
-//! harness, same code) in the same run. Then: how fast a changed plugin serves after its rename
-//! (on quick code) and runs optimized code, and how many calls fail while it is swapped under load, and the peak RSS of a host process
-//! with the three plugins loaded from the cache.
+//! plugin serves from first), cached load time, render calls per second and p50/p99 latency
+//! through the full host path (fresh instance, deadline, memory and output caps) on one thread
+//! and on two, beside the same rendering done natively in Rust (the SDK's harness, same code) in
+//! the same run, and on quick code. Then: how fast a changed plugin serves after its rename (on
+//! quick code) and runs optimized code, how many calls fail while it is swapped under load, and
+//! the peak RSS of a host process with the three plugins loaded from the cache.
 
 use std::path::{Path, PathBuf};
 

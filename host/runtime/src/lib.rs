@@ -2,14 +2,15 @@
 //!
 //! Runs Omni's task types: WebAssembly components implementing the WIT world
 //! `omni:plugin/job-handler@0.1.0` (the repository's `wit/`). It owns one wasmtime [`Sandbox`]
-//! (the Engine, a quick-compile Engine for new plugins, the compile cache, the epoch ticker), the [`Registry`] of loaded plugins with its
-//! hot reload, and the host side of the contract (templates served to plugins, their log). It
+//! (the Engine, a quick-compile Engine for new plugins, the compile cache, the epoch ticker),
+//! the [`Registry`] of loaded plugins with its hot reload, and the host side of the contract (templates served to plugins, their log). It
 //! must not know about jobs' storage, engines or HTTP: callers hand it params and a job context
 //! and get manifests or a [`PluginError`] back.
 //!
 //! # Layout
 //! - [`sandbox`]: the Engine (pooling allocator, epoch interruption), the quick (Winch) tier a
-//!   new plugin serves from while Cranelift compiles it, the on-disk compile cache, and linking (WASI with no files, sockets, environment or inherited stdio).
+//!   new plugin serves from while Cranelift compiles it, the on-disk compile cache, and linking
+//!   (WASI with no files, sockets, environment or inherited stdio).
 //! - [`plugin`]: one loaded component and its calls, each in a fresh instance under a deadline,
 //!   a memory cap and an output-size cap.
 //! - [`registry`]: the plugins directory — scans, atomic swaps, per-file status, the watcher.

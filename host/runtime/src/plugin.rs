@@ -21,7 +21,7 @@ use crate::bindings::omni::plugin::types as wit;
 use crate::bindings::{JobHandler, JobHandlerPre};
 use crate::error::{LoadError, PluginError};
 use crate::limits::Limits;
-use crate::sandbox::{Compiled, Denied, EPOCH_TICK, Sandbox, Tier, digest};
+use crate::sandbox::{Denied, EPOCH_TICK, Sandbox, Tier, digest};
 use crate::state::HostState;
 
 /// Time the outer timeout adds to a call's deadline before giving up on the worker thread. The
@@ -106,20 +106,25 @@ struct Code {
 }
 
 impl Code {
-    fn link(sandbox: &Sandbox, path: &Path, compiled: &Compiled) -> Result<Self, LoadError> {
+    fn link(
+        sandbox: &Sandbox,
+        path: &Path,
+        component: &Component,
+        tier: Tier,
+    ) -> Result<Self, LoadError> {
         let link_error = |e: wasmtime::Error| LoadError::Link {
             path: path.to_owned(),
             message: format!("{e:#}"),
         };
-        let backend = sandbox.backend(compiled.tier);
+        let backend = sandbox.backend(tier);
         let pre = backend
             .linker
-            .instantiate_pre(&compiled.component)
+            .instantiate_pre(component)
             .map_err(link_error)?;
         Ok(Self {
             pre: JobHandlerPre::new(pre).map_err(link_error)?,
             engine: backend.engine.clone(),
-            tier: compiled.tier,
+            tier,
         })
     }
 }
@@ -157,11 +162,7 @@ impl Plugin {
     pub fn load(sandbox: &Arc<Sandbox>, path: &Path, bytes: &[u8]) -> Result<Self, LoadError> {
         let digest = digest(bytes);
         let component = sandbox.compile(path, bytes, &digest)?;
-        let compiled = Compiled {
-            component,
-            tier: Tier::Optimized,
-        };
-        Self::checked(sandbox, path, digest, &compiled)
+        Self::checked(sandbox, path, digest, &component, Tier::Optimized)
     }
 
     /// As [`Plugin::load`], but serving as soon as possible: a component that is not in the
@@ -176,9 +177,9 @@ impl Plugin {
         bytes: &[u8],
     ) -> Result<Arc<Self>, LoadError> {
         let digest = digest(bytes);
-        let compiled = sandbox.compile_first(path, bytes, &digest)?;
-        let plugin = Arc::new(Self::checked(sandbox, path, digest, &compiled)?);
-        if compiled.tier == Tier::Quick {
+        let (component, tier) = sandbox.compile_first(path, bytes, &digest)?;
+        let plugin = Arc::new(Self::checked(sandbox, path, digest, &component, tier)?);
+        if tier == Tier::Quick {
             let (weak, bytes) = (Arc::downgrade(&plugin), bytes.to_vec());
             let spawned = std::thread::Builder::new()
                 .name("omni-optimize".into())
@@ -201,8 +202,8 @@ impl Plugin {
         bytes: &[u8],
     ) -> Result<Self, LoadError> {
         let digest = digest(bytes);
-        let compiled = sandbox.compile_quick(path, bytes, &digest)?;
-        Self::checked(sandbox, path, digest, &compiled)
+        let (component, tier) = sandbox.compile_quick(path, bytes, &digest)?;
+        Self::checked(sandbox, path, digest, &component, tier)
     }
 
     /// Which compiler's code new calls run on.
@@ -214,9 +215,10 @@ impl Plugin {
         sandbox: &Arc<Sandbox>,
         path: &Path,
         digest: String,
-        compiled: &Compiled,
+        component: &Component,
+        tier: Tier,
     ) -> Result<Self, LoadError> {
-        let code = Code::link(sandbox, path, compiled)?;
+        let code = Code::link(sandbox, path, component, tier)?;
         let file = path.file_name().map_or_else(
             || path.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
@@ -548,13 +550,9 @@ fn optimize(weak: &Weak<Plugin>, bytes: &[u8]) {
     let start = Instant::now();
     let optimized = plugin
         .sandbox
-        .compile(&plugin.path, bytes, &plugin.digest)
-        .and_then(|component: Component| {
-            let compiled = Compiled {
-                component,
-                tier: Tier::Optimized,
-            };
-            Code::link(&plugin.sandbox, &plugin.path, &compiled)
+        .compile_into_cache(&plugin.path, bytes, &plugin.digest)
+        .and_then(|component| {
+            Code::link(&plugin.sandbox, &plugin.path, &component, Tier::Optimized)
         });
     let code = match optimized {
         Ok(code) => Arc::new(code),

@@ -86,12 +86,6 @@ impl Backend {
     }
 }
 
-/// A compiled component and the backend it belongs to.
-pub(crate) struct Compiled {
-    pub(crate) component: Component,
-    pub(crate) tier: Tier,
-}
-
 /// The Engines and everything shared by the plugins that run in them.
 pub struct Sandbox {
     optimized: Backend,
@@ -211,11 +205,6 @@ impl Sandbox {
             .map_err(|e| SetupError(e.to_string()))
     }
 
-    /// The Engine of optimized (Cranelift) code, which the cache holds.
-    pub fn engine(&self) -> &Engine {
-        &self.optimized.engine
-    }
-
     pub(crate) fn backend(&self, tier: Tier) -> &Backend {
         match (tier, &self.quick) {
             (Tier::Quick, Some(quick)) => quick,
@@ -238,16 +227,26 @@ impl Sandbox {
         self.pooling
     }
 
-    /// Compiles a component with Cranelift, or loads it from the cache, keyed by the content's
-    /// sha256 and the Engine's compatibility hash (an artifact compiled with other settings never
-    /// loads), and writes what it compiled into the cache.
+    /// Cranelift's code for a component: from the cache, keyed by the content's sha256 and the
+    /// Engine's compatibility hash (an artifact compiled with other settings never loads), or
+    /// compiled now and written into the cache.
     ///
     /// # Errors
     /// [`LoadError::Compile`] when the bytes are not a valid component.
     pub fn compile(&self, path: &Path, bytes: &[u8], digest: &str) -> Result<Component, LoadError> {
-        if let Some(component) = self.cached(digest) {
-            return Ok(component);
+        match self.cached(digest) {
+            Some(component) => Ok(component),
+            None => self.compile_into_cache(path, bytes, digest),
         }
+    }
+
+    /// Compiles with Cranelift, bypassing the cache for reading, and writes the cache.
+    pub(crate) fn compile_into_cache(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        digest: &str,
+    ) -> Result<Component, LoadError> {
         let component = self.compile_with(&self.optimized, path, bytes)?;
         if let Some(cached) = self.cache_path(digest)
             && let Err(e) = write_cache(&component, &cached)
@@ -257,8 +256,7 @@ impl Sandbox {
         Ok(component)
     }
 
-    /// The fastest code to serve now: Cranelift's from the cache, else a quick (Winch) compile,
-    /// else (quick compiling off, or Winch refusing the component) [`Sandbox::compile`].
+    /// The fastest code to serve now: Cranelift's from the cache, else [`Sandbox::compile_quick`].
     ///
     /// # Errors
     /// [`LoadError::Compile`] when the bytes are not a valid component.
@@ -267,22 +265,16 @@ impl Sandbox {
         path: &Path,
         bytes: &[u8],
         digest: &str,
-    ) -> Result<Compiled, LoadError> {
-        let optimized = |component| Compiled {
-            component,
-            tier: Tier::Optimized,
-        };
-        if self.quick.is_none() {
-            return self.compile(path, bytes, digest).map(optimized);
+    ) -> Result<(Component, Tier), LoadError> {
+        match self.cached(digest) {
+            Some(component) => Ok((component, Tier::Optimized)),
+            None => self.compile_quick(path, bytes, digest),
         }
-        if let Some(component) = self.cached(digest) {
-            return Ok(optimized(component));
-        }
-        self.compile_quick(path, bytes, digest)
     }
 
-    /// Quick (Winch) code, bypassing the cache; Cranelift's when quick compiling is off or
-    /// Winch refuses the component.
+    /// Quick (Winch) code, without reading the cache; Cranelift's, into the cache, when quick
+    /// compiling is off or Winch refuses the component (Cranelift's error is the one to report,
+    /// and it may accept what Winch cannot).
     ///
     /// # Errors
     /// [`LoadError::Compile`] when the bytes are not a valid component.
@@ -291,22 +283,15 @@ impl Sandbox {
         path: &Path,
         bytes: &[u8],
         digest: &str,
-    ) -> Result<Compiled, LoadError> {
-        let quick = self
-            .quick
-            .as_ref()
-            .and_then(|quick| self.compile_with(quick, path, bytes).ok());
-        match quick {
-            Some(component) => Ok(Compiled {
-                component,
-                tier: Tier::Quick,
-            }),
-            // Cranelift's error is the one to report, and it may accept what Winch cannot.
-            None => Ok(Compiled {
-                component: self.compile(path, bytes, digest)?,
-                tier: Tier::Optimized,
-            }),
+    ) -> Result<(Component, Tier), LoadError> {
+        if let Some(quick) = &self.quick {
+            match self.compile_with(quick, path, bytes) {
+                Ok(component) => return Ok((component, Tier::Quick)),
+                Err(e) => tracing::debug!("Winch refused the component, trying Cranelift: {e}"),
+            }
         }
+        let component = self.compile_into_cache(path, bytes, digest)?;
+        Ok((component, Tier::Optimized))
     }
 
     fn cache_path(&self, digest: &str) -> Option<PathBuf> {

@@ -223,6 +223,11 @@ async fn the_watcher_loads_renamed_files_and_unloads_removed_ones() {
     wait_for("the removal", || registry.get("hostile").is_none()).await;
 }
 
+/// A sandbox whose compile cache is `cache`.
+fn cached_sandbox(cache: &tempfile::TempDir) -> Arc<Sandbox> {
+    sandbox_with(json!({}), Some(cache.path().to_owned()))
+}
+
 /// Waits (on this thread) for a plugin's optimized code, compiled in the background.
 fn wait_optimized(plugin: &Plugin) {
     for _ in 0..3000 {
@@ -237,15 +242,14 @@ fn wait_optimized(plugin: &Plugin) {
 #[test]
 fn a_new_plugin_serves_quick_code_until_its_optimized_code_is_swapped_in() {
     let cache = tempfile::tempdir().unwrap();
-    let (_dir, first) = registry(
-        sandbox_with(json!({}), Some(cache.path().to_owned())),
-        &["srpm"],
-    );
+    let (_dir, first) = registry(cached_sandbox(&cache), &["srpm"]);
     let plugin = first.get("srpm").unwrap();
+    // The same manifests from quick code and from the optimized code swapped in.
+    let quick =
+        Plugin::load_quick(first.sandbox(), Path::new("srpm.wasm"), &component("srpm")).unwrap();
+    assert_eq!(quick.tier(), Tier::Quick);
     let params = json!({"spec": "Name: hello\n"}).to_string();
-    // Rendered on whichever code serves now (quick, unless the machine is slow enough for the
-    // background compile to have finished), then on the optimized code: the same manifests.
-    let before = plugin.serialize_blocking(&job("aarch64"), &params).unwrap();
+    let before = quick.serialize_blocking(&job("aarch64"), &params).unwrap();
     wait_optimized(&plugin);
     let after = plugin.serialize_blocking(&job("aarch64"), &params).unwrap();
     assert_eq!(before, after);
@@ -255,10 +259,7 @@ fn a_new_plugin_serves_quick_code_until_its_optimized_code_is_swapped_in() {
     );
 
     // A host that finds it in the cache starts on it.
-    let (_dir, second) = registry(
-        sandbox_with(json!({}), Some(cache.path().to_owned())),
-        &["srpm"],
-    );
+    let (_dir, second) = registry(cached_sandbox(&cache), &["srpm"]);
     assert_eq!(second.get("srpm").unwrap().tier(), Tier::Optimized);
 
     // With quick compiling off, a load waits for the optimized code.
@@ -279,10 +280,7 @@ fn a_new_plugin_serves_quick_code_until_its_optimized_code_is_swapped_in() {
 #[test]
 fn compiled_components_are_cached_by_digest_and_engine() {
     let cache = tempfile::tempdir().unwrap();
-    let (_dir, first) = registry(
-        sandbox_with(json!({}), Some(cache.path().to_owned())),
-        &["hostile"],
-    );
+    let (_dir, first) = registry(cached_sandbox(&cache), &["hostile"]);
     wait_optimized(&first.get("hostile").unwrap());
     let digest = first.get("hostile").unwrap().digest().to_owned();
     let files: Vec<_> = std::fs::read_dir(cache.path())
@@ -297,18 +295,12 @@ fn compiled_components_are_cached_by_digest_and_engine() {
     );
 
     // A second host loads the cached artifact, and it works.
-    let (_dir, second) = registry(
-        sandbox_with(json!({}), Some(cache.path().to_owned())),
-        &["hostile"],
-    );
+    let (_dir, second) = registry(cached_sandbox(&cache), &["hostile"]);
     assert!(behave(&second).is_ok());
     assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 1);
 
     // A corrupted cache entry is recompiled, not trusted.
     std::fs::write(cache.path().join(&name), b"corrupt").unwrap();
-    let (_dir, third) = registry(
-        sandbox_with(json!({}), Some(cache.path().to_owned())),
-        &["hostile"],
-    );
+    let (_dir, third) = registry(cached_sandbox(&cache), &["hostile"]);
     assert!(behave(&third).is_ok());
 }
