@@ -391,6 +391,13 @@ impl Store for Unreachable {
     ) -> omni_store::Result<(omni_store::Job, omni_store::StateChange)> {
         Err(down())
     }
+    async fn assign_engine(
+        &self,
+        _: omni_store::JobId,
+        _: &str,
+    ) -> omni_store::Result<omni_store::Job> {
+        Err(down())
+    }
     async fn update_steps(
         &self,
         _: omni_store::JobId,

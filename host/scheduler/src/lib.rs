@@ -9,6 +9,11 @@
 //! lines (stored in batches) and its end. A job the engine refuses fails with the engine's
 //! message; an engine that cannot be reached leaves the job queued and is tried again.
 //!
+//! The engine a job goes to is written on the job (still `queued`) before it is submitted
+//! there, and `running` after: a leader that dies in between leaves a queued job with an
+//! engine, which the next leader starts on that engine again at once (a submit the engine has
+//! seen starts nothing twice), never on another where it would run twice.
+//!
 //! Scheduling happens once per cluster: the replica that holds the `scheduler` lease in the
 //! store does it, renews it while it lives, and on taking it over (a start, a restart, another
 //! replica's death) re-attaches to every job that engines are running. Every replica stops the
@@ -34,7 +39,7 @@ use async_trait::async_trait;
 use omni_engine::{Engine, EngineError, EngineJob};
 use omni_jobs::{Dispatch, JobError, JobService, Lease, job_span};
 use omni_runtime::JobContext;
-use omni_store::{Job, JobId, JobQuery, JobState};
+use omni_store::{Job, JobId, JobQuery, JobState, StoreError};
 use serde::Deserialize;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -96,6 +101,25 @@ struct Waiting {
     arch: String,
     domain: String,
     task: String,
+}
+
+impl Waiting {
+    fn of(job: &Job) -> Waiting {
+        Waiting {
+            id: job.id,
+            arch: job.arch.clone(),
+            domain: job.domain.clone(),
+            task: job.task.clone(),
+        }
+    }
+
+    fn slot(&self, engine: usize) -> Slot {
+        Slot {
+            engine,
+            domain: self.domain.clone(),
+            task: self.task.clone(),
+        }
+    }
 }
 
 /// A job holding a slot on an engine.
@@ -364,7 +388,30 @@ impl Inner {
     async fn adopt(self: &Arc<Self>, job: Job, followers: &mut JoinSet<()>) {
         match job.state {
             JobState::Pending => self.enqueue(job).await,
-            JobState::Queued => self.push(&job),
+            JobState::Queued => {
+                let engine = job.engine.as_deref();
+                match engine.and_then(|name| self.engines.iter().position(|e| e.name() == name)) {
+                    // A leader was starting it there and died before recording it running: it
+                    // may run there now. It starts there again at once (submitting it again
+                    // starts nothing twice), not on another engine, where it would run twice.
+                    Some(index) => {
+                        let waiting = Waiting::of(&job);
+                        self.lock().slots.insert(job.id, waiting.slot(index));
+                        let this = Arc::clone(self);
+                        let span = job_span(job.id, &job.task, &job.domain);
+                        followers.spawn(
+                            async move { this.start(waiting, index).await }.instrument(span),
+                        );
+                    }
+                    None => {
+                        if let Some(name) = engine {
+                            tracing::warn!(job = %job.id, engine = name,
+                                "a job was being started on an engine that is no longer configured; it waits for another");
+                        }
+                        self.push(&job);
+                    }
+                }
+            }
             JobState::Running => {
                 let Some(index) = job
                     .engine
@@ -381,14 +428,9 @@ impl Inner {
                         .await;
                     return;
                 };
-                self.lock().slots.insert(
-                    job.id,
-                    Slot {
-                        engine: index,
-                        domain: job.domain.clone(),
-                        task: job.task.clone(),
-                    },
-                );
+                self.lock()
+                    .slots
+                    .insert(job.id, Waiting::of(&job).slot(index));
                 let this = Arc::clone(self);
                 let span = job_span(job.id, &job.task, &job.domain);
                 followers.spawn(async move { this.follow(job, index).await }.instrument(span));
@@ -425,12 +467,7 @@ impl Inner {
         if state.slots.contains_key(&job.id) {
             return;
         }
-        state.push_back(Waiting {
-            id: job.id,
-            arch: job.arch.clone(),
-            domain: job.domain.clone(),
-            task: job.task.clone(),
-        });
+        state.push_back(Waiting::of(job));
     }
 
     /// Schedules until the lease is lost.
@@ -557,11 +594,7 @@ impl Inner {
                 kept.push_back(waiting);
                 continue;
             };
-            let slot = Slot {
-                engine,
-                domain: waiting.domain.clone(),
-                task: waiting.task.clone(),
-            };
+            let slot = waiting.slot(engine);
             running.add(&slot);
             free -= 1;
             state.queued.remove(&waiting.id);
@@ -613,6 +646,20 @@ impl Inner {
                 return;
             }
         };
+        // The engine is on record before the submit: whoever takes over from here finds it.
+        match self.jobs.store().assign_engine(id, engine.name()).await {
+            Ok(_) => {}
+            // Cancelled (or purged) meanwhile.
+            Err(StoreError::Conflict { .. } | StoreError::NotFound(_)) => {
+                self.release(id);
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot record the engine of a job; it waits");
+                self.requeue(waiting, None);
+                return;
+            }
+        }
         let submission = EngineJob {
             id,
             name,

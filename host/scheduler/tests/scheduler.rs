@@ -1,6 +1,7 @@
 //! The scheduler over real parts: the real plugins (srpm, and the hostile fixture for jobs that
 //! linger, fail to render or that the engine refuses), an embedded store, and the local engine
-//! running real processes. The one injected failure is an engine that cannot be reached.
+//! running real processes. The injected failures are an engine that cannot be reached, and a
+//! leader that dies between an engine taking a job and the `running` write.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -37,7 +38,12 @@ fn config() -> SchedulerConfig {
 }
 
 fn local(root: &tempfile::TempDir, max_running: usize) -> Arc<LocalEngine> {
+    local_named(root, "local", max_running)
+}
+
+fn local_named(root: &tempfile::TempDir, name: &str, max_running: usize) -> Arc<LocalEngine> {
     let config = LocalEngineConfig {
+        name: name.into(),
         max_running,
         arches: vec!["x86_64".into()],
         ..LocalEngineConfig::new()
@@ -533,22 +539,35 @@ async fn a_new_leader_resumes_a_running_jobs_log_without_losing_or_repeating_lin
     assert_eq!(seqs, (1..=8001).collect::<Vec<u64>>());
 }
 
-/// An engine that cannot be reached while `down` is set (the one injected failure: a real
-/// cluster's outage is what the Kubernetes engine's tests use).
+/// A local engine with failures injected (a real cluster's outage is what the Kubernetes
+/// engine's tests use): it cannot be reached while `down` is set, and with `hang` set, its next
+/// submit starts the job and then never answers (the leader dies right there).
 #[derive(Debug)]
-struct Unreachable {
+struct Faulty {
     engine: Arc<LocalEngine>,
     down: AtomicBool,
-    tries: AtomicUsize,
+    hang: AtomicBool,
+    submits: AtomicUsize,
+}
+
+impl Faulty {
+    fn new(engine: Arc<LocalEngine>) -> Arc<Faulty> {
+        Arc::new(Faulty {
+            engine,
+            down: AtomicBool::new(false),
+            hang: AtomicBool::new(false),
+            submits: AtomicUsize::new(0),
+        })
+    }
 }
 
 #[async_trait]
-impl Engine for Unreachable {
+impl Engine for Faulty {
     fn name(&self) -> &str {
         self.engine.name()
     }
     fn kind(&self) -> &'static str {
-        "unreachable"
+        "faulty"
     }
     fn arches(&self) -> &[String] {
         self.engine.arches()
@@ -560,14 +579,18 @@ impl Engine for Unreachable {
         self.engine.check().await
     }
     async fn submit(&self, job: &EngineJob) -> Result<(), EngineError> {
-        self.tries.fetch_add(1, Ordering::SeqCst);
+        self.submits.fetch_add(1, Ordering::SeqCst);
         if self.down.load(Ordering::SeqCst) {
             return Err(EngineError::Unavailable {
                 engine: self.name().into(),
                 message: "connection refused".into(),
             });
         }
-        self.engine.submit(job).await
+        self.engine.submit(job).await?;
+        if self.hang.swap(false, Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        Ok(())
     }
     fn progress(&self, id: JobId) -> ProgressStream {
         self.engine.progress(id)
@@ -583,15 +606,22 @@ impl Engine for Unreachable {
     }
 }
 
+async fn submits_reach(engine: &Faulty, count: usize) {
+    tokio::time::timeout(PATIENCE, async {
+        while engine.submits.load(Ordering::SeqCst) < count {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the scheduler stopped submitting");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_engine_that_cannot_be_reached_keeps_jobs_queued_until_it_can() {
     let (_dirs, jobs) = omni_test_support::job_service(&["hostile"]);
     let root = tempfile::tempdir().unwrap();
-    let engine = Arc::new(Unreachable {
-        engine: local(&root, 2),
-        down: AtomicBool::new(true),
-        tries: AtomicUsize::new(0),
-    });
+    let engine = Faulty::new(local(&root, 2));
+    engine.down.store(true, Ordering::SeqCst);
     let scheduler = Scheduler::new(
         jobs.clone(),
         vec![engine.clone() as Arc<dyn Engine>],
@@ -601,16 +631,67 @@ async fn an_engine_that_cannot_be_reached_keeps_jobs_queued_until_it_can() {
     .unwrap();
     let _handle = scheduler.spawn();
     let job = hostile(&jobs, "behave").await;
-    tokio::time::timeout(PATIENCE, async {
-        while engine.tries.load(Ordering::SeqCst) < 3 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("the scheduler stopped trying");
+    submits_reach(&engine, 3).await;
     let waiting = jobs.get(job.id).await.unwrap();
     assert_eq!(waiting.state, JobState::Queued, "{waiting:#?}");
     engine.down.store(false, Ordering::SeqCst);
     let done = ended(&jobs, job.id).await;
     assert_eq!(done.state, JobState::Succeeded, "{done:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_that_dies_between_submit_and_running_leaves_the_job_to_run_once_where_it_went() {
+    let (_dirs, jobs) = omni_test_support::job_service(&["hostile"]);
+    let (root_a, root_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Faulty::new(local_named(&root_a, "a", 2));
+    let b = Faulty::new(local_named(&root_b, "b", 2));
+    a.hang.store(true, Ordering::SeqCst);
+    let engines = |order: [&Arc<Faulty>; 2]| {
+        order
+            .into_iter()
+            .map(|e| Arc::clone(e) as Arc<dyn Engine>)
+            .collect::<Vec<_>>()
+    };
+    let first = Scheduler::new(
+        jobs.clone(),
+        engines([&a, &b]),
+        config(),
+        "omni-jobs".into(),
+    )
+    .unwrap();
+    let handle = first.spawn();
+    let job = hostile(&jobs, "behave").await;
+    // Engine a (the first of two idle ones) took the job; the leader never hears back.
+    submits_reach(&a, 1).await;
+    let stuck = jobs.get(job.id).await.unwrap();
+    assert_eq!(stuck.state, JobState::Queued, "{stuck:#?}");
+    assert_eq!(stuck.engine.as_deref(), Some("a"), "{stuck:#?}");
+    drop(handle);
+    // The next leader lists the engines the other way round: a job started afresh would go to
+    // b and run twice.
+    let jobs = JobService::new(Arc::clone(jobs.store()), Arc::clone(jobs.registry()));
+    let second = Scheduler::new(
+        jobs.clone(),
+        engines([&b, &a]),
+        config(),
+        "omni-jobs".into(),
+    )
+    .unwrap();
+    let _handle = second.spawn();
+    let done = ended(&jobs, job.id).await;
+    assert_eq!(done.state, JobState::Succeeded, "{done:#?}");
+    assert_eq!(done.engine.as_deref(), Some("a"));
+    assert_eq!(b.submits.load(Ordering::SeqCst), 0, "the job went to b too");
+    // Submitted to a again, which had it and started nothing twice.
+    assert_eq!(a.submits.load(Ordering::SeqCst), 2);
+    let history = states(&jobs.store().history(job.id).await.unwrap());
+    assert_eq!(
+        history,
+        [
+            JobState::Pending,
+            JobState::Queued,
+            JobState::Running,
+            JobState::Succeeded
+        ]
+    );
 }

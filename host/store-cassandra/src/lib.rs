@@ -738,6 +738,33 @@ impl Store for CassandraStore {
         })
     }
 
+    async fn assign_engine(&self, id: JobId, engine: &str) -> Result<Job> {
+        for attempt in 0..CAS_ATTEMPTS {
+            let Some(record) = self.read(id, attempt > 0).await? else {
+                return Err(StoreError::NotFound(id));
+            };
+            if record.job.state != JobState::Queued {
+                return Err(StoreError::Conflict {
+                    id,
+                    expected: JobState::Queued,
+                    actual: record.job.state,
+                });
+            }
+            let mut job = record.job.clone();
+            job.engine = Some(engine.to_owned());
+            job.updated_at = omni_store::now();
+            if self.compare_and_set(&record, &job, &record.history).await? {
+                return Ok(job);
+            }
+        }
+        Err(StoreError::Unavailable {
+            message: format!(
+                "cassandra: job {id} changed {CAS_ATTEMPTS} times while assigning it an engine"
+            ),
+            source: None,
+        })
+    }
+
     async fn update_steps(&self, id: JobId, steps: &[Step]) -> Result<Job> {
         for attempt in 0..CAS_ATTEMPTS {
             let Some(record) = self.read(id, attempt > 0).await? else {

@@ -31,8 +31,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use omni_store::{
     Created, Delivery, Event, EventFilter, EventPage, IdempotencyKey, Job, JobId, JobPage,
-    JobQuery, Lease, LogLine, LogPage, LogQuery, Result, StateChange, Step, Store, StoreError,
-    Transition, Webhook,
+    JobQuery, JobState, Lease, LogLine, LogPage, LogQuery, Result, StateChange, Step, Store,
+    StoreError, Transition, Webhook,
 };
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use serde::Deserialize;
@@ -462,6 +462,28 @@ impl Store for EmbeddedStore {
             drop(history);
             record_event(txn, &job, &change)?;
             Ok((job, change))
+        })
+        .await
+    }
+
+    async fn assign_engine(&self, id: JobId, engine: &str) -> Result<Job> {
+        let engine = engine.to_owned();
+        self.write(move |txn| {
+            let mut jobs = txn.open_table(JOBS)?;
+            let Some(mut job) = get_job(&jobs, id)? else {
+                return Err(OpError::Store(StoreError::NotFound(id)));
+            };
+            if job.state != JobState::Queued {
+                return Err(OpError::Store(StoreError::Conflict {
+                    id,
+                    expected: JobState::Queued,
+                    actual: job.state,
+                }));
+            }
+            job.engine = Some(engine);
+            job.updated_at = omni_store::now();
+            jobs.insert(id.as_u128(), encode(&job)?.as_slice())?;
+            Ok(job)
         })
         .await
     }

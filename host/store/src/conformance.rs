@@ -34,6 +34,7 @@ macro_rules! conformance_tests {
             transitions_follow_the_table,
             racing_cancel_and_completion_have_one_winner,
             steps_update_until_the_job_ends,
+            an_engine_is_assigned_to_queued_jobs_only,
             purge_removes_job_history_and_logs,
             logs_read_in_order_with_step_filter_and_cursor,
             leases_have_one_holder,
@@ -493,6 +494,52 @@ pub async fn racing_cancel_and_completion_have_one_winner(store: Arc<dyn Store>)
         assert_eq!(history.len(), 4, "{history:?}");
         assert_eq!(history[3].to, winner);
     }
+}
+
+/// A queued job gets its engine before it is submitted, with no state change; a job in any
+/// other state refuses one.
+pub async fn an_engine_is_assigned_to_queued_jobs_only(store: Arc<dyn Store>) {
+    let job = create(&store, &job(&unique_service(), "rpm", "default")).await;
+    assert!(matches!(
+        store.assign_engine(job.id, "cluster-a").await,
+        Err(StoreError::Conflict {
+            expected: JobState::Queued,
+            actual: JobState::Pending,
+            ..
+        })
+    ));
+    move_to(&store, job.id, &[JobState::Pending, JobState::Queued]).await;
+    let assigned = store.assign_engine(job.id, "cluster-a").await.unwrap();
+    assert_eq!(assigned.engine.as_deref(), Some("cluster-a"));
+    assert_eq!(assigned.state, JobState::Queued);
+    // Another engine after a failed start: the newer one counts.
+    store.assign_engine(job.id, "cluster-b").await.unwrap();
+    let stored = store.get_job(job.id).await.unwrap().unwrap();
+    assert_eq!(stored.engine.as_deref(), Some("cluster-b"));
+    assert_eq!(stored.state, JobState::Queued);
+    assert_eq!(
+        store.history(job.id).await.unwrap().len(),
+        2,
+        "no state change"
+    );
+    store
+        .transition(
+            job.id,
+            &Transition::new(JobState::Queued, JobState::Cancelled),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.assign_engine(job.id, "cluster-a").await,
+        Err(StoreError::Conflict {
+            actual: JobState::Cancelled,
+            ..
+        })
+    ));
+    assert!(matches!(
+        store.assign_engine(new_job_id(), "cluster-a").await,
+        Err(StoreError::NotFound(_))
+    ));
 }
 
 /// Steps change while the job runs and freeze when it ends.

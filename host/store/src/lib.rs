@@ -137,6 +137,16 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// [`StoreError::Unavailable`].
     async fn transition(&self, id: JobId, transition: &Transition) -> Result<(Job, StateChange)>;
 
+    /// Records the engine a queued job is being started on, before it is submitted there, so
+    /// that a scheduler that dies between the submit and the `running` write leaves the job's
+    /// engine known: the next one starts it there again (a submit the engine has seen starts
+    /// nothing twice) rather than on another engine. No state change, no event.
+    ///
+    /// # Errors
+    /// [`StoreError::Conflict`] when the job is not queued (cancelled meanwhile);
+    /// [`StoreError::NotFound`]; [`StoreError::Unavailable`].
+    async fn assign_engine(&self, id: JobId, engine: &str) -> Result<Job>;
+
     /// Replaces a job's steps (the engine's progress) unless the job has ended.
     ///
     /// # Errors

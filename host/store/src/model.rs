@@ -99,7 +99,7 @@ pub struct Job {
     pub params: serde_json::Value,
     /// The plugin that accepted it.
     pub plugin: PluginRef,
-    /// The engine running it, once one does.
+    /// The engine it runs on: recorded as it is being started there (still queued), kept after.
     pub engine: Option<String>,
     /// Why it is where it is (set by the last transition that said something).
     pub message: Option<String>,

@@ -87,6 +87,10 @@ impl Store for Timed {
         measure("transition", self.inner.transition(id, transition)).await
     }
 
+    async fn assign_engine(&self, id: JobId, engine: &str) -> Result<Job> {
+        measure("assign_engine", self.inner.assign_engine(id, engine)).await
+    }
+
     async fn update_steps(&self, id: JobId, steps: &[Step]) -> Result<Job> {
         measure("update_steps", self.inner.update_steps(id, steps)).await
     }
