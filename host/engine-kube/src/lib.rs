@@ -69,6 +69,10 @@ fn default_namespace() -> String {
     "omni-jobs".to_owned()
 }
 
+fn default_max_log_streams() -> usize {
+    256
+}
+
 /// An `[[engines]]` entry of kind `kubernetes`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -94,6 +98,10 @@ pub struct KubeEngineConfig {
     /// How cancel and cleanup delete (`background`, or `foreground`).
     #[serde(default)]
     pub propagation: Propagation,
+    /// Running steps whose logs are followed at once at most (256); beyond it, running steps
+    /// take turns of a few seconds, and their lines come in those turns.
+    #[serde(default = "default_max_log_streams")]
+    pub max_log_streams: usize,
 }
 
 /// The part of the engine its background tasks share.
@@ -112,6 +120,8 @@ pub(crate) struct Inner {
     /// connection of its own, and a scheduler starting thousands of jobs at once would open
     /// thousands (and hold their memory) without it.
     applying: tokio::sync::Semaphore,
+    /// Bounds the log connections.
+    pub(crate) logs: logs::LogConnections,
 }
 
 /// Apply requests in flight at once, per engine.
@@ -315,6 +325,7 @@ impl KubeEngine {
             kinds: Mutex::default(),
             namespace_ready: OnceCell::new(),
             applying: tokio::sync::Semaphore::new(MAX_APPLYING),
+            logs: logs::LogConnections::new(config.max_log_streams),
         });
         if let Err(error) = inner.ensure_namespace().await {
             tracing::warn!(engine = %inner.name, %error, "could not make sure the namespace exists; trying again on submit");
@@ -540,6 +551,7 @@ mod tests {
         assert_eq!(config.namespace, "omni-jobs");
         assert_eq!(config.propagation, Propagation::Background);
         assert_eq!(config.kubeconfig, None);
+        assert_eq!(config.max_log_streams, 256);
         let foreground: KubeEngineConfig = serde_json::from_value(serde_json::json!({
             "name": "b", "arches": ["x86_64"], "max_running": 1, "propagation": "foreground",
             "kubeconfig": "/etc/omni/kubeconfig", "context": "prod", "namespace": "builds"

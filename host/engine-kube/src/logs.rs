@@ -3,9 +3,19 @@
 //! cursor the rest), and read again after a dropped connection without sending a line twice.
 //! A step's log is read once more after the step has ended, so nothing printed between a drop
 //! and the end is lost; the stream ends when every step has ended and was read.
+//!
+//! Connections are taken in turns ([`LogConnections`]): an engine follows at most
+//! `max_log_streams` running steps at once (each follow is a TLS connection of its own, since
+//! kube's client speaks HTTP/1.1, and a follow of its own on the node), whatever the number of
+//! running jobs. While others wait for a turn, a follow gives its connection up after [`TURN`]
+//! and queues again; its next connection resumes after its last line, like one after a drop.
+//! With fewer running steps than that nobody waits, and every running step is followed without
+//! a break. The last reads of ended steps have a pool of the same size to themselves, so that a
+//! job's end does not wait behind the follows of running jobs.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
@@ -13,7 +23,7 @@ use futures::{AsyncReadExt, StreamExt};
 use kube::api::LogParams;
 use omni_engine::text::{LineSplitter, MAX_LINE_BYTES, Piece, decode_line, split_text};
 use omni_engine::{EngineError, EngineLine, JobId, LogCursor, LogStream, LogStreamOf, StepState};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Semaphore, SemaphorePermit, mpsc, watch};
 
 use crate::Inner;
 use crate::status::{self, JobView, Phase};
@@ -25,6 +35,69 @@ const PLAIN_READ_IDLE: Duration = Duration::from_secs(20);
 
 /// The longest raw line read before it is cut: a piece of text and its timestamp.
 const MAX_RAW_LINE: usize = MAX_LINE_BYTES + 64;
+
+/// How long a follow keeps its connection while other follows wait for one.
+const TURN: Duration = Duration::from_secs(2);
+
+/// The log connections of one engine: follows of running steps, and the last reads of ended
+/// ones, each pool `max_log_streams` connections.
+#[derive(Debug)]
+pub(crate) struct LogConnections {
+    follows: LogTurns,
+    last_reads: LogTurns,
+}
+
+impl LogConnections {
+    pub(crate) fn new(max_log_streams: usize) -> LogConnections {
+        LogConnections {
+            follows: LogTurns::new(max_log_streams),
+            last_reads: LogTurns::new(max_log_streams),
+        }
+    }
+}
+
+/// Log connections handed out in turns: a fair (first come, first served) semaphore, and how
+/// many wait for it.
+#[derive(Debug)]
+struct LogTurns {
+    connections: Semaphore,
+    waiting: AtomicUsize,
+}
+
+/// Counts a waiter while it waits, also when its wait is given up (dropped).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl LogTurns {
+    /// At most `max` connections at once (at least one).
+    fn new(max: usize) -> LogTurns {
+        LogTurns {
+            connections: Semaphore::new(max.max(1)),
+            waiting: AtomicUsize::new(0),
+        }
+    }
+
+    /// Waits for a connection of one's own.
+    async fn take(&self) -> SemaphorePermit<'_> {
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let _waiting = Waiting(&self.waiting);
+        // Never closed, so acquiring cannot fail.
+        self.connections
+            .acquire()
+            .await
+            .expect("the log connections' semaphore is never closed")
+    }
+
+    /// Whether someone waits for a connection.
+    fn contended(&self) -> bool {
+        self.waiting.load(Ordering::Relaxed) > 0
+    }
+}
 
 /// Makes a line the API server sent with `timestamps=true` ("<RFC 3339 time> <text>") into log
 /// lines: the text decoded ([`decode_line`]) and split into pieces of [`MAX_LINE_BYTES`]. A
@@ -211,8 +284,6 @@ async fn read_step(
     let mut retry = Duration::from_millis(500);
     loop {
         let view = current(follow);
-        // Once the step is over, one plain read (no follow) to the end gets all it printed.
-        let last_read = view.as_ref().is_none_or(|v| settled(v, step));
         let job_over = view.as_ref().is_none_or(ended);
         let Some(pod) = inner.tracker.pod(id).and_then(|p| p.metadata.name) else {
             if job_over || !changed(follow, tx).await {
@@ -220,6 +291,26 @@ async fn read_step(
             }
             continue;
         };
+        // A follow waits its turn; once the step is over, its last read takes a connection
+        // of the other pool, so that a job's end never waits behind running jobs' follows.
+        let connection = loop {
+            let over = current(follow).as_ref().is_none_or(|v| settled(v, step));
+            let turns = if over {
+                &inner.logs.last_reads
+            } else {
+                &inner.logs.follows
+            };
+            tokio::select! {
+                connection = turns.take() => break connection,
+                alive = changed(follow, tx), if !over => if !alive { return Ok(()) },
+                () = tx.closed() => return Ok(()),
+            }
+        };
+        // Where the job is once it is this read's turn.
+        let view = current(follow);
+        // Once the step is over, one plain read (no follow) to the end gets all it printed.
+        let last_read = view.as_ref().is_none_or(|v| settled(v, step));
+        let job_over = view.as_ref().is_none_or(ended);
         let params = LogParams {
             container: Some(step.to_owned()),
             follow: !last_read,
@@ -230,7 +321,8 @@ async fn read_step(
                 .and_then(|c| c.time.duration_trunc(TimeDelta::seconds(1)).ok()),
             ..LogParams::default()
         };
-        let mut settled_while_reading = false;
+        // Read again at once: the step ended, or others waited for this connection.
+        let mut again = false;
         match inner.pods.log_stream(&pod, &params).await {
             Ok(reader) => {
                 let mut lines = pieces(reader);
@@ -238,8 +330,17 @@ async fn read_step(
                 // This connection starts at or before `resume`: what it repeats is skipped.
                 let resume = sent.clone();
                 let mut seen_at_time = 0;
+                let mut turn = tokio::time::interval_at(tokio::time::Instant::now() + TURN, TURN);
                 loop {
                     let raw = tokio::select! {
+                        // Others wait: give the connection up, and queue again.
+                        _ = turn.tick(), if !last_read => {
+                            if inner.logs.follows.contended() {
+                                again = true;
+                                break;
+                            }
+                            continue;
+                        }
                         raw = lines.next() => raw,
                         // A plain read of an ended container's log that goes quiet has hung
                         // (seen under load): it ends, rather than hold the job's end.
@@ -255,7 +356,7 @@ async fn read_step(
                                 return Ok(());
                             }
                             if current(follow).as_ref().is_none_or(|v| settled(v, step)) {
-                                settled_while_reading = true;
+                                again = true;
                                 break;
                             }
                             continue;
@@ -293,10 +394,11 @@ async fn read_step(
                     "reading a step's log failed; retrying");
             }
         }
+        drop(connection);
         if last_read {
             return Ok(());
         }
-        if settled_while_reading {
+        if again {
             continue;
         }
         // A dropped connection while the step runs: read again after a change or a while.

@@ -14,7 +14,7 @@
 //! engine does not delete such a Job itself: the caller's `cleanup` does.
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod};
 use omni_engine::{Outcome, StepState};
 
 /// Waiting reasons of a container that fail the job at once.
@@ -45,6 +45,42 @@ pub(crate) struct JobView {
     pub phase: Phase,
     /// Every step, in order, and where it is.
     pub steps: Vec<(String, StepState)>,
+}
+
+/// Drops what [`view`], [`step_names`] and [`current_pod`] do not read from a Job: its managed
+/// fields, annotations and owner references, and of its pod template all but the containers'
+/// names (the scripts in their commands, their env, mounts and volumes are most of a Job). The
+/// engine keeps every managed Job for as long as it runs: slim, 10,000 of them are a few MiB.
+pub(crate) fn slim_job(job: &mut Job) {
+    job.metadata.managed_fields = None;
+    job.metadata.annotations = None;
+    job.metadata.owner_references = None;
+    if let Some(spec) = job.spec.as_mut() {
+        spec.template.metadata = None;
+        if let Some(pod) = spec.template.spec.as_mut() {
+            let names_only = |c: &mut Container| Container {
+                name: std::mem::take(&mut c.name),
+                ..Container::default()
+            };
+            *pod = k8s_openapi::api::core::v1::PodSpec {
+                init_containers: pod
+                    .init_containers
+                    .as_mut()
+                    .map(|cs| cs.iter_mut().map(names_only).collect()),
+                containers: pod.containers.iter_mut().map(names_only).collect(),
+                ..Default::default()
+            };
+        }
+    }
+}
+
+/// Drops what the view does not read from a pod: its managed fields, annotations, owner
+/// references and spec (its status, name, labels and times stay).
+pub(crate) fn slim_pod(pod: &mut Pod) {
+    pod.metadata.managed_fields = None;
+    pod.metadata.annotations = None;
+    pod.metadata.owner_references = None;
+    pod.spec = None;
 }
 
 /// The job's step names: the pod template's init containers, then its containers.

@@ -156,7 +156,7 @@ impl Tracker {
         let Some(id) = job_id_of(job.metadata.labels.as_ref()) else {
             return;
         };
-        job.metadata.managed_fields = None;
+        status::slim_job(&mut job);
         let mut state = self.lock();
         if let Some(uids) = state.forgotten.get(&id) {
             if job
@@ -212,7 +212,7 @@ impl Tracker {
         let Some(name) = pod.metadata.name.clone() else {
             return;
         };
-        pod.metadata.managed_fields = None;
+        status::slim_pod(&mut pod);
         let mut state = self.lock();
         if state.forgotten.contains_key(&id) {
             return;

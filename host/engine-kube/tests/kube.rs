@@ -1,6 +1,7 @@
 //! The Kubernetes engine on the testbed, beyond the conformance suite: node selection by arch,
-//! the API server's own rejection messages, a restarted engine finding its running jobs, owned
-//! objects going with their Job, and an unreachable cluster.
+//! the API server's own rejection messages, a restarted engine finding its running jobs, running
+//! steps taking turns at the log connections, owned objects going with their Job, and an
+//! unreachable cluster.
 
 mod common;
 
@@ -205,6 +206,72 @@ async fn a_running_steps_log_is_followed_and_ends_without_repeats() {
     let progress = common::progress_until_end(&engine, id).await;
     assert_eq!(common::outcome(&progress), &Outcome::Succeeded);
     engine.cleanup(id).await.expect("cleanup");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_steps_take_turns_at_one_log_connection_and_lose_no_line() {
+    // One connection for follows: the two running steps share it in turns.
+    let engine = common::engine_with(NAMESPACE, json!({"max_log_streams": 1})).await;
+    let client = common::client().await;
+    let dir = tempfile::tempdir().unwrap();
+    let spec = JobSpec {
+        init: &[],
+        containers: &["build"],
+        stage: Some("run"),
+        node_arch: "amd64",
+        gated: true,
+    };
+    let mut jobs = Vec::new();
+    for _ in 0..2 {
+        let id = common::new_id();
+        let files = common::write_logs(dir.path(), id, &[("build", &["compiling"])]);
+        let file = files[0].1.clone();
+        common::release(client.clone(), NAMESPACE.to_owned(), id, files);
+        let job = common::engine_job(id, vec![common::job_manifest(id, &spec)]);
+        engine.submit(&job).await.expect("submit");
+        jobs.push((id, file, engine.logs(id, None)));
+    }
+    async fn next(logs: &mut omni_engine::LogStreamOf) -> String {
+        tokio::time::timeout(PATIENCE, logs.next())
+            .await
+            .expect("a line")
+            .expect("the stream goes on")
+            .expect("a line, not an error")
+            .line
+    }
+    for (_, _, logs) in &mut jobs {
+        assert_eq!(next(logs).await, "compiling");
+    }
+    // Both print more while they run: each gets it in its turn, once.
+    for (round, text) in ["linking", "packaging"].into_iter().enumerate() {
+        for (_, file, _) in &jobs {
+            let mut log = std::fs::read_to_string(file).unwrap();
+            let time = chrono::Utc::now() + chrono::TimeDelta::milliseconds(round as i64);
+            log.push_str(&format!(
+                "{} stdout F {text}\n",
+                time.format("%Y-%m-%dT%H:%M:%S%.9fZ")
+            ));
+            std::fs::write(file, log).unwrap();
+        }
+        for (_, _, logs) in &mut jobs {
+            assert_eq!(next(logs).await, text);
+        }
+    }
+    let unlabel = json!({"metadata": {"labels": {"omni.io/kwok-stage": null}}});
+    for (id, _, logs) in jobs {
+        let name = pod_of(&client, id).await.unwrap().metadata.name.unwrap();
+        pods(client.clone())
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&unlabel))
+            .await
+            .expect("unlabel the pod");
+        let rest: Vec<_> = tokio::time::timeout(PATIENCE, logs.collect::<Vec<_>>())
+            .await
+            .expect("the end of the logs");
+        assert!(rest.is_empty(), "{rest:?}");
+        let progress = common::progress_until_end(&engine, id).await;
+        assert_eq!(common::outcome(&progress), &Outcome::Succeeded);
+        engine.cleanup(id).await.expect("cleanup");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

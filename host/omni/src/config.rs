@@ -88,6 +88,7 @@
 //! context = "omni"                 # the kubeconfig's current context without it
 //! namespace = "omni-jobs"          # every job's objects go here; created when missing
 //! propagation = "background"       # how cancel deletes the Job's pods: background | foreground
+//! max_log_streams = 256            # running steps' logs followed at once; beyond, they take turns
 //! ```
 
 use std::net::SocketAddr;

@@ -28,14 +28,23 @@ const GATE: &str = "omni.io/test-logs";
 
 /// An engine on `namespace` of the test cluster.
 pub async fn engine(namespace: &str) -> KubeEngine {
-    let config: KubeEngineConfig = serde_json::from_value(json!({
+    engine_with(namespace, json!({})).await
+}
+
+/// An engine on `namespace` of the test cluster, with the configuration's other keys from
+/// `extra`.
+pub async fn engine_with(namespace: &str, extra: Value) -> KubeEngine {
+    let mut config = json!({
         "name": "testbed",
         "arches": ["x86_64", "aarch64"],
         "max_running": 4,
         "kubeconfig": omni_test_support::kubernetes::kubeconfig(),
         "namespace": namespace,
-    }))
-    .unwrap();
+    });
+    if let (Some(config), Value::Object(extra)) = (config.as_object_mut(), extra) {
+        config.extend(extra);
+    }
+    let config: KubeEngineConfig = serde_json::from_value(config).unwrap();
     KubeEngine::connect(&config).await.expect("connect")
 }
 
