@@ -26,7 +26,7 @@ use serde_json::Value;
 
 use crate::error::LoadError;
 use crate::plugin::Plugin;
-use crate::sandbox::{Sandbox, digest};
+use crate::sandbox::{Sandbox, Tier, digest};
 
 /// The largest plugin file loaded, in bytes.
 pub const MAX_PLUGIN_BYTES: u64 = 64 << 20;
@@ -80,6 +80,9 @@ pub struct PluginStatus {
     pub steps: Vec<String>,
     /// When the serving version was loaded.
     pub loaded_at: Option<DateTime<Utc>>,
+    /// The serving version's code: `quick` (Winch's, while Cranelift compiles the optimized
+    /// code in the background) or `optimized`.
+    pub tier: Option<Tier>,
     /// `ready` when a version of it serves, `error` when none does.
     #[schema(schema_with = status_schema)]
     pub status: &'static str,
@@ -423,6 +426,7 @@ fn status_of(path: &Path, entry: &FileEntry, serving: Option<&Arc<Plugin>>) -> P
         params_schema: info.map(|i| i.params_schema.clone()),
         steps: info.map(|i| i.steps.clone()).unwrap_or_default(),
         loaded_at: serving.map(|p| p.loaded_at()),
+        tier: serving.map(|p| p.tier()),
         status: if serving.is_some() { "ready" } else { "error" },
         error: entry.error.as_ref().map(|(e, _)| e.clone()),
         error_at: entry.error.as_ref().map(|(_, at)| *at),

@@ -59,8 +59,9 @@ impl Default for SandboxConfig {
 #[error("cannot set up the plugin sandbox: {0}")]
 pub struct SetupError(String);
 
-/// Which compiler produced a plugin's code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which compiler produced a plugin's code (`quick` or `optimized` in `GET /v1/plugins`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum Tier {
     /// Winch: compiled fast, serving until the optimized code is ready.
     Quick,

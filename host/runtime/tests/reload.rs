@@ -251,6 +251,7 @@ fn a_new_plugin_serves_quick_code_until_its_optimized_code_is_swapped_in() {
     let params = json!({"spec": "Name: hello\n"}).to_string();
     let before = quick.serialize_blocking(&job("aarch64"), &params).unwrap();
     wait_optimized(&plugin);
+    assert_eq!(first.status("srpm").unwrap().tier, Some(Tier::Optimized));
     let after = plugin.serialize_blocking(&job("aarch64"), &params).unwrap();
     assert_eq!(before, after);
     assert!(
@@ -261,6 +262,7 @@ fn a_new_plugin_serves_quick_code_until_its_optimized_code_is_swapped_in() {
     // A host that finds it in the cache starts on it.
     let (_dir, second) = registry(cached_sandbox(&cache), &["srpm"]);
     assert_eq!(second.get("srpm").unwrap().tier(), Tier::Optimized);
+    assert_eq!(second.status("srpm").unwrap().tier, Some(Tier::Optimized));
 
     // With quick compiling off, a load waits for the optimized code.
     let sandbox = Arc::new(
