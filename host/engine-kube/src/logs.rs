@@ -323,7 +323,9 @@ async fn read_step(
         };
         // Read again at once: the step ended, or others waited for this connection.
         let mut again = false;
-        match inner.pods.log_stream(&pod, &params).await {
+        // Boxed: the request's future is most of this task's size, and the task waits for its
+        // turn far longer than it reads while thousands of jobs run.
+        match Box::pin(inner.pods.log_stream(&pod, &params)).await {
             Ok(reader) => {
                 let mut lines = pieces(reader);
                 let mut previous = None;

@@ -30,12 +30,14 @@ pub(crate) const TOMBSTONE_TTL: Duration = Duration::from_secs(15 * 60);
 /// What is known of one job.
 #[derive(Debug)]
 struct Entry {
-    /// The Job, while the cluster has it (or a tombstone's last copy).
-    job: Option<Job>,
+    /// The Job, while the cluster has it (or a tombstone's last copy). Boxed: a `Job` is large
+    /// even when slim, and an entry is in the map whatever it holds.
+    job: Option<Box<Job>>,
     /// When the Job went away (a tombstone).
     deleted: Option<Instant>,
-    /// Its pods by name.
-    pods: BTreeMap<String, Pod>,
+    /// Its pods (one, most often). A list, not a map: a B-tree node holds room for eleven
+    /// `Pod`s, over 20 KiB for a job's one pod.
+    pods: Vec<Pod>,
     /// The view, for every follower; `None` until the Job is known.
     view: watch::Sender<Option<JobView>>,
 }
@@ -45,7 +47,7 @@ impl Entry {
         Entry {
             job: None,
             deleted: None,
-            pods: BTreeMap::new(),
+            pods: Vec::new(),
             view: watch::Sender::new(None),
         }
     }
@@ -64,7 +66,7 @@ impl Entry {
             )
         };
         let same_job = |v: &Option<JobView>| v.as_ref().map(|v| &v.uid) == Some(&job.metadata.uid);
-        let next = status::view(job, self.pods.values(), self.deleted.is_some());
+        let next = status::view(job, &self.pods, self.deleted.is_some());
         self.view.send_if_modified(|current| {
             if ended(current) && same_job(current) {
                 return false;
@@ -142,13 +144,13 @@ impl Tracker {
 
     /// The Job of `id` as last seen, if known.
     pub(crate) fn job(&self, id: JobId) -> Option<Job> {
-        self.lock().entries.get(&id)?.job.clone()
+        self.lock().entries.get(&id)?.job.as_deref().cloned()
     }
 
     /// The newest pod of job `id`, if any.
     pub(crate) fn pod(&self, id: JobId) -> Option<Pod> {
         let state = self.lock();
-        status::current_pod(state.entries.get(&id)?.pods.values()).cloned()
+        status::current_pod(&state.entries.get(&id)?.pods).cloned()
     }
 
     /// Records a Job (from the watcher, or as `submit` applied it).
@@ -184,7 +186,7 @@ impl Tracker {
         if replaced {
             entry.deleted = None;
         }
-        entry.job = Some(job);
+        entry.job = Some(Box::new(job));
         entry.refresh();
     }
 
@@ -221,7 +223,14 @@ impl Tracker {
             unseen.remove(&(id, name.clone()));
         }
         let entry = state.entries.entry(id).or_insert_with(Entry::new);
-        entry.pods.insert(name, pod);
+        match entry
+            .pods
+            .iter_mut()
+            .find(|p| p.metadata.name.as_deref() == Some(name.as_str()))
+        {
+            Some(known) => *known = pod,
+            None => entry.pods.push(pod),
+        }
         entry.refresh();
     }
 
@@ -229,7 +238,9 @@ impl Tracker {
         let Some(entry) = state.entries.get_mut(&id) else {
             return;
         };
-        entry.pods.remove(name);
+        entry
+            .pods
+            .retain(|p| p.metadata.name.as_deref() != Some(name));
         if entry.job.is_none() && entry.pods.is_empty() {
             state.entries.remove(&id);
         } else {
@@ -306,7 +317,11 @@ impl Tracker {
                 let keys = state
                     .entries
                     .iter()
-                    .flat_map(|(id, e)| e.pods.keys().map(|name| (*id, name.clone())))
+                    .flat_map(|(id, e)| {
+                        e.pods
+                            .iter()
+                            .filter_map(|p| Some((*id, p.metadata.name.clone()?)))
+                    })
                     .collect();
                 state.pods_relist.unseen = Some(keys);
             }

@@ -149,11 +149,19 @@ pub enum FollowEvent {
 /// A batch of stored lines, shared by every follower.
 pub type Batch = Arc<[LogLine]>;
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Channel {
-    sender: broadcast::Sender<Batch>,
+    /// Made when the first follower comes: its buffer ([`LogLimits::follower_batches`] slots)
+    /// is allocated whole, and thousands of running jobs nobody follows need none.
+    sender: Option<broadcast::Sender<Batch>>,
     /// A collector publishes into it.
     publishing: bool,
+}
+
+impl Channel {
+    fn followed(&self) -> bool {
+        self.sender.as_ref().is_some_and(|s| s.receiver_count() > 0)
+    }
 }
 
 /// The live fan-out of stored log lines on this replica.
@@ -181,23 +189,12 @@ impl LogHub {
         self.channels.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn channel<'a>(&self, map: &'a mut HashMap<JobId, Channel>, id: JobId) -> &'a mut Channel {
-        let capacity = self.limits.follower_batches.max(1);
-        map.entry(id).or_insert_with(|| Channel {
-            sender: broadcast::channel(capacity).0,
-            publishing: false,
-        })
-    }
-
     /// Marks job `id` as collected here until the returned guard is dropped.
     pub fn publisher(&self, id: JobId) -> Publisher {
-        let mut map = self.lock();
-        let channel = self.channel(&mut map, id);
-        channel.publishing = true;
+        self.lock().entry(id).or_default().publishing = true;
         Publisher {
             hub: self.clone(),
             id,
-            sender: channel.sender.clone(),
         }
     }
 
@@ -207,18 +204,20 @@ impl LogHub {
     }
 
     pub(crate) fn subscribe(&self, id: JobId) -> broadcast::Receiver<Batch> {
-        let mut map = self.lock();
-        self.channel(&mut map, id).sender.subscribe()
+        let capacity = self.limits.follower_batches.max(1);
+        self.lock()
+            .entry(id)
+            .or_default()
+            .sender
+            .get_or_insert_with(|| broadcast::channel(capacity).0)
+            .subscribe()
     }
 
     /// Forgets job `id`'s channel once nobody publishes or follows.
     pub(crate) fn unsubscribe(&self, id: JobId, receiver: broadcast::Receiver<Batch>) {
         drop(receiver);
         let mut map = self.lock();
-        if map
-            .get(&id)
-            .is_some_and(|c| !c.publishing && c.sender.receiver_count() == 0)
-        {
+        if map.get(&id).is_some_and(|c| !c.publishing && !c.followed()) {
             map.remove(&id);
         }
     }
@@ -234,14 +233,22 @@ impl LogHub {
 pub struct Publisher {
     hub: LogHub,
     id: JobId,
-    sender: broadcast::Sender<Batch>,
 }
 
 impl Publisher {
     /// Hands a stored batch to this replica's followers (none may be listening).
     pub fn publish(&self, lines: &[LogLine]) {
-        if !lines.is_empty() && self.sender.receiver_count() > 0 {
-            let _ = self.sender.send(Arc::from(lines));
+        if lines.is_empty() {
+            return;
+        }
+        let sender = self
+            .hub
+            .lock()
+            .get(&self.id)
+            .and_then(|c| c.sender.clone())
+            .filter(|s| s.receiver_count() > 0);
+        if let Some(sender) = sender {
+            let _ = sender.send(Arc::from(lines));
         }
     }
 }
@@ -251,7 +258,7 @@ impl Drop for Publisher {
         let mut map = self.hub.lock();
         if let Some(channel) = map.get_mut(&self.id) {
             channel.publishing = false;
-            if channel.sender.receiver_count() == 0 {
+            if !channel.followed() {
                 map.remove(&self.id);
             }
         }

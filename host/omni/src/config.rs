@@ -25,6 +25,7 @@
 //! idempotency_ttl = "24h"          # how long an Idempotency-Key is remembered
 //! event_ttl = "7d"                 # job-change events (GET /v1/events, webhooks) are kept this long
 //! sweep_interval = "10m"           # how often expired records are removed
+//! cache_bytes = 67108864           # the most memory its page cache takes
 //!
 //! [store.cassandra]              # use Cassandra/ScyllaDB instead (OMNI_CASSANDRA_CONTACT_POINTS)
 //! contact_points = ["10.0.0.5:9042", "10.0.0.6:9042"]

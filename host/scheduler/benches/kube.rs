@@ -429,8 +429,9 @@ async fn run(client: &Client, kubeconfig: &std::path::Path, n: usize) {
 
     // Let every pod finish: without the label, kwok's pod-complete ends it.
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    // Their names and labels only: N whole pods would be most of this process's memory.
     let listed = pods
-        .list(&ListParams::default().labels("app.kubernetes.io/managed-by=omni"))
+        .list_metadata(&ListParams::default().labels("app.kubernetes.io/managed-by=omni"))
         .await
         .unwrap();
     let triggered = Marks::default();

@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use omni_engine::{Engine, EngineError, EngineLine, LogCursor, Outcome, Progress};
 use omni_jobs::{JobService, LogLimits, Publisher, Stored};
-use omni_store::{Job, JobId, JobState, LogLine, LogQuery, Store, StoreError};
+use omni_store::{JobId, JobState, LogLine, LogQuery, Step, Store, StoreError};
 use tracing::Instrument as _;
 
 use crate::Inner;
@@ -23,10 +23,11 @@ const LOG_DRAIN: Duration = Duration::from_secs(60);
 const RECHECK: Duration = Duration::from_secs(30);
 
 impl Inner {
-    /// Follows a running job on engine `index` to its end, then frees its slot.
-    pub(crate) async fn follow(self: Arc<Self>, job: Job, index: usize) {
+    /// Follows running job `id` (with `steps` as stored) on engine `index` to its end, then
+    /// frees its slot. It keeps nothing else of the job: not its params, which may be large,
+    /// for as long as the job runs.
+    pub(crate) async fn follow(self: Arc<Self>, id: JobId, steps: Vec<Step>, index: usize) {
         let engine = Arc::clone(&self.engines[index]);
-        let id = job.id;
         // Called in the job's span: the collector's lines carry the job's id too.
         let logs = tokio::spawn(
             collect(
@@ -37,7 +38,7 @@ impl Inner {
             )
             .in_current_span(),
         );
-        let outcome = self.watch(&job, &engine).await;
+        let outcome = self.watch(id, steps, &engine).await;
         // Every line before the end: followers of the log see `end` after the last line.
         if tokio::time::timeout(LOG_DRAIN, logs).await.is_err() {
             tracing::warn!("the job's log did not end with the job");
@@ -65,9 +66,12 @@ impl Inner {
 
     /// The job's progress until it ends: its steps go to the store. `None` when the engine
     /// does not have it.
-    async fn watch(&self, job: &Job, engine: &Arc<dyn Engine>) -> Option<Outcome> {
-        let id = job.id;
-        let mut steps = job.steps.clone();
+    async fn watch(
+        &self,
+        id: JobId,
+        mut steps: Vec<Step>,
+        engine: &Arc<dyn Engine>,
+    ) -> Option<Outcome> {
         let mut recheck = tokio::time::interval(RECHECK);
         recheck.tick().await;
         loop {
@@ -199,7 +203,9 @@ async fn write(
             Ok(()) => {
                 omni_jobs::metrics::log_lines_stored(batch.len());
                 publisher.publish(batch);
-                batch.clear();
+                // Freed, not cleared: a burst's batch (up to BATCH_LINES lines) kept by every
+                // quiet running job would be most of the memory of thousands of them.
+                *batch = Vec::new();
                 return;
             }
             Err(StoreError::NotFound(_)) => {

@@ -53,6 +53,12 @@ const LEASE: &str = "scheduler";
 /// One scan in this many looks for pending jobs of any age, not only recent ones.
 const FULL_SCAN_EVERY: u32 = 64;
 
+/// Jobs being started (read, rendered, submitted) at once on one engine. A job holds its slot
+/// from placement on, but its rendered objects exist only while it starts: 10,000 jobs placed
+/// at once would otherwise hold 10,000 renders in memory while the engine submits a few at a
+/// time.
+const MAX_STARTING: usize = 64;
+
 /// `[scheduler]` in the configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -200,6 +206,8 @@ struct Inner {
     replica: String,
     state: Mutex<State>,
     wake: Notify,
+    /// Per engine, bounds the jobs starting at once ([`MAX_STARTING`]).
+    starting: Vec<tokio::sync::Semaphore>,
 }
 
 impl Scheduler {
@@ -220,6 +228,10 @@ impl Scheduler {
                 return Err(SchedulerError::DuplicateEngine(engine.name().to_owned()));
             }
         }
+        let starting = engines
+            .iter()
+            .map(|_| tokio::sync::Semaphore::new(MAX_STARTING))
+            .collect();
         let scheduler = Scheduler {
             inner: Arc::new(Inner {
                 jobs,
@@ -229,6 +241,7 @@ impl Scheduler {
                 replica: format!("replica-{}", uuid::Uuid::new_v4().simple()),
                 state: Mutex::new(State::default()),
                 wake: Notify::new(),
+                starting,
             }),
         };
         scheduler.inner.jobs.attach(Arc::new(scheduler.clone()));
@@ -433,7 +446,10 @@ impl Inner {
                     .insert(job.id, Waiting::of(&job).slot(index));
                 let this = Arc::clone(self);
                 let span = job_span(job.id, &job.task, &job.domain);
-                followers.spawn(async move { this.follow(job, index).await }.instrument(span));
+                // The follower gets the steps only, not the whole job.
+                let (id, steps) = (job.id, job.steps);
+                followers
+                    .spawn(async move { this.follow(id, steps, index).await }.instrument(span));
             }
             _ => {}
         }
@@ -540,6 +556,10 @@ impl Inner {
         let mut guard = self.lock();
         let state = &mut *guard;
         state.resting.retain(|_, until| *until > now);
+        // Nothing waits: no need to count what runs (every job's end wakes a round).
+        if state.queue.is_empty() {
+            return;
+        }
         let mut running = Running::of(&state.slots, self.engines.len());
         let usable = |index: usize| !state.resting.contains_key(&index);
         let mut free: usize = self
@@ -608,9 +628,11 @@ impl Inner {
 
     /// Renders a queued job, submits it to `engine`, and follows it.
     async fn start(self: Arc<Self>, waiting: Waiting, index: usize) {
+        // Never closed, so acquiring cannot fail; held until the job runs or ends here.
+        let starting = self.starting[index].acquire().await.ok();
         let engine = Arc::clone(&self.engines[index]);
         let id = waiting.id;
-        let job = match self.jobs.get(id).await {
+        let queued = match self.jobs.get(id).await {
             Ok(job) if job.state == JobState::Queued => job,
             Ok(_) | Err(JobError::NotFound(_)) => {
                 self.release(id);
@@ -622,8 +644,11 @@ impl Inner {
                 return;
             }
         };
-        let Some(plugin) = self.jobs.registry().get(&job.task) else {
-            let message = format!("no plugin is loaded for task {:?} to render it", job.task);
+        let Some(plugin) = self.jobs.registry().get(&queued.task) else {
+            let message = format!(
+                "no plugin is loaded for task {:?} to render it",
+                queued.task
+            );
             self.end(id, JobState::Failed, message).await;
             self.release(id);
             return;
@@ -631,13 +656,13 @@ impl Inner {
         let name = format!("omni-{id}");
         let context = JobContext {
             job_id: id.to_string(),
-            service: job.service.clone(),
-            domain: job.domain.clone(),
+            service: queued.service.clone(),
+            domain: queued.domain.clone(),
             namespace: self.namespace.clone(),
             name: name.clone(),
-            arch: job.arch.clone(),
+            arch: queued.arch.clone(),
         };
-        let rendered = match plugin.serialize(context, job.params.to_string()).await {
+        let rendered = match plugin.serialize(context, queued.params.to_string()).await {
             Ok(rendered) => rendered,
             Err(error) => {
                 self.end(id, JobState::Failed, format!("rendering failed: {error}"))
@@ -664,8 +689,8 @@ impl Inner {
             id,
             name,
             namespace: self.namespace.clone(),
-            task: job.task.clone(),
-            arch: job.arch.clone(),
+            task: queued.task.clone(),
+            arch: queued.arch.clone(),
             rendered,
         };
         match engine.submit(&submission).await {
@@ -681,6 +706,8 @@ impl Inner {
                 return;
             }
         }
+        // What a running job does not need, gone before it is followed for its whole life.
+        drop((submission, queued, plugin));
         let started = self
             .jobs
             .transition_on(
@@ -690,10 +717,14 @@ impl Inner {
                 Some(engine.name().to_owned()),
             )
             .await;
+        drop(starting);
         match started {
             Ok(job) => {
                 tracing::info!(engine = engine.name(), "job started");
-                self.follow(job, index).await;
+                // `{ job }` moves the job into a temporary: the rest of it is dropped at the end
+                // of this statement, not after the job has run.
+                let steps = { job }.steps;
+                self.follow(id, steps, index).await;
             }
             // Cancelled (or purged) while it was being started: the cancel found no engine yet.
             Err(JobError::Illegal { .. } | JobError::NotFound(_)) => {

@@ -19,7 +19,7 @@
 //! This crate knows the [`Store`] trait and redb, nothing of HTTP, plugins or engines.
 //!
 //! # Layout
-//! - [`EmbeddedConfig`]: the data directory and the TTLs.
+//! - [`EmbeddedConfig`]: the TTLs and the page cache's size.
 //! - `tables`: the tables, their keys and what each serves.
 //! - `writer`: the group-commit writer thread.
 
@@ -61,6 +61,10 @@ pub struct EmbeddedConfig {
     /// How often expired records are swept.
     #[serde(with = "humantime_serde")]
     pub sweep_interval: Duration,
+    /// The most memory, in bytes, the store's page cache may take (redb's own default is 1 GiB,
+    /// which a busy server fills and keeps; pages it evicts are read again from the file, most
+    /// often from the kernel's page cache).
+    pub cache_bytes: usize,
 }
 
 impl Default for EmbeddedConfig {
@@ -70,6 +74,7 @@ impl Default for EmbeddedConfig {
             idempotency_ttl: Duration::from_secs(24 * 3600),
             event_ttl: Duration::from_secs(7 * 24 * 3600),
             sweep_interval: Duration::from_secs(600),
+            cache_bytes: 64 * 1024 * 1024,
         }
     }
 }
@@ -100,8 +105,10 @@ impl EmbeddedStore {
     pub fn open(dir: &Path, config: EmbeddedConfig) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| unavailable(format!("{}: {e}", dir.display())))?;
         let path = dir.join(FILE_NAME);
-        let db =
-            Database::create(&path).map_err(|e| unavailable(format!("{}: {e}", path.display())))?;
+        let db = Database::builder()
+            .set_cache_size(config.cache_bytes)
+            .create(&path)
+            .map_err(|e| unavailable(format!("{}: {e}", path.display())))?;
         let db = Arc::new(db);
         tables::create_all(&db)?;
         let writer = Writer::start(db.clone())?;
