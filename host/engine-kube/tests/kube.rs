@@ -34,6 +34,49 @@ async fn pod_of(client: &kube::Client, id: omni_engine::JobId) -> Option<Pod> {
         .next()
 }
 
+/// Removes the label that keeps job `id`'s pod running: kwok's default stages complete it.
+async fn let_finish(client: &kube::Client, id: omni_engine::JobId) {
+    let name = pod_of(client, id)
+        .await
+        .expect("the job's pod")
+        .metadata
+        .name
+        .unwrap();
+    let unlabel = json!({"metadata": {"labels": {"omni.io/kwok-stage": null}}});
+    pods(client.clone())
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&unlabel))
+        .await
+        .expect("unlabel the pod");
+}
+
+/// The next line of a log stream.
+async fn next_line(logs: &mut omni_engine::LogStreamOf) -> String {
+    tokio::time::timeout(PATIENCE, logs.next())
+        .await
+        .expect("a line")
+        .expect("the stream goes on")
+        .expect("a line, not an error")
+        .line
+}
+
+/// Lets a running job finish, then checks that its log ends with no line more (the read after
+/// the step's end repeats nothing) and that it succeeded; cleans it up.
+async fn finish_with_nothing_more(
+    engine: &omni_engine_kube::KubeEngine,
+    client: &kube::Client,
+    id: omni_engine::JobId,
+    logs: omni_engine::LogStreamOf,
+) {
+    let_finish(client, id).await;
+    let rest: Vec<_> = tokio::time::timeout(PATIENCE, logs.collect::<Vec<_>>())
+        .await
+        .expect("the end of the logs");
+    assert!(rest.is_empty(), "{rest:?}");
+    let progress = common::progress_until_end(engine, id).await;
+    assert_eq!(common::outcome(&progress), &Outcome::Succeeded);
+    engine.cleanup(id).await.expect("cleanup");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_lands_on_the_node_of_its_arch() {
     let engine = common::engine(NAMESPACE).await;
@@ -119,13 +162,7 @@ async fn a_restarted_engine_finds_a_running_job_and_sees_it_end() {
         .expect("first item");
     assert_eq!(first.map(Result::ok), Some(Some(Progress::Running)));
     // The pod loses the label that kept it running: kwok's default stages complete it.
-    let pod = pod_of(&client, id).await.expect("the job's pod");
-    let name = pod.metadata.name.unwrap();
-    let unlabel = json!({"metadata": {"labels": {"omni.io/kwok-stage": null}}});
-    pods(client.clone())
-        .patch(&name, &PatchParams::default(), &Patch::Merge(&unlabel))
-        .await
-        .expect("unlabel the pod");
+    let_finish(&client, id).await;
     let end = tokio::time::timeout(PATIENCE, async {
         while let Some(item) = progress.next().await {
             if let Progress::Ended(outcome) = item.expect("progress") {
@@ -159,15 +196,7 @@ async fn a_running_steps_log_is_followed_and_ends_without_repeats() {
     let job = common::engine_job(id, vec![common::job_manifest(id, &spec)]);
     engine.submit(&job).await.expect("submit");
     let mut logs = engine.logs(id, None);
-    let mut next = async || {
-        let line = tokio::time::timeout(PATIENCE, logs.next())
-            .await
-            .expect("a line")
-            .expect("the stream goes on")
-            .expect("a line, not an error");
-        line.line
-    };
-    assert_eq!(next().await, "compiling");
+    assert_eq!(next_line(&mut logs).await, "compiling");
     // The step prints more while it runs: the open stream brings it. It prints it in the same
     // millisecond (the store's precision, and the cursor's) as the line before, a little later:
     // the cursor counts both lines of that millisecond, so the re-reads after it repeat neither.
@@ -185,27 +214,10 @@ async fn a_running_steps_log_is_followed_and_ends_without_repeats() {
     .format("%Y-%m-%dT%H:%M:%S%.9fZ");
     text.push_str(&format!("{time} stdout F linking\n"));
     std::fs::write(&file, text).unwrap();
-    assert_eq!(next().await, "linking");
-    // It ends (kwok's default stages complete the pod once the label is gone); the log is then
-    // read once more, from the start of the last line's second: nothing comes twice.
-    let name = pod_of(&client, id)
-        .await
-        .expect("the pod")
-        .metadata
-        .name
-        .unwrap();
-    let unlabel = json!({"metadata": {"labels": {"omni.io/kwok-stage": null}}});
-    pods(client.clone())
-        .patch(&name, &PatchParams::default(), &Patch::Merge(&unlabel))
-        .await
-        .expect("unlabel the pod");
-    let rest: Vec<_> = tokio::time::timeout(PATIENCE, logs.collect::<Vec<_>>())
-        .await
-        .expect("the end of the logs");
-    assert!(rest.is_empty(), "{rest:?}");
-    let progress = common::progress_until_end(&engine, id).await;
-    assert_eq!(common::outcome(&progress), &Outcome::Succeeded);
-    engine.cleanup(id).await.expect("cleanup");
+    assert_eq!(next_line(&mut logs).await, "linking");
+    // It ends; its log is then read once more, from the start of the last line's second:
+    // nothing comes twice.
+    finish_with_nothing_more(&engine, &client, id, logs).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,16 +243,8 @@ async fn running_steps_take_turns_at_one_log_connection_and_lose_no_line() {
         engine.submit(&job).await.expect("submit");
         jobs.push((id, file, engine.logs(id, None)));
     }
-    async fn next(logs: &mut omni_engine::LogStreamOf) -> String {
-        tokio::time::timeout(PATIENCE, logs.next())
-            .await
-            .expect("a line")
-            .expect("the stream goes on")
-            .expect("a line, not an error")
-            .line
-    }
     for (_, _, logs) in &mut jobs {
-        assert_eq!(next(logs).await, "compiling");
+        assert_eq!(next_line(logs).await, "compiling");
     }
     // Both print more while they run: each gets it in its turn, once.
     for (round, text) in ["linking", "packaging"].into_iter().enumerate() {
@@ -254,23 +258,11 @@ async fn running_steps_take_turns_at_one_log_connection_and_lose_no_line() {
             std::fs::write(file, log).unwrap();
         }
         for (_, _, logs) in &mut jobs {
-            assert_eq!(next(logs).await, text);
+            assert_eq!(next_line(logs).await, text);
         }
     }
-    let unlabel = json!({"metadata": {"labels": {"omni.io/kwok-stage": null}}});
     for (id, _, logs) in jobs {
-        let name = pod_of(&client, id).await.unwrap().metadata.name.unwrap();
-        pods(client.clone())
-            .patch(&name, &PatchParams::default(), &Patch::Merge(&unlabel))
-            .await
-            .expect("unlabel the pod");
-        let rest: Vec<_> = tokio::time::timeout(PATIENCE, logs.collect::<Vec<_>>())
-            .await
-            .expect("the end of the logs");
-        assert!(rest.is_empty(), "{rest:?}");
-        let progress = common::progress_until_end(&engine, id).await;
-        assert_eq!(common::outcome(&progress), &Outcome::Succeeded);
-        engine.cleanup(id).await.expect("cleanup");
+        finish_with_nothing_more(&engine, &client, id, logs).await;
     }
 }
 
