@@ -167,20 +167,22 @@ impl Plugin {
 
     /// As [`Plugin::load`], but serving as soon as possible: a component that is not in the
     /// compile cache starts on quickly compiled code, and its optimized code replaces it when a
-    /// background thread has compiled it (into the cache) and checked it.
+    /// background thread has compiled it (into the cache) and checked it. `digest` is the sha256
+    /// of `bytes` as the registry computed it (hashing megabytes once per load is enough), and
+    /// the bytes go to that thread as they are.
     ///
     /// # Errors
     /// As [`Plugin::load`].
-    pub fn load_tiered(
+    pub(crate) fn load_tiered(
         sandbox: &Arc<Sandbox>,
         path: &Path,
-        bytes: &[u8],
+        bytes: Vec<u8>,
+        digest: String,
     ) -> Result<Arc<Self>, LoadError> {
-        let digest = digest(bytes);
-        let (component, tier) = sandbox.compile_first(path, bytes, &digest)?;
+        let (component, tier) = sandbox.compile_first(path, &bytes, &digest)?;
         let plugin = Arc::new(Self::checked(sandbox, path, digest, &component, tier)?);
         if tier == Tier::Quick {
-            let (weak, bytes) = (Arc::downgrade(&plugin), bytes.to_vec());
+            let weak = Arc::downgrade(&plugin);
             let spawned = std::thread::Builder::new()
                 .name("omni-optimize".into())
                 .spawn(move || optimize(&weak, &bytes));

@@ -348,8 +348,8 @@ impl Registry {
                 ..previous.clone()
             };
         }
-        entry.digest = Some(digest);
-        match Plugin::load_tiered(&self.sandbox, path, &bytes) {
+        entry.digest = Some(digest.clone());
+        match Plugin::load_tiered(&self.sandbox, path, bytes, digest) {
             Ok(plugin) => {
                 crate::metrics::load(true);
                 entry.plugin = Some(plugin);
