@@ -50,7 +50,7 @@ pub(crate) struct JobView {
 /// Drops what [`view`], [`step_names`] and [`current_pod`] do not read from a Job: its managed
 /// fields, annotations and owner references, and of its pod template all but the containers'
 /// names (the scripts in their commands, their env, mounts and volumes are most of a Job). The
-/// engine keeps every managed Job for as long as it runs: slim, 10,000 of them are a few MiB.
+/// engine keeps every managed Job for as long as it runs, so what it keeps of one counts.
 pub(crate) fn slim_job(job: &mut Job) {
     job.metadata.managed_fields = None;
     job.metadata.annotations = None;

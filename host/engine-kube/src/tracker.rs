@@ -30,8 +30,8 @@ pub(crate) const TOMBSTONE_TTL: Duration = Duration::from_secs(15 * 60);
 /// What is known of one job.
 #[derive(Debug)]
 struct Entry {
-    /// The Job, while the cluster has it (or a tombstone's last copy). Boxed: a `Job` is large
-    /// even when slim, and an entry is in the map whatever it holds.
+    /// The Job, while the cluster has it (or a tombstone's last copy). Boxed: a `Job` struct is
+    /// large even when slim, and the map's table holds every entry inline.
     job: Option<Box<Job>>,
     /// When the Job went away (a tombstone).
     deleted: Option<Instant>,
