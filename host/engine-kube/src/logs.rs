@@ -26,7 +26,7 @@ use omni_engine::{EngineError, EngineLine, JobId, LogCursor, LogStream, LogStrea
 use tokio::sync::{Semaphore, SemaphorePermit, mpsc, watch};
 
 use crate::Inner;
-use crate::status::{self, JobView, Phase};
+use crate::status::{JobView, Phase};
 
 /// The longest wait before reading a running step's log again after its stream ended.
 const MAX_RETRY: Duration = Duration::from_secs(30);
@@ -218,10 +218,10 @@ async fn run(
     tx: &Lines,
 ) -> Result<(), EngineError> {
     inner.tracker.ready().await;
-    let (Some(mut follow), Some(job)) = (inner.tracker.follow(id), inner.tracker.job(id)) else {
+    let (Some(mut follow), Some(steps)) = (inner.tracker.follow(id), inner.tracker.steps(id))
+    else {
         return Err(inner.unknown(id));
     };
-    let steps = status::step_names(&job);
     let first = after
         .as_ref()
         .and_then(|c| steps.iter().position(|s| *s == c.step))
@@ -285,7 +285,7 @@ async fn read_step(
     loop {
         let view = current(follow);
         let job_over = view.as_ref().is_none_or(ended);
-        let Some(pod) = inner.tracker.pod(id).and_then(|p| p.metadata.name) else {
+        let Some(pod) = inner.tracker.pod_name(id) else {
             if job_over || !changed(follow, tx).await {
                 return Ok(());
             }
@@ -421,6 +421,31 @@ mod tests {
             bytes: bytes.to_vec(),
             continued,
         }
+    }
+
+    #[tokio::test]
+    async fn a_connection_is_taken_in_turns_and_a_given_up_wait_is_no_longer_counted() {
+        let turns = LogTurns::new(1);
+        assert!(!turns.contended());
+        let first = turns.take().await;
+        // The second waits while the first holds the one connection, and is counted.
+        let mut second = std::pin::pin!(turns.take());
+        assert!(futures::poll!(second.as_mut()).is_pending());
+        assert!(turns.contended());
+        drop(first);
+        let second = second.await;
+        assert!(!turns.contended());
+        // A wait given up (its read's stream dropped) stops counting at once.
+        let third = turns.take();
+        {
+            let mut third = std::pin::pin!(third);
+            assert!(futures::poll!(third.as_mut()).is_pending());
+            assert!(turns.contended());
+        }
+        assert!(!turns.contended());
+        drop(second);
+        // A pool never has fewer than one connection.
+        drop(LogTurns::new(0).take().await);
     }
 
     #[test]

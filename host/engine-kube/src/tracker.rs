@@ -142,15 +142,20 @@ impl Tracker {
         Some(entry.view.subscribe())
     }
 
-    /// The Job of `id` as last seen, if known.
-    pub(crate) fn job(&self, id: JobId) -> Option<Job> {
-        self.lock().entries.get(&id)?.job.as_deref().cloned()
+    /// The step names of job `id`'s Job as last seen, if known.
+    pub(crate) fn steps(&self, id: JobId) -> Option<Vec<String>> {
+        Some(status::step_names(
+            self.lock().entries.get(&id)?.job.as_deref()?,
+        ))
     }
 
-    /// The newest pod of job `id`, if any.
-    pub(crate) fn pod(&self, id: JobId) -> Option<Pod> {
+    /// The name of job `id`'s newest pod, if any.
+    pub(crate) fn pod_name(&self, id: JobId) -> Option<String> {
         let state = self.lock();
-        status::current_pod(&state.entries.get(&id)?.pods).cloned()
+        status::current_pod(&state.entries.get(&id)?.pods)?
+            .metadata
+            .name
+            .clone()
     }
 
     /// Records a Job (from the watcher, or as `submit` applied it).

@@ -331,8 +331,20 @@ impl Inner {
     }
 
     fn engine(&self, job: &Job) -> Option<&Arc<dyn Engine>> {
+        self.engine_index(job).map(|index| &self.engines[index])
+    }
+
+    /// Where the engine recorded on `job` is among the configured ones.
+    fn engine_index(&self, job: &Job) -> Option<usize> {
         let name = job.engine.as_deref()?;
-        self.engines.iter().find(|e| e.name() == name)
+        self.engines.iter().position(|e| e.name() == name)
+    }
+
+    /// Starts `waiting` on engine `index` in the background; its slot is the caller's to take.
+    fn spawn_start(self: &Arc<Self>, waiting: Waiting, index: usize, followers: &mut JoinSet<()>) {
+        let this = Arc::clone(self);
+        let span = job_span(waiting.id, &waiting.task, &waiting.domain);
+        followers.spawn(async move { this.start(waiting, index).await }.instrument(span));
     }
 
     /// Holds or waits for the lease; schedules while holding it.
@@ -401,36 +413,25 @@ impl Inner {
     async fn adopt(self: &Arc<Self>, job: Job, followers: &mut JoinSet<()>) {
         match job.state {
             JobState::Pending => self.enqueue(job).await,
-            JobState::Queued => {
-                let engine = job.engine.as_deref();
-                match engine.and_then(|name| self.engines.iter().position(|e| e.name() == name)) {
-                    // A leader was starting it there and died before recording it running: it
-                    // may run there now. It starts there again at once (submitting it again
-                    // starts nothing twice), not on another engine, where it would run twice.
-                    Some(index) => {
-                        let waiting = Waiting::of(&job);
-                        self.lock().slots.insert(job.id, waiting.slot(index));
-                        let this = Arc::clone(self);
-                        let span = job_span(job.id, &job.task, &job.domain);
-                        followers.spawn(
-                            async move { this.start(waiting, index).await }.instrument(span),
-                        );
-                    }
-                    None => {
-                        if let Some(name) = engine {
-                            tracing::warn!(job = %job.id, engine = name,
-                                "a job was being started on an engine that is no longer configured; it waits for another");
-                        }
-                        self.push(&job);
-                    }
+            JobState::Queued => match self.engine_index(&job) {
+                // A leader was starting it there and died before recording it running: it may
+                // run there now. It starts there again at once (submitting it again starts
+                // nothing twice), not on another engine, where it would run twice.
+                Some(index) => {
+                    let waiting = Waiting::of(&job);
+                    self.lock().slots.insert(job.id, waiting.slot(index));
+                    self.spawn_start(waiting, index, followers);
                 }
-            }
+                None => {
+                    if let Some(name) = job.engine.as_deref() {
+                        tracing::warn!(job = %job.id, engine = name,
+                            "a job was being started on an engine that is no longer configured; it waits for another");
+                    }
+                    self.push(&job);
+                }
+            },
             JobState::Running => {
-                let Some(index) = job
-                    .engine
-                    .as_deref()
-                    .and_then(|name| self.engines.iter().position(|e| e.name() == name))
-                else {
+                let Some(index) = self.engine_index(&job) else {
                     let message = format!(
                         "the job ran on engine {:?}, which is no longer configured",
                         job.engine.as_deref().unwrap_or("")
@@ -619,9 +620,7 @@ impl Inner {
             free -= 1;
             state.queued.remove(&waiting.id);
             state.slots.insert(waiting.id, slot);
-            let this = Arc::clone(self);
-            let span = job_span(waiting.id, &waiting.task, &waiting.domain);
-            followers.spawn(async move { this.start(waiting, engine).await }.instrument(span));
+            self.spawn_start(waiting, engine, followers);
         }
         state.queue = kept;
     }

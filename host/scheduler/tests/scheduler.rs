@@ -371,10 +371,12 @@ async fn an_arch_no_engine_serves_is_refused_at_submit() {
 }
 
 /// A second scheduler over the same store: another replica, or this one restarted.
-fn replica(jobs: &JobService, engine: Arc<dyn Engine>) -> (JobService, Scheduler, SchedulerHandle) {
+fn replica(
+    jobs: &JobService,
+    engines: Vec<Arc<dyn Engine>>,
+) -> (JobService, Scheduler, SchedulerHandle) {
     let jobs = JobService::new(Arc::clone(jobs.store()), Arc::clone(jobs.registry()));
-    let scheduler =
-        Scheduler::new(jobs.clone(), vec![engine], config(), "omni-jobs".into()).unwrap();
+    let scheduler = Scheduler::new(jobs.clone(), engines, config(), "omni-jobs".into()).unwrap();
     let handle = scheduler.spawn();
     (jobs, scheduler, handle)
 }
@@ -403,7 +405,7 @@ async fn leader_dies_while_a_job_runs() -> (World, Job) {
 async fn a_new_leader_reattaches_to_the_jobs_running_on_its_engines() {
     let (world, job) = leader_dies_while_a_job_runs().await;
     let engine = world.engine.clone();
-    let (jobs, second, _handle) = replica(&world.jobs, engine.clone());
+    let (jobs, second, _handle) = replica(&world.jobs, vec![engine.clone()]);
     leading(&second).await;
     // The job ends on the engine by itself (not through the job service): only a follower of
     // the new leader can record that.
@@ -418,7 +420,7 @@ async fn a_job_its_engine_no_longer_has_fails_with_the_reason() {
     let (world, job) = leader_dies_while_a_job_runs().await;
     // Restarted: a local engine of the same name that keeps nothing from before.
     let root = tempfile::tempdir().unwrap();
-    let (jobs, second, _handle) = replica(&world.jobs, local(&root, 2));
+    let (jobs, second, _handle) = replica(&world.jobs, vec![local(&root, 2)]);
     leading(&second).await;
     let done = ended(&jobs, job.id).await;
     assert_eq!(done.state, JobState::Failed);
@@ -524,7 +526,7 @@ async fn a_new_leader_resumes_a_running_jobs_log_without_losing_or_repeating_lin
     .expect("some lines stored");
     // The leader goes while the job prints; another takes over the same engine's job.
     world._handle = None;
-    let (jobs, second, _handle) = replica(&world.jobs, world.engine.clone());
+    let (jobs, second, _handle) = replica(&world.jobs, vec![world.engine.clone()]);
     leading(&second).await;
     let done = ended(&jobs, job.id).await;
     assert_eq!(done.state, JobState::Succeeded, "{done:#?}");
@@ -652,15 +654,8 @@ async fn a_leader_that_dies_between_submit_and_running_leaves_the_job_to_run_onc
             .map(|e| Arc::clone(e) as Arc<dyn Engine>)
             .collect::<Vec<_>>()
     };
-    let first = Scheduler::new(
-        jobs.clone(),
-        engines([&a, &b]),
-        config(),
-        "omni-jobs".into(),
-    )
-    .unwrap();
-    let handle = first.spawn();
-    let job = hostile(&jobs, "behave").await;
+    let (first, _, handle) = replica(&jobs, engines([&a, &b]));
+    let job = hostile(&first, "behave").await;
     // Engine a (the first of two idle ones) took the job; the leader never hears back.
     submits_reach(&a, 1).await;
     let stuck = jobs.get(job.id).await.unwrap();
@@ -669,15 +664,7 @@ async fn a_leader_that_dies_between_submit_and_running_leaves_the_job_to_run_onc
     drop(handle);
     // The next leader lists the engines the other way round: a job started afresh would go to
     // b and run twice.
-    let jobs = JobService::new(Arc::clone(jobs.store()), Arc::clone(jobs.registry()));
-    let second = Scheduler::new(
-        jobs.clone(),
-        engines([&b, &a]),
-        config(),
-        "omni-jobs".into(),
-    )
-    .unwrap();
-    let _handle = second.spawn();
+    let (jobs, _, _handle) = replica(&jobs, engines([&b, &a]));
     let done = ended(&jobs, job.id).await;
     assert_eq!(done.state, JobState::Succeeded, "{done:#?}");
     assert_eq!(done.engine.as_deref(), Some("a"));

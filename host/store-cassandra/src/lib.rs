@@ -346,6 +346,34 @@ impl CassandraStore {
         Ok(())
     }
 
+    /// Changes job `id` without a transition (its history stays): `change` gets the stored job
+    /// and gives the new one, or `None` to leave it as it is (the stored job is the answer), or
+    /// an error; its `updated_at` is set here. Tried again on a lost compare-and-set, reading
+    /// serially then; `doing` names the change in the error after too many tries.
+    async fn rewrite(
+        &self,
+        id: JobId,
+        doing: &str,
+        change: impl Fn(&Job) -> Result<Option<Job>>,
+    ) -> Result<Job> {
+        for attempt in 0..CAS_ATTEMPTS {
+            let Some(record) = self.read(id, attempt > 0).await? else {
+                return Err(StoreError::NotFound(id));
+            };
+            let Some(mut job) = change(&record.job)? else {
+                return Ok(record.job);
+            };
+            job.updated_at = omni_store::now();
+            if self.compare_and_set(&record, &job, &record.history).await? {
+                return Ok(job);
+            }
+        }
+        Err(StoreError::Unavailable {
+            message: format!("cassandra: job {id} changed {CAS_ATTEMPTS} times while {doing}"),
+            source: None,
+        })
+    }
+
     /// Writes `job` and `history` over `record` if the row is still at `record.version`.
     /// Returns whether it did (also when an attempt whose outcome was unknown did).
     async fn compare_and_set(
@@ -739,51 +767,29 @@ impl Store for CassandraStore {
     }
 
     async fn assign_engine(&self, id: JobId, engine: &str) -> Result<Job> {
-        for attempt in 0..CAS_ATTEMPTS {
-            let Some(record) = self.read(id, attempt > 0).await? else {
-                return Err(StoreError::NotFound(id));
-            };
-            if record.job.state != JobState::Queued {
+        self.rewrite(id, "assigning it an engine", |job| {
+            if job.state != JobState::Queued {
                 return Err(StoreError::Conflict {
                     id,
                     expected: JobState::Queued,
-                    actual: record.job.state,
+                    actual: job.state,
                 });
             }
-            let mut job = record.job.clone();
+            let mut job = job.clone();
             job.engine = Some(engine.to_owned());
-            job.updated_at = omni_store::now();
-            if self.compare_and_set(&record, &job, &record.history).await? {
-                return Ok(job);
-            }
-        }
-        Err(StoreError::Unavailable {
-            message: format!(
-                "cassandra: job {id} changed {CAS_ATTEMPTS} times while assigning it an engine"
-            ),
-            source: None,
+            Ok(Some(job))
         })
+        .await
     }
 
     async fn update_steps(&self, id: JobId, steps: &[Step]) -> Result<Job> {
-        for attempt in 0..CAS_ATTEMPTS {
-            let Some(record) = self.read(id, attempt > 0).await? else {
-                return Err(StoreError::NotFound(id));
-            };
-            if record.job.state.is_final() {
-                return Ok(record.job);
-            }
-            let mut job = record.job.clone();
-            job.steps = steps.to_vec();
-            job.updated_at = omni_store::now();
-            if self.compare_and_set(&record, &job, &record.history).await? {
-                return Ok(job);
-            }
-        }
-        Err(StoreError::Unavailable {
-            message: format!("cassandra: job {id} changed {CAS_ATTEMPTS} times while updating it"),
-            source: None,
+        self.rewrite(id, "updating it", |job| {
+            Ok((!job.state.is_final()).then(|| Job {
+                steps: steps.to_vec(),
+                ..job.clone()
+            }))
         })
+        .await
     }
 
     async fn history(&self, id: JobId) -> Result<Vec<StateChange>> {

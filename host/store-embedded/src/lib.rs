@@ -220,6 +220,29 @@ impl EmbeddedStore {
         self.inner.writer.run(op).await
     }
 
+    /// Changes job `id` without a transition (its history stays): `change` gets the stored job
+    /// and gives the new one, or `None` to leave it as it is (the stored job is the answer), or
+    /// an error; its `updated_at` is set here.
+    async fn rewrite(
+        &self,
+        id: JobId,
+        change: impl FnOnce(&Job) -> Result<Option<Job>> + Send + 'static,
+    ) -> Result<Job> {
+        self.write(move |txn| {
+            let mut jobs = txn.open_table(JOBS)?;
+            let Some(stored) = get_job(&jobs, id)? else {
+                return Err(OpError::Store(StoreError::NotFound(id)));
+            };
+            let Some(mut job) = change(&stored).map_err(OpError::Store)? else {
+                return Ok(stored);
+            };
+            job.updated_at = omni_store::now();
+            jobs.insert(id.as_u128(), encode(&job)?.as_slice())?;
+            Ok(job)
+        })
+        .await
+    }
+
     async fn read<T: Send + 'static>(
         &self,
         op: impl FnOnce(&redb::ReadTransaction) -> Result<T, OpError> + Send + 'static,
@@ -475,39 +498,29 @@ impl Store for EmbeddedStore {
 
     async fn assign_engine(&self, id: JobId, engine: &str) -> Result<Job> {
         let engine = engine.to_owned();
-        self.write(move |txn| {
-            let mut jobs = txn.open_table(JOBS)?;
-            let Some(mut job) = get_job(&jobs, id)? else {
-                return Err(OpError::Store(StoreError::NotFound(id)));
-            };
+        self.rewrite(id, move |job| {
             if job.state != JobState::Queued {
-                return Err(OpError::Store(StoreError::Conflict {
+                return Err(StoreError::Conflict {
                     id,
                     expected: JobState::Queued,
                     actual: job.state,
-                }));
+                });
             }
-            job.engine = Some(engine);
-            job.updated_at = omni_store::now();
-            jobs.insert(id.as_u128(), encode(&job)?.as_slice())?;
-            Ok(job)
+            Ok(Some(Job {
+                engine: Some(engine),
+                ..job.clone()
+            }))
         })
         .await
     }
 
     async fn update_steps(&self, id: JobId, steps: &[Step]) -> Result<Job> {
         let steps = steps.to_vec();
-        self.write(move |txn| {
-            let mut jobs = txn.open_table(JOBS)?;
-            let Some(mut job) = get_job(&jobs, id)? else {
-                return Err(OpError::Store(StoreError::NotFound(id)));
-            };
-            if !job.state.is_final() {
-                job.steps = steps;
-                job.updated_at = omni_store::now();
-                jobs.insert(id.as_u128(), encode(&job)?.as_slice())?;
-            }
-            Ok(job)
+        self.rewrite(id, move |job| {
+            Ok((!job.state.is_final()).then(|| Job {
+                steps,
+                ..job.clone()
+            }))
         })
         .await
     }
