@@ -14,7 +14,7 @@ use crate::{Context, Description, Error, FieldError, Job, Plugin, Rendered};
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit",
-        world: "omni:plugin/job-handler",
+        world: "omni:plugin/job-handler-preinit",
         pub_export_macro: true,
         default_bindings_module: "omni_sdk::__private::bindings",
     });
@@ -123,10 +123,22 @@ fn pointer_of_garde_path(path: &garde::Path) -> String {
 
 #[cfg(target_arch = "wasm32")]
 mod guest {
-    use std::sync::Arc;
+    use std::sync::{Arc, OnceLock};
 
     use super::bindings::omni::plugin::{host, types as wit};
     use crate::{Context, Error, FieldError, Job, Level, Plugin};
+
+    /// The context `wizer-initialize` prepared, in the host's snapshot of the instance; empty
+    /// when the host runs the component without pre-initializing it.
+    static PREPARED: OnceLock<Context> = OnceLock::new();
+
+    /// The prepared context, or a fresh one for this call.
+    fn with_context<R>(f: impl FnOnce(&Context) -> R) -> R {
+        match PREPARED.get() {
+            Some(ctx) => f(ctx),
+            None => f(&context()),
+        }
+    }
 
     fn context() -> Context {
         Context::new(
@@ -166,9 +178,21 @@ mod guest {
         }
     }
 
+    /// `wizer-initialize` of the component: parses the settings and compiles
+    /// [`Plugin::TEMPLATES`] into the context every call of the snapshot starts with.
+    pub fn initialize<P: Plugin>() {
+        let ctx = context();
+        if let Err(e) = ctx.prepare(P::TEMPLATES) {
+            // Not fatal: the calls that need the file report it to whoever submitted the job.
+            ctx.log(crate::Level::Warn, &format!("while pre-initializing: {e}"));
+        }
+        // Set once: the host calls this on one instance, before its snapshot.
+        let _ = PREPARED.set(ctx);
+    }
+
     /// `validate` of the component.
     pub fn validate<P: Plugin>(params: &str) -> Result<(), Vec<wit::FieldError>> {
-        super::parse_params::<P>(params, &context())
+        with_context(|ctx| super::parse_params::<P>(params, ctx))
             .map(drop)
             .map_err(field_errors)
     }
@@ -186,14 +210,15 @@ mod guest {
             name: job.name,
             arch: job.arch,
         };
-        let rendered =
-            super::serialize_job::<P>(&job, params, &context()).map_err(|e| match e {
+        let rendered = with_context(|ctx| super::serialize_job::<P>(&job, params, ctx)).map_err(
+            |e| match e {
                 Error::InvalidParams(errors) => {
                     wit::SerializeError::InvalidParams(field_errors(errors))
                 }
                 Error::Template(m) => wit::SerializeError::Template(m),
                 Error::Internal(m) => wit::SerializeError::Internal(m),
-            })?;
+            },
+        )?;
         Ok(wit::Rendered {
             manifests: rendered
                 .manifests
@@ -211,4 +236,4 @@ mod guest {
 }
 
 #[cfg(target_arch = "wasm32")]
-pub use guest::{describe, serialize, validate};
+pub use guest::{describe, initialize, serialize, validate};

@@ -68,21 +68,56 @@ impl Context {
     /// # Errors
     /// [`Error::Template`] when the file is missing or does not match `T`.
     pub fn settings<T: DeserializeOwned>(&self) -> Result<T, Error> {
-        // Parsed once per call (checking and rendering both read it): YAML parsing is a large
-        // part of a call's cost, and a fresh instance cannot keep anything between calls.
-        let value = self.settings.get_or_init(|| {
+        let value = self.settings_value().as_ref().map_err(Clone::clone)?;
+        T::deserialize(value).map_err(|e| Error::Template(format!("{SETTINGS}: {e}")))
+    }
+
+    /// [`SETTINGS`] parsed once per context (checking and rendering both read it): YAML parsing
+    /// is a large part of a call's cost.
+    fn settings_value(&self) -> &Result<Value, Error> {
+        self.settings.get_or_init(|| {
             let text = self
                 .template(SETTINGS)
                 .ok_or_else(|| Error::Template(format!("{SETTINGS} is missing")))?;
             serde_norway::from_str(&text).map_err(|e| Error::Template(format!("{SETTINGS}: {e}")))
-        });
-        let value = value.as_ref().map_err(Clone::clone)?;
-        T::deserialize(value).map_err(|e| Error::Template(format!("{SETTINGS}: {e}")))
+        })
+    }
+
+    fn environment(&self) -> &Environment<'static> {
+        self.env.get_or_init(|| {
+            let source = Arc::clone(&self.source);
+            let mut env = Environment::new();
+            env.set_undefined_behavior(UndefinedBehavior::Strict);
+            env.set_auto_escape_callback(|_| AutoEscape::None);
+            env.set_loader(move |name| Ok(source(name)));
+            env
+        })
     }
 
     /// Writes a line to the host's log, tagged with the plugin's task and version.
     pub fn log(&self, level: Level, message: &str) {
         (self.log)(level, message);
+    }
+
+    /// Parses the settings and compiles `templates` ahead of the calls that use them.
+    ///
+    /// # Errors
+    /// The first file that is missing or does not parse; every call that needs it reports it
+    /// again.
+    pub(crate) fn prepare(&self, templates: &[&str]) -> Result<(), Error> {
+        let settings = self
+            .settings_value()
+            .as_ref()
+            .map(drop)
+            .map_err(Clone::clone);
+        let env = self.environment();
+        let mut first = settings.err();
+        for name in templates {
+            if let Err(e) = env.get_template(name) {
+                first.get_or_insert(Error::Template(describe_template_error(name, &e)));
+            }
+        }
+        first.map_or(Ok(()), Err)
     }
 
     /// Renders the template `name` with `data` and parses the result as YAML documents, one
@@ -97,15 +132,8 @@ impl Context {
     /// [`Error::Template`] naming the template when it is missing, fails to render or is not
     /// YAML.
     pub fn render(&self, name: &str, data: &impl Serialize) -> Result<Vec<Value>, Error> {
-        let env = self.env.get_or_init(|| {
-            let source = Arc::clone(&self.source);
-            let mut env = Environment::new();
-            env.set_undefined_behavior(UndefinedBehavior::Strict);
-            env.set_auto_escape_callback(|_| AutoEscape::None);
-            env.set_loader(move |name| Ok(source(name)));
-            env
-        });
-        let text = env
+        let text = self
+            .environment()
             .get_template(name)
             .and_then(|t| t.render(minijinja::Value::from(minijinja::value::Serde(data))))
             .map_err(|e| Error::Template(describe_template_error(name, &e)))?;

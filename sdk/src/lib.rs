@@ -48,6 +48,7 @@
 //!     const DESCRIPTION: &'static str = "Prints a line";
 //!     const ARCHES: &'static [&'static str] = &["x86_64", "aarch64"];
 //!     const STEPS: &'static [&'static str] = &["echo"];
+//!     const TEMPLATES: &'static [&'static str] = &["job.yaml"];
 //!
 //!     fn check(params: &Params, _ctx: &Context) -> Vec<FieldError> {
 //!         if params.text.contains('\0') {
@@ -123,6 +124,11 @@ pub trait Plugin {
     const ARCHES: &'static [&'static str];
     /// The names of the job's steps, in the order they run.
     const STEPS: &'static [&'static str];
+    /// The template files the plugin renders or includes. When the host pre-initializes the
+    /// component (see the `job-handler-preinit` world), these are compiled once, with
+    /// [`SETTINGS`] parsed, instead of on every call; a template not listed here still works,
+    /// compiled by each call that uses it.
+    const TEMPLATES: &'static [&'static str] = &[];
 
     /// Rules that need more than one field or the operator's settings. Runs after the params
     /// deserialized and passed their `#[garde]` rules; the default accepts everything.
@@ -166,6 +172,10 @@ macro_rules! export_plugin {
                     params: String,
                 ) -> Result<wit::Rendered, wit::SerializeError> {
                     $crate::__private::serialize::<$plugin>(job, &params)
+                }
+
+                fn wizer_initialize() {
+                    $crate::__private::initialize::<$plugin>()
                 }
             }
 

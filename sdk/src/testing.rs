@@ -17,6 +17,7 @@ use crate::{Context, Description, Error, FieldError, Job, Plugin, Rendered};
 #[derive(Debug)]
 pub struct Harness<P> {
     dir: PathBuf,
+    prepared: Option<Context>,
     plugin: PhantomData<fn() -> P>,
 }
 
@@ -25,11 +26,36 @@ impl<P: Plugin> Harness<P> {
     pub fn new(dir: impl AsRef<Path>) -> Self {
         Self {
             dir: dir.as_ref().to_path_buf(),
+            prepared: None,
             plugin: PhantomData,
         }
     }
 
-    fn context(&self) -> Context {
+    /// As [`Harness::new`], but every call shares one context prepared the way the host's
+    /// pre-initialization prepares a component: [`SETTINGS`](crate::SETTINGS) parsed and
+    /// [`Plugin::TEMPLATES`] compiled once, so later edits of those files are not seen.
+    ///
+    /// # Panics
+    /// When one of those files is missing or does not parse: `TEMPLATES` names a file the
+    /// plugin's templates directory does not have, or the file is broken.
+    pub fn prepared(dir: impl AsRef<Path>) -> Self {
+        let mut harness = Self::new(dir);
+        let ctx = harness.fresh_context();
+        if let Err(e) = ctx.prepare(P::TEMPLATES) {
+            panic!("{} cannot be pre-initialized: {e}", P::TASK);
+        }
+        harness.prepared = Some(ctx);
+        harness
+    }
+
+    fn with_context<R>(&self, f: impl FnOnce(&Context) -> R) -> R {
+        match &self.prepared {
+            Some(ctx) => f(ctx),
+            None => f(&self.fresh_context()),
+        }
+    }
+
+    fn fresh_context(&self) -> Context {
         let dir = self.dir.clone();
         Context::new(
             Arc::new(move |name| {
@@ -52,7 +78,9 @@ impl<P: Plugin> Harness<P> {
     /// # Errors
     /// The field errors the component would return.
     pub fn validate(&self, params: &Value) -> Result<(), Vec<FieldError>> {
-        crate::__private::parse_params::<P>(&params.to_string(), &self.context()).map(drop)
+        let params = params.to_string();
+        self.with_context(|ctx| crate::__private::parse_params::<P>(&params, ctx))
+            .map(drop)
     }
 
     /// What `serialize` answers for `job` and `params`.
@@ -60,7 +88,8 @@ impl<P: Plugin> Harness<P> {
     /// # Errors
     /// The error the component would return.
     pub fn serialize(&self, job: &Job, params: &Value) -> Result<Rendered, Error> {
-        crate::__private::serialize_job::<P>(job, &params.to_string(), &self.context())
+        let params = params.to_string();
+        self.with_context(|ctx| crate::__private::serialize_job::<P>(job, &params, ctx))
     }
 
     /// Renders [`Job::example`] for `arch` with `params`, and checks every object against its

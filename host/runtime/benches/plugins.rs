@@ -1,10 +1,11 @@
 //! The plugin host's performance, printed as the README's table (`make bench`).
 //!
 //! For each of the three task plugins: compile time (Cranelift, and the quick Winch tier a new
-//! plugin serves from first), cached load time, render calls per second and p50/p99 latency
-//! through the full host path (fresh instance, deadline, memory and output caps) on one thread
-//! and on two, beside the same rendering done natively in Rust (the SDK's harness, same code) in
-//! the same run, and on quick code. Then: how fast a changed plugin serves after its rename (on
+//! plugin serves from first), pre-initialization time, cached load time, render calls per second
+//! and p50/p99 latency through the full host path (fresh instance from the pre-initialized
+//! snapshot, deadline, memory and output caps) on one thread and on two, beside the same
+//! rendering done natively in Rust (the SDK's harness, prepared the same way, same code) in the
+//! same run, and without the snapshot, and on quick code. Then: how fast a changed plugin serves after its rename (on
 //! quick code) and runs optimized code, how many calls fail while it is swapped under load, and
 //! the peak RSS of a host process with the three plugins loaded from the cache.
 
@@ -99,15 +100,15 @@ fn native(task: &str) -> Box<dyn Fn() + Sync> {
     let j = sdk_job();
     match task {
         "iso" => {
-            let h = omni_sdk::testing::Harness::<omni_plugin_iso::Iso>::new(dir);
+            let h = omni_sdk::testing::Harness::<omni_plugin_iso::Iso>::prepared(dir);
             Box::new(move || drop(h.serialize(&j, &p).expect("native render")))
         }
         "rpm" => {
-            let h = omni_sdk::testing::Harness::<omni_plugin_rpm::Rpm>::new(dir);
+            let h = omni_sdk::testing::Harness::<omni_plugin_rpm::Rpm>::prepared(dir);
             Box::new(move || drop(h.serialize(&j, &p).expect("native render")))
         }
         _ => {
-            let h = omni_sdk::testing::Harness::<omni_plugin_srpm::Srpm>::new(dir);
+            let h = omni_sdk::testing::Harness::<omni_plugin_srpm::Srpm>::prepared(dir);
             Box::new(move || drop(h.serialize(&j, &p).expect("native render")))
         }
     }
@@ -123,15 +124,18 @@ fn main() {
     let sandbox = sandbox(cache.path());
     println!("pooling allocator: {}\n", sandbox.is_pooling());
     println!(
-        "| plugin | compile | quick compile | cached load | 1 thread: renders/s | p50 | p99 | 2 threads: renders/s | p50 | p99 | native p50 | wasm/native | quick code p50 |"
+        "| plugin | compile | quick compile | pre-initialize | cached load | 1 thread: renders/s | p50 | p99 | 2 threads: renders/s | p50 | p99 | native p50 | wasm/native | p50 without snapshot | quick code p50 |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for task in ["iso", "rpm", "srpm"] {
         let bytes = wasm(task);
         let path = PathBuf::from(format!("{task}.wasm"));
         let t = Instant::now();
         let plugin = Plugin::load(&sandbox, &path, &bytes).expect("load");
         let compile = t.elapsed();
+        let t = Instant::now();
+        plugin.prepare().expect("pre-initialize");
+        let prepare = t.elapsed();
         let t = Instant::now();
         let quick = Plugin::load_quick(&sandbox, &path, &bytes).expect("quick load");
         let quick_compile = t.elapsed();
@@ -157,13 +161,18 @@ fn main() {
             native();
         }
         let (_, nat) = measure(1, &native);
+        let plain = Plugin::load(&sandbox, &path, &bytes).expect("cached load");
+        let (_, plain_lat) = measure(1, || {
+            drop(plain.serialize_blocking(&j, &p).expect("render"));
+        });
         let (_, quick_lat) = measure(1, || {
             drop(quick.serialize_blocking(&j, &p).expect("render"));
         });
         println!(
-            "| {task} | {} | {} | {} | {rate1:.0} | {} | {} | {rate2:.0} | {} | {} | {} | {:.1} | {} |",
+            "| {task} | {} | {} | {} | {} | {rate1:.0} | {} | {} | {rate2:.0} | {} | {} | {} | {:.1} | {} | {} |",
             ms(compile),
             ms(quick_compile),
+            ms(prepare),
             ms(pct(&loads, 0.5)),
             us(pct(&lat1, 0.5)),
             us(pct(&lat1, 0.99)),
@@ -171,6 +180,7 @@ fn main() {
             us(pct(&lat2, 0.99)),
             us(pct(&nat, 0.5)),
             pct(&lat1, 0.5).as_secs_f64() / pct(&nat, 0.5).as_secs_f64(),
+            us(pct(&plain_lat, 0.5)),
             us(pct(&quick_lat, 0.5)),
         );
     }
@@ -294,6 +304,14 @@ fn rss_probe(cache: &Path) {
     registry.scan();
     for task in ["iso", "rpm", "srpm"] {
         let plugin = registry.get(task).expect("loaded");
+        // Serving from its snapshot, as a running host does shortly after a start.
+        for _ in 0..3000 {
+            if plugin.is_prepared() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(plugin.is_prepared(), "{task} was never pre-initialized");
         for _ in 0..100 {
             drop(
                 plugin
@@ -307,8 +325,14 @@ fn rss_probe(cache: &Path) {
         .lines()
         .find(|l| l.starts_with("VmHWM"))
         .unwrap_or("VmHWM: ?");
+    let now: Vec<String> = ["RssAnon", "RssFile", "RssShmem"]
+        .iter()
+        .filter_map(|key| status.lines().find(|l| l.starts_with(key)))
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
     println!(
-        "peak RSS of a host with the three plugins loaded from the cache and rendering: {}",
-        hwm.trim_start_matches("VmHWM:").trim()
+        "peak RSS of a host with the three plugins loaded from the cache and rendering: {} (now: {})",
+        hwm.trim_start_matches("VmHWM:").trim(),
+        now.join(", ")
     );
 }

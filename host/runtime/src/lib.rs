@@ -13,6 +13,8 @@
 //!   (WASI with no files, sockets, environment or inherited stdio).
 //! - [`plugin`]: one loaded component and its calls, each in a fresh instance under a deadline,
 //!   a memory cap and an output-size cap.
+//! - [`prepare`]: pre-initialization — a component's `wizer-initialize` run once and the
+//!   instance snapshotted, so calls start with settings parsed and templates compiled.
 //! - [`registry`]: the plugins directory — scans, atomic swaps, per-file status, the watcher.
 //! - [`templates`]: `templates/<task>/` files served to plugins through the `template` import.
 //! - [`limits`]: per-plugin limits with defaults.
@@ -23,6 +25,7 @@ pub mod error;
 pub mod limits;
 pub mod metrics;
 pub mod plugin;
+pub mod prepare;
 pub mod registry;
 pub mod sandbox;
 mod state;

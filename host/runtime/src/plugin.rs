@@ -7,10 +7,11 @@
 //! the code it started with.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -21,15 +22,17 @@ use crate::bindings::omni::plugin::types as wit;
 use crate::bindings::{JobHandler, JobHandlerPre};
 use crate::error::{LoadError, PluginError};
 use crate::limits::Limits;
+use crate::prepare;
 use crate::sandbox::{Denied, EPOCH_TICK, Sandbox, Tier, digest};
-use crate::state::HostState;
+use crate::state::{HostState, Reads};
 
 /// Time the outer timeout adds to a call's deadline before giving up on the worker thread. The
 /// epoch deadline stops wasm code; this bounds time spent in the host on the plugin's behalf.
 const OUTER_GRACE: Duration = Duration::from_millis(500);
 
-/// Optimizing compiles run one at a time, so that a burst of new plugin versions neither takes
-/// every core from the calls being served nor compiles versions already replaced.
+/// Optimizing compiles and pre-initializations run one at a time, so that a burst of new plugin
+/// versions neither takes every core from the calls being served nor compiles versions already
+/// replaced.
 static OPTIMIZING: Mutex<()> = Mutex::new(());
 
 /// What a plugin says it is (its `describe`).
@@ -129,9 +132,25 @@ impl Code {
     }
 }
 
+/// A pre-initialized snapshot of a plugin (see [`crate::prepare`]) and the template files its
+/// initialization read, as they were.
+struct Prepared {
+    code: Code,
+    reads: Reads,
+}
+
 /// A loaded plugin: a compiled, pre-linked component and what it said it is.
 pub struct Plugin {
     info: PluginInfo,
+    /// The plugin itself, for the background work its calls start (a plugin made by
+    /// [`Plugin::load`] has none).
+    this: Weak<Plugin>,
+    /// The component, kept to pre-initialize it again after a template edit; `None` when it
+    /// does not export `wizer-initialize`.
+    source: Option<Arc<[u8]>>,
+    prepared: ArcSwapOption<Prepared>,
+    /// A pre-initialization is under way or queued.
+    preparing: AtomicBool,
     digest: String,
     path: PathBuf,
     loaded_at: DateTime<Utc>,
@@ -155,14 +174,19 @@ impl std::fmt::Debug for Plugin {
 impl Plugin {
     /// Compiles (or loads from the cache), links and checks a component: it must instantiate,
     /// answer `describe`, and describe itself acceptably (task name, semver version, known arches,
-    /// a JSON Schema object, step names).
+    /// a JSON Schema object, step names). It serves without a snapshot until [`Plugin::prepare`]
+    /// is called, and after a template edit until it is called again.
     ///
     /// # Errors
     /// A [`LoadError`] naming the file and what was wrong.
     pub fn load(sandbox: &Arc<Sandbox>, path: &Path, bytes: &[u8]) -> Result<Self, LoadError> {
         let digest = digest(bytes);
         let component = sandbox.compile(path, bytes, &digest)?;
-        Self::checked(sandbox, path, digest, &component, Tier::Optimized)
+        let mut plugin = Self::checked(sandbox, path, digest, &component, Tier::Optimized)?;
+        if prepare::exports_initialize(&component) {
+            plugin.source = Some(bytes.into());
+        }
+        Ok(plugin)
     }
 
     /// As [`Plugin::load`], but serving as soon as possible: a component that is not in the
@@ -180,13 +204,33 @@ impl Plugin {
         digest: String,
     ) -> Result<Arc<Self>, LoadError> {
         let (component, tier) = sandbox.compile_first(path, &bytes, &digest)?;
-        let plugin = Arc::new(Self::checked(sandbox, path, digest, &component, tier)?);
-        if tier == Tier::Quick {
+        let mut plugin = Self::checked(sandbox, path, digest, &component, tier)?;
+        let bytes: Arc<[u8]> = bytes.into();
+        if prepare::exports_initialize(&component) {
+            plugin.source = Some(Arc::clone(&bytes));
+            plugin.preparing.store(true, Ordering::Relaxed);
+        }
+        let plugin = Arc::new_cyclic(|this| {
+            plugin.this = this.clone();
+            plugin
+        });
+        if tier == Tier::Quick || plugin.source.is_some() {
             let weak = Arc::downgrade(&plugin);
             let spawned = std::thread::Builder::new()
                 .name("omni-optimize".into())
-                .spawn(move || optimize(&weak, &bytes));
+                .spawn(move || {
+                    let _one_at_a_time = OPTIMIZING
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if tier == Tier::Quick {
+                        optimize(&weak, &bytes);
+                    }
+                    if let Some(plugin) = weak.upgrade() {
+                        plugin.prepare_in_background();
+                    }
+                });
             if let Err(e) = spawned {
+                plugin.preparing.store(false, Ordering::Relaxed);
                 tracing::warn!(plugin = plugin.label(), "cannot start optimizing: {e}");
             }
         }
@@ -208,9 +252,112 @@ impl Plugin {
         Self::checked(sandbox, path, digest, &component, tier)
     }
 
-    /// Which compiler's code new calls run on.
+    /// Which compiler's code new calls run on when they do not run on a pre-initialized
+    /// snapshot (which is always Cranelift's).
     pub fn tier(&self) -> Tier {
         self.code.load().tier
+    }
+
+    /// Whether new calls start from a pre-initialized snapshot: the component exports
+    /// `wizer-initialize`, its snapshot is made, and the template files its initialization read
+    /// are unchanged since.
+    pub fn is_prepared(&self) -> bool {
+        self.current_snapshot().is_some()
+    }
+
+    /// Pre-initializes the plugin now, on the calling thread: its snapshot serves new calls
+    /// once this returns `Ok`. Loading through the registry does this in the background.
+    ///
+    /// # Errors
+    /// Why there is no snapshot: the component does not export `wizer-initialize`, or
+    /// initializing, snapshotting or checking it failed.
+    pub fn prepare(&self) -> Result<(), String> {
+        let Some(bytes) = &self.source else {
+            return Err(format!(
+                "{} does not export {}",
+                self.label,
+                prepare::INITIALIZE
+            ));
+        };
+        let (component, reads) =
+            match prepare::cached_snapshot(&self.sandbox, &self.digest, &self.task) {
+                Some(cached) => cached,
+                None => prepare::snapshot(
+                    &self.sandbox,
+                    &self.path,
+                    bytes,
+                    &self.digest,
+                    &self.task,
+                    &self.label,
+                    self.limits,
+                )?,
+            };
+        let code = Code::link(&self.sandbox, &self.path, &component, Tier::Optimized)
+            .map_err(|e| e.to_string())?;
+        // The snapshot must still be the same plugin.
+        match self.call_on(&code, self.limits, |h, s| h.call_describe(s)) {
+            Ok(info) if check_info(info.clone()).as_ref() == Ok(&self.info) => {
+                self.prepared
+                    .store(Some(Arc::new(Prepared { code, reads })));
+                Ok(())
+            }
+            answer => Err(format!(
+                "the snapshot describes itself differently ({answer:?})"
+            )),
+        }
+    }
+
+    /// [`Plugin::prepare`] with its outcome logged; a failure leaves the plugin serving without
+    /// a snapshot (and not trying again until it is reloaded).
+    fn prepare_in_background(&self) {
+        let start = Instant::now();
+        match self.prepare() {
+            Ok(()) => tracing::info!(
+                plugin = self.label(),
+                ms = start.elapsed().as_millis(),
+                "plugin pre-initialized"
+            ),
+            Err(e) => {
+                self.prepared.store(None);
+                tracing::warn!(
+                    plugin = self.label(),
+                    "cannot pre-initialize, serving without a snapshot: {e}"
+                );
+            }
+        }
+        self.preparing.store(false, Ordering::Release);
+    }
+
+    /// The snapshot, while the template files it read are unchanged; after an edit, starts
+    /// (once) a new pre-initialization in the background and answers `None` meanwhile.
+    fn current_snapshot(&self) -> Option<Arc<Prepared>> {
+        let prepared = self.prepared.load_full()?;
+        let templates = self.sandbox.templates();
+        if prepared
+            .reads
+            .iter()
+            .all(|read| templates.stamp(&self.task, &read.name) == read.stamp)
+        {
+            return Some(prepared);
+        }
+        if !self.preparing.swap(true, Ordering::AcqRel) {
+            let weak = self.this.clone();
+            let spawned = std::thread::Builder::new()
+                .name("omni-prepare".into())
+                .spawn(move || {
+                    let _one_at_a_time = OPTIMIZING
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
+                    if let Some(plugin) = weak.upgrade() {
+                        plugin.prepare_in_background();
+                    }
+                });
+            if let Err(e) = spawned {
+                self.preparing.store(false, Ordering::Release);
+                tracing::warn!(plugin = self.label(), "cannot start pre-initializing: {e}");
+            }
+        }
+        None
     }
 
     fn checked(
@@ -226,6 +373,10 @@ impl Plugin {
             |n| n.to_string_lossy().into_owned(),
         );
         let mut plugin = Self {
+            this: Weak::new(),
+            source: None,
+            prepared: ArcSwapOption::empty(),
+            preparing: AtomicBool::new(false),
             info: PluginInfo {
                 task: String::new(),
                 version: String::new(),
@@ -445,12 +596,16 @@ impl Plugin {
         Err(error)
     }
 
+    /// A call on the pre-initialized snapshot while it is current, else on the plain code.
     fn call<R>(
         &self,
         limits: Limits,
         f: impl FnOnce(&JobHandler, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
-        self.call_on(&self.code.load_full(), limits, f)
+        match self.current_snapshot() {
+            Some(prepared) => self.call_on(&prepared.code, limits, f),
+            None => self.call_on(&self.code.load_full(), limits, f),
+        }
     }
 
     fn call_on<R>(
@@ -466,14 +621,7 @@ impl Plugin {
             limits.memory,
         );
         let mut store = Store::new(&code.engine, state);
-        store.limiter(|s| &mut s.limiter);
-        let ticks = limits
-            .timeout
-            .as_micros()
-            .div_ceil(EPOCH_TICK.as_micros())
-            .max(1);
-        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
-        store.epoch_deadline_trap();
+        limit(&mut store, limits);
         let result = code
             .pre
             .instantiate(&mut store)
@@ -536,16 +684,26 @@ impl Plugin {
     }
 }
 
+/// Puts a store under `limits`: its memory cap and its deadline.
+pub(crate) fn limit(store: &mut Store<HostState>, limits: Limits) {
+    store.limiter(|s| &mut s.limiter);
+    let ticks = limits
+        .timeout
+        .as_micros()
+        .div_ceil(EPOCH_TICK.as_micros())
+        .max(1);
+    store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+    store.epoch_deadline_trap();
+}
+
 fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or_default()
 }
 
 /// Compiles a quickly loaded plugin's optimized code, checks it and swaps it in; on the
 /// optimizing thread. Does nothing once the plugin is gone (replaced or unloaded).
+/// The caller holds [`OPTIMIZING`].
 fn optimize(weak: &Weak<Plugin>, bytes: &[u8]) {
-    let _one_at_a_time = OPTIMIZING
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let Some(plugin) = weak.upgrade() else {
         return;
     };

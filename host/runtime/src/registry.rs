@@ -83,6 +83,10 @@ pub struct PluginStatus {
     /// The serving version's code: `quick` (Winch's, while Cranelift compiles the optimized
     /// code in the background) or `optimized`.
     pub tier: Option<Tier>,
+    /// Whether calls start from a pre-initialized snapshot (settings parsed, templates compiled
+    /// once): true once it is made, false while its template files changed since and a new one
+    /// is made, or when the component does not export `wizer-initialize`.
+    pub preinitialized: Option<bool>,
     /// `ready` when a version of it serves, `error` when none does.
     #[schema(schema_with = status_schema)]
     pub status: &'static str,
@@ -427,6 +431,7 @@ fn status_of(path: &Path, entry: &FileEntry, serving: Option<&Arc<Plugin>>) -> P
         steps: info.map(|i| i.steps.clone()).unwrap_or_default(),
         loaded_at: serving.map(|p| p.loaded_at()),
         tier: serving.map(|p| p.tier()),
+        preinitialized: serving.map(|p| p.is_prepared()),
         status: if serving.is_some() { "ready" } else { "error" },
         error: entry.error.as_ref().map(|(e, _)| e.clone()),
         error_at: entry.error.as_ref().map(|(_, at)| *at),

@@ -136,7 +136,11 @@ impl Sandbox {
         let (engine, pooling) = Self::build_engine(&config)?;
         let quick = if config.quick_compile {
             // Winch does not serve every CPU Cranelift does; without it, loads wait for Cranelift.
-            match Engine::new(&engine_config(None, Strategy::Winch)) {
+            let mut quick = engine_config(None, Strategy::Winch);
+            // On the calling thread, not in the compile thread pool: a new plugin's quick
+            // compile must not queue behind a background Cranelift compile.
+            quick.parallel_compilation(false);
+            match Engine::new(&quick) {
                 Ok(engine) => Some(Backend::new(engine)?),
                 Err(e) => {
                     tracing::warn!("no quick compiles ({e}); plugins load on Cranelift's code");
@@ -296,11 +300,17 @@ impl Sandbox {
     }
 
     fn cache_path(&self, digest: &str) -> Option<PathBuf> {
-        let dir = self.cache_dir.as_ref()?;
-        Some(dir.join(format!("{digest}-{}.cwasm", self.engine_key)))
+        self.cache_file(digest, "cwasm")
     }
 
-    fn cached(&self, digest: &str) -> Option<Component> {
+    /// `<stem>-<engine key>.<extension>` in the cache directory, if there is one.
+    pub(crate) fn cache_file(&self, stem: &str, extension: &str) -> Option<PathBuf> {
+        let dir = self.cache_dir.as_ref()?;
+        Some(dir.join(format!("{stem}-{}.{extension}", self.engine_key)))
+    }
+
+    /// Cranelift's code for the component with this sha256, if the cache has it.
+    pub(crate) fn cached(&self, digest: &str) -> Option<Component> {
         let cached = self.cache_path(digest)?;
         let artifact = std::fs::read(&cached).ok()?;
         // Read into memory rather than `deserialize_file`'s mmap: a cache file truncated in
@@ -335,6 +345,12 @@ fn write_cache(component: &Component, path: &Path) -> std::io::Result<()> {
     let bytes = component
         .serialize()
         .map_err(|e| std::io::Error::other(e.to_string()))?;
+    write_then_rename(path, &bytes)
+}
+
+/// Writes `bytes` to `path` through a temporary file renamed over it: a reader sees the old
+/// file or the new one, never a part.
+pub(crate) fn write_then_rename(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)

@@ -4,11 +4,25 @@ use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{Deterministic, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::bindings::omni::plugin::host::{Host, Level};
 use crate::bindings::omni::plugin::types;
-use crate::templates::Templates;
+use crate::sandbox::digest;
+use crate::templates::{Stamp, Templates};
+
+/// A template file an instance read.
+#[derive(Debug, Clone)]
+pub(crate) struct Read {
+    pub(crate) name: String,
+    /// The file's stamp before it was read; `None`: there was nothing to serve.
+    pub(crate) stamp: Option<Stamp>,
+    /// sha256 of the text served; `None`: nothing was.
+    pub(crate) sha256: Option<String>,
+}
+
+/// The template files an instance read, each once.
+pub(crate) type Reads = Vec<Read>;
 
 /// The most log lines one call may write; the rest are counted and dropped.
 const LOG_LINES_PER_CALL: u32 = 200;
@@ -27,6 +41,8 @@ pub(crate) struct HostState {
     task: Arc<str>,
     plugin: Arc<str>,
     log_lines: u32,
+    /// Set on the instance a pre-initialization snapshots: what it read.
+    pub(crate) reads: Option<Reads>,
 }
 
 impl HostState {
@@ -37,13 +53,39 @@ impl HostState {
         plugin: Arc<str>,
         memory: usize,
     ) -> Self {
+        Self::with_wasi(WasiCtxBuilder::new(), templates, task, plugin, memory)
+    }
+
+    /// As [`HostState::new`], for the instance a pre-initialization snapshots: it records the
+    /// template files read, and its randomness (hash seeds) is fixed, so that the same component
+    /// and files always give the same snapshot, which the compile cache then finds.
+    pub(crate) fn for_snapshot(
+        templates: Arc<Templates>,
+        task: Arc<str>,
+        plugin: Arc<str>,
+        memory: usize,
+    ) -> Self {
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.secure_random(Deterministic::new(SNAPSHOT_SEED.to_vec()))
+            .insecure_random(Deterministic::new(SNAPSHOT_SEED.to_vec()))
+            .insecure_random_seed(u128::from_le_bytes(SNAPSHOT_SEED));
+        let mut state = Self::with_wasi(wasi, templates, task, plugin, memory);
+        state.reads = Some(Vec::new());
+        state
+    }
+
+    fn with_wasi(
+        mut wasi: WasiCtxBuilder,
+        templates: Arc<Templates>,
+        task: Arc<str>,
+        plugin: Arc<str>,
+        memory: usize,
+    ) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_BYTES);
         // No preopened directories, no environment, no arguments, no inherited stdio; stderr is
         // captured (bounded) so a panic's message can be reported. Network access is denied by
         // the default socket address check; filesystem calls are trapped in the linker.
-        let wasi = wasmtime_wasi::WasiCtxBuilder::new()
-            .stderr(stderr.clone())
-            .build();
+        let wasi = wasi.stderr(stderr.clone()).build();
         Self {
             wasi,
             table: ResourceTable::new(),
@@ -56,9 +98,13 @@ impl HostState {
             task,
             plugin,
             log_lines: 0,
+            reads: None,
         }
     }
 }
+
+/// The bytes a snapshotted instance's randomness repeats: any fixed value will do.
+const SNAPSHOT_SEED: [u8; 16] = *b"omni-preinit-rng";
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
@@ -73,9 +119,17 @@ impl types::Host for HostState {}
 
 impl Host for HostState {
     fn template(&mut self, name: String) -> Option<String> {
-        self.templates
-            .get(&self.task, &name)
-            .map(|text| text.to_string())
+        let (text, stamp) = self.templates.get_stamped(&self.task, &name);
+        if let Some(reads) = &mut self.reads
+            && !reads.iter().any(|read| read.name == name)
+        {
+            reads.push(Read {
+                name,
+                stamp,
+                sha256: text.as_ref().map(|text| digest(text.as_bytes())),
+            });
+        }
+        text.map(|text| text.to_string())
     }
 
     fn log(&mut self, level: Level, message: String) {

@@ -19,9 +19,17 @@ pub struct Templates {
 
 #[derive(Debug, Clone)]
 struct Cached {
+    stamp: Stamp,
+    text: Arc<str>,
+}
+
+/// What tells one version of a template file from another: its modification time and length
+/// (an edit within the filesystem's time granularity that keeps the length is not seen; editors
+/// and `cp` change one or the other).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stamp {
     modified: SystemTime,
     len: u64,
-    text: Arc<str>,
 }
 
 impl Templates {
@@ -42,32 +50,55 @@ impl Templates {
     /// file name in that directory (no `/`, `..` or hidden files), is larger than
     /// [`MAX_TEMPLATE_BYTES`] or is not UTF-8.
     pub fn get(&self, task: &Arc<str>, name: &str) -> Option<Arc<str>> {
-        if !is_plain_file_name(task) || !is_plain_file_name(name) {
-            return None;
-        }
-        let path = self.root.join(&**task).join(name);
-        let meta = std::fs::metadata(&path)
-            .ok()
-            .filter(|m| m.is_file() && m.len() <= MAX_TEMPLATE_BYTES)?;
-        let modified = meta.modified().ok()?;
+        self.get_stamped(task, name).0
+    }
+
+    /// As [`Templates::get`], with the file's [`Stamp`] as it was before the read (`None` when
+    /// there is no file to serve): a later [`Templates::stamp`] that differs means the text
+    /// served may be out of date.
+    pub(crate) fn get_stamped(
+        &self,
+        task: &Arc<str>,
+        name: &str,
+    ) -> (Option<Arc<str>>, Option<Stamp>) {
+        let Some(stamp) = self.stamp(task, name) else {
+            return (None, None);
+        };
         let key = (Arc::clone(task), name.to_owned());
         if let Some(hit) = self.read_cache().get(&key)
-            && hit.modified == modified
-            && hit.len == meta.len()
+            && hit.stamp == stamp
         {
-            return Some(Arc::clone(&hit.text));
+            return (Some(Arc::clone(&hit.text)), Some(stamp));
         }
-        let text: Arc<str> = std::fs::read_to_string(&path).ok()?.into();
+        let path = self.root.join(&**task).join(name);
+        let Some(text) = std::fs::read_to_string(&path).ok() else {
+            return (None, Some(stamp));
+        };
+        let text: Arc<str> = text.into();
         let entry = Cached {
-            modified,
-            len: text.len() as u64,
+            stamp,
             text: Arc::clone(&text),
         };
         self.cache
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .insert(key, entry);
-        Some(text)
+        (Some(text), Some(stamp))
+    }
+
+    /// The modification time and length of `templates/<task>/<name>`, or `None` when
+    /// [`Templates::get`] would not serve it whatever its content.
+    pub(crate) fn stamp(&self, task: &str, name: &str) -> Option<Stamp> {
+        if !is_plain_file_name(task) || !is_plain_file_name(name) {
+            return None;
+        }
+        let meta = std::fs::metadata(self.root.join(task).join(name))
+            .ok()
+            .filter(|m| m.is_file() && m.len() <= MAX_TEMPLATE_BYTES)?;
+        Some(Stamp {
+            modified: meta.modified().ok()?,
+            len: meta.len(),
+        })
     }
 
     fn read_cache(&self) -> std::sync::RwLockReadGuard<'_, HashMap<(Arc<str>, String), Cached>> {

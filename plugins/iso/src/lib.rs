@@ -210,6 +210,8 @@ impl Plugin for Iso {
         "fetch",
         "customize",
     ];
+    const TEMPLATES: &'static [&'static str] =
+        &["configmap.yaml", "job.yaml", "mounts.j2", "openEuler.repo"];
 
     /// Fields missing or not allowed for the mode, the release against the settings, unique
     /// packages, the base ISO's URL, file paths and the ConfigMap's size.

@@ -485,3 +485,22 @@ fn serialize_refuses_bad_params_and_unknown_arches() {
         .unwrap_err();
     assert!(matches!(err, Error::Internal(_)));
 }
+
+/// What the host's pre-initialized snapshot serves (settings parsed and `TEMPLATES` compiled
+/// once, shared by every call) is what a fresh instance renders and answers; and every file
+/// `TEMPLATES` names exists and compiles (`Harness::prepared` panics otherwise).
+#[test]
+fn a_prepared_plugin_answers_as_a_fresh_one() {
+    let prepared = Harness::<Iso>::prepared(TEMPLATES);
+    for params in [release(), customize()] {
+        for arch in ["x86_64", "aarch64"] {
+            assert_eq!(
+                prepared.render(arch, &params),
+                harness().render(arch, &params)
+            );
+        }
+    }
+    let bad = with(release(), "packages", json!(7));
+    assert_eq!(prepared.validate(&bad), harness().validate(&bad));
+    assert!(prepared.validate(&bad).is_err());
+}

@@ -28,6 +28,7 @@ impl Plugin for Rpm {
     const DESCRIPTION: &'static str = "Builds binary RPMs from a spec file, inline or from git";
     const ARCHES: &'static [&'static str] = &["x86_64", "aarch64"];
     const STEPS: &'static [&'static str] = &["fetch", "deps", "build"];
+    const TEMPLATES: &'static [&'static str] = &["configmap.yaml", "job.yaml"];
 
     fn check(params: &Params, ctx: &Context) -> Vec<FieldError> {
         common::check(params, ctx)

@@ -27,6 +27,7 @@ impl Plugin for Srpm {
     const DESCRIPTION: &'static str = "Builds a source RPM from a spec file, inline or from git";
     const ARCHES: &'static [&'static str] = &["x86_64", "aarch64"];
     const STEPS: &'static [&'static str] = &["fetch", "build"];
+    const TEMPLATES: &'static [&'static str] = &["configmap.yaml", "job.yaml"];
 
     fn check(params: &Params, ctx: &Context) -> Vec<FieldError> {
         common::check(params, ctx)

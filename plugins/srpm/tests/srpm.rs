@@ -141,3 +141,22 @@ bad_params! {
         with(inline(), "sources", json!({"a": "AAAA".repeat(360 * 1024)})) => "/sources";
     bad_memory: with(scm(), "resources", json!({"memory": "4 GiB"})) => "/resources/memory";
 }
+
+/// What the host's pre-initialized snapshot serves (settings parsed and `TEMPLATES` compiled
+/// once, shared by every call) is what a fresh instance renders and answers; and every file
+/// `TEMPLATES` names exists and compiles (`Harness::prepared` panics otherwise).
+#[test]
+fn a_prepared_plugin_answers_as_a_fresh_one() {
+    let prepared = Harness::<Srpm>::prepared(TEMPLATES);
+    for params in [inline(), scm()] {
+        for arch in ["x86_64", "aarch64"] {
+            assert_eq!(
+                prepared.render(arch, &params),
+                harness().render(arch, &params)
+            );
+        }
+    }
+    let bad = with(inline(), "spec", json!(7));
+    assert_eq!(prepared.validate(&bad), harness().validate(&bad));
+    assert!(prepared.validate(&bad).is_err());
+}

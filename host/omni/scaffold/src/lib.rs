@@ -51,6 +51,9 @@ impl Plugin for @TYPE@ {
     const DESCRIPTION: &'static str = "Prints a message (a new Omni task type)";
     const ARCHES: &'static [&'static str] = &["x86_64", "aarch64"];
     const STEPS: &'static [&'static str] = &["run"];
+    /// Compiled once when the host pre-initializes the plugin, not on every call: list every
+    /// template you render or include.
+    const TEMPLATES: &'static [&'static str] = &["job.yaml"];
 
     /// Rules beyond one field's `#[garde]` ones: here, the operator's limit.
     fn check(params: &Params, ctx: &Context) -> Vec<FieldError> {

@@ -71,3 +71,17 @@ fn bad_params_name_the_field() {
     }
     assert!(harness.validate(&params()).is_ok());
 }
+
+/// The host serves from a snapshot taken after the plugin parsed its settings and compiled
+/// `TEMPLATES`: it must answer as a fresh instance does, and every listed file must exist.
+#[test]
+fn a_prepared_plugin_answers_as_a_fresh_one() {
+    let prepared = Harness::<@TYPE@>::prepared(TEMPLATES);
+    for arch in ["x86_64", "aarch64"] {
+        let job = Job::example(arch);
+        assert_eq!(
+            prepared.serialize(&job, &params()),
+            harness().serialize(&job, &params())
+        );
+    }
+}
