@@ -67,6 +67,15 @@ async fn run(name: &str, store: Arc<dyn Store>) {
 async fn submissions(store: Arc<dyn Store>) -> (f64, Duration, Duration) {
     let (_plugins, registry) =
         omni_test_support::registry(omni_test_support::sandbox(json!({})), &["srpm"]);
+    // Measured as a running server serves: from the plugin's pre-initialized snapshot.
+    let srpm = registry.get("srpm").expect("srpm loads");
+    for _ in 0..3000 {
+        if srpm.is_prepared() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(srpm.is_prepared(), "srpm was never pre-initialized");
     let app = router(AppState::new(JobService::new(store, registry)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/v1/jobs", listener.local_addr().unwrap());

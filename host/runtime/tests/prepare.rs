@@ -245,7 +245,10 @@ fn a_restart_reuses_the_cached_snapshot_until_a_file_it_read_has_other_text() {
     let (_dir, second) = registry(sandbox_over(templates.path(), cache.path()), &["srpm"]);
     let plugin = second.get("srpm").unwrap();
     wait_prepared(&plugin);
-    assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), written);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().modified().unwrap(),
+        written
+    );
 
     // Copying a file over with the same text changes nothing; other text makes a new snapshot.
     let job_yaml = templates.path().join("srpm/job.yaml");
@@ -253,7 +256,10 @@ fn a_restart_reuses_the_cached_snapshot_until_a_file_it_read_has_other_text() {
     std::fs::write(&job_yaml, &text).unwrap();
     let (_dir, third) = registry(sandbox_over(templates.path(), cache.path()), &["srpm"]);
     wait_prepared(&third.get("srpm").unwrap());
-    assert_eq!(std::fs::metadata(&path).unwrap().modified().unwrap(), written);
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().modified().unwrap(),
+        written
+    );
     std::fs::write(&job_yaml, format!("{text}\n# edited\n")).unwrap();
     let (_dir, fourth) = registry(sandbox_over(templates.path(), cache.path()), &["srpm"]);
     wait_prepared(&fourth.get("srpm").unwrap());

@@ -99,6 +99,8 @@ struct Inner {
     st: Statements,
     /// A full log batch (the insert, [`LOG_BATCH_LINES`] times), built once.
     log_batch: Batch,
+    /// A new job's listing entry and row, in one request.
+    create_batch: Batch,
     consistency: scylla::statement::Consistency,
     job_ttl: i32,
     key_ttl: i32,
@@ -199,6 +201,11 @@ impl CassandraStore {
         }
         log_batch.set_consistency(consistency);
         log_batch.set_is_idempotent(true);
+        let mut create_batch = Batch::new(BatchType::Unlogged);
+        create_batch.append_statement(st.insert_day_created.clone());
+        create_batch.append_statement(st.insert_job.clone());
+        create_batch.set_consistency(consistency);
+        create_batch.set_is_idempotent(true);
         let job_ttl = ttl_secs(config.job_ttl);
         let key_ttl = ttl_secs(config.idempotency_ttl.min(config.job_ttl));
         let listing_horizon = TimeDelta::from_std(config.job_ttl.saturating_mul(2))
@@ -208,6 +215,7 @@ impl CassandraStore {
                 session,
                 st,
                 log_batch,
+                create_batch,
                 consistency,
                 job_ttl,
                 key_ttl,
@@ -289,38 +297,34 @@ impl CassandraStore {
             message: job.message.clone(),
         }];
         let timestamp = creation_timestamp(job);
-        let session = &self.inner.session;
-        let st = &self.inner.st;
-        let listing = session.execute_unpaged(
-            &st.insert_day_created,
-            (
-                day_of(job),
-                timeuuid(job.id),
-                job.service.as_str(),
-                job.task.as_str(),
-                job.domain.as_str(),
-                job.state.as_str(),
-                self.inner.job_ttl,
-                timestamp,
-            ),
+        let listing = (
+            day_of(job),
+            timeuuid(job.id),
+            job.service.as_str(),
+            job.task.as_str(),
+            job.domain.as_str(),
+            job.state.as_str(),
+            self.inner.job_ttl,
+            timestamp,
         );
-        let row = session.execute_unpaged(
-            &st.insert_job,
-            (
-                timeuuid(job.id),
-                job.state.as_str(),
-                to_json(job)?,
-                to_json(&history)?,
-                key,
-                self.inner.job_ttl,
-                timestamp,
-            ),
+        let row = (
+            timeuuid(job.id),
+            job.state.as_str(),
+            to_json(job)?,
+            to_json(&history)?,
+            key,
+            self.inner.job_ttl,
+            timestamp,
         );
-        // Both at once: a create costs one round trip (with the commitlog synced before each
-        // answer, the round trip is most of a submission's time).
-        let (listing, row) = futures::join!(listing, row);
-        listing.map_err(|e| unavailable("writing a job's listing entry", e))?;
-        row.map_err(|e| unavailable("creating a job", e))?;
+        // One request, one round trip (with the commitlog synced before each answer, the round
+        // trip is most of a submission's time), and half the node's per-request work of two
+        // statements. Unlogged: each write is idempotent, and a create that fails is retried
+        // whole or answered 503 (a listing entry without its row is skipped by listings).
+        self.inner
+            .session
+            .batch(&self.inner.create_batch, (listing, row))
+            .await
+            .map_err(|e| unavailable("creating a job", e))?;
         Ok(())
     }
 
