@@ -99,7 +99,7 @@ struct Inner {
     st: Statements,
     /// A full log batch (the insert, [`LOG_BATCH_LINES`] times), built once.
     log_batch: Batch,
-    /// A new job's listing entry and row, in one request.
+    /// A new job's listing entry, row and creation event, in one request.
     create_batch: Batch,
     consistency: scylla::statement::Consistency,
     job_ttl: i32,
@@ -204,6 +204,7 @@ impl CassandraStore {
         let mut create_batch = Batch::new(BatchType::Unlogged);
         create_batch.append_statement(st.insert_day_created.clone());
         create_batch.append_statement(st.insert_job.clone());
+        create_batch.append_statement(st.insert_event.clone());
         create_batch.set_consistency(consistency);
         create_batch.set_is_idempotent(true);
         let job_ttl = ttl_secs(config.job_ttl);
@@ -277,8 +278,8 @@ impl CassandraStore {
         }))
     }
 
-    /// Writes a new job: its listing entry and the job row, at once. A create interrupted
-    /// between them was not acknowledged; it leaves a listing entry without a job (listings skip
+    /// Writes a new job: its listing entry, the job row and its creation event, in one unlogged
+    /// batch. A create interrupted between them was not acknowledged; it leaves a listing entry without a job (listings skip
     /// it) or a job no listing shows and nobody was told the id of (it expires with its TTL).
     ///
     /// Both are plain writes (a Paxos insert would cost three times as much, and a new job's id
@@ -287,6 +288,13 @@ impl CassandraStore {
     /// the same idempotency key) changes nothing, and can never undo a later change: every
     /// later write (a Paxos transition, a purge's delete, a listing hint) carries the time it
     /// was made, which is later unless clocks are a day apart.
+    ///
+    /// The job's creation event is written in the same request: a new job and its event are
+    /// stored together (or, when the request fails, likely neither), and a submission costs one
+    /// request. The event's id is made just before; when the request took longer than half the
+    /// settle time, the event is written again under a new id, as
+    /// [`CassandraStore::record_event`] does. Writing the same job again writes its event again:
+    /// a reader may get it twice, never not at all.
     async fn insert_job(&self, job: &Job, key: Option<&str>) -> Result<()> {
         let history = vec![StateChange {
             job_id: job.id,
@@ -317,14 +325,30 @@ impl CassandraStore {
             timestamp,
         );
         // One request, one round trip (with the commitlog synced before each answer, the round
-        // trip is most of a submission's time), and half the node's per-request work of two
-        // statements. Unlogged: each write is idempotent, and a create that fails is retried
-        // whole or answered 503 (a listing entry without its row is skipped by listings).
+        // trip is most of a submission's time), and less of the node's per-request work than a
+        // request per statement; its CPU is what limits submissions on a small node. Unlogged:
+        // each write is idempotent, and a create that fails is retried whole or answered 503 (a
+        // listing entry without its row is skipped by listings).
+        let started = Utc::now();
+        let id = omni_store::new_job_id();
+        let event = to_json(&Event::new(id.to_string(), job, &creation(job)))?;
+        let hour = hour_of(id_time(id).unwrap_or(started));
         self.inner
             .session
-            .batch(&self.inner.create_batch, (listing, row))
+            .batch(
+                &self.inner.create_batch,
+                (
+                    listing,
+                    row,
+                    (hour, timeuuid(id), event, self.inner.event_ttl),
+                ),
+            )
             .await
             .map_err(|e| unavailable("creating a job", e))?;
+        if Utc::now() - started > self.inner.event_settle / 2 {
+            tracing::warn!(job = %job.id, event = %id, "a new job took longer than half the settle time to write; writing its event again under a new id");
+            self.record_event(job, &creation(job)).await;
+        }
         Ok(())
     }
 
@@ -577,7 +601,6 @@ impl Store for CassandraStore {
         }
         let Some(key) = key else {
             self.insert_job(job, None).await?;
-            self.record_event(job, &creation(job)).await;
             return Ok(Created::New(job.clone()));
         };
         // Claim the key first. The key row holds the whole job, so whoever finds the key claimed
@@ -600,7 +623,6 @@ impl Store for CassandraStore {
         if answer.applied || claimed_by == Some(job.id) {
             // Ours (also when an earlier attempt with an unknown outcome claimed it).
             self.insert_job(job, Some(&key.key)).await?;
-            self.record_event(job, &creation(job)).await;
             return Ok(Created::New(job.clone()));
         }
         let Some(first_id) = claimed_by else {
