@@ -123,6 +123,34 @@ impl<P: Plugin> Harness<P> {
     }
 }
 
+/// Asserts that the plugin answers from the host's pre-initialized snapshot as from a fresh
+/// instance: for each of `params` (valid or not), `validate`, and `serialize` of
+/// [`Job::example`] for every arch of [`Plugin::ARCHES`], answer the same from
+/// [`Harness::prepared`] (one context shared by every call) as from [`Harness::new`].
+///
+/// # Panics
+/// When an answer differs, or when [`Plugin::TEMPLATES`] names a file `dir` does not have or
+/// that does not compile.
+pub fn assert_prepared_answers_as_fresh<P: Plugin>(dir: impl AsRef<Path>, params: &[Value]) {
+    let fresh = Harness::<P>::new(&dir);
+    let prepared = Harness::<P>::prepared(&dir);
+    for params in params {
+        assert_eq!(
+            prepared.validate(params),
+            fresh.validate(params),
+            "validate {params}"
+        );
+        for arch in P::ARCHES {
+            let job = Job::example(arch);
+            assert_eq!(
+                prepared.serialize(&job, params),
+                fresh.serialize(&job, params),
+                "serialize {params} for {arch}"
+            );
+        }
+    }
+}
+
 /// `params` with `key` set to `value`.
 pub fn with(mut params: Value, key: &str, value: Value) -> Value {
     params[key] = value;

@@ -296,14 +296,8 @@ impl CassandraStore {
     /// [`CassandraStore::record_event`] does. Writing the same job again writes its event again:
     /// a reader may get it twice, never not at all.
     async fn insert_job(&self, job: &Job, key: Option<&str>) -> Result<()> {
-        let history = vec![StateChange {
-            job_id: job.id,
-            seq: 0,
-            from: None,
-            to: job.state,
-            time: job.created_at,
-            message: job.message.clone(),
-        }];
+        let created = creation(job);
+        let history = std::slice::from_ref(&created);
         let timestamp = creation_timestamp(job);
         let listing = (
             day_of(job),
@@ -331,7 +325,7 @@ impl CassandraStore {
         // listing entry without its row is skipped by listings).
         let started = Utc::now();
         let id = omni_store::new_job_id();
-        let event = to_json(&Event::new(id.to_string(), job, &creation(job)))?;
+        let event = to_json(&Event::new(id.to_string(), job, &created))?;
         let hour = hour_of(id_time(id).unwrap_or(started));
         self.inner
             .session
@@ -347,7 +341,7 @@ impl CassandraStore {
             .map_err(|e| unavailable("creating a job", e))?;
         if Utc::now() - started > self.inner.event_settle / 2 {
             tracing::warn!(job = %job.id, event = %id, "a new job took longer than half the settle time to write; writing its event again under a new id");
-            self.record_event(job, &creation(job)).await;
+            self.record_event(job, &created).await;
         }
         Ok(())
     }
