@@ -56,6 +56,10 @@ pub(crate) fn cached_snapshot(
 ) -> Option<(Component, Reads)> {
     let manifest = sandbox.cache_file(component, "preinit.json")?;
     let manifest: Manifest = serde_json::from_slice(&std::fs::read(manifest).ok()?).ok()?;
+    // It names a file of the cache: only a sha256 in hex may.
+    if manifest.snapshot.len() != 64 || !manifest.snapshot.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
     let mut reads = Vec::with_capacity(manifest.reads.len());
     for read in manifest.reads {
         let (text, stamp) = sandbox.templates().get_stamped(task, &read.name);
