@@ -13,13 +13,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
 use wasmtime::component::{Component, Instance, Lift, WasmList};
 use wasmtime::{AsContextMut, Store};
 use wasmtime_wizer::{ComponentInstanceState, Wizer};
 
 use crate::limits::Limits;
-use serde::{Deserialize, Serialize};
-
 use crate::sandbox::{Sandbox, digest, write_then_rename};
 use crate::state::{HostState, Read, Reads};
 
@@ -98,7 +97,7 @@ pub(crate) fn snapshot(
     let (cx, instrumented) = wizer
         .instrument_component(bytes)
         .map_err(|e| format!("cannot instrument the component: {e:#}"))?;
-    // It runs once: quick code, not cached, is the cheapest way to run it.
+    // It runs once: quick code (not cached) is the cheapest way to run it, where there is any.
     let (code, tier) = sandbox
         .compile_quick(path, &instrumented, &digest(&instrumented))
         .map_err(|e| e.to_string())?;
