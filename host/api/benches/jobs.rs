@@ -73,13 +73,7 @@ async fn submissions(store: Arc<dyn Store>) -> (f64, Duration, Duration) {
         omni_test_support::registry(omni_test_support::sandbox(json!({})), &["srpm"]);
     // Measured as a running server serves: from the plugin's pre-initialized snapshot.
     let srpm = registry.get("srpm").expect("srpm loads");
-    for _ in 0..3000 {
-        if srpm.is_prepared() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(srpm.is_prepared(), "srpm was never pre-initialized");
+    omni_test_support::wait_until("srpm's snapshot", || srpm.is_prepared());
     let app = router(AppState::new(JobService::new(store, registry)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/v1/jobs", listener.local_addr().unwrap());

@@ -153,11 +153,7 @@ async fn the_iso_customize_job_builds_a_real_iso() {
     tokio::spawn(async move { axum::serve(listener, app).await });
 
     let templates = scratch.path().join("templates");
-    std::fs::create_dir_all(templates.join("iso")).unwrap();
-    for entry in std::fs::read_dir(omni_test_support::workspace().join("templates/iso")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), templates.join("iso").join(entry.file_name())).unwrap();
-    }
+    omni_test_support::copy_templates("iso", &templates);
     let settings = templates.join("iso/settings.yaml");
     let text = std::fs::read_to_string(&settings).unwrap();
     std::fs::write(
@@ -168,12 +164,9 @@ async fn the_iso_customize_job_builds_a_real_iso() {
         ),
     )
     .unwrap();
-    let sandbox = omni_runtime::Sandbox::new(
-        omni_runtime::SandboxConfig::default(),
-        std::sync::Arc::new(omni_runtime::Templates::new(&templates)),
-    )
-    .unwrap();
-    let (_plugins, registry) = omni_test_support::registry(std::sync::Arc::new(sandbox), &["iso"]);
+    let sandbox =
+        omni_test_support::sandbox_over(&templates, omni_runtime::SandboxConfig::default());
+    let (_plugins, registry) = omni_test_support::registry(sandbox, &["iso"]);
     let params = json!({"mode": "customize", "base_iso": url, "volume_label": "OMNI_TEST",
         "kickstart": "lang en_US.UTF-8\nreboot\n", "files": {"/isolinux/boot.msg": "customized\n"}});
     let rendered = registry

@@ -305,13 +305,7 @@ fn rss_probe(cache: &Path) {
     for task in ["iso", "rpm", "srpm"] {
         let plugin = registry.get(task).expect("loaded");
         // Serving from its snapshot, as a running host does shortly after a start.
-        for _ in 0..3000 {
-            if plugin.is_prepared() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert!(plugin.is_prepared(), "{task} was never pre-initialized");
+        omni_test_support::wait_until(&format!("{task}'s snapshot"), || plugin.is_prepared());
         for _ in 0..100 {
             drop(
                 plugin

@@ -147,7 +147,7 @@ pub struct Plugin {
     this: Weak<Plugin>,
     /// The component, kept to pre-initialize it again after a template edit; `None` when it
     /// does not export `wizer-initialize`.
-    source: Option<Arc<[u8]>>,
+    source: Option<Arc<Vec<u8>>>,
     prepared: ArcSwapOption<Prepared>,
     /// A pre-initialization is under way or queued.
     preparing: AtomicBool,
@@ -184,7 +184,7 @@ impl Plugin {
         let component = sandbox.compile(path, bytes, &digest)?;
         let mut plugin = Self::checked(sandbox, path, digest, &component, Tier::Optimized)?;
         if prepare::exports_initialize(&component) {
-            plugin.source = Some(bytes.into());
+            plugin.source = Some(Arc::new(bytes.to_vec()));
         }
         Ok(plugin)
     }
@@ -205,35 +205,15 @@ impl Plugin {
     ) -> Result<Arc<Self>, LoadError> {
         let (component, tier) = sandbox.compile_first(path, &bytes, &digest)?;
         let mut plugin = Self::checked(sandbox, path, digest, &component, tier)?;
-        let bytes: Arc<[u8]> = bytes.into();
+        let bytes = Arc::new(bytes);
         if prepare::exports_initialize(&component) {
             plugin.source = Some(Arc::clone(&bytes));
-            plugin.preparing.store(true, Ordering::Relaxed);
         }
         let plugin = Arc::new_cyclic(|this| {
             plugin.this = this.clone();
             plugin
         });
-        if tier == Tier::Quick || plugin.source.is_some() {
-            let weak = Arc::downgrade(&plugin);
-            let spawned = std::thread::Builder::new()
-                .name("omni-optimize".into())
-                .spawn(move || {
-                    let _one_at_a_time = OPTIMIZING
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    if tier == Tier::Quick {
-                        optimize(&weak, &bytes);
-                    }
-                    if let Some(plugin) = weak.upgrade() {
-                        plugin.prepare_in_background();
-                    }
-                });
-            if let Err(e) = spawned {
-                plugin.preparing.store(false, Ordering::Relaxed);
-                tracing::warn!(plugin = plugin.label(), "cannot start optimizing: {e}");
-            }
-        }
+        plugin.in_background((tier == Tier::Quick).then_some(bytes));
         Ok(plugin)
     }
 
@@ -260,7 +240,7 @@ impl Plugin {
 
     /// Whether new calls start from a pre-initialized snapshot: the component exports
     /// `wizer-initialize`, its snapshot is made, and the template files its initialization read
-    /// are unchanged since.
+    /// are unchanged since (when they changed, asking starts a new snapshot, as a call would).
     pub fn is_prepared(&self) -> bool {
         self.current_snapshot().is_some()
     }
@@ -340,24 +320,44 @@ impl Plugin {
         {
             return Some(prepared);
         }
-        if !self.preparing.swap(true, Ordering::AcqRel) {
-            let weak = self.this.clone();
-            let spawned = std::thread::Builder::new()
-                .name("omni-prepare".into())
-                .spawn(move || {
-                    let _one_at_a_time = OPTIMIZING
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    if let Some(plugin) = weak.upgrade() {
-                        plugin.prepare_in_background();
-                    }
-                });
-            if let Err(e) = spawned {
-                self.preparing.store(false, Ordering::Release);
-                tracing::warn!(plugin = self.label(), "cannot start pre-initializing: {e}");
-            }
-        }
+        self.in_background(None);
         None
+    }
+
+    /// Starts the plugin's background work on a thread of its own, one at a time with every
+    /// other plugin's ([`OPTIMIZING`]): Cranelift's code for `to_optimize` (the component's
+    /// bytes, when it serves quick code), then a pre-initialization when the component exports
+    /// `wizer-initialize` and none is under way or queued already. Nothing happens for a plugin
+    /// that is gone (replaced or unloaded) by the time the thread runs, or that is not shared
+    /// ([`Plugin::load`]'s: there is no background work for it).
+    fn in_background(&self, to_optimize: Option<Arc<Vec<u8>>>) {
+        if self.this.strong_count() == 0 {
+            return;
+        }
+        let prepare = self.source.is_some() && !self.preparing.swap(true, Ordering::AcqRel);
+        if to_optimize.is_none() && !prepare {
+            return;
+        }
+        let weak = self.this.clone();
+        let spawned = std::thread::Builder::new()
+            .name("omni-optimize".into())
+            .spawn(move || {
+                let _one_at_a_time = OPTIMIZING
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Some(bytes) = to_optimize {
+                    optimize(&weak, &bytes);
+                }
+                if let Some(plugin) = weak.upgrade().filter(|_| prepare) {
+                    plugin.prepare_in_background();
+                }
+            });
+        if let Err(e) = spawned {
+            if prepare {
+                self.preparing.store(false, Ordering::Release);
+            }
+            tracing::warn!(plugin = self.label(), "cannot start background work: {e}");
+        }
     }
 
     fn checked(

@@ -6,19 +6,15 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use omni_runtime::{FieldError, Plugin, PluginError, Registry, Sandbox, SandboxConfig, Templates};
-use omni_test_support::{component, job, registry, sandbox, workspace};
+use omni_runtime::{FieldError, Plugin, PluginError, Registry, Sandbox, SandboxConfig};
+use omni_test_support::{component, copy_templates, job, registry, sandbox, wait_until};
 use serde_json::json;
 
 /// Waits (on this thread) until `plugin` serves from its snapshot.
 fn wait_prepared(plugin: &Plugin) {
-    for _ in 0..3000 {
-        if plugin.is_prepared() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("{} was never pre-initialized", plugin.label());
+    wait_until(&format!("{}'s snapshot", plugin.label()), || {
+        plugin.is_prepared()
+    });
 }
 
 fn field_errors(answer: Result<(), PluginError>) -> Vec<FieldError> {
@@ -79,25 +75,14 @@ fn every_task_plugin_answers_from_its_snapshot_as_from_its_plain_component() {
 /// A copy of the repository's `templates/srpm` under a new templates root.
 fn srpm_templates() -> tempfile::TempDir {
     let root = tempfile::tempdir().unwrap();
-    let dir = root.path().join("srpm");
-    std::fs::create_dir(&dir).unwrap();
-    for entry in std::fs::read_dir(workspace().join("templates/srpm")).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
-    }
+    copy_templates("srpm", root.path());
     root
 }
 
 #[test]
 fn a_template_edit_is_served_by_the_next_call_and_then_prepared_again() {
     let templates = srpm_templates();
-    let sandbox = Arc::new(
-        Sandbox::new(
-            SandboxConfig::default(),
-            Arc::new(Templates::new(templates.path())),
-        )
-        .unwrap(),
-    );
+    let sandbox = omni_test_support::sandbox_over(templates.path(), SandboxConfig::default());
     let (_dir, registry) = registry(sandbox, &["srpm"]);
     let plugin = registry.get("srpm").unwrap();
     wait_prepared(&plugin);
@@ -195,16 +180,11 @@ fn a_component_without_the_initialize_export_serves_as_it_is() {
 
 /// A sandbox over `templates` whose compile cache is `cache`.
 fn sandbox_over(templates: &Path, cache: &Path) -> Arc<Sandbox> {
-    Arc::new(
-        Sandbox::new(
-            SandboxConfig {
-                cache_dir: Some(cache.to_owned()),
-                ..SandboxConfig::default()
-            },
-            Arc::new(Templates::new(templates)),
-        )
-        .unwrap(),
-    )
+    let config = SandboxConfig {
+        cache_dir: Some(cache.to_owned()),
+        ..SandboxConfig::default()
+    };
+    omni_test_support::sandbox_over(templates, config)
 }
 
 /// The snapshot manifest the cache holds for srpm: its path and its JSON.

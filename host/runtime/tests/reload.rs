@@ -230,13 +230,9 @@ fn cached_sandbox(cache: &tempfile::TempDir) -> Arc<Sandbox> {
 
 /// Waits (on this thread) for a plugin's optimized code, compiled in the background.
 fn wait_optimized(plugin: &Plugin) {
-    for _ in 0..3000 {
-        if plugin.tier() == Tier::Optimized {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("{} never switched to optimized code", plugin.label());
+    omni_test_support::wait_until(&format!("{}'s optimized code", plugin.label()), || {
+        plugin.tier() == Tier::Optimized
+    });
 }
 
 #[test]

@@ -279,10 +279,11 @@ impl CassandraStore {
     }
 
     /// Writes a new job: its listing entry, the job row and its creation event, in one unlogged
-    /// batch. A create interrupted between them was not acknowledged; it leaves a listing entry without a job (listings skip
-    /// it) or a job no listing shows and nobody was told the id of (it expires with its TTL).
+    /// batch. A create interrupted between them was not acknowledged; it leaves a listing entry
+    /// without a job (listings skip it) or a job no listing shows and nobody was told the id of
+    /// (it expires with its TTL).
     ///
-    /// Both are plain writes (a Paxos insert would cost three times as much, and a new job's id
+    /// All are plain writes (a Paxos insert would cost three times as much, and a new job's id
     /// is unique), at a timestamp derived from the job: a day before the time in its id. So
     /// writing the same job again (a retry, or a caller finishing the create of another one with
     /// the same idempotency key) changes nothing, and can never undo a later change: every
@@ -324,24 +325,15 @@ impl CassandraStore {
         // each write is idempotent, and a create that fails is retried whole or answered 503 (a
         // listing entry without its row is skipped by listings).
         let started = Utc::now();
-        let id = omni_store::new_job_id();
-        let event = to_json(&Event::new(id.to_string(), job, &created))?;
-        let hour = hour_of(id_time(id).unwrap_or(started));
+        let (id, event) = self.new_event(job, &created)?;
         self.inner
             .session
-            .batch(
-                &self.inner.create_batch,
-                (
-                    listing,
-                    row,
-                    (hour, timeuuid(id), event, self.inner.event_ttl),
-                ),
-            )
+            .batch(&self.inner.create_batch, (listing, row, event))
             .await
             .map_err(|e| unavailable("creating a job", e))?;
         if Utc::now() - started > self.inner.event_settle / 2 {
             tracing::warn!(job = %job.id, event = %id, "a new job took longer than half the settle time to write; writing its event again under a new id");
-            self.record_event(job, &created).await;
+            self.record_event_after(job, &created, 2).await;
         }
         Ok(())
     }
@@ -1323,6 +1315,15 @@ const EVENT_SCAN_ROWS: usize = 16 * 1000;
 const EVENT_WRITE_ATTEMPTS: usize = 5;
 
 impl CassandraStore {
+    /// A new event of `change`: its id, made now (write it at once: see
+    /// [`CassandraStore::record_event`]), and the values of `insert_event`.
+    fn new_event(&self, job: &Job, change: &StateChange) -> Result<(Uuid, EventRow)> {
+        let id = omni_store::new_job_id();
+        let text = to_json(&Event::new(id.to_string(), job, change))?;
+        let hour = hour_of(id_time(id).unwrap_or_else(Utc::now));
+        Ok((id, (hour, timeuuid(id), text, self.inner.event_ttl)))
+    }
+
     /// Records a change in the event stream, right after the change itself was stored (the
     /// change is a compare-and-set on the job's partition; the event lives in another
     /// partition, so it cannot be part of it). The event's id is made just before it is
@@ -1331,26 +1332,25 @@ impl CassandraStore {
     /// twice, never not at all). When the store cannot be written, the event is logged and lost:
     /// the change itself is made and stays made.
     async fn record_event(&self, job: &Job, change: &StateChange) {
+        self.record_event_after(job, change, 1).await;
+    }
+
+    /// [`CassandraStore::record_event`], its first `attempt`s already made.
+    async fn record_event_after(&self, job: &Job, change: &StateChange, attempt: usize) {
         let half_settle = self.inner.event_settle / 2;
-        for attempt in 1..=EVENT_WRITE_ATTEMPTS {
+        for attempt in attempt..=EVENT_WRITE_ATTEMPTS {
             let started = Utc::now();
-            let id = omni_store::new_job_id();
-            let event = Event::new(id.to_string(), job, change);
-            let text = match to_json(&event) {
-                Ok(text) => text,
+            let (id, row) = match self.new_event(job, change) {
+                Ok(event) => event,
                 Err(error) => {
                     tracing::error!(job = %job.id, %error, "cannot encode an event");
                     return;
                 }
             };
-            let hour = hour_of(id_time(id).unwrap_or(started));
             let written = self
                 .inner
                 .session
-                .execute_unpaged(
-                    &self.inner.st.insert_event,
-                    (hour, timeuuid(id), text, self.inner.event_ttl),
-                )
+                .execute_unpaged(&self.inner.st.insert_event, row)
                 .await;
             match written {
                 Ok(_) if Utc::now() - started <= half_settle => return,
@@ -1365,6 +1365,9 @@ impl CassandraStore {
         tracing::error!(job = %job.id, to = %change.to, "an event could not be recorded; readers will not see it");
     }
 }
+
+/// The values of `insert_event`: hour bucket, id, the event as JSON, TTL.
+type EventRow = (DateTime<Utc>, CqlTimeuuid, String, i32);
 
 /// Entry 0 of a new job's history.
 fn creation(job: &Job) -> StateChange {

@@ -53,13 +53,40 @@ pub fn sandbox(limits: serde_json::Value) -> Arc<Sandbox> {
 /// A sandbox with a compile cache in `cache`.
 pub fn sandbox_with(limits: serde_json::Value, cache: Option<PathBuf>) -> Arc<Sandbox> {
     let limits: LimitsConfig = serde_json::from_value(limits).unwrap();
-    let templates = Arc::new(Templates::new(workspace().join("templates")));
     let config = SandboxConfig {
         cache_dir: cache,
         limits,
         ..SandboxConfig::default()
     };
-    Arc::new(Sandbox::new(config, templates).unwrap())
+    sandbox_over(&workspace().join("templates"), config)
+}
+
+/// A sandbox over the templates root `templates` (one directory per task) with `config`.
+pub fn sandbox_over(templates: &Path, config: SandboxConfig) -> Arc<Sandbox> {
+    Arc::new(Sandbox::new(config, Arc::new(Templates::new(templates))).unwrap())
+}
+
+/// Copies the repository's `templates/<task>/` into `<root>/<task>/`, for a test that edits
+/// them.
+pub fn copy_templates(task: &str, root: &Path) {
+    let dir = root.join(task);
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(workspace().join("templates").join(task)).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+}
+
+/// Waits on this thread, up to a minute, until `condition` holds (work a plugin does in the
+/// background: its optimized code, its snapshot); fails the test naming `what` otherwise.
+pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    for _ in 0..3000 {
+        if condition() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    panic!("gave up waiting for {what}");
 }
 
 /// A registry over a fresh temporary plugins directory holding the named components.
