@@ -1,4 +1,4 @@
-//! Who is calling, and what they may do (../shared/API.md, "Auth").
+//! Who is calling, and what they may do (`docs/api.md`, "Auth").
 //!
 //! Callers authenticate with HTTP Basic (users with argon2 password hashes) or a bearer token
 //! (kept in the configuration as its SHA-256: tokens are random, so a fast hash is as safe as a
@@ -55,7 +55,7 @@ impl std::fmt::Display for Role {
     }
 }
 
-/// `[auth]`: the users and tokens (../shared/API.md, "Auth").
+/// `[auth]`: the users and tokens (`docs/api.md`, "Auth").
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {

@@ -1,4 +1,4 @@
-//! `GET /v1/events`: the job-change event stream as server-sent events (../shared/API.md,
+//! `GET /v1/events`: the job-change event stream as server-sent events (`docs/api.md`,
 //! "Events").
 //!
 //! Each event is `event: job`, `id: <the event's id>`, `data: <the event's JSON>`. A client

@@ -1,4 +1,4 @@
-//! The job routes: create, get, list, cancel and purge (../shared/API.md, "Jobs"); the logs
+//! The job routes: create, get, list, cancel and purge (`docs/api.md`, "Jobs"); the logs
 //! route is in `logs`.
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};

@@ -1,9 +1,9 @@
 //! # omni-api: the HTTP API
 //!
-//! The routes of `../shared/API.md` that exist so far — jobs, events, webhooks, plugins and
-//! health — as an axum
-//! [`Router`] built by [`router`] over an [`AppState`]. It owns request parsing, limits and the
-//! mapping of every domain error to one `application/problem+json` answer ([`problem`]); it
+//! The routes of Omni's HTTP contract (`docs/api.md` at the repository's root: every route, its
+//! roles, errors, streams and paging) — jobs, logs, events, webhooks, plugins and operations — as
+//! an axum [`Router`] built by [`router`] over an [`AppState`]. It owns request parsing, limits
+//! and the mapping of every domain error to one `application/problem+json` answer ([`problem`]); it
 //! knows nothing of how plugins run (`omni-runtime`), how jobs are kept (`omni-jobs` over an
 //! `omni-store` backend) or how the server starts (the `omni` binary).
 //!

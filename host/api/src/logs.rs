@@ -1,4 +1,4 @@
-//! `GET /v1/jobs/{id}/logs` (../shared/API.md, "Jobs"): archived pages with a cursor, or, with
+//! `GET /v1/jobs/{id}/logs` (`docs/api.md`, "Logs"): archived pages with a cursor, or, with
 //! `Accept: text/event-stream` or `follow=true`, the same lines as server-sent events that replay
 //! what is stored after the cursor, then stream live, and end with `event: end`.
 //!

@@ -1,4 +1,5 @@
-//! The plugin routes: list, one, render (a dry run: nothing is stored or run) and reload.
+//! The plugin routes (`docs/api.md`, "Plugins"): list, one, render (a dry run: nothing is
+//! stored or run) and reload.
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};

@@ -1,6 +1,7 @@
 //! Errors as `application/problem+json` (RFC 9457): `{"type", "title", "status", "detail"}`,
 //! plus `"errors": [{"path", "message"}]` where fields were wrong. Every handler error goes
 //! through [`Problem`]; [`Problem::from_plugin`] is the one place plugin errors become HTTP.
+//! `docs/api.md`, "Errors", lists every status and title a client can get.
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;

@@ -1,4 +1,4 @@
-//! The webhook routes (../shared/API.md, "Events"): register, list, show with the delivery
+//! The webhook routes (`docs/api.md`, "Webhooks"): register, list, show with the delivery
 //! state, delete. What a webhook may be is `omni_webhooks::check`; delivery is
 //! `omni_webhooks::Deliverer`'s. A webhook's secret is never shown.
 

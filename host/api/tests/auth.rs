@@ -1,4 +1,4 @@
-//! Auth through the router: every route against every role (../shared/API.md, "Auth"), the
+//! Auth through the router: every route against every role (`docs/api.md`, "Auth"), the
 //! exact 401 and 403, and no data of another domain in lists, logs, events or webhooks.
 
 mod common;

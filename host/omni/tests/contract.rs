@@ -80,7 +80,7 @@ fn run(url: &str, extra: &[&str]) {
         .arg("run")
         .arg(format!("{url}/v1/openapi.json"))
         .args(["--checks", "all"])
-        // DELETE /v1/jobs/{id} cancels: the job stays, with its final state, as API.md says
+        // DELETE /v1/jobs/{id} cancels: the job stays, with its final state, as docs/api.md says
         // (only `purge=true` removes it), and use_after_free takes every DELETE for a removal.
         // schemathesis 4.32 judges it in the stateful phase, where a per-operation setting in
         // contract.toml is not applied; so it is off for the whole run.
