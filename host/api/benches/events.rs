@@ -143,8 +143,8 @@ async fn change_one_job(jobs: &JobService, marks: &[&dyn Fn(uuid::Uuid, JobState
 
 async fn sse_lag(followers: usize) -> (Duration, Duration) {
     let (_data, store) = open();
-    let (_plugins, jobs) = omni_test_support::job_service_over(store);
-    let app = router(AppState::new(jobs.clone()));
+    let (plugins, jobs) = omni_test_support::job_service_over(store);
+    let app = router(AppState::new(jobs.clone(), Arc::clone(&plugins.registry)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/v1/events", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });

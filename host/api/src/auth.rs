@@ -27,8 +27,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
-use crate::plugins::is_name;
 use crate::{AppState, Problem};
+use omni_core::Name;
 
 /// The domain key that grants a role in every domain.
 pub const EVERY_DOMAIN: &str = "*";
@@ -414,7 +414,7 @@ fn check_roles(what: &str, roles: &BTreeMap<String, Role>) -> Result<(), String>
         ));
     }
     for domain in roles.keys() {
-        if domain != EVERY_DOMAIN && !is_name(domain) {
+        if domain != EVERY_DOMAIN && !Name::is_valid(domain) {
             return Err(format!(
                 "{what}: {domain:?} is not a domain name (lowercase letters, digits and '-') or \"*\""
             ));

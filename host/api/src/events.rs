@@ -27,13 +27,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use futures::Stream;
-use omni_store::{Event, EventFilter, Store, StoreError};
+use omni_store::{EventFilter, Store, StoreError};
+
+use crate::types::Event;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::auth::Caller;
-use crate::plugins::is_name;
 use crate::{AppState, Problem};
+use omni_core::Name;
 
 /// The header a reconnecting client resumes with.
 pub const LAST_EVENT_ID: &str = "last-event-id";
@@ -78,13 +80,13 @@ pub(crate) fn routes() -> Router<AppState> {
 #[into_params(parameter_in = Query)]
 pub struct EventParams {
     /// Only this domain's jobs (403 without `viewer` there).
-    #[param(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
+    #[param(value_type = Option<crate::types::NameSchema>)]
     domain: Option<String>,
     /// Only this service's jobs.
-    #[param(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
+    #[param(value_type = Option<crate::types::NameSchema>)]
     service: Option<String>,
     /// Only this task's jobs.
-    #[param(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
+    #[param(value_type = Option<crate::types::NameSchema>)]
     task: Option<String>,
     /// Start after this event id or position (an event's `id` or a page's `next`; 400 for one
     /// this server did not give; empty is as if absent).
@@ -142,7 +144,7 @@ pub(crate) async fn stream(
     let mut errors = Vec::new();
     let mut name = |path: &str, value: Option<String>| {
         value.filter(|v| {
-            let ok = is_name(v);
+            let ok = Name::is_valid(v);
             if !ok {
                 errors.push(Problem::field(path, NAME_RULE));
             }
@@ -259,7 +261,7 @@ async fn page(
             .await
             .map_err(Problem::from_store)?;
         let found = !page.items.is_empty();
-        items.extend(page.items);
+        items.extend(page.items.into_iter().map(Event::from));
         cursor = Some(page.next);
         if !found || items.len() == limit {
             break;
@@ -315,7 +317,7 @@ impl Follower {
                 Ok(page) => {
                     self.cursor = page.next;
                     if !page.items.is_empty() {
-                        self.buffer.extend(page.items);
+                        self.buffer.extend(page.items.into_iter().map(Event::from));
                         continue;
                     }
                 }

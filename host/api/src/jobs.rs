@@ -8,14 +8,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
+use omni_core::{JobId, JobState, Name};
 use omni_jobs::{Cancelled, Submission};
-use omni_runtime::FieldError;
-use omni_store::{Created, IdempotencyKey, Job, JobId, JobQuery, JobState, token};
+use omni_store::{Created, IdempotencyKey, JobQuery, token};
+
+use crate::types::{FieldError, Job};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::auth::{Caller, Role};
-use crate::plugins::is_name;
 use crate::{AppState, Problem};
 
 /// The header that makes a submission safe to retry.
@@ -41,14 +42,14 @@ pub(crate) fn routes() -> Router<AppState> {
 }))]
 pub struct CreateJob {
     /// The asking service.
-    #[schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
+    #[schema(value_type = crate::types::NameSchema)]
     pub service: String,
     /// The task type.
-    #[schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
+    #[schema(value_type = crate::types::NameSchema)]
     pub task: String,
     /// The tenant; `default` when absent.
     #[serde(default = "default_domain")]
-    #[schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", default = "default")]
+    #[schema(value_type = crate::types::NameSchema, default = "default")]
     pub domain: String,
     /// The API arch; `x86_64` when absent.
     #[serde(default = "default_arch")]
@@ -78,7 +79,7 @@ impl CreateJob {
             ("/task", &self.task),
             ("/domain", &self.domain),
         ] {
-            if !is_name(value) {
+            if !Name::is_valid(value) {
                 errors.push(Problem::field(path, NAME_RULE));
             }
         }
@@ -204,9 +205,9 @@ pub(crate) async fn create(
     Ok(with_location(status, job))
 }
 
-fn with_location(status: StatusCode, job: Job) -> Response {
+fn with_location(status: StatusCode, job: omni_store::Job) -> Response {
     let location = format!("/v1/jobs/{}", job.id);
-    let mut response = (status, Json(job)).into_response();
+    let mut response = (status, Json(Job::from(job))).into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, value);
     }
@@ -241,7 +242,7 @@ pub(crate) async fn one(
     let id = parse_id(&id)?;
     visible_job(&state, &caller, id, Role::Viewer)
         .await
-        .map(Json)
+        .map(|job| Json(job.into()))
 }
 
 /// The job `id` if the caller has `role` in its domain; 404 (as for no job) when the caller has
@@ -251,7 +252,7 @@ pub(crate) async fn visible_job(
     caller: &Caller,
     id: JobId,
     role: Role,
-) -> Result<Job, Problem> {
+) -> Result<omni_store::Job, Problem> {
     let job = state.jobs.get(id).await.map_err(Problem::from_jobs)?;
     caller.require_on(role, &job.domain, || Problem::no_such_job(&id.to_string()))?;
     Ok(job)
@@ -264,16 +265,16 @@ pub(crate) async fn visible_job(
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Only this service's jobs.
-    #[param(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
+    #[param(value_type = Option<crate::types::NameSchema>)]
     service: Option<String>,
     /// Only this task's jobs.
-    #[param(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
+    #[param(value_type = Option<crate::types::NameSchema>)]
     task: Option<String>,
     /// Only this domain's jobs (403 without `viewer` there).
-    #[param(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
+    #[param(value_type = Option<crate::types::NameSchema>)]
     domain: Option<String>,
     /// Only jobs in this state.
-    #[param(value_type = Option<JobState>)]
+    #[param(value_type = Option<crate::types::JobStateSchema>)]
     state: Option<String>,
     /// Only jobs created at or after this time (RFC 3339).
     #[param(value_type = Option<String>, format = DateTime)]
@@ -302,7 +303,7 @@ impl ListParams {
         let mut errors = Vec::new();
         let mut name = |path: &str, value: Option<String>| {
             value.filter(|v| {
-                let ok = is_name(v);
+                let ok = Name::is_valid(v);
                 if !ok {
                     errors.push(Problem::field(path, NAME_RULE));
                 }
@@ -400,7 +401,7 @@ pub(crate) async fn list(
     let page = state.jobs.list(&query).await.map_err(Problem::from_jobs)?;
     Ok(Json(JobList {
         next_page_token: page.next.map(|last| token::encode(&query, last)),
-        items: page.items,
+        items: page.items.into_iter().map(Job::from).collect(),
     }))
 }
 
@@ -458,8 +459,8 @@ pub(crate) async fn cancel(
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
     match state.jobs.cancel(id).await.map_err(Problem::from_jobs)? {
-        Cancelled::Now(job) => Ok((StatusCode::ACCEPTED, Json(job)).into_response()),
-        Cancelled::AlreadyEnded(job) => Ok((StatusCode::OK, Json(job)).into_response()),
+        Cancelled::Now(job) => Ok((StatusCode::ACCEPTED, Json(Job::from(job))).into_response()),
+        Cancelled::AlreadyEnded(job) => Ok((StatusCode::OK, Json(Job::from(job))).into_response()),
     }
 }
 

@@ -46,6 +46,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod plugins;
 pub mod problem;
+pub mod types;
 pub mod webhooks;
 
 pub use auth::{AuthConfig, Authenticator, Caller, Role};
@@ -61,6 +62,8 @@ pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
 pub struct AppState {
     /// The job service (with the store and the plugins).
     pub jobs: JobService,
+    /// The plugin host's registry the job service uses (its files and their status).
+    pub registry: Arc<Registry>,
     /// The Kubernetes namespace rendered objects go to.
     pub namespace: String,
     /// The largest request body accepted, in bytes.
@@ -76,11 +79,12 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// The state over `jobs` with the defaults: namespace `omni-jobs`, the default body limit,
+    /// The state over `jobs`, whose plugins are `registry`'s, with the defaults: namespace `omni-jobs`, the default body limit,
     /// no engines, the default event stream settings, auth off, and no metrics.
-    pub fn new(jobs: JobService) -> Self {
+    pub fn new(jobs: JobService, registry: Arc<Registry>) -> Self {
         Self {
             jobs,
+            registry,
             namespace: "omni-jobs".to_owned(),
             body_limit: DEFAULT_BODY_LIMIT,
             engines: Vec::new(),
@@ -92,7 +96,7 @@ impl AppState {
 
     /// The loaded plugins.
     pub fn registry(&self) -> &Arc<Registry> {
-        self.jobs.registry()
+        &self.registry
     }
 }
 

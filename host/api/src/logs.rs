@@ -18,7 +18,9 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use omni_jobs::FollowEvent;
-use omni_store::{LogLine, LogQuery};
+use omni_store::LogQuery;
+
+use crate::types::LogLine;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -179,7 +181,7 @@ pub(crate) async fn logs(
         .map_err(Problem::from_jobs)?;
     Ok(Json(LogList {
         next: page.next.map(|n| n.to_string()),
-        items: page.items,
+        items: page.items.into_iter().map(LogLine::from).collect(),
     })
     .into_response())
 }
@@ -193,7 +195,7 @@ fn sse(event: Result<FollowEvent, omni_jobs::JobError>) -> Vec<Event> {
                 Event::default()
                     .event("line")
                     .id(line.seq.to_string())
-                    .json_data(line)
+                    .json_data(LogLine::from(line.clone()))
                     .unwrap_or_else(|_| Event::default().event("line"))
             })
             .collect(),

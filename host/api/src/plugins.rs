@@ -6,11 +6,14 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use omni_runtime::{FieldError, JobContext, PluginStatus, Rendered};
+use omni_core::Name;
+use omni_jobs::Submission;
+use omni_runtime::Registry;
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::auth::{Caller, EVERY_DOMAIN, Role};
+use crate::types::{PluginStatus, Rendered};
 use crate::{AppState, Problem};
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -36,7 +39,7 @@ pub(crate) async fn list(
     State(state): State<AppState>,
     _caller: Caller,
 ) -> Json<Vec<PluginStatus>> {
-    Json(state.registry().list())
+    Json(statuses(state.registry()))
 }
 
 /// The plugin serving `task`.
@@ -59,7 +62,7 @@ pub(crate) async fn one(
     state
         .registry()
         .status(&task)
-        .map(Json)
+        .map(|status| Json(status.into()))
         .ok_or_else(|| no_such_task(&task))
 }
 
@@ -81,7 +84,7 @@ pub(crate) async fn reload(
 ) -> Result<Json<Vec<PluginStatus>>, Problem> {
     caller.require(Role::Admin, EVERY_DOMAIN)?;
     state.registry().rescan().await;
-    Ok(Json(state.registry().list()))
+    Ok(Json(statuses(state.registry())))
 }
 
 fn no_such_task(task: &str) -> Problem {
@@ -105,11 +108,11 @@ pub struct RenderRequest {
     pub arch: String,
     /// Tenant domain; `default` when absent.
     #[serde(default = "default_domain")]
-    #[schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", default = "default")]
+    #[schema(value_type = crate::types::NameSchema, default = "default")]
     pub domain: String,
     /// Submitting service; `render` when absent.
     #[serde(default = "default_service")]
-    #[schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", default = "render")]
+    #[schema(value_type = crate::types::NameSchema, default = "render")]
     pub service: String,
 }
 
@@ -123,11 +126,6 @@ fn default_domain() -> String {
 
 fn default_service() -> String {
     "render".to_owned()
-}
-
-/// Whether `name` is a service, task or domain name: lowercase letters, digits and `-`, 1 to 63.
-pub fn is_name(name: &str) -> bool {
-    omni_runtime::plugin::is_task_name(name)
 }
 
 /// A dry run of a job: the objects the plugin renders for these params. Nothing is stored or
@@ -156,25 +154,18 @@ pub(crate) async fn render(
     Path(task): Path<String>,
     body: Result<Json<RenderRequest>, JsonRejection>,
 ) -> Result<Json<Rendered>, Problem> {
-    let plugin = state
-        .registry()
-        .get(&task)
-        .ok_or_else(|| no_such_task(&task))?;
+    if state.jobs.plugins().plugin(&task).is_none() {
+        return Err(no_such_task(&task));
+    }
     let Json(request) = body.map_err(|e| Problem::from_json_rejection(&e))?;
     let mut errors = Vec::new();
     for (path, value) in [("/domain", &request.domain), ("/service", &request.service)] {
-        if !is_name(value) {
-            errors.push(FieldError {
-                path: path.into(),
-                message: "must be lowercase letters, digits and '-', 1 to 63 long".into(),
-            });
+        if !Name::is_valid(value) {
+            errors.push(Problem::field(path, Name::RULE));
         }
     }
     if !request.params.is_object() {
-        errors.push(FieldError {
-            path: "/params".into(),
-            message: "must be a JSON object".into(),
-        });
+        errors.push(Problem::field("/params", "must be a JSON object"));
     }
     if !errors.is_empty() {
         return Err(Problem::new(
@@ -186,38 +177,27 @@ pub(crate) async fn render(
     }
     // A dry run stores and runs nothing: reading in the domain is enough.
     caller.require(Role::Viewer, &request.domain)?;
-    if !plugin.info().arches.contains(&request.arch) {
-        let known = if omni_arch::is_known(&request.arch) {
-            ""
-        } else {
-            " (not an arch Omni knows)"
-        };
-        return Err(Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unsupported arch",
-            format!(
-                "task {task} builds for {}, not {:?}{known}",
-                plugin.info().arches.join(", "),
-                request.arch
-            ),
-        )
-        .with_errors(vec![FieldError {
-            path: "/arch".into(),
-            message: "not an arch of this task".into(),
-        }]));
-    }
-    let id = omni_store::new_job_id().to_string();
-    let job = JobContext {
-        name: format!("omni-{id}"),
-        job_id: id,
+    let submission = Submission {
         service: request.service,
+        task,
         domain: request.domain,
-        namespace: state.namespace.clone(),
         arch: request.arch,
+        params: request.params,
+        idempotency: None,
     };
-    let rendered = plugin
-        .serialize(job, request.params.to_string())
+    let rendered = state
+        .jobs
+        .dry_run(&submission, &state.namespace)
         .await
-        .map_err(Problem::from_plugin)?;
-    Ok(Json(rendered))
+        .map_err(Problem::from_jobs)?;
+    Ok(Json(rendered.into()))
+}
+
+/// Every plugin file's status, as the API shows it.
+fn statuses(registry: &Registry) -> Vec<PluginStatus> {
+    registry
+        .list()
+        .into_iter()
+        .map(PluginStatus::from)
+        .collect()
 }

@@ -7,9 +7,11 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use omni_core::PluginError;
 use omni_jobs::JobError;
-use omni_runtime::{FieldError, PluginError};
 use omni_store::StoreError;
+
+use crate::types::FieldError;
 
 /// What `Retry-After` says when the store is unavailable.
 pub const RETRY_AFTER_SECS: u32 = 2;

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::auth::{Caller, EVERY_DOMAIN, Role};
-use crate::plugins::is_name;
 use crate::{AppState, Problem};
+use omni_core::Name;
 
 /// The most pending events `GET /v1/webhooks/{id}` counts.
 pub const PENDING_COUNT_LIMIT: usize = 1000;
@@ -42,7 +42,7 @@ pub struct CreateWebhook {
     pub secret: String,
     /// Only this domain's jobs (all domains when absent).
     #[serde(default)]
-    #[schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
+    #[schema(value_type = Option<crate::types::NameSchema>)]
     pub domain: Option<String>,
 }
 
@@ -57,7 +57,7 @@ fn events_schema() -> utoipa::openapi::schema::Schema {
     OneOfBuilder::new()
         .item(
             ArrayBuilder::new()
-                .items(names(omni_webhooks::EVENT_NAMES.to_vec()))
+                .items(names(crate::types::event_names()))
                 .min_items(Some(1)),
         )
         .item(
@@ -187,7 +187,7 @@ pub(crate) async fn create(
         .map(|(path, message)| Problem::field(path, message))
         .collect();
     if let Some(domain) = &request.domain
-        && !is_name(domain)
+        && !Name::is_valid(domain)
     {
         errors.push(Problem::field(
             "/domain",

@@ -53,7 +53,7 @@ fn fixture() -> Fixture {
     };
     let state = AppState {
         auth: Arc::new(Authenticator::new(&config).unwrap()),
-        ..AppState::new(jobs)
+        ..AppState::new(jobs, Arc::clone(&dirs.registry))
     };
     Fixture {
         app: router(state),

@@ -16,7 +16,7 @@ struct Server {
     base: String,
     jobs: JobService,
     client: reqwest::Client,
-    _dirs: (tempfile::TempDir, tempfile::TempDir),
+    _dirs: (omni_test_support::Plugins, tempfile::TempDir),
 }
 
 async fn server() -> Server {
@@ -29,7 +29,7 @@ async fn server() -> Server {
             poll_interval: Duration::from_millis(100),
             keep_alive: Duration::from_millis(500),
         },
-        ..AppState::new(jobs.clone())
+        ..AppState::new(jobs.clone(), Arc::clone(&plugins.registry))
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

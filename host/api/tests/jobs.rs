@@ -479,9 +479,9 @@ fn down() -> StoreError {
 
 #[tokio::test]
 async fn an_unreachable_store_is_503_with_retry_after() {
-    let (_dir, jobs) = omni_test_support::job_service(&["srpm"]);
-    let jobs = omni_jobs::JobService::new(Arc::new(Unreachable), jobs.registry().clone());
-    let app = router(AppState::new(jobs));
+    let (dirs, _) = omni_test_support::job_service(&["srpm"]);
+    let jobs = omni_jobs::JobService::new(Arc::new(Unreachable), dirs.registry.clone());
+    let app = router(AppState::new(jobs, dirs.registry.clone()));
     for (method, uri, body) in [
         ("POST", "/v1/jobs", json_body(&srpm("a"))),
         ("GET", "/v1/jobs", None),

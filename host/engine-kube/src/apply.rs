@@ -162,8 +162,8 @@ mod tests {
     use super::*;
     use omni_engine::Rendered;
 
-    fn omni_runtime_manifest(body: Value) -> omni_runtime::Manifest {
-        omni_runtime::Manifest {
+    fn manifest(body: Value) -> omni_engine::Manifest {
+        omni_engine::Manifest {
             api_version: body["apiVersion"].as_str().unwrap().to_owned(),
             kind: body["kind"].as_str().unwrap().to_owned(),
             name: body["metadata"]["name"].as_str().unwrap().to_owned(),
@@ -175,7 +175,7 @@ mod tests {
         let manifests = serde_json::from_value::<Vec<Value>>(manifests)
             .unwrap()
             .into_iter()
-            .map(omni_runtime_manifest)
+            .map(manifest)
             .collect();
         EngineJob {
             id: "3f1e2d4c-8a7b-11f0-9c5d-0242ac120002".parse().unwrap(),

@@ -11,8 +11,8 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams};
+use omni_engine::Manifest;
 use omni_engine::{Engine, EngineError, Outcome, Progress};
-use omni_runtime::Manifest;
 use serde_json::json;
 
 use common::{JobSpec, PATIENCE};

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Container, EnvVar};
-use omni_runtime::Rendered;
+use omni_engine::Rendered;
 
 /// Why a rendered job cannot run locally.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -6,8 +6,8 @@
 use std::process::Command;
 use std::time::Duration;
 
+use omni_engine::{Manifest, Rendered};
 use omni_engine_local::{Event, LocalRunner, Outcome, Plan, PlanError};
-use omni_runtime::{Manifest, Rendered};
 use serde_json::{Value, json};
 
 async fn render(task: &str, params: Value) -> Rendered {

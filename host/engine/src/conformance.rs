@@ -38,7 +38,7 @@ pub fn one_job(pod: &serde_json::Value) -> EngineJob {
         task: "conformance".into(),
         arch: std::env::consts::ARCH.into(),
         rendered: crate::Rendered {
-            manifests: vec![omni_runtime::Manifest {
+            manifests: vec![omni_core::Manifest {
                 api_version: "batch/v1".into(),
                 kind: "Job".into(),
                 name: name.clone(),

@@ -9,7 +9,8 @@
 //!
 //! Implementations: `omni-engine-local` (processes on this machine) and `omni-engine-kube`
 //! (a Kubernetes cluster through kube). This crate does no I/O and knows nothing of HTTP or the
-//! store's backends; it borrows the job model's names (`JobId`, `StepState`, `LogStream`).
+//! store's backends; it speaks `omni-core`'s model (`JobId`, `StepState`, `LogStream`, `Rendered`)
+//! and builds no plugin host.
 //!
 //! # Layout
 //! - [`Engine`], [`EngineJob`], [`Progress`], [`Outcome`], [`EngineLine`], [`LogCursor`],
@@ -23,8 +24,7 @@ use std::fmt;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
-pub use omni_runtime::Rendered;
-pub use omni_store::{JobId, LogStream, StepState};
+pub use omni_core::{JobId, LogStream, Manifest, Rendered, StepState};
 
 #[cfg(feature = "conformance")]
 #[doc(hidden)]

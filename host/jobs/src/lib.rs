@@ -7,7 +7,8 @@
 //! and writes it with compare-and-set, so racing moves cannot produce an illegal history: the
 //! loser re-reads and finds the job already moved.
 //!
-//! It knows the store and the plugin registry; it knows nothing of HTTP (the API maps
+//! It knows the store and the plugins (through `omni-core`'s [`Plugins`] trait, which the plugin
+//! host implements: no wasmtime here); it knows nothing of HTTP (the API maps
 //! [`JobError`] to statuses) or of engines: whoever runs jobs (the scheduler) attaches itself as
 //! a [`Dispatch`], which says which arches can run and hears of cancels and purges.
 //!
@@ -20,7 +21,7 @@ use std::sync::{Arc, OnceLock};
 use async_trait::async_trait;
 
 use chrono::{DateTime, Utc};
-use omni_runtime::{FieldError, PluginError, Registry};
+use omni_core::{FieldError, JobContext, PluginError, Plugins, Rendered};
 use omni_store::{
     Created, IdempotencyKey, Job, JobId, JobPage, JobQuery, JobState, LogPage, LogQuery, PluginRef,
     StateChange, Step, StepState, Store, StoreError, Transition,
@@ -198,19 +199,19 @@ pub trait Dispatch: Send + Sync + std::fmt::Debug + 'static {
 #[derive(Debug, Clone)]
 pub struct JobService {
     store: Arc<dyn Store>,
-    registry: Arc<Registry>,
+    plugins: Arc<dyn Plugins>,
     events: broadcast::Sender<JobEvent>,
     dispatch: Arc<OnceLock<Arc<dyn Dispatch>>>,
     logs: LogHub,
 }
 
 impl JobService {
-    /// A service over `store` with the plugins of `registry`.
-    pub fn new(store: Arc<dyn Store>, registry: Arc<Registry>) -> Self {
+    /// A service over `store` with `plugins` (the plugin host's registry).
+    pub fn new(store: Arc<dyn Store>, plugins: Arc<dyn Plugins>) -> Self {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         JobService {
             store,
-            registry,
+            plugins,
             events,
             dispatch: Arc::new(OnceLock::new()),
             logs: LogHub::new(LogLimits::default()),
@@ -277,8 +278,57 @@ impl JobService {
     }
 
     /// The plugins.
-    pub fn registry(&self) -> &Arc<Registry> {
-        &self.registry
+    pub fn plugins(&self) -> &Arc<dyn Plugins> {
+        &self.plugins
+    }
+
+    /// Renders a job's objects for `namespace` with its task's plugin as loaded now.
+    ///
+    /// # Errors
+    /// [`JobError::NoSuchTask`] when no plugin serves the task; [`JobError::Plugin`] when it
+    /// fails.
+    pub async fn render(&self, job: &Job, namespace: &str) -> Result<Rendered, JobError> {
+        let plugin = self
+            .plugins
+            .plugin(&job.task)
+            .ok_or_else(|| JobError::NoSuchTask(job.task.clone()))?;
+        let context = JobContext::new(job.id, &job.service, &job.domain, namespace, &job.arch);
+        Ok(plugin.serialize(context, job.params.to_string()).await?)
+    }
+
+    /// A dry run of a job: what its task's plugin renders for `params`, under a new id, with
+    /// nothing stored or run.
+    ///
+    /// # Errors
+    /// [`JobError::NoSuchTask`]; [`JobError::UnsupportedArch`] when the plugin does not build
+    /// for `arch`; [`JobError::Plugin`] when it rejects the params or fails.
+    pub async fn dry_run(
+        &self,
+        submission: &Submission,
+        namespace: &str,
+    ) -> Result<Rendered, JobError> {
+        let plugin = self
+            .plugins
+            .plugin(&submission.task)
+            .ok_or_else(|| JobError::NoSuchTask(submission.task.clone()))?;
+        let info = plugin.info();
+        if !info.arches.contains(&submission.arch) {
+            return Err(JobError::UnsupportedArch {
+                task: submission.task.clone(),
+                arch: submission.arch.clone(),
+                supported: info.arches.clone(),
+            });
+        }
+        let context = JobContext::new(
+            omni_core::new_job_id(),
+            &submission.service,
+            &submission.domain,
+            namespace,
+            &submission.arch,
+        );
+        Ok(plugin
+            .serialize(context, submission.params.to_string())
+            .await?)
     }
 
     /// Every job change from now on, in the order this replica wrote them.
@@ -305,8 +355,8 @@ impl JobService {
 
     async fn submit_unmeasured(&self, submission: Submission) -> Result<Created, JobError> {
         let plugin = self
-            .registry
-            .get(&submission.task)
+            .plugins
+            .plugin(&submission.task)
             .ok_or_else(|| JobError::NoSuchTask(submission.task.clone()))?;
         let info = plugin.info();
         if !info.arches.contains(&submission.arch) {

@@ -84,7 +84,7 @@ pub fn job_span(id: JobId, task: &str, domain: &str) -> tracing::Span {
 
 #[cfg(test)]
 mod tests {
-    use omni_runtime::PluginError;
+    use omni_core::PluginError;
     use omni_store::StoreError;
 
     use super::*;

@@ -47,7 +47,7 @@ const BUILT_FROM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../sdk");
 
 pub fn run(args: &NewArgs) -> anyhow::Result<ExitCode> {
     let name = &args.name;
-    if !omni_runtime::plugin::is_task_name(name) {
+    if !omni_core::Name::is_valid(name) {
         eprintln!(
             "omni: {name:?} is not a task name: lowercase letters, digits and '-', 1 to 63 long, \
              not starting or ending with '-'"

@@ -118,7 +118,7 @@ async fn serve(config: Config, auth: omni_api::Authenticator) -> anyhow::Result<
     tokio::spawn(rescan_on_sighup(Arc::clone(&registry)));
 
     let engines = open_engines(&config).await?;
-    let jobs = JobService::new(store, registry).with_log_limits(config.logs);
+    let jobs = JobService::new(store, Arc::clone(&registry) as _).with_log_limits(config.logs);
     let scheduler = Scheduler::new(
         jobs.clone(),
         engines.clone(),
@@ -136,6 +136,7 @@ async fn serve(config: Config, auth: omni_api::Authenticator) -> anyhow::Result<
     }
     let app = omni_api::router(AppState {
         jobs,
+        registry,
         namespace: config.namespace.clone(),
         body_limit: config.body_limit_kib << 10,
         engines,

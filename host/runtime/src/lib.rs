@@ -3,9 +3,11 @@
 //! Runs Omni's task types: WebAssembly components implementing the WIT world
 //! `omni:plugin/job-handler@0.1.0` (the repository's `wit/`). It owns one wasmtime [`Sandbox`]
 //! (the Engine, a quick-compile Engine for new plugins, the compile cache, the epoch ticker),
-//! the [`Registry`] of loaded plugins with its hot reload, and the host side of the contract (templates served to plugins, their log). It
-//! must not know about jobs' storage, engines or HTTP: callers hand it params and a job context
-//! and get manifests or a [`PluginError`] back.
+//! the [`Registry`] of loaded plugins with its hot reload, and the host side of the contract
+//! (templates served to plugins, their log). The contract's types and the
+//! [`omni_core::Plugins`] trait the job service calls it through are `omni-core`'s; the
+//! [`Registry`] implements it. It must not know about jobs' storage, engines or HTTP: callers
+//! hand it params and a job context and get manifests or a [`PluginError`] back.
 //!
 //! # Layout
 //! - [`sandbox`]: the Engine (pooling allocator, epoch interruption), the quick (Winch) tier a
@@ -33,7 +35,8 @@ pub mod templates;
 
 pub use error::{LoadError, PluginError};
 pub use limits::{Limits, LimitsConfig};
-pub use plugin::{FieldError, JobContext, Manifest, Plugin, PluginInfo, Rendered};
+pub use omni_core::{FieldError, JobContext, Manifest, PluginInfo, Rendered};
+pub use plugin::Plugin;
 pub use registry::{FileStatus, PluginStatus, Registry};
 pub use sandbox::{Sandbox, SandboxConfig, Tier};
 pub use templates::Templates;

@@ -13,14 +13,15 @@ use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use wasmtime::component::Component;
 use wasmtime::{Engine, Store};
 
 use crate::bindings::omni::plugin::types as wit;
 use crate::bindings::{JobHandler, JobHandlerPre};
-use crate::error::{LoadError, PluginError};
+use omni_core::{JobContext, Manifest, Name, PluginError, PluginInfo, Rendered, TaskPlugin};
+
+use crate::error::LoadError;
 use crate::limits::Limits;
 use crate::prepare;
 use crate::sandbox::{Denied, EPOCH_TICK, Sandbox, Tier, digest};
@@ -35,70 +36,28 @@ const OUTER_GRACE: Duration = Duration::from_millis(500);
 /// replaced.
 static OPTIMIZING: Mutex<()> = Mutex::new(());
 
-/// What a plugin says it is (its `describe`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct PluginInfo {
-    /// Task name.
-    pub task: String,
-    /// Plugin version.
-    pub version: String,
-    /// One line for humans.
-    pub description: String,
-    /// API arches it builds for.
-    pub arches: Vec<String>,
-    /// JSON Schema of the params.
-    pub params_schema: Value,
-    /// Step names in order.
-    pub steps: Vec<String>,
-}
+/// A loaded plugin as the job service sees it ([`TaskPlugin`]): its calls run on blocking
+/// threads, which need the plugin shared.
+#[derive(Debug)]
+pub(crate) struct Shared(pub(crate) Arc<Plugin>);
 
-/// One thing wrong in a job's params.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct FieldError {
-    /// JSON Pointer into the params.
-    pub path: String,
-    /// What is wrong.
-    pub message: String,
-}
+#[async_trait::async_trait]
+impl TaskPlugin for Shared {
+    fn info(&self) -> &PluginInfo {
+        self.0.info()
+    }
 
-/// The job a plugin renders for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JobContext {
-    /// Job id.
-    pub job_id: String,
-    /// Submitting service.
-    pub service: String,
-    /// Tenant domain.
-    pub domain: String,
-    /// Kubernetes namespace of the objects.
-    pub namespace: String,
-    /// Name of the job's objects.
-    pub name: String,
-    /// API arch.
-    pub arch: String,
-}
+    fn digest(&self) -> &str {
+        self.0.digest()
+    }
 
-/// One rendered Kubernetes object.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct Manifest {
-    /// `apiVersion`.
-    #[serde(rename = "apiVersion")]
-    pub api_version: String,
-    /// `kind`.
-    pub kind: String,
-    /// `metadata.name`.
-    pub name: String,
-    /// The object.
-    pub body: Value,
-}
+    async fn validate(&self, params: String) -> Result<(), PluginError> {
+        self.0.validate(params).await
+    }
 
-/// What `serialize` answered, checked.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
-pub struct Rendered {
-    /// Objects in the order to apply them.
-    pub manifests: Vec<Manifest>,
-    /// Name of the batch/v1 Job to watch.
-    pub primary: String,
+    async fn serialize(&self, job: JobContext, params: String) -> Result<Rendered, PluginError> {
+        self.0.serialize(job, params).await
+    }
 }
 
 /// A plugin's compiled, pre-linked code and the Engine it runs in.
@@ -751,10 +710,10 @@ fn panic_message(stderr: &str) -> Option<String> {
     Some(format!("{} (at {location})", message.join("\n").trim()))
 }
 
-fn field_errors(errors: Vec<wit::FieldError>) -> Vec<FieldError> {
+fn field_errors(errors: Vec<wit::FieldError>) -> Vec<omni_core::FieldError> {
     errors
         .into_iter()
-        .map(|e| FieldError {
+        .map(|e| omni_core::FieldError {
             path: e.path,
             message: e.message,
         })
@@ -774,17 +733,6 @@ fn info_size(info: &wit::PluginInfo) -> usize {
             .sum::<usize>()
 }
 
-/// A task name: lowercase letters, digits and `-`, 1 to 63 long, not starting or ending in `-`.
-pub fn is_task_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
-}
-
 fn is_semver(version: &str) -> bool {
     let core = version.split(['-', '+']).next().unwrap_or_default();
     let parts: Vec<&str> = core.split('.').collect();
@@ -796,11 +744,8 @@ fn is_semver(version: &str) -> bool {
 }
 
 fn check_info(info: wit::PluginInfo) -> Result<PluginInfo, String> {
-    if !is_task_name(&info.task) {
-        return Err(format!(
-            "task name {:?} is not lowercase letters, digits and '-', 1 to 63 long",
-            info.task
-        ));
+    if !Name::is_valid(&info.task) {
+        return Err(format!("task name {:?} {}", info.task, Name::RULE));
     }
     if !is_semver(&info.version) {
         return Err(format!(
@@ -814,7 +759,7 @@ fn check_info(info: wit::PluginInfo) -> Result<PluginInfo, String> {
     if let Some(arch) = info.arches.iter().find(|a| !omni_arch::is_known(a)) {
         return Err(format!("task {} names an unknown arch {arch:?}", info.task));
     }
-    if info.steps.is_empty() || info.steps.iter().any(|s| !is_task_name(s)) {
+    if info.steps.is_empty() || info.steps.iter().any(|s| !Name::is_valid(s)) {
         return Err(format!(
             "task {} must name its steps as DNS labels, got {:?}",
             info.task, info.steps
@@ -928,11 +873,6 @@ mod tests {
 
     #[test]
     fn names_and_versions() {
-        assert!(is_task_name("srpm"));
-        assert!(is_task_name("build-iso2"));
-        assert!(!is_task_name("Srpm"));
-        assert!(!is_task_name("-a"));
-        assert!(!is_task_name(""));
         assert!(is_semver("0.1.0"));
         assert!(is_semver("1.2.3-rc.1+build"));
         assert!(!is_semver("1.2"));

@@ -62,7 +62,7 @@ struct Snapshot {
 }
 
 /// What `GET /v1/plugins` shows for one plugin file.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize)]
 pub struct PluginStatus {
     /// The task it serves, when it loaded.
     pub task: Option<String>,
@@ -88,7 +88,6 @@ pub struct PluginStatus {
     /// is made, or when the component does not export `wizer-initialize`.
     pub preinitialized: Option<bool>,
     /// `ready` when a version of it serves, `error` when none does.
-    #[schema(schema_with = status_schema)]
     pub status: &'static str,
     /// The last load error of the file, even while an older version serves.
     pub error: Option<String>,
@@ -96,18 +95,6 @@ pub struct PluginStatus {
     pub error_at: Option<DateTime<Utc>>,
     /// The file's name in the plugins directory.
     pub file: String,
-}
-
-/// `PluginStatus::status`'s schema: one of two words.
-fn status_schema() -> utoipa::openapi::Object {
-    use utoipa::openapi::{ObjectBuilder, Type};
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .enum_values(Some(["ready", "error"]))
-        .description(Some(
-            "`ready` when a version of it serves, `error` when none does.",
-        ))
-        .build()
 }
 
 /// The plugins of one directory.
@@ -124,6 +111,13 @@ impl std::fmt::Debug for Registry {
         f.debug_struct("Registry")
             .field("dir", &self.dir)
             .finish_non_exhaustive()
+    }
+}
+
+impl omni_core::Plugins for Registry {
+    fn plugin(&self, task: &str) -> Option<Arc<dyn omni_core::TaskPlugin>> {
+        let plugin = self.get(task)?;
+        Some(Arc::new(crate::plugin::Shared(plugin)))
     }
 }
 

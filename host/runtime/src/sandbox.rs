@@ -60,7 +60,7 @@ impl Default for SandboxConfig {
 pub struct SetupError(String);
 
 /// Which compiler produced a plugin's code (`quick` or `optimized` in `GET /v1/plugins`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Tier {
     /// Winch: compiled fast, serving until the optimized code is ready.

@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use omni_engine::{Engine, EngineJob, Progress};
+use omni_engine::{Manifest, Rendered};
 use omni_engine_local::{LocalEngine, LocalEngineConfig};
 use omni_jobs::Submission;
-use omni_runtime::{Manifest, Rendered};
 use serde_json::json;
 
 use common::{local_scheduler, percentile};

@@ -36,9 +36,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use omni_core::JobContext;
 use omni_engine::{Engine, EngineError, EngineJob};
 use omni_jobs::{Dispatch, JobError, JobService, Lease, job_span};
-use omni_runtime::JobContext;
 use omni_store::{Job, JobId, JobQuery, JobState, StoreError};
 use serde::Deserialize;
 use tokio::sync::Notify;
@@ -643,26 +643,14 @@ impl Inner {
                 return;
             }
         };
-        let Some(plugin) = self.jobs.registry().get(&queued.task) else {
-            let message = format!(
-                "no plugin is loaded for task {:?} to render it",
-                queued.task
-            );
-            self.end(id, JobState::Failed, message).await;
-            self.release(id);
-            return;
-        };
-        let name = format!("omni-{id}");
-        let context = JobContext {
-            job_id: id.to_string(),
-            service: queued.service.clone(),
-            domain: queued.domain.clone(),
-            namespace: self.namespace.clone(),
-            name: name.clone(),
-            arch: queued.arch.clone(),
-        };
-        let rendered = match plugin.serialize(context, queued.params.to_string()).await {
+        let rendered = match self.jobs.render(&queued, &self.namespace).await {
             Ok(rendered) => rendered,
+            Err(JobError::NoSuchTask(task)) => {
+                let message = format!("no plugin is loaded for task {task:?} to render it");
+                self.end(id, JobState::Failed, message).await;
+                self.release(id);
+                return;
+            }
             Err(error) => {
                 self.end(id, JobState::Failed, format!("rendering failed: {error}"))
                     .await;
@@ -686,7 +674,7 @@ impl Inner {
         }
         let submission = EngineJob {
             id,
-            name,
+            name: JobContext::object_name(id),
             namespace: self.namespace.clone(),
             task: queued.task.clone(),
             arch: queued.arch.clone(),
@@ -706,7 +694,7 @@ impl Inner {
             }
         }
         // What a running job does not need, gone before it is followed for its whole life.
-        drop((submission, queued, plugin));
+        drop((submission, queued));
         let started = self
             .jobs
             .transition_on(

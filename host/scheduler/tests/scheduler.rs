@@ -375,7 +375,7 @@ fn replica(
     jobs: &JobService,
     engines: Vec<Arc<dyn Engine>>,
 ) -> (JobService, Scheduler, SchedulerHandle) {
-    let jobs = JobService::new(Arc::clone(jobs.store()), Arc::clone(jobs.registry()));
+    let jobs = JobService::new(Arc::clone(jobs.store()), Arc::clone(jobs.plugins()));
     let scheduler = Scheduler::new(jobs.clone(), engines, config(), "omni-jobs".into()).unwrap();
     let handle = scheduler.spawn();
     (jobs, scheduler, handle)
@@ -471,7 +471,7 @@ async fn a_follower_on_a_replica_that_does_not_collect_the_job_reads_it_from_the
     // own events (it hears nothing of the job's end).
     let other = JobService::new(
         Arc::clone(world.jobs.store()),
-        Arc::clone(world.jobs.registry()),
+        Arc::clone(world.jobs.plugins()),
     );
     let job = submit(
         &world.jobs,

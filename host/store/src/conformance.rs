@@ -17,8 +17,7 @@ use chrono::TimeDelta;
 use futures::future::join_all;
 
 use crate::model::*;
-use crate::state::JobState;
-use crate::{Store, StoreError};
+use crate::{JobId, JobState, LogStream, StepState, Store, StoreError, new_job_id, now};
 
 /// Instantiates every case as a `#[tokio::test]` over the stores `$make()` returns.
 #[macro_export]

@@ -1,14 +1,15 @@
 //! # omni-store: what Omni keeps, and the one trait every storage backend implements
 //!
-//! The job model (serialized as the API's JSON), the job state machine, and [`Store`]: jobs and
+//! The job records the store keeps and [`Store`]: jobs and
 //! their state history, the job-change event stream, log lines, leases, webhooks (with their
 //! delivery state) and idempotency keys. Backends live in their
 //! own crates (`omni-store-embedded`, `omni-store-cassandra`) and are held as `Arc<dyn Store>`;
 //! every one of them passes the same conformance suite ([`conformance_tests!`], feature
-//! `conformance`). This crate does no I/O (beyond recording metrics) and knows nothing of HTTP, plugins or engines.
+//! `conformance`). The model it stores (ids, states and the table of allowed moves) is
+//! `omni-core`'s, re-exported here. This crate does no I/O (beyond recording metrics) and knows
+//! nothing of HTTP, plugins or engines.
 //!
 //! # Layout
-//! - [`state`]: [`JobState`] and the table of allowed moves.
 //! - [`model`]: [`Job`], [`Transition`], [`StateChange`], listings, log lines, leases,
 //!   webhooks and their [`Delivery`] state, job-change [`Event`]s, idempotency keys.
 //! - [`token`]: opaque page tokens for listings.
@@ -21,7 +22,6 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 pub mod model;
-pub mod state;
 pub mod timed;
 pub mod token;
 
@@ -30,7 +30,9 @@ pub mod token;
 pub mod conformance;
 
 pub use model::*;
-pub use state::{IllegalTransition, JobState, TRANSITIONS};
+pub use omni_core::{
+    IllegalTransition, JobId, JobState, LogStream, StepState, TRANSITIONS, id_time, new_job_id, now,
+};
 pub use timed::Timed;
 
 /// Why a store call failed.

@@ -1,47 +1,16 @@
 //! What the store keeps: jobs and their state history, log lines, leases, webhooks and
-//! idempotency keys. The job types serialize as the API's JSON (../shared/API.md), so handlers
-//! answer with them as they are.
+//! idempotency keys.
 
 use std::collections::BTreeSet;
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::state::JobState;
-
-/// A job's id: a time-based UUID (v1), as Cassandra's `timeuuid`.
-pub type JobId = Uuid;
-
-/// A new job id, time-based, unique in this process and (by its random node id) across
-/// replicas.
-pub fn new_job_id() -> JobId {
-    static NODE: std::sync::OnceLock<[u8; 6]> = std::sync::OnceLock::new();
-    let node = NODE.get_or_init(|| {
-        let random = Uuid::new_v4();
-        let mut node = [0; 6];
-        node.copy_from_slice(&random.as_bytes()[..6]);
-        // The multicast bit marks a node id that is not a MAC address (RFC 9562, 6.10).
-        node[0] |= 0x01;
-        node
-    });
-    Uuid::now_v1(node)
-}
-
-/// The time a v1 id was made, if it is one.
-pub fn id_time(id: JobId) -> Option<DateTime<Utc>> {
-    let (secs, nanos) = id.get_timestamp()?.to_unix();
-    DateTime::from_timestamp(i64::try_from(secs).ok()?, nanos)
-}
-
-/// Now, to the millisecond: every time the store keeps has that precision (Cassandra's
-/// `timestamp`), so a job reads back exactly as it was written on every backend.
-pub fn now() -> DateTime<Utc> {
-    Utc::now().trunc_subsecs(3)
-}
+use omni_core::{EventKind, JobId, JobState, LogStream, StepState, now};
 
 /// Which plugin accepted a job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PluginRef {
     /// The task it serves.
@@ -52,24 +21,8 @@ pub struct PluginRef {
     pub digest: String,
 }
 
-/// Where a step is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum StepState {
-    /// Not started.
-    Pending,
-    /// Running now.
-    Running,
-    /// Ended well.
-    Succeeded,
-    /// Ended badly.
-    Failed,
-    /// Never ran (the job ended before).
-    Skipped,
-}
-
 /// One step of a job (an init container, then the containers).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Step {
     /// Its name, from the plugin.
@@ -79,11 +32,10 @@ pub struct Step {
 }
 
 /// A job, as stored and as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Job {
     /// Time-based id.
-    #[schema(value_type = uuid::Uuid)]
     pub id: JobId,
     /// The service that asked for it (e.g. `obs`).
     pub service: String,
@@ -277,18 +229,8 @@ pub struct JobPage {
     pub next: Option<JobId>,
 }
 
-/// Which output a log line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum LogStream {
-    /// Standard output.
-    Stdout,
-    /// Standard error.
-    Stderr,
-}
-
 /// One line a job's step printed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogLine {
     /// The step that printed it.
     pub step: String,
@@ -393,12 +335,11 @@ impl Created {
 ///
 /// `id` is opaque: the store that recorded the event made it, ids increase in the order readers
 /// get the events, and [`crate::Store::read_events`] after an id yields every later event once.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     /// The event's id (a cursor of the stream).
     pub id: String,
     /// The job.
-    #[schema(value_type = uuid::Uuid)]
     pub job_id: JobId,
     /// Its service.
     pub service: String,
@@ -432,15 +373,15 @@ impl Event {
         }
     }
 
-    /// Its name for webhooks: `job.<to>` (`job.pending`, ..., `job.cancelled`).
-    pub fn name(&self) -> String {
-        event_name(self.to)
+    /// Its kind (a job's move to `to`).
+    pub fn kind(&self) -> EventKind {
+        EventKind::Job(self.to)
     }
-}
 
-/// The webhook event name of a move to `to`: `job.<to>`.
-pub fn event_name(to: JobState) -> String {
-    format!("job.{}", to.as_str())
+    /// Its name for webhooks: `job.<to>` (`job.pending`, ..., `job.cancelled`).
+    pub fn name(&self) -> &'static str {
+        self.kind().name()
+    }
 }
 
 /// Which events a reader wants. Every filter is optional.

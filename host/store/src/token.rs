@@ -8,7 +8,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sha2::{Digest, Sha256};
 
-use crate::model::{JobId, JobQuery};
+use crate::JobId;
+use crate::model::JobQuery;
 
 const VERSION: u8 = 1;
 const FINGERPRINT_LEN: usize = 8;
@@ -78,7 +79,7 @@ fn fingerprint(query: &JobQuery) -> [u8; FINGERPRINT_LEN] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::new_job_id;
+    use crate::new_job_id;
 
     #[test]
     fn a_token_reads_back_only_for_its_own_filters() {

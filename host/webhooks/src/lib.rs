@@ -27,7 +27,7 @@
 //! # Layout
 //! - [`WebhooksConfig`]: `[webhooks]` in the configuration.
 //! - [`sign`], [`verify`]: the signature.
-//! - [`check`], [`EVENT_NAMES`], [`wants`], [`register`]: what a webhook may be, what it gets,
+//! - [`check`], [`wants`], [`register`]: what a webhook may be, what it gets,
 //!   and how it is stored with its starting place.
 //! - [`Deliverer`]: the lease, one delivery task per webhook, the retries; each job's events
 //!   are delivered in its [`omni_jobs::job_span`], and every attempt is counted
@@ -41,6 +41,8 @@ use std::time::Duration;
 use chrono::Utc;
 use futures::StreamExt;
 use hmac::{Hmac, Mac};
+use omni_core::EventKind;
+use omni_core::event::EVERY_EVENT;
 use omni_jobs::{JobService, Lease};
 use omni_store::{Delivery, Event, EventFilter, JobId, Store, StoreError, Webhook};
 use serde::Deserialize;
@@ -71,16 +73,6 @@ pub const EVENT_ID_HEADER: &str = "x-omni-event-id";
 pub const EVENT_HEADER: &str = "x-omni-event";
 /// The header naming the webhook.
 pub const WEBHOOK_ID_HEADER: &str = "x-omni-webhook-id";
-
-/// The events a webhook can ask for (or `*` for all of them).
-pub const EVENT_NAMES: [&str; 6] = [
-    "job.pending",
-    "job.queued",
-    "job.running",
-    "job.succeeded",
-    "job.failed",
-    "job.cancelled",
-];
 
 /// The longest secret accepted, in bytes.
 pub const MAX_SECRET: usize = 1024;
@@ -202,16 +194,17 @@ pub fn check(url: &str, events: &[String], secret: &str) -> Vec<(&'static str, S
             "/events",
             "must name at least one event, or \"*\"".to_owned(),
         ));
-    } else if events.iter().any(|e| e == "*") && events.len() > 1 {
-        errors.push(("/events", "\"*\" stands alone".to_owned()));
+    } else if events.iter().any(|e| e == EVERY_EVENT) && events.len() > 1 {
+        errors.push(("/events", format!("{EVERY_EVENT:?} stands alone")));
     } else {
         for event in events {
-            if event != "*" && !EVENT_NAMES.contains(&event.as_str()) {
+            if event != EVERY_EVENT && event.parse::<EventKind>().is_err() {
+                let names: Vec<&str> = EventKind::names().collect();
                 errors.push((
                     "/events",
                     format!(
-                        "{event:?} is not an event; the events are {} or \"*\"",
-                        EVENT_NAMES.join(", ")
+                        "{event:?} is not an event; the events are {} or {EVERY_EVENT:?}",
+                        names.join(", ")
                     ),
                 ));
             }
@@ -234,7 +227,7 @@ pub fn wants(webhook: &Webhook, event: &Event) -> bool {
         && webhook
             .events
             .iter()
-            .any(|name| name == "*" || *name == event.name())
+            .any(|name| name == EVERY_EVENT || *name == event.name())
 }
 
 /// Stores a new webhook with its place in the event stream at the end of the stream now (it
@@ -539,7 +532,7 @@ impl Inner {
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .header(SIGNATURE_HEADER, &signature)
                 .header(EVENT_ID_HEADER, &event.id)
-                .header(EVENT_HEADER, &name)
+                .header(EVENT_HEADER, name)
                 .header(WEBHOOK_ID_HEADER, hook.id.to_string())
                 .body(body.clone())
                 .send()

@@ -110,17 +110,35 @@ pub fn job_service(names: &[&str]) -> (Dirs, omni_jobs::JobService) {
         omni_store_embedded::EmbeddedConfig::default(),
     )
     .unwrap();
-    let service = omni_jobs::JobService::new(Arc::new(store), registry);
-    (Dirs { plugins, data }, service)
+    let service = omni_jobs::JobService::new(Arc::new(store), Arc::clone(&registry) as _);
+    (
+        Dirs {
+            plugins,
+            data,
+            registry,
+        },
+        service,
+    )
 }
 
-/// Temporary directories a test keeps until it ends.
+/// Temporary directories a test keeps until it ends, and the registry over the plugins one.
 #[derive(Debug)]
 pub struct Dirs {
     /// The plugins directory.
     pub plugins: tempfile::TempDir,
     /// The data directory (the store).
     pub data: tempfile::TempDir,
+    /// The plugins the job service uses (the API shows their status).
+    pub registry: Arc<Registry>,
+}
+
+/// A plugins directory a test keeps until it ends, and the registry over it.
+#[derive(Debug)]
+pub struct Plugins {
+    /// The directory.
+    pub dir: tempfile::TempDir,
+    /// The registry.
+    pub registry: Arc<Registry>,
 }
 
 /// A job context for `arch`.
@@ -181,12 +199,11 @@ fn last_line(mut command: std::process::Command) -> String {
 
 /// A job service over `store` with no plugins loaded (for tests that make jobs through the store
 /// and move them through the service, as the event stream's tests do); the registry's empty
-/// plugins directory lives as long as the returned guard.
-pub fn job_service_over(
-    store: Arc<dyn omni_store::Store>,
-) -> (tempfile::TempDir, omni_jobs::JobService) {
-    let (plugins, registry) = registry(sandbox(serde_json::json!({})), &[]);
-    (plugins, omni_jobs::JobService::new(store, registry))
+/// plugins directory and its registry live as long as the returned guard.
+pub fn job_service_over(store: Arc<dyn omni_store::Store>) -> (Plugins, omni_jobs::JobService) {
+    let (dir, registry) = registry(sandbox(serde_json::json!({})), &[]);
+    let service = omni_jobs::JobService::new(store, Arc::clone(&registry) as _);
+    (Plugins { dir, registry }, service)
 }
 
 /// A `pending` job of `service` and `task` in `domain`, as the job service would make it, to be

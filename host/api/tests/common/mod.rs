@@ -20,7 +20,7 @@ pub fn app_with_jobs(
     plugins: &[&str],
 ) -> (omni_test_support::Dirs, axum::Router, omni_jobs::JobService) {
     let (dir, jobs) = omni_test_support::job_service(plugins);
-    let state = AppState::new(jobs.clone());
+    let state = AppState::new(jobs.clone(), std::sync::Arc::clone(&dir.registry));
     (dir, router(state), jobs)
 }
 

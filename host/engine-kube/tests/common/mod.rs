@@ -15,9 +15,9 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{ApiResource, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::core::GroupVersionKind;
 use kube::{Api, Client, Config};
+use omni_engine::Manifest;
 use omni_engine::{Engine, EngineJob, JobId, Outcome, Progress, Rendered};
 use omni_engine_kube::{KubeEngine, KubeEngineConfig};
-use omni_runtime::Manifest;
 use serde_json::{Value, json};
 
 /// How long a test waits for the cluster to do something (a guard against a hang).

@@ -1,4 +1,4 @@
-//! The job state machine: the one table of allowed moves.
+//! The job and step states, and the job state machine: the one table of allowed moves.
 //!
 //! `pending -> queued -> running -> succeeded | failed`, and `cancelled` from any state that has
 //! not ended. Every backend checks a move against [`TRANSITIONS`] before writing it (so no code
@@ -10,19 +10,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// Where a job is in its life.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum JobState {
     /// Accepted and stored; not yet looked at by the scheduler.
@@ -39,15 +27,53 @@ pub enum JobState {
     Cancelled,
 }
 
+/// Where a step is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepState {
+    /// Not started.
+    Pending,
+    /// Running now.
+    Running,
+    /// Ended well.
+    Succeeded,
+    /// Ended badly.
+    Failed,
+    /// Never ran (the job ended before).
+    Skipped,
+}
+
+impl StepState {
+    /// Every state.
+    pub const ALL: [StepState; 5] = [
+        StepState::Pending,
+        StepState::Running,
+        StepState::Succeeded,
+        StepState::Failed,
+        StepState::Skipped,
+    ];
+
+    /// The name used in the API and in storage.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepState::Pending => "pending",
+            StepState::Running => "running",
+            StepState::Succeeded => "succeeded",
+            StepState::Failed => "failed",
+            StepState::Skipped => "skipped",
+        }
+    }
+}
+
 /// Every allowed move, as data: `(from, to)`.
 pub const TRANSITIONS: &[(JobState, JobState)] = &[
     (JobState::Pending, JobState::Queued),
     (JobState::Queued, JobState::Running),
     (JobState::Running, JobState::Succeeded),
     (JobState::Running, JobState::Failed),
-    // The one move API.md's chain does not draw: a job taken from the queue can fail before it
-    // runs, when its plugin cannot render it or the engine rejects its objects. Going through
-    // `running` instead would claim it ran.
+    // The one move the chain of docs/api.md ("States") does not draw: a job taken from the
+    // queue can fail before it runs, when its plugin cannot render it or the engine rejects its
+    // objects. Going through `running` instead would claim it ran.
     (JobState::Queued, JobState::Failed),
     (JobState::Pending, JobState::Cancelled),
     (JobState::Queued, JobState::Cancelled),

@@ -1,0 +1,88 @@
+//! The kinds of events Omni records, and the names webhooks filter on.
+//!
+//! Today every event is a job's state change, named `job.<state>` (`job.pending`, ...,
+//! `job.cancelled`); flows and artifacts add kinds of their own here.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::state::JobState;
+
+/// What an event tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum EventKind {
+    /// A job moved to this state (its creation is the move to `pending`).
+    Job(JobState),
+}
+
+/// What webhooks may ask for instead of a list of names: every event.
+pub const EVERY_EVENT: &str = "*";
+
+impl EventKind {
+    /// Every kind, in order.
+    pub const ALL: [EventKind; 6] = [
+        EventKind::Job(JobState::Pending),
+        EventKind::Job(JobState::Queued),
+        EventKind::Job(JobState::Running),
+        EventKind::Job(JobState::Succeeded),
+        EventKind::Job(JobState::Failed),
+        EventKind::Job(JobState::Cancelled),
+    ];
+
+    /// Its name (`job.succeeded`): the `X-Omni-Event` header of a delivery and what webhooks
+    /// filter on.
+    pub fn name(self) -> &'static str {
+        match self {
+            EventKind::Job(JobState::Pending) => "job.pending",
+            EventKind::Job(JobState::Queued) => "job.queued",
+            EventKind::Job(JobState::Running) => "job.running",
+            EventKind::Job(JobState::Succeeded) => "job.succeeded",
+            EventKind::Job(JobState::Failed) => "job.failed",
+            EventKind::Job(JobState::Cancelled) => "job.cancelled",
+        }
+    }
+
+    /// Every name, in order.
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        Self::ALL.into_iter().map(Self::name)
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A name that is not an event kind's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown event {0:?}")]
+pub struct UnknownEvent(pub String);
+
+impl FromStr for EventKind {
+    type Err = UnknownEvent;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.name() == s)
+            .ok_or_else(|| UnknownEvent(s.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_job_state_has_its_kind_named_after_it() {
+        for state in JobState::ALL {
+            let kind = EventKind::Job(state);
+            assert!(EventKind::ALL.contains(&kind));
+            assert_eq!(kind.name(), format!("job.{state}"));
+            assert_eq!(kind.name().parse::<EventKind>(), Ok(kind));
+        }
+        assert!("job.done".parse::<EventKind>().is_err());
+        assert_eq!(EventKind::names().count(), EventKind::ALL.len());
+    }
+}
