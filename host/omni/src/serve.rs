@@ -63,6 +63,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(file) = std::env::var_os("OMNI_USERS_FILE").filter(|f| !f.is_empty()) {
         config.auth.users_file = Some(PathBuf::from(file));
     }
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    config.resolve_paths(&cwd);
     let auth = omni_api::Authenticator::new(&config.auth.resolve()?)
         .map_err(|e| anyhow::anyhow!("invalid [auth] configuration: {e}"))?;
     crate::logging::init(args.log_format);
