@@ -81,6 +81,19 @@
 //! max_running = 2                  # jobs at once
 //! root = "./.omni/data/jobs"       # job directories, artifacts in <root>/<job id>/volumes/output (default data_dir/jobs)
 //! max_log_bytes = 67108864         # log text kept per job until it is stored; then a marker line
+//! unsandboxed = false              # true: steps run as plain processes of the server's user (no isolation; a warning at start)
+//! [engines.sandbox]                # the sandbox of every step (README, "The local engine's sandbox")
+//! bwrap = "bwrap"                  # bubblewrap 0.8 or later
+//! network = "none"                 # what a step that asks for network gets: none (it fails) | host
+//! first_uid = 100000               # a root server runs each job as its own uid from this range ...
+//! uids = 1000                      # ... of this many (jobs running at once at most)
+//! host_paths = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt"]   # seen read-only
+//! hide = []                        # more paths steps must not see (the server's own are hidden already)
+//! [engines.sandbox.limits]         # every process of a step
+//! memory_mib = 8192                # address space, when the step's resources name no memory
+//! cpu_seconds = 14400              # CPU time
+//! processes = 1024                 # processes and threads of the step
+//! file_size_mib = 32768            # largest file written
 //!
 //! [[engines]]                      # a Kubernetes cluster (one entry per cluster)
 //! kind = "kubernetes"
