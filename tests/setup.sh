@@ -31,6 +31,8 @@ python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 # The local engine's tests run the task plugins' jobs for real on this machine.
 command -v rpmbuild >/dev/null 2>&1 || missing+=(rpm)
 command -v xorriso >/dev/null 2>&1 || missing+=(xorriso)
+# Every step of a local job runs in a bubblewrap sandbox (host/engine-local/src/sandbox.rs).
+command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 command -v git >/dev/null 2>&1 || missing+=(git)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 # The Kubernetes testbed (tests/testbed/kubernetes.sh) builds its binaries with Go and makes its

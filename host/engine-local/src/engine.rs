@@ -3,8 +3,10 @@
 //! Each submitted job is planned ([`Plan::from_rendered`]; what the local engine cannot run is
 //! rejected with the reason), started, and tracked in memory: its progress as a snapshot that
 //! followers diff, its log lines in order (up to `max_log_bytes` of text, then a marker line,
-//! so a job that prints without end costs bounded memory). The engine keeps nothing across a restart of the
-//! process that owns it — the steps' processes die with it (they are killed on drop) — so after
+//! so a job that prints without end costs bounded memory). It takes no job while the sandbox
+//! cannot start on this host ([`EngineError::Unavailable`], saying why; `/readyz` shows it).
+//! The engine keeps nothing across a restart of the process that owns it — the steps'
+//! processes die with it (bubblewrap's `--die-with-parent`) — so after
 //! a restart it does not know the jobs it ran ([`EngineError::UnknownJob`]), and their
 //! directories stay until [`Engine::cleanup`].
 
@@ -22,7 +24,9 @@ use omni_engine::{
 use serde::Deserialize;
 use tokio::sync::watch;
 
-use crate::{Canceller, Event, LocalRunner, Outcome as RunOutcome, Plan};
+use crate::{
+    Canceller, Event, Isolation, LocalRunner, Outcome as RunOutcome, Plan, Sandbox, SandboxConfig,
+};
 
 /// One `[[engines]]` entry of `kind = "local"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -44,6 +48,13 @@ pub struct LocalEngineConfig {
     /// most `[logs] max_job_bytes` anyway.
     #[serde(default = "default_max_log_bytes")]
     pub max_log_bytes: u64,
+    /// Run steps as plain processes of the server's user, with no sandbox: every job can do
+    /// what the server can. For hosts where bubblewrap cannot run; the server warns at start.
+    #[serde(default)]
+    pub unsandboxed: bool,
+    /// `[engines.sandbox]`: the sandbox's settings.
+    #[serde(default)]
+    pub sandbox: SandboxConfig,
 }
 
 fn default_max_log_bytes() -> u64 {
@@ -73,6 +84,8 @@ impl LocalEngineConfig {
             max_running: default_max_running(),
             root: None,
             max_log_bytes: default_max_log_bytes(),
+            unsandboxed: false,
+            sandbox: SandboxConfig::default(),
         }
     }
 }
@@ -122,6 +135,8 @@ pub struct LocalEngine {
     max_log_bytes: u64,
     runner: LocalRunner,
     jobs: Mutex<HashMap<JobId, Arc<Tracked>>>,
+    /// The sandbox started here once (it is asked again until it has).
+    probed: tokio::sync::OnceCell<()>,
 }
 
 impl LocalEngine {
@@ -133,9 +148,36 @@ impl LocalEngine {
             arches: config.arches.clone(),
             max_running: config.max_running.max(1),
             max_log_bytes: config.max_log_bytes,
-            runner: LocalRunner::new(config.root.clone().unwrap_or(default_root)),
+            runner: LocalRunner::with_isolation(
+                config.root.clone().unwrap_or(default_root),
+                if config.unsandboxed {
+                    Isolation::Unsandboxed
+                } else {
+                    Isolation::Sandboxed(Arc::new(Sandbox::new(config.sandbox.clone())))
+                },
+            ),
             jobs: Mutex::new(HashMap::new()),
+            probed: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// Whether steps run without the sandbox (`unsandboxed = true`).
+    pub fn unsandboxed(&self) -> bool {
+        matches!(self.runner.isolation(), Isolation::Unsandboxed)
+    }
+
+    /// Fails, saying why, when the sandbox cannot start on this host.
+    async fn sandbox_ready(&self) -> Result<(), EngineError> {
+        self.probed
+            .get_or_try_init(|| self.runner.probe())
+            .await
+            .map(|_| ())
+            .map_err(|message| EngineError::Unavailable {
+                engine: self.name.clone(),
+                message: format!(
+                    "{message} (install bubblewrap, or set `unsandboxed = true` on this engine to run jobs with no isolation)"
+                ),
+            })
     }
 
     /// The runner (where job directories and artifacts are).
@@ -184,7 +226,8 @@ impl Engine for LocalEngine {
             .map_err(|e| EngineError::Unavailable {
                 engine: self.name.clone(),
                 message: format!("cannot create {}: {e}", root.display()),
-            })
+            })?;
+        self.sandbox_ready().await
     }
 
     async fn submit(&self, job: &EngineJob) -> Result<(), EngineError> {
@@ -193,6 +236,7 @@ impl Engine for LocalEngine {
             message: e.to_string(),
         })?;
         let steps: Vec<String> = plan.steps.iter().map(|s| s.name.clone()).collect();
+        self.sandbox_ready().await?;
         // Holding the lock while starting makes a second submit of the same job wait and then
         // find it, rather than start it twice.
         let mut jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);

@@ -7,19 +7,29 @@
 //! its environment (literal values and ConfigMap keys from the rendered ConfigMaps) and its
 //! working directory. Images are not run: the commands use the tools of this machine.
 //!
+//! Every step runs in a sandbox ([`sandbox`]): bubblewrap with new user, mount, pid, ipc, uts
+//! and network namespaces, the host's system directories read-only, the job's volumes
+//! bind-mounted at their mount paths (`readOnly` honoured), private `/dev`, `/proc` and `/tmp`,
+//! nothing of the server's (its environment, data, configuration, other jobs), no network
+//! unless the step asks and the engine allows, resource limits, and as a uid that is neither
+//! root nor the server's. A host where bubblewrap cannot start refuses to run jobs
+//! ([`Sandbox::probe`]), unless the operator sets `unsandboxed = true`
+//! ([`Isolation::Unsandboxed`]): then the steps are plain processes of the server's user, and
+//! every environment value, working directory and whole argument that is a mount path, or a
+//! path under one, is rewritten to the volume's directory (a path written inside a script is
+//! not).
+//!
 //! Volumes: each job gets a directory (`<root>/<job>/`), and each pod volume a directory in it
 //! (`volumes/<name>/`): ConfigMap volumes hold the map's keys as files, emptyDir volumes start
-//! empty. The steps do not see them at their mount paths (that takes a mount namespace); instead
-//! every environment value, working directory and whole argument that is a mount path, or a path
-//! under one, is rewritten to the volume's directory. Scripts that find their files through the
-//! environment (as Omni's task templates do: `$OMNI_INPUT`, `$OMNI_WORK`, `$OMNI_OUTPUT`) run
-//! unchanged; a path written literally inside a script is not rewritten. `HOME` is the job's own
-//! `home/`, so a step never writes into the user's home.
+//! empty. `HOME` is the job's own `home/` (`/home/omni` in the sandbox), so a step never writes
+//! into the user's home.
 //!
 //! Each step's stdout and stderr are read line by line into [`Event::Line`]s; a step that exits
 //! non-zero fails the job and the steps after it do not run; `activeDeadlineSeconds` and
-//! [`Run::cancel`] kill the running step's whole process group. What the job leaves in its
-//! volumes stays in the job directory (its artifacts) until [`LocalRunner::remove`].
+//! [`Run::cancel`] kill the running step: its sandbox's pid namespace, so every process it
+//! started dies with it (and so does anything it left behind when it ends by itself). What the
+//! job leaves in its volumes stays in the job directory (its artifacts) until
+//! [`LocalRunner::remove`].
 //!
 //! This crate knows rendered manifests and processes, nothing of the store, HTTP or plugins.
 
@@ -35,9 +45,11 @@ use tokio::sync::{Notify, mpsc};
 
 mod engine;
 mod plan;
+pub mod sandbox;
 
 pub use engine::{LocalEngine, LocalEngineConfig};
-pub use plan::{Plan, PlanError, StepPlan, Volume};
+pub use plan::{Mount, NETWORK_ANNOTATION, Plan, PlanError, StepPlan, Volume};
+pub use sandbox::{JobUid, Sandbox, SandboxConfig};
 
 /// What a run reports, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +109,18 @@ pub enum RunError {
     /// A ConfigMap file path that would leave its volume.
     #[error("ConfigMap file {0:?} of volume {1:?} is not a plain relative path")]
     BadKey(String, String),
+    /// The sandbox cannot take the job.
+    #[error("{0}")]
+    Sandbox(String),
+}
+
+/// How a runner runs steps.
+#[derive(Debug, Clone)]
+pub enum Isolation {
+    /// In the sandbox.
+    Sandboxed(Arc<Sandbox>),
+    /// As plain processes of the server's user, seeing all it sees (`unsandboxed = true`).
+    Unsandboxed,
 }
 
 /// A started run: its events, and a way to stop it.
@@ -140,12 +164,32 @@ impl Canceller {
 #[derive(Debug, Clone)]
 pub struct LocalRunner {
     root: PathBuf,
+    isolation: Isolation,
 }
 
 impl LocalRunner {
-    /// A runner keeping job directories under `root`.
+    /// A runner keeping job directories under `root`, running steps in the sandbox with its
+    /// defaults.
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        LocalRunner { root: root.into() }
+        Self::with_isolation(
+            root,
+            Isolation::Sandboxed(Arc::new(Sandbox::new(SandboxConfig::default()))),
+        )
+    }
+
+    /// A runner keeping job directories under `root` (made absolute now: the steps run in
+    /// directories of their own), running steps as `isolation` says.
+    pub fn with_isolation(root: impl Into<PathBuf>, isolation: Isolation) -> Self {
+        let root = root.into();
+        LocalRunner {
+            root: std::path::absolute(&root).unwrap_or(root),
+            isolation,
+        }
+    }
+
+    /// How steps run.
+    pub fn isolation(&self) -> &Isolation {
+        &self.isolation
     }
 
     /// The directory job directories are made in.
@@ -173,8 +217,22 @@ impl LocalRunner {
             let path = path.to_owned();
             move |source| RunError::Io { path, source }
         };
+        let uid = match &self.isolation {
+            Isolation::Sandboxed(sandbox) => sandbox.allocate().map_err(RunError::Sandbox)?,
+            Isolation::Unsandboxed => None,
+        };
         let home = dir.join("home");
         std::fs::create_dir_all(&home).map_err(io(&home))?;
+        let etc = dir.join("etc");
+        sandbox::write_etc(&etc).map_err(io(&etc))?;
+        // The job's uid owns what its steps write, and nothing else.
+        let own = |path: &Path| match &uid {
+            Some(uid) => {
+                std::os::unix::fs::chown(path, Some(uid.uid()), Some(uid.uid())).map_err(io(path))
+            }
+            None => Ok(()),
+        };
+        own(&home)?;
         let mut volume_dirs = BTreeMap::new();
         for (name, volume) in &plan.volumes {
             let path = self.volume_dir(id, name);
@@ -193,6 +251,8 @@ impl LocalRunner {
                     }
                     std::fs::write(&file, bytes).map_err(io(&file))?;
                 }
+            } else {
+                own(&path)?;
             }
             volume_dirs.insert(name.clone(), path);
         }
@@ -201,7 +261,11 @@ impl LocalRunner {
         let job = Job {
             plan,
             volume_dirs,
+            dir: dir.clone(),
             home,
+            etc,
+            isolation: self.isolation.clone(),
+            uid,
             events: sender,
             cancel: cancel.clone(),
         };
@@ -211,6 +275,56 @@ impl LocalRunner {
             cancel,
             dir,
         })
+    }
+
+    /// Runs `true` in the sandbox as a job's step would, to learn whether the sandbox can
+    /// start on this host; unsandboxed, nothing to learn.
+    ///
+    /// # Errors
+    /// What went wrong, with what the sandbox's tools printed.
+    pub async fn probe(&self) -> Result<(), String> {
+        if matches!(self.isolation, Isolation::Unsandboxed) {
+            return Ok(());
+        }
+        // One directory per probe: engines may share a root.
+        static PROBES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = &format!(".sandbox-probe-{}-{n}", std::process::id());
+        let plan = Plan {
+            steps: vec![StepPlan {
+                name: "probe".to_owned(),
+                argv: vec!["true".to_owned()],
+                env: Vec::new(),
+                working_dir: None,
+                mounts: Vec::new(),
+                memory: None,
+                network: false,
+            }],
+            volumes: BTreeMap::new(),
+            deadline: Some(std::time::Duration::from_secs(30)),
+        };
+        let mut run = self.start(id, plan).map_err(|e| e.to_string())?;
+        let mut said = Vec::new();
+        let mut outcome = Outcome::Failed("the probe ended without an outcome".to_owned());
+        while let Some(event) = run.events.recv().await {
+            match event {
+                Event::Line { line, .. } => said.push(line),
+                Event::Ended(ended) => {
+                    outcome = ended;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let _ = self.remove(id);
+        match outcome {
+            Outcome::Succeeded => Ok(()),
+            Outcome::Failed(message) | Outcome::DeadlineExceeded(message) => Err(format!(
+                "the sandbox (bubblewrap) cannot start here: {message}: {}",
+                said.join("; ")
+            )),
+            Outcome::Cancelled => Err("the sandbox probe was cancelled".to_owned()),
+        }
     }
 
     /// Deletes job `id`'s directory (its artifacts too).
@@ -228,7 +342,12 @@ impl LocalRunner {
 struct Job {
     plan: Plan,
     volume_dirs: BTreeMap<String, PathBuf>,
+    dir: PathBuf,
     home: PathBuf,
+    etc: PathBuf,
+    isolation: Isolation,
+    /// Held until the run ends (the uid goes back to the range when dropped).
+    uid: Option<JobUid>,
     events: mpsc::Sender<Event>,
     cancel: Arc<Notify>,
 }
@@ -249,12 +368,12 @@ impl Job {
         let _ = self.events.send(Event::Ended(outcome)).await;
     }
 
-    /// `value` with a mount path prefix replaced by its volume's directory.
+    /// `value` with a mount path prefix replaced by its volume's directory (unsandboxed).
     fn rewrite(&self, step: &StepPlan, value: &str) -> String {
         // The longest mount path first: `/work/out` before `/work`.
-        let mut mounts: Vec<&(String, String)> = step.mounts.iter().collect();
-        mounts.sort_by_key(|(path, _)| std::cmp::Reverse(path.len()));
-        for (path, volume) in mounts {
+        let mut mounts: Vec<&Mount> = step.mounts.iter().collect();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.path.len()));
+        for Mount { path, volume, .. } in mounts {
             let path = path.trim_end_matches('/');
             let rest = match value.strip_prefix(path) {
                 Some("") => "",
@@ -268,8 +387,8 @@ impl Job {
         value.to_owned()
     }
 
-    async fn step(&self, step: &StepPlan, deadline: Option<tokio::time::Instant>) -> Outcome {
-        let name = &step.name;
+    /// The unsandboxed command of `step`: the server's own view, paths rewritten.
+    fn plain_command(&self, step: &StepPlan) -> Command {
         let argv: Vec<String> = step.argv.iter().map(|a| self.rewrite(step, a)).collect();
         let mut command = Command::new(&argv[0]);
         command
@@ -284,20 +403,43 @@ impl Job {
             .current_dir(match &step.working_dir {
                 Some(dir) => PathBuf::from(self.rewrite(step, dir)),
                 None => self.home.clone(),
-            })
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // Its own process group, so that killing it kills what it started.
-            .process_group(0)
-            .kill_on_drop(true);
+            });
         for (key, value) in &step.env {
             command.env(key, self.rewrite(step, value));
         }
+        command
+    }
+
+    async fn step(&self, step: &StepPlan, deadline: Option<tokio::time::Instant>) -> Outcome {
+        let name = &step.name;
+        let mut command = match &self.isolation {
+            Isolation::Sandboxed(sandbox) => {
+                let paths = sandbox::JobPaths {
+                    dir: &self.dir,
+                    home: &self.home,
+                    etc: &self.etc,
+                    volumes: &self.volume_dirs,
+                };
+                match sandbox.command(step, &paths, self.uid.as_ref().map(JobUid::uid)) {
+                    Ok(command) => command,
+                    Err(message) => return Outcome::Failed(format!("step {name}: {message}")),
+                }
+            }
+            Isolation::Unsandboxed => self.plain_command(step),
+        };
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Its own process group, so that killing it kills what it started (unsandboxed);
+            // in the sandbox, killing bubblewrap takes its pid namespace down.
+            .process_group(0)
+            .kill_on_drop(true);
         let mut child = match command.spawn() {
             Ok(child) => child,
             Err(e) => {
-                return Outcome::Failed(format!("step {name}: cannot run {:?}: {e}", argv[0]));
+                let program = command.as_std().get_program().to_owned();
+                return Outcome::Failed(format!("step {name}: cannot run {program:?}: {e}"));
             }
         };
         let _ = self

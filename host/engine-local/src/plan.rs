@@ -39,6 +39,17 @@ pub enum Volume {
     EmptyDir,
 }
 
+/// Where a step sees one of the pod's volumes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    /// The absolute path inside the step (`mountPath`).
+    pub path: String,
+    /// The volume's name.
+    pub volume: String,
+    /// `readOnly` (ConfigMap volumes are read-only whatever it says, as on Kubernetes).
+    pub read_only: bool,
+}
+
 /// One process to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepPlan {
@@ -50,9 +61,18 @@ pub struct StepPlan {
     pub env: Vec<(String, String)>,
     /// `workingDir`, if set.
     pub working_dir: Option<String>,
-    /// (mount path, volume name).
-    pub mounts: Vec<(String, String)>,
+    /// The volumes it mounts.
+    pub mounts: Vec<Mount>,
+    /// Its memory limit in bytes (`resources.limits.memory`, else `requests.memory`).
+    pub memory: Option<u64>,
+    /// Whether the pod's annotation [`NETWORK_ANNOTATION`] names it: the step asks for network.
+    pub network: bool,
 }
+
+/// The pod template annotation naming, comma-separated, the steps that need network (a `fetch`
+/// that clones a repository). Kubernetes ignores it; the local engine gives every other step
+/// none.
+pub const NETWORK_ANNOTATION: &str = "omni.io/network";
 
 /// Everything a local run needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,14 +173,32 @@ impl Plan {
             volumes.insert(volume.name, kind);
         }
 
+        let networked: Vec<String> = spec
+            .template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.annotations.as_ref())
+            .and_then(|a| a.get(NETWORK_ANNOTATION))
+            .map(|names| names.split(',').map(|n| n.trim().to_owned()).collect())
+            .unwrap_or_default();
         let containers = pod
             .init_containers
             .unwrap_or_default()
             .into_iter()
             .chain(pod.containers);
-        let steps = containers
-            .map(|container| step(container, &config_maps, &volumes))
+        let steps: Vec<StepPlan> = containers
+            .map(|container| step(container, &config_maps, &volumes, &networked))
             .collect::<Result<_, _>>()?;
+        if let Some(name) = networked
+            .iter()
+            .find(|n| !steps.iter().any(|s| &s.name == *n))
+        {
+            return Err(invalid(
+                "Job",
+                &rendered.primary,
+                format!("annotation {NETWORK_ANNOTATION} names {name:?}, which is not a container"),
+            ));
+        }
         let deadline = spec
             .active_deadline_seconds
             .and_then(|s| u64::try_from(s).ok())
@@ -177,6 +215,7 @@ fn step(
     container: Container,
     config_maps: &BTreeMap<String, BTreeMap<String, Vec<u8>>>,
     volumes: &BTreeMap<String, Volume>,
+    networked: &[String],
 ) -> Result<StepPlan, PlanError> {
     let name = container.name;
     let mut argv = container.command.unwrap_or_default();
@@ -198,23 +237,97 @@ fn step(
         .unwrap_or_default()
         .into_iter()
         .map(|mount| {
-            if volumes.contains_key(&mount.name) {
-                Ok((mount.mount_path, mount.name))
-            } else {
-                Err(PlanError::Unsupported(format!(
+            let Some(volume) = volumes.get(&mount.name) else {
+                return Err(PlanError::Unsupported(format!(
                     "container {name:?} mounts volume {:?}, which the pod does not have",
                     mount.name
-                )))
+                )));
+            };
+            if !is_mount_path(&mount.mount_path) {
+                return Err(invalid(
+                    "Job",
+                    &name,
+                    format!(
+                        "mountPath {:?} of container {name:?} is not an absolute path without `.` or `..` below /",
+                        mount.mount_path
+                    ),
+                ));
             }
+            Ok(Mount {
+                path: mount.mount_path,
+                read_only: mount.read_only == Some(true)
+                    || matches!(volume, Volume::ConfigMap(_)),
+                volume: mount.name,
+            })
         })
         .collect::<Result<_, _>>()?;
+    let memory = container
+        .resources
+        .as_ref()
+        .and_then(|r| {
+            r.limits
+                .as_ref()
+                .and_then(|l| l.get("memory"))
+                .or_else(|| r.requests.as_ref().and_then(|q| q.get("memory")))
+        })
+        .map(|quantity| {
+            bytes(&quantity.0).ok_or_else(|| {
+                invalid(
+                    "Job",
+                    &name,
+                    format!(
+                        "memory {:?} of container {name:?} is not a quantity",
+                        quantity.0
+                    ),
+                )
+            })
+        })
+        .transpose()?;
     Ok(StepPlan {
+        network: networked.contains(&name),
         name,
         argv,
         env,
         working_dir: container.working_dir,
         mounts,
+        memory,
     })
+}
+
+/// An absolute path naming something below `/` with no `.`, `..` or empty part: a volume goes
+/// exactly where it says, never over the sandbox's root.
+fn is_mount_path(path: &str) -> bool {
+    path.strip_prefix('/').is_some_and(|rest| {
+        let rest = rest.strip_suffix('/').unwrap_or(rest);
+        !rest.is_empty()
+            && rest
+                .split('/')
+                .all(|p| !p.is_empty() && p != "." && p != "..")
+    })
+}
+
+/// A Kubernetes quantity of bytes (`512Mi`, `4Gi`, `1G`, `1500000`), rounded down.
+fn bytes(quantity: &str) -> Option<u64> {
+    let split = quantity
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(quantity.len());
+    let (number, suffix) = quantity.split_at(split);
+    let factor: f64 = match suffix {
+        "" => 1.0,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "T" => 1e12,
+        "P" => 1e15,
+        "Ki" => 1024.0,
+        "Mi" => 1024.0 * 1024.0,
+        "Gi" => 1024.0 * 1024.0 * 1024.0,
+        "Ti" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        "Pi" => 1024.0 * 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let number: f64 = number.parse().ok()?;
+    Some((number * factor) as u64)
 }
 
 fn env_value(
@@ -254,5 +367,23 @@ fn env_value(
             "env {:?} of container {container:?} names key {:?} of ConfigMap {:?}, which does not exist",
             var.name, source.key, source.name
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities_and_mount_paths() {
+        assert_eq!(bytes("4Gi"), Some(4 << 30));
+        assert_eq!(bytes("1G"), Some(1_000_000_000));
+        assert_eq!(bytes("1.5Mi"), Some(3 << 19));
+        assert_eq!(bytes("100"), Some(100));
+        assert_eq!(bytes("1Xi"), None);
+        assert!(is_mount_path("/work") && is_mount_path("/a/b/"));
+        for bad in ["/", "work", "/a/../b", "/a//b", "/./a", ""] {
+            assert!(!is_mount_path(bad), "{bad}");
+        }
     }
 }

@@ -1,4 +1,5 @@
-//! The local engine beyond the conformance suite: what it keeps of a job's log.
+//! The local engine beyond the conformance suite: what it keeps of a job's log; a host where
+//! the sandbox cannot start.
 
 use futures::StreamExt;
 use omni_engine::Engine;
@@ -50,4 +51,41 @@ async fn a_jobs_log_is_kept_up_to_the_limit_then_a_marker_and_the_job_runs_on() 
             .exists()
     );
     engine.cleanup(job.id).await.unwrap();
+}
+
+/// Where bubblewrap cannot run, the engine says so and takes no job; `unsandboxed = true` runs
+/// them as plain processes.
+#[tokio::test]
+async fn without_a_sandbox_the_engine_refuses_jobs_unless_unsandboxed() {
+    let root = tempfile::tempdir().unwrap();
+    let mut config = LocalEngineConfig::new();
+    config.sandbox.bwrap = "/nonexistent/bwrap".into();
+    let engine = LocalEngine::new(&config, root.path().to_owned());
+    let error = engine.check().await.unwrap_err().to_string();
+    assert!(
+        error.contains("cannot start")
+            && error.contains("/nonexistent/bwrap")
+            && error.contains("unsandboxed = true"),
+        "{error}"
+    );
+    let job = omni_engine::conformance::one_job(&json!({
+        "restartPolicy": "Never",
+        "containers": [{"name": "c", "image": "none", "command": ["/bin/sh", "-c", "echo hi"]}],
+    }));
+    assert!(matches!(
+        engine.submit(&job).await,
+        Err(omni_engine::EngineError::Unavailable { .. })
+    ));
+
+    config.unsandboxed = true;
+    let engine = LocalEngine::new(&config, root.path().to_owned());
+    assert!(engine.unsandboxed());
+    engine.check().await.unwrap();
+    engine.submit(&job).await.unwrap();
+    let lines: Vec<_> = engine
+        .logs(job.id, None)
+        .map(|l| l.unwrap().line)
+        .collect()
+        .await;
+    assert_eq!(lines, ["hi"]);
 }

@@ -2,6 +2,8 @@
 //! flags, each overriding the one before. Every key is optional; an unknown key is an error.
 //!
 //! ```toml
+//! # Relative paths (here, in the environment and in flags) are resolved against the directory
+//! # `omni serve` starts in, once, at start.
 //! listen = "127.0.0.1:8080"        # OMNI_LISTEN, --listen
 //! plugin_dir = "./.omni/plugins"   # OMNI_PLUGIN_DIR, --plugin-dir
 //! template_dir = "./templates"     # OMNI_TEMPLATE_DIR, --template-dir
@@ -79,6 +81,19 @@
 //! max_running = 2                  # jobs at once
 //! root = "./.omni/data/jobs"       # job directories, artifacts in <root>/<job id>/volumes/output (default data_dir/jobs)
 //! max_log_bytes = 67108864         # log text kept per job until it is stored; then a marker line
+//! unsandboxed = false              # true: steps run as plain processes of the server's user (no isolation; a warning at start)
+//! [engines.sandbox]                # the sandbox of every step (README, "The local engine's sandbox")
+//! bwrap = "bwrap"                  # bubblewrap 0.8 or later
+//! network = "none"                 # what a step that asks for network gets: none (it fails) | host
+//! first_uid = 100000               # a root server runs each job as its own uid from this range ...
+//! uids = 1000                      # ... of this many (jobs running at once at most)
+//! host_paths = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt"]   # seen read-only
+//! hide = []                        # more paths steps must not see (the server's own are hidden already)
+//! [engines.sandbox.limits]         # every process of a step
+//! memory_mib = 8192                # address space, when the step's resources name no memory
+//! cpu_seconds = 14400              # CPU time
+//! processes = 1024                 # processes and threads of the step
+//! file_size_mib = 32768            # largest file written
 //!
 //! [[engines]]                      # a Kubernetes cluster (one entry per cluster)
 //! kind = "kubernetes"
@@ -287,6 +302,37 @@ impl Default for Config {
 }
 
 impl Config {
+    /// Makes every path of the configuration absolute against `cwd`, the directory `omni serve`
+    /// started in: the local engine runs each step in a directory of its own, where a relative
+    /// path would name something else (`./.omni/data` was looked up inside the job).
+    pub fn resolve_paths(&mut self, cwd: &Path) {
+        let absolute = |path: &mut PathBuf| {
+            if path.is_relative() {
+                *path = cwd.join(path.strip_prefix(".").unwrap_or(path));
+            }
+        };
+        absolute(&mut self.plugin_dir);
+        absolute(&mut self.template_dir);
+        absolute(&mut self.data_dir);
+        if let Some(file) = &mut self.auth.users_file {
+            absolute(file);
+        }
+        for engine in &mut self.engines {
+            match engine {
+                EngineConfig::Local(local) => {
+                    if let Some(root) = &mut local.root {
+                        absolute(root);
+                    }
+                }
+                EngineConfig::Kubernetes(kube) => {
+                    if let Some(file) = &mut kube.kubeconfig {
+                        absolute(file);
+                    }
+                }
+            }
+        }
+    }
+
     /// Reads `path`, or the defaults when there is none.
     pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
         let Some(path) = path else {
@@ -309,6 +355,26 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn relative_paths_are_resolved_against_the_start_directory_and_absolute_ones_kept() {
+        let mut config: Config = toml::from_str(
+            "data_dir = \"/srv/omni\"\n[auth]\nusers_file = \"users.toml\"\n[[engines]]\nkind = \"local\"\nroot = \"jobs\"\n",
+        )
+        .unwrap();
+        config.resolve_paths(Path::new("/start"));
+        assert_eq!(config.plugin_dir, PathBuf::from("/start/.omni/plugins"));
+        assert_eq!(config.template_dir, PathBuf::from("/start/templates"));
+        assert_eq!(config.data_dir, PathBuf::from("/srv/omni"));
+        assert_eq!(
+            config.auth.users_file,
+            Some(PathBuf::from("/start/users.toml"))
+        );
+        let EngineConfig::Local(local) = &config.engines[0] else {
+            panic!("{:?}", config.engines);
+        };
+        assert_eq!(local.root, Some(PathBuf::from("/start/jobs")));
+    }
 
     #[test]
     fn every_key_is_optional_and_unknown_keys_are_errors() {

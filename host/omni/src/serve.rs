@@ -63,6 +63,22 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(file) = std::env::var_os("OMNI_USERS_FILE").filter(|f| !f.is_empty()) {
         config.auth.users_file = Some(PathBuf::from(file));
     }
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    config.resolve_paths(&cwd);
+    // A job's sandbox must not see the server's own files where they lie below the host paths
+    // it shows (a configuration under /etc, a data directory under /opt).
+    let mut own = vec![
+        config.data_dir.clone(),
+        config.plugin_dir.clone(),
+        config.template_dir.clone(),
+    ];
+    own.extend(args.config.as_ref().map(|c| cwd.join(c)));
+    own.extend(config.auth.users_file.clone());
+    for engine in &mut config.engines {
+        if let EngineConfig::Local(local) = engine {
+            local.sandbox.hide.extend(own.iter().cloned());
+        }
+    }
     let auth = omni_api::Authenticator::new(&config.auth.resolve()?)
         .map_err(|e| anyhow::anyhow!("invalid [auth] configuration: {e}"))?;
     crate::logging::init(args.log_format);
@@ -159,6 +175,12 @@ async fn open_engines(config: &Config) -> anyhow::Result<Vec<Arc<dyn Engine>>> {
     for engine in &config.engines {
         let engine: Arc<dyn Engine> = match engine {
             EngineConfig::Local(local) => {
+                if local.unsandboxed {
+                    tracing::warn!(
+                        engine = local.name,
+                        "unsandboxed = true: this engine runs every step as a plain process of the server's user, with no isolation"
+                    );
+                }
                 Arc::new(LocalEngine::new(local, config.data_dir.join("jobs")))
             }
             EngineConfig::Kubernetes(kube) => Arc::new(

@@ -6,7 +6,7 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{ended, get, install, omni, serve, wait_for_status};
+use common::{ended, get, install, omni, serve, start, wait_for_status};
 use omni_test_support::{component_path as component, workspace};
 use serde_json::{Value, json};
 
@@ -283,6 +283,46 @@ async fn a_submitted_job_runs_on_the_default_local_engine() {
             .contains("no engine runs jobs for"),
         "{problem:#}"
     );
+}
+
+/// "Five minutes with Omni" as written: `omni serve` with no flags in a directory holding
+/// `./templates` and `./.omni/plugins`, so every directory is the relative default. The job's
+/// steps run elsewhere, and still find their input under `./.omni/data`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relative_default_directories_work_from_where_the_server_started() {
+    let cwd = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(cwd.path().join(".omni/plugins")).unwrap();
+    install(&cwd.path().join(".omni/plugins"), "srpm");
+    omni_test_support::copy_templates("srpm", &cwd.path().join("templates"));
+    let mut command = omni();
+    command
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(cwd.path())
+        .env_remove("OMNI_DATA_DIR")
+        .env_remove("OMNI_PLUGIN_DIR")
+        .env_remove("OMNI_TEMPLATE_DIR")
+        .env_remove("OMNI_CONFIG");
+    let server = start(command);
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/jobs", server.url))
+        .json(
+            &json!({"service": "obs", "task": "srpm", "arch": std::env::consts::ARCH,
+                      "params": {"spec": SPEC}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let job: Value = response.json().await.unwrap();
+    let id = job["id"].as_str().unwrap().to_owned();
+    let job = ended(&server.url, &id).await;
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    let srpm = cwd
+        .path()
+        .join(".omni/data/jobs")
+        .join(&id)
+        .join("volumes/output/hello-1.0-1.src.rpm");
+    assert!(srpm.is_file(), "{srpm:?}");
 }
 
 #[test]

@@ -93,19 +93,21 @@ async fn hostile(jobs: &JobService, behaviour: &str) -> Job {
     submit(jobs, "hostile", "default", json!({"behaviour": behaviour})).await
 }
 
-/// Polls the job until `done` says so.
+/// Polls the job until `done` says so; fails showing the job as it was last seen.
 async fn wait_for(jobs: &JobService, id: JobId, what: &str, done: impl Fn(&Job) -> bool) -> Job {
-    tokio::time::timeout(PATIENCE, async {
+    let mut seen = None;
+    let waited = tokio::time::timeout(PATIENCE, async {
         loop {
             let job = jobs.get(id).await.unwrap();
             if done(&job) {
                 return job;
             }
+            seen = Some(job);
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
-    .await
-    .unwrap_or_else(|_| panic!("job {id} never {what}"))
+    .await;
+    waited.unwrap_or_else(|_| panic!("job {id} never {what}: {seen:#?}"))
 }
 
 async fn ended(jobs: &JobService, id: JobId) -> Job {
@@ -550,6 +552,8 @@ struct Faulty {
     down: AtomicBool,
     hang: AtomicBool,
     submits: AtomicUsize,
+    /// Submits the engine behind took (counted before a hang, so a test knows the job is there).
+    accepted: AtomicUsize,
 }
 
 impl Faulty {
@@ -559,6 +563,7 @@ impl Faulty {
             down: AtomicBool::new(false),
             hang: AtomicBool::new(false),
             submits: AtomicUsize::new(0),
+            accepted: AtomicUsize::new(0),
         })
     }
 }
@@ -589,6 +594,7 @@ impl Engine for Faulty {
             });
         }
         self.engine.submit(job).await?;
+        self.accepted.fetch_add(1, Ordering::SeqCst);
         if self.hang.swap(false, Ordering::SeqCst) {
             std::future::pending::<()>().await;
         }
@@ -609,8 +615,13 @@ impl Engine for Faulty {
 }
 
 async fn submits_reach(engine: &Faulty, count: usize) {
+    reaches(&engine.submits, count).await;
+}
+
+/// Waits until `counter` is `count`.
+async fn reaches(counter: &AtomicUsize, count: usize) {
     tokio::time::timeout(PATIENCE, async {
-        while engine.submits.load(Ordering::SeqCst) < count {
+        while counter.load(Ordering::SeqCst) < count {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
@@ -656,8 +667,10 @@ async fn a_leader_that_dies_between_submit_and_running_leaves_the_job_to_run_onc
     };
     let (first, _, handle) = replica(&jobs, engines([&a, &b]));
     let job = hostile(&first, "behave").await;
-    // Engine a (the first of two idle ones) took the job; the leader never hears back.
-    submits_reach(&a, 1).await;
+    // Engine a (the first of two idle ones) took the job; the leader never hears back. (Waiting
+    // for the engine to have it, not for the call: a new leader's submit must not be the one
+    // that finishes first and hangs.)
+    reaches(&a.accepted, 1).await;
     let stuck = jobs.get(job.id).await.unwrap();
     assert_eq!(stuck.state, JobState::Queued, "{stuck:#?}");
     assert_eq!(stuck.engine.as_deref(), Some("a"), "{stuck:#?}");

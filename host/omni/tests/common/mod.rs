@@ -59,7 +59,8 @@ pub fn serve_with(plugin_dir: &Path, data_dir: &Path, env: &[(&str, &str)]) -> S
 
 /// [`serve_with`] on `listen`.
 pub fn serve_on(listen: &str, plugin_dir: &Path, data_dir: &Path, env: &[(&str, &str)]) -> Server {
-    let mut child = omni()
+    let mut command = omni();
+    command
         .args(["serve", "--listen", listen])
         .arg("--plugin-dir")
         .arg(plugin_dir)
@@ -67,8 +68,14 @@ pub fn serve_on(listen: &str, plugin_dir: &Path, data_dir: &Path, env: &[(&str, 
         .arg(workspace().join("templates"))
         .arg("--data-dir")
         .arg(data_dir)
+        .envs(env.iter().copied());
+    start(command)
+}
+
+/// Starts `command` (an `omni serve`) and waits until it listens.
+pub fn start(mut command: Command) -> Server {
+    let mut child = command
         .env("RUST_LOG", "info")
-        .envs(env.iter().copied())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
