@@ -16,7 +16,6 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::rejection::QueryRejection;
@@ -27,7 +26,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use futures::Stream;
-use omni_store::{EventFilter, Store, StoreError};
+use omni_jobs::{JobError, JobService};
+use omni_store::{EventFilter, StoreError};
 
 use crate::types::Event;
 use serde::{Deserialize, Serialize};
@@ -205,34 +205,34 @@ pub(crate) async fn stream(
         (None, Some(id)) if !id.is_empty() => Some((id, "/query/after")),
         (None, _) => None,
     };
-    let store = Arc::clone(state.jobs.store());
+    let jobs = state.jobs.clone();
     // Subscribed before the start is read: no change after it goes unnoticed.
     let wake = state.jobs.subscribe();
     let resume = match resume {
         Some((id, path)) => {
             // A read of nothing checks the id.
-            match store.read_events(Some(&id), &filter, 0).await {
+            match jobs.read_events(Some(&id), &filter, 0).await {
                 Ok(_) => Some(id),
-                Err(StoreError::BadEventId(_)) => {
+                Err(JobError::Store(StoreError::BadEventId(_))) => {
                     return Err(Problem::bad_request(
                         format!("{id:?} is not an event id of this server"),
                         vec![Problem::field(path, "must be an event id of this server")],
                     ));
                 }
-                Err(error) => return Err(Problem::from_store(error)),
+                Err(error) => return Err(Problem::from_jobs(error)),
             }
         }
         None => None,
     };
     if !follow {
-        return Ok(page(&*store, resume, &filter, limit).await?.into_response());
+        return Ok(page(&jobs, resume, &filter, limit).await?.into_response());
     }
     let cursor = match resume {
         Some(id) => id,
-        None => store.events_head().await.map_err(Problem::from_store)?,
+        None => jobs.events_head().await.map_err(Problem::from_jobs)?,
     };
     let follower = Follower {
-        store,
+        jobs,
         filter,
         cursor,
         buffer: VecDeque::new(),
@@ -248,7 +248,7 @@ pub(crate) async fn stream(
 /// a short page before its end (it bounds how much one read scans), so this reads on until a
 /// read finds nothing or the page is full: a short page means caught up.
 async fn page(
-    store: &dyn Store,
+    jobs: &JobService,
     after: Option<String>,
     filter: &EventFilter,
     limit: usize,
@@ -256,10 +256,10 @@ async fn page(
     let mut items = Vec::new();
     let mut cursor = after;
     loop {
-        let page = store
+        let page = jobs
             .read_events(cursor.as_deref(), filter, limit - items.len())
             .await
-            .map_err(Problem::from_store)?;
+            .map_err(Problem::from_jobs)?;
         let found = !page.items.is_empty();
         items.extend(page.items.into_iter().map(Event::from));
         cursor = Some(page.next);
@@ -275,7 +275,7 @@ async fn page(
 
 /// One client's place in the stream.
 struct Follower {
-    store: Arc<dyn Store>,
+    jobs: JobService,
     filter: EventFilter,
     /// Where the next read starts (an id, or a position the store gave).
     cursor: String,
@@ -310,7 +310,7 @@ impl Follower {
                 }
             }
             match self
-                .store
+                .jobs
                 .read_events(Some(&self.cursor), &self.filter, PAGE)
                 .await
             {

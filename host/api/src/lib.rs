@@ -155,8 +155,8 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
         )
         .into_response();
     }
-    if let Err(error) = state.jobs.store().ping().await {
-        return Problem::from_store(error).into_response();
+    if let Err(error) = state.jobs.ping().await {
+        return Problem::from_jobs(error).into_response();
     }
     let engines = futures::future::join_all(state.engines.iter().map(|engine| async move {
         let checked = tokio::time::timeout(ENGINE_CHECK, engine.check()).await;
@@ -177,7 +177,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
     .await;
     axum::Json(serde_json::json!({
         "status": "ready",
-        "store": state.jobs.store().kind(),
+        "store": state.jobs.store_kind(),
         "engines": engines,
     }))
     .into_response()

@@ -23,8 +23,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use omni_core::{FieldError, JobContext, PluginError, Plugins, Rendered};
 use omni_store::{
-    Created, IdempotencyKey, Job, JobId, JobPage, JobQuery, JobState, LogPage, LogQuery, PluginRef,
-    StateChange, Step, StepState, Store, StoreError, Transition,
+    Created, EventFilter, EventPage, IdempotencyKey, Job, JobId, JobPage, JobQuery, JobState,
+    LogLine, LogPage, LogQuery, PluginRef, StateChange, Step, StepState, Store, StoreError,
+    Transition,
 };
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -272,9 +273,110 @@ impl JobService {
         );
     }
 
-    /// The store.
+    /// The store, for the records this service does not write: leases and webhooks. Jobs,
+    /// their steps, logs and events are written through the service alone.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// The store backend's name (`embedded`, `cassandra`).
+    pub fn store_kind(&self) -> &'static str {
+        self.store.kind()
+    }
+
+    /// Checks that the store answers.
+    ///
+    /// # Errors
+    /// [`JobError::Store`] when it does not.
+    pub async fn ping(&self) -> Result<(), JobError> {
+        Ok(self.store.ping().await?)
+    }
+
+    /// Records the engine a queued job is being started on, before it is submitted there (see
+    /// `Store::assign_engine`): whoever takes over from here starts it there again.
+    ///
+    /// # Errors
+    /// [`JobError::NotFound`] when it was purged; [`JobError::Store`] with
+    /// `StoreError::Conflict` when it is no longer queued (cancelled meanwhile), or when the
+    /// store fails.
+    pub async fn assign_engine(&self, id: JobId, engine: &str) -> Result<Job, JobError> {
+        match self.store.assign_engine(id, engine).await {
+            Err(StoreError::NotFound(id)) => Err(JobError::NotFound(id)),
+            other => Ok(other?),
+        }
+    }
+
+    /// Records a running job's steps as its engine reports them (nothing once it has ended).
+    ///
+    /// # Errors
+    /// [`JobError::NotFound`]; [`JobError::Store`].
+    pub async fn record_steps(&self, id: JobId, steps: &[Step]) -> Result<Job, JobError> {
+        match self.store.update_steps(id, steps).await {
+            Err(StoreError::NotFound(id)) => Err(JobError::NotFound(id)),
+            other => Ok(other?),
+        }
+    }
+
+    /// Stores a batch of a job's log lines (numbered and kept to the [`LogLimits`] by the
+    /// collector) and hands it to this replica's followers through `publisher`.
+    ///
+    /// # Errors
+    /// [`JobError::NotFound`] when the job was purged; [`JobError::Store`] (the batch is not
+    /// published: the caller tries again).
+    pub async fn append_logs(
+        &self,
+        publisher: &Publisher,
+        lines: &[LogLine],
+    ) -> Result<(), JobError> {
+        let id = publisher.job();
+        match self.store.append_logs(id, lines).await {
+            Ok(()) => {
+                crate::metrics::log_lines_stored(lines.len());
+                publisher.publish(lines);
+                Ok(())
+            }
+            Err(StoreError::NotFound(id)) => Err(JobError::NotFound(id)),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// A page of job `id`'s stored log, without checking the job (the collector resuming
+    /// where the store's copy ends; a purged job's log is empty).
+    ///
+    /// # Errors
+    /// [`JobError::Store`].
+    pub async fn stored_logs(&self, id: JobId, query: &LogQuery) -> Result<LogPage, JobError> {
+        Ok(self.store.read_logs(id, query).await?)
+    }
+
+    /// Job `id`'s state history, oldest first.
+    ///
+    /// # Errors
+    /// [`JobError::Store`].
+    pub async fn history(&self, id: JobId) -> Result<Vec<StateChange>, JobError> {
+        Ok(self.store.history(id).await?)
+    }
+
+    /// Stored events after `after` that pass `filter`, at most `limit` (see
+    /// `Store::read_events`).
+    ///
+    /// # Errors
+    /// [`JobError::Store`]: `StoreError::BadEventId` when `after` is not an id of this store.
+    pub async fn read_events(
+        &self,
+        after: Option<&str>,
+        filter: &EventFilter,
+        limit: usize,
+    ) -> Result<EventPage, JobError> {
+        Ok(self.store.read_events(after, filter, limit).await?)
+    }
+
+    /// The position of the end of the event stream now.
+    ///
+    /// # Errors
+    /// [`JobError::Store`].
+    pub async fn events_head(&self) -> Result<String, JobError> {
+        Ok(self.store.events_head().await?)
     }
 
     /// The plugins.

@@ -236,6 +236,11 @@ pub struct Publisher {
 }
 
 impl Publisher {
+    /// The job it publishes for.
+    pub fn job(&self) -> JobId {
+        self.id
+    }
+
     /// Hands a stored batch to this replica's followers (none may be listening).
     pub fn publish(&self, lines: &[LogLine]) {
         if lines.is_empty() {

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use omni_engine::{Engine, EngineError, EngineLine, LogCursor, Outcome, Progress};
-use omni_jobs::{JobService, LogLimits, Publisher, Stored};
-use omni_store::{JobId, JobState, LogLine, LogQuery, Step, Store, StoreError};
+use omni_jobs::{JobError, JobService, LogLimits, Publisher, Stored};
+use omni_store::{JobId, JobState, LogLine, LogQuery, Step};
 use tracing::Instrument as _;
 
 use crate::Inner;
@@ -58,7 +58,7 @@ impl Inner {
         match self.jobs.transition(id, to, message).await {
             Ok(job) => tracing::info!(state = %job.state, "job ended"),
             // Cancelled here or elsewhere first.
-            Err(omni_jobs::JobError::Illegal { .. } | omni_jobs::JobError::NotFound(_)) => {}
+            Err(JobError::Illegal { .. } | JobError::NotFound(_)) => {}
             Err(error) => tracing::warn!(%error, "cannot record the end of a job"),
         }
         self.release(id);
@@ -93,14 +93,14 @@ impl Inner {
                             continue;
                         }
                         step.state = state;
-                        if let Err(error) = self.jobs.store().update_steps(id, &steps).await {
+                        if let Err(error) = self.jobs.record_steps(id, &steps).await {
                             // The next change (or the end) writes them all again.
                             tracing::warn!(%error, "cannot store the job's steps");
                         }
                     }
                     Some(Ok(Progress::Waiting { .. } | Progress::Running)) => {}
                     Some(Ok(Progress::Ended(outcome))) => {
-                        let _ = self.jobs.store().update_steps(id, &steps).await;
+                        let _ = self.jobs.record_steps(id, &steps).await;
                         return Some(outcome);
                     }
                     Some(Err(EngineError::UnknownJob { .. })) => return None,
@@ -129,11 +129,10 @@ impl Inner {
 /// the engine's log ends: lines kept to the service's [`omni_jobs::LogLimits`], numbered, stored
 /// in batches and each stored batch handed to this replica's followers.
 async fn collect(jobs: JobService, engine: Arc<dyn Engine>, id: JobId, retry: Duration) {
-    let store = Arc::clone(jobs.store());
     let limits = *jobs.logs().limits();
     let publisher = jobs.logs().publisher(id);
     let (mut stored, mut cursor) = loop {
-        match resume_point(&*store, id, &limits).await {
+        match resume_point(&jobs, id, &limits).await {
             Ok(point) => break point,
             Err(error) => {
                 tracing::warn!(%error, "cannot read the stored log; trying again");
@@ -151,7 +150,7 @@ async fn collect(jobs: JobService, engine: Arc<dyn Engine>, id: JobId, retry: Du
                 match tokio::time::timeout(BATCH_WAIT, lines.next()).await {
                     Ok(next) => next,
                     Err(_) => {
-                        write(&*store, &publisher, id, &mut batch, retry).await;
+                        write(&jobs, &publisher, &mut batch, retry).await;
                         continue;
                     }
                 }
@@ -169,7 +168,7 @@ async fn collect(jobs: JobService, engine: Arc<dyn Engine>, id: JobId, retry: Du
                         &mut batch,
                     );
                     if batch.len() >= BATCH_LINES {
-                        write(&*store, &publisher, id, &mut batch, retry).await;
+                        write(&jobs, &publisher, &mut batch, retry).await;
                     }
                 }
                 None | Some(Err(EngineError::UnknownJob { .. })) => break true,
@@ -179,7 +178,7 @@ async fn collect(jobs: JobService, engine: Arc<dyn Engine>, id: JobId, retry: Du
                 }
             }
         };
-        write(&*store, &publisher, id, &mut batch, retry).await;
+        write(&jobs, &publisher, &mut batch, retry).await;
         if ended {
             return;
         }
@@ -189,9 +188,8 @@ async fn collect(jobs: JobService, engine: Arc<dyn Engine>, id: JobId, retry: Du
 
 /// Writes a batch, trying again while the store is unavailable: a line read is never dropped.
 async fn write(
-    store: &dyn Store,
+    jobs: &JobService,
     publisher: &Publisher,
-    id: JobId,
     batch: &mut Vec<LogLine>,
     retry: Duration,
 ) {
@@ -199,16 +197,14 @@ async fn write(
         return;
     }
     loop {
-        match store.append_logs(id, batch).await {
+        match jobs.append_logs(publisher, batch).await {
             Ok(()) => {
-                omni_jobs::metrics::log_lines_stored(batch.len());
-                publisher.publish(batch);
                 // Freed, not cleared: a burst's batch (up to BATCH_LINES lines) kept by every
                 // quiet running job would be most of the memory of thousands of them.
                 *batch = Vec::new();
                 return;
             }
-            Err(StoreError::NotFound(_)) => {
+            Err(JobError::NotFound(_)) => {
                 // Purged while it ran.
                 batch.clear();
                 return;
@@ -223,10 +219,10 @@ async fn write(
 
 /// What is stored of the job's log already, and the engine cursor after it.
 async fn resume_point(
-    store: &dyn Store,
+    jobs: &JobService,
     id: JobId,
     limits: &LogLimits,
-) -> Result<(Stored, Option<LogCursor>), StoreError> {
+) -> Result<(Stored, Option<LogCursor>), JobError> {
     let mut query = LogQuery {
         step: None,
         after: None,
@@ -235,7 +231,7 @@ async fn resume_point(
     let mut tail: Vec<EngineLine> = Vec::new();
     let mut stored = Stored::default();
     loop {
-        let page = store.read_logs(id, &query).await?;
+        let page = jobs.stored_logs(id, &query).await?;
         stored.count(&page.items, limits);
         for line in page.items {
             if tail

@@ -659,10 +659,10 @@ impl Inner {
             }
         };
         // The engine is on record before the submit: whoever takes over from here finds it.
-        match self.jobs.store().assign_engine(id, engine.name()).await {
+        match self.jobs.assign_engine(id, engine.name()).await {
             Ok(_) => {}
             // Cancelled (or purged) meanwhile.
-            Err(StoreError::Conflict { .. } | StoreError::NotFound(_)) => {
+            Err(JobError::Store(StoreError::Conflict { .. }) | JobError::NotFound(_)) => {
                 self.release(id);
                 return;
             }

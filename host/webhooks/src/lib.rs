@@ -383,21 +383,23 @@ impl Inner {
     async fn deliver(self: Arc<Self>, hook: Webhook) {
         let mut wake = self.jobs.subscribe();
         let mut delivery = loop {
-            let found = match self.store().get_delivery(hook.id).await {
-                Ok(Some(delivery)) => Ok(delivery),
-                // Stored without a place (not through `register`): from now on.
-                Ok(None) => match self.store().events_head().await {
-                    Ok(head) => {
-                        let delivery = Delivery::starting_at(hook.id, head);
-                        self.store()
-                            .put_delivery(&delivery)
-                            .await
-                            .map(|()| delivery)
-                    }
-                    Err(error) => Err(error),
-                },
-                Err(error) => Err(error),
-            };
+            let found: Result<Delivery, Box<dyn std::error::Error + Send + Sync>> =
+                match self.store().get_delivery(hook.id).await {
+                    Ok(Some(delivery)) => Ok(delivery),
+                    // Stored without a place (not through `register`): from now on.
+                    Ok(None) => match self.jobs.events_head().await {
+                        Ok(head) => {
+                            let delivery = Delivery::starting_at(hook.id, head);
+                            self.store()
+                                .put_delivery(&delivery)
+                                .await
+                                .map(|()| delivery)
+                                .map_err(Into::into)
+                        }
+                        Err(error) => Err(error.into()),
+                    },
+                    Err(error) => Err(error.into()),
+                };
             match found {
                 Ok(delivery) => break delivery,
                 Err(error) => {
@@ -416,7 +418,7 @@ impl Inner {
         let mut unsaved = false;
         loop {
             let page = match self
-                .store()
+                .jobs
                 .read_events(
                     Some(&delivery.delivered_through),
                     &filter,
