@@ -87,7 +87,6 @@
 //! The templates live in the host's `templates/<task>/` directory, where operators edit them
 //! without rebuilding the plugin; the host serves them to the plugin through the `template`
 //! import, and the native harness reads them from the directory you give it.
-#![deny(missing_docs)]
 
 #[doc(hidden)]
 pub mod __private;

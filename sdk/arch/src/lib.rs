@@ -4,7 +4,6 @@
 //! The API speaks the names distributions use (RPM's `%_arch`, `uname -m`); nodes are labelled
 //! with Go's `GOARCH` names. Plugins (through `omni-sdk`), the scheduler and the engines all map
 //! through this table, so a new arch is added here once. It knows nothing else.
-#![deny(missing_docs)]
 
 /// `(API name, kubernetes.io/arch)` for every arch Omni knows.
 pub const ARCHES: &[(&str, &str)] = &[
