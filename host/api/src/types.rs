@@ -51,7 +51,11 @@ macro_rules! model_schema {
 model_schema!(
     /// The schema of the model's [`JobState`].
     JobStateSchema = "JobState",
-    one_of(JobState::ALL.map(JobState::as_str), "Where a job is in its life.")
+    one_of(
+        JobState::ALL.map(JobState::as_str),
+        "Where a job is in its life. During a rolling upgrade, a state a newer server wrote may \
+         appear as it is (docs/api.md, \"States\").",
+    )
 );
 
 model_schema!(

@@ -3,8 +3,10 @@
 //! Today every event is a job's state change, named `job.<state>` (`job.pending`, ...,
 //! `job.cancelled`); flows and artifacts add kinds of their own here.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Mutex;
 
 use crate::state::JobState;
 
@@ -39,6 +41,7 @@ impl EventKind {
             EventKind::Job(JobState::Succeeded) => "job.succeeded",
             EventKind::Job(JobState::Failed) => "job.failed",
             EventKind::Job(JobState::Cancelled) => "job.cancelled",
+            EventKind::Job(JobState::Other(state)) => other_job_event(state),
         }
     }
 
@@ -46,6 +49,18 @@ impl EventKind {
     pub fn names() -> impl Iterator<Item = &'static str> {
         Self::ALL.into_iter().map(Self::name)
     }
+}
+
+/// `job.<state>` for a state this server does not know, kept once per state (there are at most
+/// as many as such states, which are bounded).
+fn other_job_event(state: &'static str) -> &'static str {
+    static NAMES: Mutex<BTreeMap<&'static str, &'static str>> = Mutex::new(BTreeMap::new());
+    let mut names = NAMES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    names
+        .entry(state)
+        .or_insert_with(|| Box::leak(format!("job.{state}").into_boxed_str()))
 }
 
 impl fmt::Display for EventKind {
@@ -83,6 +98,8 @@ mod tests {
             assert_eq!(kind.name().parse::<EventKind>(), Ok(kind));
         }
         assert!("job.done".parse::<EventKind>().is_err());
+        let newer = EventKind::Job(JobState::from_stored("waiting").unwrap());
+        assert_eq!(newer.name(), "job.waiting");
         assert_eq!(EventKind::names().count(), EventKind::ALL.len());
     }
 }

@@ -4,14 +4,54 @@
 //! not ended. Every backend checks a move against [`TRANSITIONS`] before writing it (so no code
 //! path can store an illegal one), and writes it only if the job is still in the state the move
 //! starts from (compare-and-set), so a cancel racing a completion has exactly one winner.
+//!
+//! A state this server does not know ([`JobState::Other`], [`StepState::Other`]) is one a newer
+//! server wrote to the store shared with it during a rolling upgrade. It is read as it is, shown
+//! as it is, and written back as it is; no move leaves or enters it here, so this server leaves
+//! such a job alone (it does not schedule, move or sweep it). It is made only from stored data
+//! ([`JobState::from_stored`]), never from a request: the API's parsing ([`str::parse`]) knows
+//! only this server's states.
 
+use std::collections::BTreeSet;
 use std::fmt;
+use std::sync::Mutex;
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::name::Name;
+
+/// The most distinct unknown state names one process keeps (each is kept for the process's
+/// life so that states stay `Copy`): far more than server versions will ever add.
+const MAX_OTHER_STATES: usize = 256;
+
+/// The unknown state name `name`, kept once for the process (the first time, with the one log
+/// line that says this server met it).
+fn intern(kind: &str, name: &str) -> Result<&'static str, UnknownState> {
+    static NAMES: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+    if !Name::is_valid(name) {
+        return Err(UnknownState(name.to_owned()));
+    }
+    let mut names = NAMES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(known) = names.get(name) {
+        return Ok(known);
+    }
+    if names.len() >= MAX_OTHER_STATES {
+        return Err(UnknownState(name.to_owned()));
+    }
+    let kept: &'static str = Box::leak(name.to_owned().into_boxed_str());
+    names.insert(kept);
+    tracing::warn!(
+        state = kept,
+        "found a {kind} in state {kept:?}, which this server does not know (written by a newer \
+         server): it is shown as it is and left alone"
+    );
+    Ok(kept)
+}
 
 /// Where a job is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum JobState {
     /// Accepted and stored; not yet looked at by the scheduler.
     Pending,
@@ -25,11 +65,12 @@ pub enum JobState {
     Failed,
     /// Cancelled before it ended.
     Cancelled,
+    /// A state a newer server wrote, by its name (see the module's docs).
+    Other(&'static str),
 }
 
 /// Where a step is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum StepState {
     /// Not started.
     Pending,
@@ -41,10 +82,12 @@ pub enum StepState {
     Failed,
     /// Never ran (the job ended before).
     Skipped,
+    /// A state a newer server wrote, by its name (see the module's docs).
+    Other(&'static str),
 }
 
 impl StepState {
-    /// Every state.
+    /// Every state this server knows.
     pub const ALL: [StepState; 5] = [
         StepState::Pending,
         StepState::Running,
@@ -61,7 +104,32 @@ impl StepState {
             StepState::Succeeded => "succeeded",
             StepState::Failed => "failed",
             StepState::Skipped => "skipped",
+            StepState::Other(name) => name,
         }
+    }
+
+    /// The state stored as `name`: one this server knows, or [`StepState::Other`].
+    ///
+    /// # Errors
+    /// [`UnknownState`] when `name` is not a name at all (damaged data).
+    pub fn from_stored(name: &str) -> Result<Self, UnknownState> {
+        match StepState::ALL.into_iter().find(|s| s.as_str() == name) {
+            Some(state) => Ok(state),
+            None => intern("step", name).map(StepState::Other),
+        }
+    }
+}
+
+impl Serialize for StepState {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for StepState {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = std::borrow::Cow::<str>::deserialize(deserializer)?;
+        StepState::from_stored(&name).map_err(serde::de::Error::custom)
     }
 }
 
@@ -100,10 +168,28 @@ impl JobState {
             JobState::Succeeded => "succeeded",
             JobState::Failed => "failed",
             JobState::Cancelled => "cancelled",
+            JobState::Other(name) => name,
         }
     }
 
-    /// Whether the job has ended (no move leaves this state).
+    /// The state stored as `name`: one this server knows, or [`JobState::Other`].
+    ///
+    /// # Errors
+    /// [`UnknownState`] when `name` is not a name at all (damaged data).
+    pub fn from_stored(name: &str) -> Result<Self, UnknownState> {
+        match name.parse() {
+            Ok(state) => Ok(state),
+            Err(_) => intern("job", name).map(JobState::Other),
+        }
+    }
+
+    /// Whether this server knows the state (it is not [`JobState::Other`]).
+    pub fn is_known(self) -> bool {
+        !matches!(self, JobState::Other(_))
+    }
+
+    /// Whether the job has ended (no move leaves this state). A state this server does not know
+    /// is not final: it does not know that the job has ended, only that it must not move it.
     pub fn is_final(self) -> bool {
         matches!(
             self,
@@ -129,12 +215,27 @@ impl JobState {
     }
 }
 
+impl Serialize for JobState {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// Reads stored states: one this server does not know becomes [`JobState::Other`].
+impl<'de> Deserialize<'de> for JobState {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = std::borrow::Cow::<str>::deserialize(deserializer)?;
+        JobState::from_stored(&name).map_err(serde::de::Error::custom)
+    }
+}
+
 impl fmt::Display for JobState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
 }
 
+/// Parses a state this server knows (a request's): no [`JobState::Other`].
 impl std::str::FromStr for JobState {
     type Err = UnknownState;
 
@@ -198,6 +299,36 @@ mod tests {
             pair[0].check(pair[1]).unwrap();
         }
         assert!(JobState::Pending.check(JobState::Running).is_err());
+    }
+
+    #[test]
+    fn a_state_of_a_newer_server_is_read_shown_and_written_as_it_is_and_never_moves() {
+        let waiting: JobState = serde_json::from_str("\"waiting\"").unwrap();
+        assert_eq!(waiting, JobState::Other("waiting"));
+        assert_eq!(serde_json::to_string(&waiting).unwrap(), "\"waiting\"");
+        assert_eq!(waiting.to_string(), "waiting");
+        assert!(!waiting.is_known());
+        assert!(!waiting.is_final());
+        for state in JobState::ALL {
+            assert!(waiting.check(state).is_err(), "waiting -> {state}");
+            assert!(state.check(waiting).is_err(), "{state} -> waiting");
+        }
+        // Kept once: the same name is the same state.
+        assert_eq!(JobState::from_stored("waiting").unwrap(), waiting);
+        let retrying: StepState = serde_json::from_str("\"retrying\"").unwrap();
+        assert_eq!(retrying.as_str(), "retrying");
+        assert_eq!(serde_json::to_string(&retrying).unwrap(), "\"retrying\"");
+    }
+
+    #[test]
+    fn requests_and_damaged_data_make_no_unknown_states() {
+        // What a request names is parsed strictly.
+        assert!("waiting".parse::<JobState>().is_err());
+        // What is not a name at all is damage, not a newer server's state.
+        for bad in ["", "Waiting", "a b", &"x".repeat(64)] {
+            assert!(JobState::from_stored(bad).is_err(), "{bad:?}");
+            assert!(serde_json::from_value::<JobState>(bad.into()).is_err());
+        }
     }
 
     #[test]

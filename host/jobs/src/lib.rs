@@ -602,7 +602,8 @@ impl JobService {
     /// Cancels a job that has not ended.
     ///
     /// # Errors
-    /// [`JobError::NotFound`], [`JobError::Store`].
+    /// [`JobError::NotFound`], [`JobError::Store`]; [`JobError::Illegal`] for a job in a state
+    /// this server does not know (a newer server's, left alone).
     pub async fn cancel(&self, id: JobId) -> Result<Cancelled, JobError> {
         match self
             .transition(id, JobState::Cancelled, Some("cancelled by request".into()))
@@ -614,7 +615,11 @@ impl JobService {
                 }
                 Ok(Cancelled::Now(job))
             }
-            Err(JobError::Illegal { .. }) => Ok(Cancelled::AlreadyEnded(self.get(id).await?)),
+            Err(JobError::Illegal { from, .. }) if from.is_final() => {
+                Ok(Cancelled::AlreadyEnded(self.get(id).await?))
+            }
+            // Not ended, yet not cancellable: a state a newer server wrote, which this one
+            // leaves alone.
             Err(error) => Err(error),
         }
     }
