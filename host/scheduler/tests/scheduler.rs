@@ -16,7 +16,7 @@ use omni_store::{Created, Job, JobState, LogQuery, StepState};
 use serde_json::{Value, json};
 
 /// A guard against a hang, not a timing assertion.
-const PATIENCE: Duration = Duration::from_secs(120);
+use omni_test_support::PATIENCE;
 
 const SPEC: &str = "Name: hello\nVersion: 1.0\nRelease: 1%{?dist}\nSummary: Says hello\nLicense: MIT\nSource0: hello.sh\nBuildArch: noarch\n\n%description\nSays hello.\n\n%install\ninstall -D -m 755 %{SOURCE0} %{buildroot}/usr/bin/hello\n\n%files\n/usr/bin/hello\n";
 
@@ -93,21 +93,13 @@ async fn hostile(jobs: &JobService, behaviour: &str) -> Job {
     submit(jobs, "hostile", "default", json!({"behaviour": behaviour})).await
 }
 
-/// Polls the job until `done` says so; fails showing the job as it was last seen.
+/// Polls the job until `done` says so.
 async fn wait_for(jobs: &JobService, id: JobId, what: &str, done: impl Fn(&Job) -> bool) -> Job {
-    let mut seen = None;
-    let waited = tokio::time::timeout(PATIENCE, async {
-        loop {
-            let job = jobs.get(id).await.unwrap();
-            if done(&job) {
-                return job;
-            }
-            seen = Some(job);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    omni_test_support::eventually(&format!("job {id} {what}"), || async {
+        let job = jobs.get(id).await.unwrap();
+        done(&job).then_some(job)
     })
-    .await;
-    waited.unwrap_or_else(|_| panic!("job {id} never {what}: {seen:#?}"))
+    .await
 }
 
 async fn ended(jobs: &JobService, id: JobId) -> Job {
@@ -200,13 +192,10 @@ async fn an_srpm_job_runs_to_success_on_the_local_engine_with_its_log_and_artifa
 
     // Purging removes the job's directory with its artifacts.
     world.jobs.purge(job.id).await.unwrap();
-    tokio::time::timeout(PATIENCE, async {
-        while srpm.exists() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    omni_test_support::eventually("the purged job's artifact to go", || {
+        std::future::ready((!srpm.exists()).then_some(()))
     })
-    .await
-    .expect("the purged job's artifact stayed");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -384,13 +373,10 @@ fn replica(
 }
 
 async fn leading(scheduler: &Scheduler) {
-    tokio::time::timeout(PATIENCE, async {
-        while !scheduler.is_leading() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    omni_test_support::eventually("the new scheduler to take the lease", || {
+        std::future::ready(scheduler.is_leading().then_some(()))
     })
-    .await
-    .expect("the new scheduler never took the lease");
+    .await;
 }
 
 /// A lingering job running, and then its scheduler gone without a word: its followers stop and
@@ -519,13 +505,10 @@ async fn a_new_leader_resumes_a_running_jobs_log_without_losing_or_repeating_lin
         json!({"behaviour": "print", "lines": 8000, "burst": 200}),
     )
     .await;
-    tokio::time::timeout(PATIENCE, async {
-        while stored_lines(&world.jobs, job.id).await.is_empty() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    omni_test_support::eventually("some lines stored", || async {
+        (!stored_lines(&world.jobs, job.id).await.is_empty()).then_some(())
     })
-    .await
-    .expect("some lines stored");
+    .await;
     // The leader goes while the job prints; another takes over the same engine's job.
     world._handle = None;
     let (jobs, second, _handle) = replica(&world.jobs, vec![world.engine.clone()]);
@@ -620,13 +603,10 @@ async fn submits_reach(engine: &Faulty, count: usize) {
 
 /// Waits until `counter` is `count`.
 async fn reaches(counter: &AtomicUsize, count: usize) {
-    tokio::time::timeout(PATIENCE, async {
-        while counter.load(Ordering::SeqCst) < count {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    omni_test_support::eventually(&format!("{count} submits"), || {
+        std::future::ready((counter.load(Ordering::SeqCst) >= count).then_some(()))
     })
-    .await
-    .expect("the scheduler stopped submitting");
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -153,11 +153,7 @@ fn webhook(url: String, events: &[&str], secret: &str, domain: Option<&str>) -> 
 }
 
 async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
-    while !done() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    omni_test_support::eventually(what, || std::future::ready(done().then_some(()))).await;
 }
 
 /// Makes a job through the store and moves it along `path` through the job service.
@@ -359,9 +355,25 @@ async fn one_replica_delivers_and_a_deleted_webhook_gets_nothing_more() {
     assert_eq!(receiver.acked().len(), 10, "each event once");
     assert!(a.is_leading() != b.is_leading(), "one replica delivers");
     assert!(store.delete_webhook(hook.id).await.unwrap());
-    // Give the deliverer a few polls to notice, then check nothing more arrives.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    run_job(&jobs, "default", &DONE).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(receiver.acked().len(), 10);
+    // A webhook registered after the delete is found by the same read of the webhook list that
+    // stops the deleted one's delivery: once it has an event, the deleted one gets no more.
+    let witness = Receiver::start("three", 0, 0, Duration::ZERO).await;
+    let seen = webhook(witness.url(), &["job.succeeded"], "three", None);
+    omni_webhooks::register(store.as_ref(), &seen)
+        .await
+        .unwrap();
+    let first = run_job(&jobs, "default", &DONE).await;
+    wait_for("the new webhook's first event", || {
+        witness.acked().iter().any(|e| e.job_id == first)
+    })
+    .await;
+    let last = run_job(&jobs, "default", &DONE).await;
+    wait_for("the new webhook's second event", || {
+        witness.acked().iter().any(|e| e.job_id == last)
+    })
+    .await;
+    assert!(
+        receiver.acked().iter().all(|e| e.job_id != last),
+        "the deleted webhook got an event of a job run after its delete was seen"
+    );
 }

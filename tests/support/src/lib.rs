@@ -89,6 +89,32 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     panic!("gave up waiting for {what}");
 }
 
+/// How long [`eventually`] waits: long enough that only a hang takes it (the 2-core CI machine
+/// runs many test binaries at once), so how long something took is a benchmark's business.
+pub const PATIENCE: std::time::Duration = std::time::Duration::from_secs(180);
+
+/// Waits until `check` yields a value and returns it, checking every 20 ms (on tokio's clock,
+/// so a test with paused time advances it); fails the test naming `what` after [`PATIENCE`].
+/// The one way async tests wait for something to happen: absence is proved by waiting for a
+/// condition that would show presence, never by sleeping.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "gave up waiting for {what} after {PATIENCE:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// A registry over a fresh temporary plugins directory holding the named components.
 pub fn registry(sandbox: Arc<Sandbox>, names: &[&str]) -> (tempfile::TempDir, Arc<Registry>) {
     let dir = tempfile::tempdir().unwrap();
