@@ -1,5 +1,6 @@
-//! `omni serve`'s configuration: a TOML file (`--config`), then environment variables, then
-//! flags, each overriding the one before. Every key is optional; an unknown key is an error.
+//! `omni serve`'s configuration: a TOML file (`--config`), then environment variables
+//! ([`Config::apply_env`], the one place they are read), then flags, each overriding the one
+//! before. Every key is optional; an unknown key is an error.
 //!
 //! ```toml
 //! # Relative paths (here, in the environment and in flags) are resolved against the directory
@@ -22,14 +23,17 @@
 //! sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"   # `omni token` prints it
 //! roles = { openeuler = "submitter" }
 //!
-//! [store.embedded]               # the default store: one file under data_dir
+//! [store]
+//! kind = "embedded"                # OMNI_STORE_KIND: embedded | cassandra (without it: cassandra
+//!                                  # when [store.cassandra] is there)
+//! [store.embedded]               # one file under data_dir
 //! job_ttl = "30d"                  # finished jobs (with history and logs) are removed after this
 //! idempotency_ttl = "24h"          # how long an Idempotency-Key is remembered
 //! event_ttl = "7d"                 # job-change events (GET /v1/events, webhooks) are kept this long
 //! sweep_interval = "10m"           # how often expired records are removed
 //! cache_bytes = 67108864           # the most memory its page cache takes
 //!
-//! [store.cassandra]              # use Cassandra/ScyllaDB instead (OMNI_CASSANDRA_CONTACT_POINTS)
+//! [store.cassandra]              # kind = "cassandra" (OMNI_CASSANDRA_CONTACT_POINTS)
 //! contact_points = ["10.0.0.5:9042", "10.0.0.6:9042"]
 //! keyspace = "omni"                # OMNI_CASSANDRA_KEYSPACE; created if missing, with:
 //! replication = { class = "NetworkTopologyStrategy", datacenters = { dc1 = 3 } }
@@ -219,17 +223,65 @@ pub enum EngineConfig {
     Kubernetes(KubeEngineConfig),
 }
 
-/// `[store]`: which backend keeps jobs and logs, and its settings.
+/// `[store]`: which backend keeps jobs and logs (`kind`, as `[[engines]]` say theirs), and each
+/// backend's settings.
 ///
-/// The embedded store unless `[store.cassandra]` names contact points.
+/// Without `kind`, the store is Cassandra when `[store.cassandra]` is there (the configurations
+/// written before `kind` existed), else the embedded one.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
+    pub kind: Option<StoreKind>,
     pub embedded: EmbeddedConfig,
     pub cassandra: Option<CassandraConfig>,
 }
 
+/// The store backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// One file under the data directory, for one server.
+    Embedded,
+    /// Cassandra or ScyllaDB, for several replicas.
+    Cassandra,
+}
+
+impl std::str::FromStr for StoreKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "embedded" => Ok(StoreKind::Embedded),
+            "cassandra" => Ok(StoreKind::Cassandra),
+            other => Err(format!(
+                "unknown store kind {other:?} (embedded or cassandra)"
+            )),
+        }
+    }
+}
+
 impl StoreConfig {
+    /// The store to open, with its settings.
+    ///
+    /// # Errors
+    /// When `kind = "cassandra"` names no contact points (in `[store.cassandra]` or the
+    /// environment).
+    pub fn selected(&self) -> anyhow::Result<SelectedStore<'_>> {
+        let kind = self.kind.unwrap_or(if self.cassandra.is_some() {
+            StoreKind::Cassandra
+        } else {
+            StoreKind::Embedded
+        });
+        match (kind, &self.cassandra) {
+            (StoreKind::Embedded, _) => Ok(SelectedStore::Embedded(&self.embedded)),
+            (StoreKind::Cassandra, Some(cassandra)) => Ok(SelectedStore::Cassandra(cassandra)),
+            (StoreKind::Cassandra, None) => anyhow::bail!(
+                "[store] kind = \"cassandra\" needs [store.cassandra] with contact_points (or \
+                 OMNI_CASSANDRA_CONTACT_POINTS)"
+            ),
+        }
+    }
+
     /// Sets the event TTL of both backends' settings (from `[events] ttl`).
     pub fn set_event_ttl(&mut self, ttl: std::time::Duration) {
         self.embedded.event_ttl = ttl;
@@ -239,8 +291,9 @@ impl StoreConfig {
     }
 
     /// `OMNI_CASSANDRA_CONTACT_POINTS` (comma-separated `host:port`s) and
-    /// `OMNI_CASSANDRA_KEYSPACE` override `[store.cassandra]`; the first turns it on.
-    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) {
+    /// `OMNI_CASSANDRA_KEYSPACE` override `[store.cassandra]`; the first makes the section (so,
+    /// without a `kind`, the store is Cassandra).
+    fn apply_env(&mut self, var: &impl Fn(&str) -> Option<String>) {
         if let Some(points) = var("OMNI_CASSANDRA_CONTACT_POINTS").filter(|p| !p.trim().is_empty())
         {
             let points: Vec<String> = points
@@ -259,6 +312,15 @@ impl StoreConfig {
             cassandra.keyspace = keyspace;
         }
     }
+}
+
+/// The backend [`StoreConfig::selected`] chose, with its settings.
+#[derive(Debug)]
+pub enum SelectedStore<'a> {
+    /// The embedded store.
+    Embedded(&'a EmbeddedConfig),
+    /// Cassandra.
+    Cassandra(&'a CassandraConfig),
 }
 
 /// `[plugins]`.
@@ -331,6 +393,53 @@ impl Config {
                 }
             }
         }
+    }
+
+    /// Applies the environment's overrides (`var` reads a variable): the one place they are
+    /// read, each named in README's "Configuration" table.
+    ///
+    /// | variable | overrides |
+    /// |---|---|
+    /// | `OMNI_LISTEN` | `listen` |
+    /// | `OMNI_PLUGIN_DIR` | `plugin_dir` |
+    /// | `OMNI_TEMPLATE_DIR` | `template_dir` |
+    /// | `OMNI_DATA_DIR` | `data_dir` |
+    /// | `OMNI_USERS_FILE` | `[auth] users_file` |
+    /// | `OMNI_STORE_KIND` | `[store] kind` |
+    /// | `OMNI_CASSANDRA_CONTACT_POINTS` | `[store.cassandra] contact_points` (comma-separated) |
+    /// | `OMNI_CASSANDRA_KEYSPACE` | `[store.cassandra] keyspace` |
+    ///
+    /// An empty variable is as an absent one.
+    ///
+    /// # Errors
+    /// A value that does not parse, naming the variable.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        if let Some(listen) = var("OMNI_LISTEN") {
+            self.listen = listen
+                .parse()
+                .with_context(|| format!("OMNI_LISTEN={listen:?} is not an address:port"))?;
+        }
+        for (name, path) in [
+            ("OMNI_PLUGIN_DIR", &mut self.plugin_dir),
+            ("OMNI_TEMPLATE_DIR", &mut self.template_dir),
+            ("OMNI_DATA_DIR", &mut self.data_dir),
+        ] {
+            if let Some(value) = var(name) {
+                *path = PathBuf::from(value);
+            }
+        }
+        if let Some(file) = var("OMNI_USERS_FILE") {
+            self.auth.users_file = Some(PathBuf::from(file));
+        }
+        if let Some(kind) = var("OMNI_STORE_KIND") {
+            self.store.kind = Some(
+                kind.parse()
+                    .map_err(|e: String| anyhow::anyhow!("OMNI_STORE_KIND: {e}"))?,
+            );
+        }
+        self.store.apply_env(&var);
+        Ok(())
     }
 
     /// Reads `path`, or the defaults when there is none.
@@ -515,14 +624,67 @@ mod tests {
 
     #[test]
     fn environment_turns_cassandra_on_and_overrides_it() {
-        let mut store = StoreConfig::default();
-        store.apply_env(|name| match name {
-            "OMNI_CASSANDRA_CONTACT_POINTS" => Some("10.0.0.5:9042, 10.0.0.6:9042".into()),
-            "OMNI_CASSANDRA_KEYSPACE" => Some("omni_prod".into()),
-            _ => None,
-        });
-        let cassandra = store.cassandra.unwrap();
+        let mut config = Config::default();
+        config
+            .apply_env(|name| match name {
+                "OMNI_CASSANDRA_CONTACT_POINTS" => Some("10.0.0.5:9042, 10.0.0.6:9042".into()),
+                "OMNI_CASSANDRA_KEYSPACE" => Some("omni_prod".into()),
+                "OMNI_LISTEN" => Some("0.0.0.0:9000".into()),
+                "OMNI_DATA_DIR" => Some("/var/lib/omni".into()),
+                "OMNI_TEMPLATE_DIR" => Some(String::new()),
+                _ => None,
+            })
+            .unwrap();
+        let SelectedStore::Cassandra(cassandra) = config.store.selected().unwrap() else {
+            panic!("contact points in the environment choose Cassandra");
+        };
         assert_eq!(cassandra.contact_points, ["10.0.0.5:9042", "10.0.0.6:9042"]);
         assert_eq!(cassandra.keyspace, "omni_prod");
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.data_dir, PathBuf::from("/var/lib/omni"));
+        // Empty is absent.
+        assert_eq!(config.template_dir, Config::default().template_dir);
+        let err = Config::default()
+            .apply_env(|name| (name == "OMNI_LISTEN").then(|| "localhost".into()))
+            .unwrap_err();
+        assert!(err.to_string().contains("OMNI_LISTEN"), "{err}");
+    }
+
+    #[test]
+    fn the_store_is_chosen_by_kind_or_by_the_section_that_is_there() {
+        let embedded: Config = toml::from_str("").unwrap();
+        assert!(matches!(
+            embedded.store.selected().unwrap(),
+            SelectedStore::Embedded(_)
+        ));
+        // Written before `kind` existed: the section chooses.
+        let old: Config = toml::from_str(
+            "[store.cassandra]
+contact_points = [\"a:9042\"]
+",
+        )
+        .unwrap();
+        assert!(matches!(
+            old.store.selected().unwrap(),
+            SelectedStore::Cassandra(_)
+        ));
+        let explicit: Config = toml::from_str(
+            "[store]\nkind = \"embedded\"\n[store.cassandra]\ncontact_points = [\"a:9042\"]\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            explicit.store.selected().unwrap(),
+            SelectedStore::Embedded(_)
+        ));
+        let missing: Config = toml::from_str("[store]\nkind = \"cassandra\"\n").unwrap();
+        let err = missing.store.selected().unwrap_err();
+        assert!(err.to_string().contains("[store.cassandra]"), "{err}");
+        let err = toml::from_str::<Config>("[store]\nkind = \"redis\"\n").unwrap_err();
+        assert!(err.to_string().contains("unknown variant `redis`"), "{err}");
+        let mut env = Config::default();
+        let err = env
+            .apply_env(|name| (name == "OMNI_STORE_KIND").then(|| "redis".into()))
+            .unwrap_err();
+        assert!(err.to_string().contains("OMNI_STORE_KIND"), "{err}");
     }
 }

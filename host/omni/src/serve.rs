@@ -17,7 +17,7 @@ use omni_store::Store;
 use omni_store_cassandra::CassandraStore;
 use omni_store_embedded::EmbeddedStore;
 
-use crate::config::{Config, EngineConfig};
+use crate::config::{Config, EngineConfig, SelectedStore};
 
 /// Flags of `omni serve`; each overrides the configuration file.
 #[derive(Debug, Args)]
@@ -25,17 +25,20 @@ pub struct ServeArgs {
     /// TOML configuration file.
     #[arg(long, env = "OMNI_CONFIG")]
     config: Option<PathBuf>,
-    /// Address to listen on [default: 127.0.0.1:8080].
-    #[arg(long, env = "OMNI_LISTEN")]
+    /// Address to listen on [default: 127.0.0.1:8080; env: OMNI_LISTEN].
+    #[arg(long)]
     listen: Option<std::net::SocketAddr>,
-    /// Directory of plugin components (*.wasm), watched for changes [default: ./.omni/plugins].
-    #[arg(long, env = "OMNI_PLUGIN_DIR")]
+    /// Directory of plugin components (*.wasm), watched for changes [default: ./.omni/plugins;
+    /// env: OMNI_PLUGIN_DIR].
+    #[arg(long)]
     plugin_dir: Option<PathBuf>,
-    /// Directory of the tasks' templates, one subdirectory per task [default: ./templates].
-    #[arg(long, env = "OMNI_TEMPLATE_DIR")]
+    /// Directory of the tasks' templates, one subdirectory per task [default: ./templates; env:
+    /// OMNI_TEMPLATE_DIR].
+    #[arg(long)]
     template_dir: Option<PathBuf>,
-    /// Directory of Omni's own data (the embedded store, the compile cache) [default: ./.omni/data].
-    #[arg(long, env = "OMNI_DATA_DIR")]
+    /// Directory of Omni's own data (the embedded store, the compile cache) [default:
+    /// ./.omni/data; env: OMNI_DATA_DIR].
+    #[arg(long)]
     data_dir: Option<PathBuf>,
     /// How log lines are written to stderr (`RUST_LOG` filters them).
     #[arg(long, env = "OMNI_LOG_FORMAT", value_enum, default_value_t)]
@@ -44,6 +47,7 @@ pub struct ServeArgs {
 
 pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let mut config = Config::load(args.config.as_deref())?;
+    config.apply_env(|name| std::env::var(name).ok())?;
     if let Some(v) = args.listen {
         config.listen = v;
     }
@@ -56,12 +60,8 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     if let Some(v) = args.data_dir {
         config.data_dir = v;
     }
-    config.store.apply_env(|name| std::env::var(name).ok());
     if let Some(ttl) = config.events.ttl {
         config.store.set_event_ttl(ttl);
-    }
-    if let Some(file) = std::env::var_os("OMNI_USERS_FILE").filter(|f| !f.is_empty()) {
-        config.auth.users_file = Some(PathBuf::from(file));
     }
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     config.resolve_paths(&cwd);
@@ -204,22 +204,26 @@ async fn open_engines(config: &Config) -> anyhow::Result<Vec<Arc<dyn Engine>>> {
 
 /// The configured store, opened and checked.
 async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    if let Some(cassandra) = &config.store.cassandra {
-        let store = CassandraStore::connect(cassandra).await.with_context(|| {
-            format!(
-                "cannot open the cassandra store at {}",
-                cassandra.contact_points.join(", ")
-            )
-        })?;
-        tracing::info!(contact_points = ?cassandra.contact_points, keyspace = %cassandra.keyspace, "cassandra store open");
-        return Ok(Arc::new(store));
+    match config.store.selected()? {
+        SelectedStore::Cassandra(cassandra) => {
+            let store = CassandraStore::connect(cassandra).await.with_context(|| {
+                format!(
+                    "cannot open the cassandra store at {}",
+                    cassandra.contact_points.join(", ")
+                )
+            })?;
+            tracing::info!(contact_points = ?cassandra.contact_points, keyspace = %cassandra.keyspace, "cassandra store open");
+            Ok(Arc::new(store))
+        }
+        SelectedStore::Embedded(embedded) => {
+            let dir = config.data_dir.join("store");
+            let store = EmbeddedStore::open(&dir, embedded.clone())
+                .with_context(|| format!("cannot open the embedded store in {}", dir.display()))?;
+            store.spawn_sweeper();
+            tracing::info!(path = %store.path().display(), "embedded store open");
+            Ok(Arc::new(store))
+        }
     }
-    let dir = config.data_dir.join("store");
-    let store = EmbeddedStore::open(&dir, config.store.embedded.clone())
-        .with_context(|| format!("cannot open the embedded store in {}", dir.display()))?;
-    store.spawn_sweeper();
-    tracing::info!(path = %store.path().display(), "embedded store open");
-    Ok(Arc::new(store))
 }
 
 async fn rescan_on_sighup(registry: Arc<Registry>) {
