@@ -39,6 +39,7 @@ pub use id::{JobId, id_time, new_job_id, now};
 pub use log::LogStream;
 pub use name::{InvalidName, Name};
 pub use plugin::{
-    FieldError, JobContext, Manifest, PluginError, PluginInfo, Plugins, Rendered, TaskPlugin,
+    DEFAULT_NAMESPACE, FieldError, JobContext, Manifest, PluginError, PluginInfo, Plugins,
+    Rendered, TaskPlugin,
 };
 pub use state::{IllegalTransition, JobState, StepState, TRANSITIONS, UnknownState};

@@ -15,6 +15,10 @@ use serde_json::Value;
 
 use crate::id::JobId;
 
+/// The namespace objects are rendered for where no engine says another (Kubernetes engines
+/// say theirs; dry runs and the local engine use this).
+pub const DEFAULT_NAMESPACE: &str = "omni-jobs";
+
 /// What a plugin says it is (its `describe`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PluginInfo {

@@ -66,7 +66,7 @@ pub enum Propagation {
 }
 
 fn default_namespace() -> String {
-    "omni-jobs".to_owned()
+    omni_engine::DEFAULT_NAMESPACE.to_owned()
 }
 
 fn default_max_log_streams() -> usize {
@@ -91,8 +91,8 @@ pub struct KubeEngineConfig {
     /// The kubeconfig context; its current context without it.
     #[serde(default)]
     pub context: Option<String>,
-    /// The namespace every job's objects go to, whatever they were rendered for; created when
-    /// missing (`omni-jobs`).
+    /// The namespace its jobs' objects are rendered for and go to; created when missing
+    /// (`omni-jobs`).
     #[serde(default = "default_namespace")]
     pub namespace: String,
     /// How cancel and cleanup delete (`background`, or `foreground`).
@@ -421,6 +421,10 @@ impl Engine for KubeEngine {
 
     fn max_running(&self) -> usize {
         self.max_running
+    }
+
+    fn namespace(&self) -> &str {
+        &self.inner.namespace
     }
 
     async fn check(&self) -> Result<(), EngineError> {

@@ -219,6 +219,11 @@ impl Engine for LocalEngine {
         self.max_running
     }
 
+    /// The objects' namespace means nothing on this machine; plugins render for this one.
+    fn namespace(&self) -> &str {
+        omni_engine::DEFAULT_NAMESPACE
+    }
+
     async fn check(&self) -> Result<(), EngineError> {
         let root = self.runner.root().to_owned();
         tokio::fs::create_dir_all(&root)

@@ -24,7 +24,7 @@ use std::fmt;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
-pub use omni_core::{JobId, LogStream, Manifest, Rendered, StepState};
+pub use omni_core::{DEFAULT_NAMESPACE, JobId, LogStream, Manifest, Rendered, StepState};
 
 #[cfg(feature = "conformance")]
 #[doc(hidden)]
@@ -231,6 +231,9 @@ pub trait Engine: Send + Sync + fmt::Debug + 'static {
 
     /// How many jobs it runs at once at most.
     fn max_running(&self) -> usize;
+
+    /// The Kubernetes namespace its jobs' objects are rendered for and go to.
+    fn namespace(&self) -> &str;
 
     /// Checks that it can take jobs now (a cluster answers, a directory is writable).
     ///

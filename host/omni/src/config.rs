@@ -9,7 +9,7 @@
 //! plugin_dir = "./.omni/plugins"   # OMNI_PLUGIN_DIR, --plugin-dir
 //! template_dir = "./templates"     # OMNI_TEMPLATE_DIR, --template-dir
 //! data_dir = "./.omni/data"        # OMNI_DATA_DIR, --data-dir (compile cache under cache/)
-//! namespace = "omni-jobs"          # Kubernetes namespace of the jobs' objects
+//! namespace = "omni-jobs"          # the namespace dry runs render for (a job's comes from its engine)
 //! body_limit_kib = 1024            # largest request body
 //!
 //! [auth]                         # no users and no tokens: auth off, allowed only on loopback
@@ -106,7 +106,7 @@
 //! max_running = 200
 //! kubeconfig = "/etc/omni/arm-cluster.kubeconfig"   # in-cluster (or KUBECONFIG, ~/.kube/config) without it
 //! context = "omni"                 # the kubeconfig's current context without it
-//! namespace = "omni-jobs"          # every job's objects go here; created when missing
+//! namespace = "omni-jobs"          # its jobs' objects are rendered for and go here
 //! propagation = "background"       # how cancel deletes the Job's pods: background | foreground
 //! max_log_streams = 256            # running steps' logs followed at once; beyond, they take turns
 //! ```

@@ -135,12 +135,7 @@ async fn serve(config: Config, auth: omni_api::Authenticator) -> anyhow::Result<
 
     let engines = open_engines(&config).await?;
     let jobs = JobService::new(store, Arc::clone(&registry) as _).with_log_limits(config.logs);
-    let scheduler = Scheduler::new(
-        jobs.clone(),
-        engines.clone(),
-        config.scheduler.clone(),
-        config.namespace.clone(),
-    )?;
+    let scheduler = Scheduler::new(jobs.clone(), engines.clone(), config.scheduler.clone())?;
     let _scheduler = scheduler.spawn();
     let deliverer = omni_webhooks::Deliverer::new(jobs.clone(), config.webhooks.clone())?;
     let _deliverer = deliverer.spawn();

@@ -77,6 +77,9 @@ impl Engine for Observed {
     fn max_running(&self) -> usize {
         self.engine.max_running()
     }
+    fn namespace(&self) -> &str {
+        self.engine.namespace()
+    }
     async fn check(&self) -> Result<(), EngineError> {
         self.engine.check().await
     }
@@ -324,7 +327,6 @@ async fn run(client: &Client, kubeconfig: &std::path::Path, n: usize) {
         jobs.clone(),
         vec![observed as Arc<dyn Engine>],
         SchedulerConfig::default(),
-        namespace.clone(),
     )
     .unwrap();
     let _handle = scheduler.spawn();

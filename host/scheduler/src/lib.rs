@@ -202,7 +202,6 @@ struct Inner {
     jobs: JobService,
     engines: Vec<Arc<dyn Engine>>,
     config: SchedulerConfig,
-    namespace: String,
     replica: String,
     state: Mutex<State>,
     wake: Notify,
@@ -212,8 +211,9 @@ struct Inner {
 
 impl Scheduler {
     /// A scheduler for `jobs` over `engines`, attached to the job service (which from now on
-    /// refuses arches no engine serves and tells the scheduler of cancels). Objects are rendered
-    /// for `namespace`. Nothing runs until [`Scheduler::spawn`].
+    /// refuses arches no engine serves and tells the scheduler of cancels). A job's objects are
+    /// rendered for the namespace of the engine that runs it. Nothing runs until
+    /// [`Scheduler::spawn`].
     ///
     /// # Errors
     /// [`SchedulerError::DuplicateEngine`].
@@ -221,7 +221,6 @@ impl Scheduler {
         jobs: JobService,
         engines: Vec<Arc<dyn Engine>>,
         config: SchedulerConfig,
-        namespace: String,
     ) -> Result<Self, SchedulerError> {
         for (i, engine) in engines.iter().enumerate() {
             if engines[..i].iter().any(|e| e.name() == engine.name()) {
@@ -237,7 +236,6 @@ impl Scheduler {
                 jobs,
                 engines,
                 config,
-                namespace,
                 replica: format!("replica-{}", uuid::Uuid::new_v4().simple()),
                 state: Mutex::new(State::default()),
                 wake: Notify::new(),
@@ -643,7 +641,7 @@ impl Inner {
                 return;
             }
         };
-        let rendered = match self.jobs.render(&queued, &self.namespace).await {
+        let rendered = match self.jobs.render(&queued, engine.namespace()).await {
             Ok(rendered) => rendered,
             Err(JobError::NoSuchTask(task)) => {
                 let message = format!("no plugin is loaded for task {task:?} to render it");
@@ -675,7 +673,7 @@ impl Inner {
         let submission = EngineJob {
             id,
             name: JobContext::object_name(id),
-            namespace: self.namespace.clone(),
+            namespace: engine.namespace().to_owned(),
             task: queued.task.clone(),
             arch: queued.arch.clone(),
             rendered,

@@ -3,8 +3,8 @@
 //! running real processes. The injected failures are an engine that cannot be reached, and a
 //! leader that dies between an engine taking a job and the `running` write.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -59,7 +59,6 @@ fn world(max_running: usize, config: SchedulerConfig) -> World {
         jobs.clone(),
         vec![engine.clone() as Arc<dyn Engine>],
         config,
-        "omni-jobs".into(),
     )
     .unwrap();
     World {
@@ -275,7 +274,7 @@ async fn engines_of_one_arch_share_the_load() {
             Arc::new(LocalEngine::new(&config, root.path().join(name))) as Arc<dyn Engine>
         })
         .collect();
-    let scheduler = Scheduler::new(jobs.clone(), engines, config(), "omni-jobs".into()).unwrap();
+    let scheduler = Scheduler::new(jobs.clone(), engines, config()).unwrap();
     let _handle = scheduler.spawn();
     let first = hostile(&jobs, "linger").await;
     let second = hostile(&jobs, "linger").await;
@@ -367,7 +366,7 @@ fn replica(
     engines: Vec<Arc<dyn Engine>>,
 ) -> (JobService, Scheduler, SchedulerHandle) {
     let jobs = JobService::new(Arc::clone(jobs.store()), Arc::clone(jobs.plugins()));
-    let scheduler = Scheduler::new(jobs.clone(), engines, config(), "omni-jobs".into()).unwrap();
+    let scheduler = Scheduler::new(jobs.clone(), engines, config()).unwrap();
     let handle = scheduler.spawn();
     (jobs, scheduler, handle)
 }
@@ -537,6 +536,10 @@ struct Faulty {
     submits: AtomicUsize,
     /// Submits the engine behind took (counted before a hang, so a test knows the job is there).
     accepted: AtomicUsize,
+    /// The namespace it says its jobs' objects go to.
+    namespace: String,
+    /// The namespaces of what it was given: the job's and its objects' `metadata.namespace`.
+    given: Mutex<Vec<(String, Vec<String>)>>,
 }
 
 impl Faulty {
@@ -547,7 +550,15 @@ impl Faulty {
             hang: AtomicBool::new(false),
             submits: AtomicUsize::new(0),
             accepted: AtomicUsize::new(0),
+            namespace: omni_engine::DEFAULT_NAMESPACE.to_owned(),
+            given: Mutex::new(Vec::new()),
         })
+    }
+
+    fn in_namespace(engine: Arc<LocalEngine>, namespace: &str) -> Arc<Faulty> {
+        let mut faulty = Arc::into_inner(Faulty::new(engine)).unwrap();
+        faulty.namespace = namespace.to_owned();
+        Arc::new(faulty)
     }
 }
 
@@ -565,11 +576,29 @@ impl Engine for Faulty {
     fn max_running(&self) -> usize {
         self.engine.max_running()
     }
+    fn namespace(&self) -> &str {
+        &self.namespace
+    }
     async fn check(&self) -> Result<(), EngineError> {
         self.engine.check().await
     }
     async fn submit(&self, job: &EngineJob) -> Result<(), EngineError> {
         self.submits.fetch_add(1, Ordering::SeqCst);
+        let objects = job
+            .rendered
+            .manifests
+            .iter()
+            .map(|m| {
+                m.body["metadata"]["namespace"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned()
+            })
+            .collect();
+        self.given
+            .lock()
+            .unwrap()
+            .push((job.namespace.clone(), objects));
         if self.down.load(Ordering::SeqCst) {
             return Err(EngineError::Unavailable {
                 engine: self.name().into(),
@@ -619,7 +648,6 @@ async fn an_engine_that_cannot_be_reached_keeps_jobs_queued_until_it_can() {
         jobs.clone(),
         vec![engine.clone() as Arc<dyn Engine>],
         config(),
-        "omni-jobs".into(),
     )
     .unwrap();
     let _handle = scheduler.spawn();
@@ -674,4 +702,20 @@ async fn a_leader_that_dies_between_submit_and_running_leaves_the_job_to_run_onc
             JobState::Succeeded
         ]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_objects_are_rendered_for_the_namespace_of_the_engine_that_runs_it() {
+    let (_dirs, jobs) = omni_test_support::job_service(&["hostile"]);
+    let root = tempfile::tempdir().unwrap();
+    let engine = Faulty::in_namespace(local(&root, 2), "builds-arm");
+    let (_, _, _handle) = replica(&jobs, vec![Arc::clone(&engine) as Arc<dyn Engine>]);
+    let job = hostile(&jobs, "behave").await;
+    let done = ended(&jobs, job.id).await;
+    assert_eq!(done.state, JobState::Succeeded, "{done:#?}");
+    let given = engine.given.lock().unwrap().clone();
+    let (namespace, objects) = &given[0];
+    assert_eq!(namespace, "builds-arm");
+    assert!(!objects.is_empty());
+    assert!(objects.iter().all(|n| n == "builds-arm"), "{objects:?}");
 }

@@ -28,7 +28,6 @@ pub async fn local_scheduler(jobs: &JobService) -> (tempfile::TempDir, Scheduler
         jobs.clone(),
         vec![engine as Arc<dyn Engine>],
         SchedulerConfig::default(),
-        "omni-jobs".into(),
     )
     .unwrap();
     let handle = scheduler.spawn();
