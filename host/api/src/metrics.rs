@@ -42,11 +42,21 @@ pub struct Metrics {
 impl Metrics {
     /// Installs the Prometheus recorder as the process's global one, registers every crate's
     /// help texts, and spawns its upkeep (call it in a Tokio runtime, before the work it should
-    /// see starts).
+    /// see starts). A process has one recorder: a second call (a second server in one process,
+    /// as tests run them) shares the first one's.
     ///
     /// # Errors
-    /// When a recorder is installed already.
+    /// When another recorder than this one is installed already.
     pub fn install() -> Result<Self, BuildError> {
+        static INSTALLED: std::sync::Mutex<Option<PrometheusHandle>> = std::sync::Mutex::new(None);
+        let mut installed = INSTALLED
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(handle) = installed.as_ref() {
+            return Ok(Metrics {
+                handle: handle.clone(),
+            });
+        }
         let handle = PrometheusBuilder::new()
             .set_buckets(LATENCY_BUCKETS)?
             .install_recorder()?;
@@ -59,6 +69,7 @@ impl Metrics {
                 upkeep.run_upkeep();
             }
         });
+        *installed = Some(handle.clone());
         Ok(Metrics { handle })
     }
 

@@ -126,27 +126,37 @@ use omni_store_embedded::EmbeddedConfig;
 use omni_webhooks::WebhooksConfig;
 use serde::Deserialize;
 
-use crate::default_path;
-
 /// The whole configuration after defaults.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
+    /// Where the API listens (`omni serve`'s listener; [`crate::serve`] is given one).
     pub listen: SocketAddr,
+    /// The plugins directory (`*.wasm`), watched.
     pub plugin_dir: PathBuf,
+    /// The tasks' templates, one directory per task.
     pub template_dir: PathBuf,
+    /// Omni's own data: the embedded store, the compile cache, the local engine's jobs.
     pub data_dir: PathBuf,
+    /// The namespace dry runs render for (a job's comes from its engine).
     pub namespace: String,
+    /// The largest request body, in KiB.
     pub body_limit_kib: usize,
+    /// `[store]`.
     pub store: StoreConfig,
+    /// `[plugins]`.
     pub plugins: PluginsConfig,
     /// `[[engines]]`: where jobs run; one local engine unless the file names others.
     pub engines: Vec<EngineConfig>,
+    /// `[scheduler]`.
     pub scheduler: SchedulerConfig,
     /// `[logs]`: what stored logs keep to, and how far live followers may fall behind.
     pub logs: LogLimits,
+    /// `[events]`.
     pub events: EventsConfig,
+    /// `[webhooks]`.
     pub webhooks: WebhooksConfig,
+    /// `[auth]`.
     pub auth: AuthSection,
 }
 
@@ -157,7 +167,9 @@ pub struct Config {
 pub struct AuthSection {
     /// A TOML file of more `[[users]]` and `[[tokens]]`.
     pub users_file: Option<PathBuf>,
+    /// `[[auth.users]]`: HTTP Basic users.
     pub users: Vec<omni_api::auth::UserConfig>,
+    /// `[[auth.tokens]]`: bearer tokens.
     pub tokens: Vec<omni_api::auth::TokenConfig>,
 }
 
@@ -184,10 +196,13 @@ impl AuthSection {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EventsConfig {
+    /// Sets the store's `event_ttl`.
     #[serde(with = "humantime_serde")]
     pub ttl: Option<std::time::Duration>,
+    /// How often an idle stream reads the store (other replicas' events).
     #[serde(with = "humantime_serde")]
     pub poll_interval: std::time::Duration,
+    /// How often idle streams get a comment line.
     #[serde(with = "humantime_serde")]
     pub keep_alive: std::time::Duration,
 }
@@ -231,8 +246,11 @@ pub enum EngineConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
+    /// Which backend; see the type's docs for the default.
     pub kind: Option<StoreKind>,
+    /// `[store.embedded]`.
     pub embedded: EmbeddedConfig,
+    /// `[store.cassandra]`.
     pub cassandra: Option<CassandraConfig>,
 }
 
@@ -327,8 +345,11 @@ pub enum SelectedStore<'a> {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PluginsConfig {
+    /// Plugin instances running at once (0: no pooling).
     pub max_instances: u32,
+    /// Serve a new plugin from a quick compile while the optimized one builds.
     pub quick_compile: bool,
+    /// `[plugins.limits]`: per-plugin call limits.
     pub limits: LimitsConfig,
 }
 
@@ -340,6 +361,11 @@ impl Default for PluginsConfig {
             limits: LimitsConfig::default(),
         }
     }
+}
+
+/// The default directories of `omni serve`, relative to where it runs.
+fn default_path(path: &str) -> PathBuf {
+    PathBuf::from(path)
 }
 
 impl Default for Config {

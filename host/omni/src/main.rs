@@ -8,8 +8,8 @@
 //! the runtime know nothing of them.
 //!
 //! # Layout
-//! - `config`: the TOML configuration, its defaults and how flags and environment override it.
-//! - `serve`: `omni serve`.
+//! - `serve`: `omni serve`: flags over the configuration, signals, then the library's
+//!   [`omni::serve`] (the configuration is the library's [`omni::config`]).
 //! - `logging`: the process's log (`--log-format text|json`, `RUST_LOG`).
 //! - `render`: `omni plugin render`.
 //! - `client`: reaching a server (URL, credentials, problem+json errors, exit codes).
@@ -19,14 +19,12 @@
 
 mod client;
 mod commands;
-mod config;
 mod credentials;
 mod logging;
 mod render;
 mod scaffold;
 mod serve;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -106,9 +104,4 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// The default directories of `omni serve`, relative to where it runs.
-fn default_path(path: &str) -> PathBuf {
-    PathBuf::from(path)
 }

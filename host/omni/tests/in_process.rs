@@ -1,0 +1,85 @@
+//! The server as a library function: `omni::serve` in this test's process, on a listener the test
+//! made, stopped by a future the test completes — no process, no port race, no signals.
+
+use omni_test_support::{component_path, eventually, workspace};
+use serde_json::{Value, json};
+
+fn config(plugins: &std::path::Path, data: &std::path::Path) -> omni::config::Config {
+    omni::config::Config {
+        plugin_dir: plugins.to_owned(),
+        template_dir: workspace().join("templates"),
+        data_dir: data.to_owned(),
+        ..omni::config::Config::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_in_process_runs_a_job_and_stops_when_asked() {
+    let (plugins, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    std::fs::copy(component_path("srpm"), plugins.path().join("srpm.wasm")).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(omni::serve(
+        config(plugins.path(), data.path()),
+        listener,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let client = reqwest::Client::new();
+    eventually("the server to be ready", || async {
+        let answer = client.get(format!("{url}/readyz")).send().await.ok()?;
+        answer.status().is_success().then_some(())
+    })
+    .await;
+    let spec = "Name: hello\nVersion: 1.0\nRelease: 1\nSummary: hi\nLicense: MIT\nBuildArch: noarch\n%description\nhi\n%files\n";
+    let created: Value = client
+        .post(format!("{url}/v1/jobs"))
+        .json(&json!({"service": "test", "task": "srpm", "arch": std::env::consts::ARCH, "params": {"spec": spec}}))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let done: Value = eventually("the job to end", || async {
+        let job: Value = client
+            .get(format!("{url}/v1/jobs/{id}"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        matches!(
+            job["state"].as_str(),
+            Some("succeeded" | "failed" | "cancelled")
+        )
+        .then_some(job)
+    })
+    .await;
+    assert_eq!(done["state"], "succeeded", "{done:#}");
+    stop.send(()).unwrap();
+    tokio::time::timeout(omni_test_support::PATIENCE, server)
+        .await
+        .expect("the server stopped when asked")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_server_in_process_without_auth_refuses_an_address_that_is_not_loopback() {
+    let (plugins, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let error = omni::serve(config(plugins.path(), data.path()), listener, async {})
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("refusing to listen"),
+        "{error:#}"
+    );
+}
