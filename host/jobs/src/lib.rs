@@ -21,7 +21,7 @@ use std::sync::{Arc, OnceLock};
 use async_trait::async_trait;
 
 use chrono::{DateTime, Utc};
-use omni_core::{FieldError, JobContext, PluginError, Plugins, Rendered};
+use omni_core::{FieldError, JobContext, PluginError, Plugins, Rendered, TaskPlugin};
 use omni_store::{
     Created, EventFilter, EventPage, IdempotencyKey, Job, JobId, JobPage, JobQuery, JobState,
     LogLine, LogPage, LogQuery, PluginRef, StateChange, Step, StepState, Store, StoreError,
@@ -409,18 +409,7 @@ impl JobService {
         submission: &Submission,
         namespace: &str,
     ) -> Result<Rendered, JobError> {
-        let plugin = self
-            .plugins
-            .plugin(&submission.task)
-            .ok_or_else(|| JobError::NoSuchTask(submission.task.clone()))?;
-        let info = plugin.info();
-        if !info.arches.contains(&submission.arch) {
-            return Err(JobError::UnsupportedArch {
-                task: submission.task.clone(),
-                arch: submission.arch.clone(),
-                supported: info.arches.clone(),
-            });
-        }
+        let plugin = self.plugin_for(&submission.task, &submission.arch)?;
         let context = JobContext::new(
             omni_core::new_job_id(),
             &submission.service,
@@ -455,19 +444,26 @@ impl JobService {
         created
     }
 
-    async fn submit_unmeasured(&self, submission: Submission) -> Result<Created, JobError> {
+    /// The plugin serving `task` now, if it builds for `arch`.
+    fn plugin_for(&self, task: &str, arch: &str) -> Result<Arc<dyn TaskPlugin>, JobError> {
         let plugin = self
             .plugins
-            .plugin(&submission.task)
-            .ok_or_else(|| JobError::NoSuchTask(submission.task.clone()))?;
-        let info = plugin.info();
-        if !info.arches.contains(&submission.arch) {
+            .plugin(task)
+            .ok_or_else(|| JobError::NoSuchTask(task.to_owned()))?;
+        let supported = &plugin.info().arches;
+        if !supported.iter().any(|a| a == arch) {
             return Err(JobError::UnsupportedArch {
-                task: submission.task,
-                arch: submission.arch,
-                supported: info.arches.clone(),
+                task: task.to_owned(),
+                arch: arch.to_owned(),
+                supported: supported.clone(),
             });
         }
+        Ok(plugin)
+    }
+
+    async fn submit_unmeasured(&self, submission: Submission) -> Result<Created, JobError> {
+        let plugin = self.plugin_for(&submission.task, &submission.arch)?;
+        let info = plugin.info();
         if let Some(dispatch) = self.dispatch.get() {
             let served = dispatch.arches();
             if !served.contains(&submission.arch) {

@@ -224,24 +224,8 @@ pub fn outcome(progress: &[Progress]) -> &Outcome {
     }
 }
 
-/// Polls `check` every 100 ms until it answers `Some`, for at most [`PATIENCE`].
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not after {PATIENCE:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+#[allow(unused_imports)] // each test binary uses a part
+pub use omni_test_support::eventually;
 
 /// A fresh job id.
 pub fn new_id() -> JobId {
