@@ -19,7 +19,7 @@
 //!   webhooks and their [`Delivery`] state, job-change [`Event`]s, idempotency keys.
 //! - [`token`]: opaque page tokens for listings.
 //! - [`timed`]: [`Timed`], any store with every call measured (the `metrics` facade).
-//! - `conformance`: the suite (feature `conformance`).
+//! - `conformance`: the suite (feature `conformance`), one file per capability.
 
 use async_trait::async_trait;
 
