@@ -371,6 +371,10 @@ impl Store for Unreachable {
     async fn ping(&self) -> omni_store::Result<()> {
         Err(down())
     }
+}
+
+#[async_trait::async_trait]
+impl omni_store::JobStore for Unreachable {
     async fn create_job(
         &self,
         _: &omni_store::Job,
@@ -414,6 +418,10 @@ impl Store for Unreachable {
     async fn purge_job(&self, _: omni_store::JobId) -> omni_store::Result<bool> {
         Err(down())
     }
+}
+
+#[async_trait::async_trait]
+impl omni_store::LogStore for Unreachable {
     async fn append_logs(
         &self,
         _: omni_store::JobId,
@@ -428,6 +436,10 @@ impl Store for Unreachable {
     ) -> omni_store::Result<omni_store::LogPage> {
         Err(down())
     }
+}
+
+#[async_trait::async_trait]
+impl omni_store::LeaseStore for Unreachable {
     async fn acquire_lease(
         &self,
         _: &str,
@@ -439,6 +451,10 @@ impl Store for Unreachable {
     async fn release_lease(&self, _: &str, _: &str) -> omni_store::Result<bool> {
         Err(down())
     }
+}
+
+#[async_trait::async_trait]
+impl omni_store::WebhookStore for Unreachable {
     async fn put_webhook(&self, _: &omni_store::Webhook) -> omni_store::Result<()> {
         Err(down())
     }
@@ -448,6 +464,19 @@ impl Store for Unreachable {
     async fn delete_webhook(&self, _: uuid::Uuid) -> omni_store::Result<bool> {
         Err(down())
     }
+    async fn get_delivery(
+        &self,
+        _: uuid::Uuid,
+    ) -> omni_store::Result<Option<omni_store::Delivery>> {
+        Err(down())
+    }
+    async fn put_delivery(&self, _: &omni_store::Delivery) -> omni_store::Result<()> {
+        Err(down())
+    }
+}
+
+#[async_trait::async_trait]
+impl omni_store::EventStore for Unreachable {
     async fn read_events(
         &self,
         _: Option<&str>,
@@ -457,15 +486,6 @@ impl Store for Unreachable {
         Err(down())
     }
     async fn events_head(&self) -> omni_store::Result<String> {
-        Err(down())
-    }
-    async fn get_delivery(
-        &self,
-        _: uuid::Uuid,
-    ) -> omni_store::Result<Option<omni_store::Delivery>> {
-        Err(down())
-    }
-    async fn put_delivery(&self, _: &omni_store::Delivery) -> omni_store::Result<()> {
         Err(down())
     }
 }

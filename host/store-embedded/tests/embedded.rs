@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 use omni_store::{
-    Created, IdempotencyKey, Job, JobQuery, JobState, LogLine, LogQuery, LogStream, PluginRef,
-    Store, StoreError, Transition, new_job_id, now,
+    Created, IdempotencyKey, Job, JobQuery, JobState, JobStore, LogLine, LogQuery, LogStore,
+    LogStream, PluginRef, StoreError, Transition, new_job_id, now,
 };
 use omni_store_embedded::{EmbeddedConfig, EmbeddedStore};
 

@@ -312,7 +312,7 @@ impl IdempotencyKey {
     }
 }
 
-/// What [`crate::Store::create_job`] did.
+/// What [`crate::JobStore::create_job`] did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Created {
     /// Stored a new job.
@@ -334,7 +334,7 @@ impl Created {
 /// `{"id", "job_id", "service", "task", "domain", "from", "to", "time", "message"}`.
 ///
 /// `id` is opaque: the store that recorded the event made it, ids increase in the order readers
-/// get the events, and [`crate::Store::read_events`] after an id yields every later event once.
+/// get the events, and [`crate::EventStore::read_events`] after an id yields every later event once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     /// The event's id (a cursor of the stream).

@@ -1,5 +1,8 @@
 //! [`Timed`]: a [`Store`] that measures every call of the store it wraps, whatever its backend,
 //! through the `metrics` facade (whoever installs a recorder exports the numbers).
+//!
+//! Each capability's methods are listed once, as signatures, in a `timed!` invocation that
+//! writes the measured delegation; the metric's `operation` label is the method's name.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -9,12 +12,12 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use crate::{
-    Created, Delivery, EventFilter, EventPage, IdempotencyKey, Job, JobId, JobPage, JobQuery,
-    Lease, LogLine, LogPage, LogQuery, Result, StateChange, Step, Store, StoreError, Transition,
-    Webhook,
+    Created, Delivery, EventFilter, EventPage, EventStore, IdempotencyKey, Job, JobId, JobPage,
+    JobQuery, JobStore, Lease, LeaseStore, LogLine, LogPage, LogQuery, LogStore, Result,
+    StateChange, Step, Store, StoreError, Transition, Webhook, WebhookStore,
 };
 
-/// Histogram of store calls, by `operation` (the [`Store`] method).
+/// Histogram of store calls, by `operation` (the store trait's method).
 pub const OPERATION_SECONDS: &str = "omni_store_operation_duration_seconds";
 /// Counter of store calls that found the store unavailable, by `operation`.
 pub const UNAVAILABLE: &str = "omni_store_unavailable_total";
@@ -70,90 +73,63 @@ impl Store for Timed {
     async fn ping(&self) -> Result<()> {
         measure("ping", self.inner.ping()).await
     }
+}
 
-    async fn create_job(&self, job: &Job, key: Option<&IdempotencyKey>) -> Result<Created> {
-        measure("create_job", self.inner.create_job(job, key)).await
-    }
+/// Implements a capability for [`Timed`] from its methods' signatures: each method calls the
+/// wrapped store's and is measured under its own name, so the `operation` label cannot drift
+/// from the method it names, and a new capability is one more invocation below. The compiler
+/// checks each list against its trait: a method missing here, or with another signature, does
+/// not build.
+macro_rules! timed {
+    ($capability:ident {
+        $(async fn $method:ident(&self $(, $arg:ident: $ty:ty)* $(,)?) -> $ret:ty;)*
+    }) => {
+        #[async_trait]
+        impl $capability for Timed {
+            $(
+                async fn $method(&self $(, $arg: $ty)*) -> $ret {
+                    measure(stringify!($method), self.inner.$method($($arg),*)).await
+                }
+            )*
+        }
+    };
+}
 
-    async fn get_job(&self, id: JobId) -> Result<Option<Job>> {
-        measure("get_job", self.inner.get_job(id)).await
-    }
+timed!(JobStore {
+    async fn create_job(&self, job: &Job, key: Option<&IdempotencyKey>) -> Result<Created>;
+    async fn get_job(&self, id: JobId) -> Result<Option<Job>>;
+    async fn list_jobs(&self, query: &JobQuery) -> Result<JobPage>;
+    async fn transition(&self, id: JobId, transition: &Transition) -> Result<(Job, StateChange)>;
+    async fn assign_engine(&self, id: JobId, engine: &str) -> Result<Job>;
+    async fn update_steps(&self, id: JobId, steps: &[Step]) -> Result<Job>;
+    async fn history(&self, id: JobId) -> Result<Vec<StateChange>>;
+    async fn purge_job(&self, id: JobId) -> Result<bool>;
+});
 
-    async fn list_jobs(&self, query: &JobQuery) -> Result<JobPage> {
-        measure("list_jobs", self.inner.list_jobs(query)).await
-    }
+timed!(LogStore {
+    async fn append_logs(&self, id: JobId, lines: &[LogLine]) -> Result<()>;
+    async fn read_logs(&self, id: JobId, query: &LogQuery) -> Result<LogPage>;
+});
 
-    async fn transition(&self, id: JobId, transition: &Transition) -> Result<(Job, StateChange)> {
-        measure("transition", self.inner.transition(id, transition)).await
-    }
-
-    async fn assign_engine(&self, id: JobId, engine: &str) -> Result<Job> {
-        measure("assign_engine", self.inner.assign_engine(id, engine)).await
-    }
-
-    async fn update_steps(&self, id: JobId, steps: &[Step]) -> Result<Job> {
-        measure("update_steps", self.inner.update_steps(id, steps)).await
-    }
-
-    async fn history(&self, id: JobId) -> Result<Vec<StateChange>> {
-        measure("history", self.inner.history(id)).await
-    }
-
-    async fn purge_job(&self, id: JobId) -> Result<bool> {
-        measure("purge_job", self.inner.purge_job(id)).await
-    }
-
-    async fn append_logs(&self, id: JobId, lines: &[LogLine]) -> Result<()> {
-        measure("append_logs", self.inner.append_logs(id, lines)).await
-    }
-
-    async fn read_logs(&self, id: JobId, query: &LogQuery) -> Result<LogPage> {
-        measure("read_logs", self.inner.read_logs(id, query)).await
-    }
-
-    async fn acquire_lease(
-        &self,
-        name: &str,
-        holder: &str,
-        ttl: Duration,
-    ) -> Result<Option<Lease>> {
-        measure("acquire_lease", self.inner.acquire_lease(name, holder, ttl)).await
-    }
-
-    async fn release_lease(&self, name: &str, holder: &str) -> Result<bool> {
-        measure("release_lease", self.inner.release_lease(name, holder)).await
-    }
-
-    async fn put_webhook(&self, webhook: &Webhook) -> Result<()> {
-        measure("put_webhook", self.inner.put_webhook(webhook)).await
-    }
-
-    async fn list_webhooks(&self, domain: Option<&str>) -> Result<Vec<Webhook>> {
-        measure("list_webhooks", self.inner.list_webhooks(domain)).await
-    }
-
-    async fn delete_webhook(&self, id: Uuid) -> Result<bool> {
-        measure("delete_webhook", self.inner.delete_webhook(id)).await
-    }
-
+timed!(EventStore {
     async fn read_events(
         &self,
         after: Option<&str>,
         filter: &EventFilter,
         limit: usize,
-    ) -> Result<EventPage> {
-        measure("read_events", self.inner.read_events(after, filter, limit)).await
-    }
+    ) -> Result<EventPage>;
+    async fn events_head(&self) -> Result<String>;
+});
 
-    async fn events_head(&self) -> Result<String> {
-        measure("events_head", self.inner.events_head()).await
-    }
+timed!(LeaseStore {
+    async fn acquire_lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<Option<Lease>>;
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<bool>;
+});
 
-    async fn get_delivery(&self, webhook_id: Uuid) -> Result<Option<Delivery>> {
-        measure("get_delivery", self.inner.get_delivery(webhook_id)).await
-    }
-
-    async fn put_delivery(&self, delivery: &Delivery) -> Result<()> {
-        measure("put_delivery", self.inner.put_delivery(delivery)).await
-    }
-}
+timed!(WebhookStore {
+    async fn put_webhook(&self, webhook: &Webhook) -> Result<()>;
+    async fn list_webhooks(&self, domain: Option<&str>) -> Result<Vec<Webhook>>;
+    async fn delete_webhook(&self, id: Uuid) -> Result<bool>;
+    async fn get_delivery(&self, webhook_id: Uuid) -> Result<Option<Delivery>>;
+    async fn put_delivery(&self, delivery: &Delivery) -> Result<()>;
+});
