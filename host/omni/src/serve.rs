@@ -63,6 +63,18 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     ];
     own.extend(args.config.as_ref().map(|c| cwd.join(c)));
     own.extend(config.auth.users_file.clone());
+    // And the clusters' credentials: a kubeconfig kept under /etc or /opt would otherwise be
+    // readable by every build where its mode lets anyone read it.
+    own.extend(config.engines.iter().filter_map(|engine| match engine {
+        EngineConfig::Kubernetes(kube) => kube.kubeconfig.clone(),
+        EngineConfig::Local(_) => None,
+    }));
+    own.extend(
+        std::env::var_os("KUBECONFIG")
+            .iter()
+            .flat_map(std::env::split_paths)
+            .map(|path| cwd.join(path)),
+    );
     for engine in &mut config.engines {
         if let EngineConfig::Local(local) = engine {
             local.sandbox.hide.extend(own.iter().cloned());
