@@ -236,18 +236,7 @@ async fn a_submitted_job_runs_on_the_default_local_engine() {
     assert_eq!(status, 200, "{ready}");
     assert_eq!(ready["engines"][0]["name"], "local", "{ready}");
     assert_eq!(ready["engines"][0]["ready"], true, "{ready}");
-    let arch = std::env::consts::ARCH;
-    let http = reqwest::Client::new();
-    let response = http
-        .post(format!("{}/v1/jobs", server.url))
-        .json(&json!({"service": "obs", "task": "srpm", "arch": arch, "params": {"spec": SPEC}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let job: Value = response.json().await.unwrap();
-    let id = job["id"].as_str().unwrap().to_owned();
-    let job = ended(&server.url, &id).await;
+    let (id, job) = srpm_job(&server.url).await;
     assert_eq!(job["state"], "succeeded", "{job:#}");
     assert_eq!(job["engine"], "local");
     assert_eq!(
@@ -262,6 +251,7 @@ async fn a_submitted_job_runs_on_the_default_local_engine() {
     assert!(srpm.is_file(), "{srpm:?}");
 
     // An arch no engine runs is refused at once.
+    let (arch, http) = (std::env::consts::ARCH, reqwest::Client::new());
     let other = if arch == "aarch64" {
         "x86_64"
     } else {
@@ -303,19 +293,7 @@ async fn the_relative_default_directories_work_from_where_the_server_started() {
         .env_remove("OMNI_TEMPLATE_DIR")
         .env_remove("OMNI_CONFIG");
     let server = start(command);
-    let response = reqwest::Client::new()
-        .post(format!("{}/v1/jobs", server.url))
-        .json(
-            &json!({"service": "obs", "task": "srpm", "arch": std::env::consts::ARCH,
-                      "params": {"spec": SPEC}}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let job: Value = response.json().await.unwrap();
-    let id = job["id"].as_str().unwrap().to_owned();
-    let job = ended(&server.url, &id).await;
+    let (id, job) = srpm_job(&server.url).await;
     assert_eq!(job["state"], "succeeded", "{job:#}");
     let srpm = cwd
         .path()
@@ -344,4 +322,23 @@ fn serve_refuses_a_data_directory_another_server_holds() {
         stderr.contains("cannot open the embedded store in"),
         "{stderr}"
     );
+}
+
+/// Submits the SRPM job of [`SPEC`] for this machine's arch (201) and waits until it ends: its id
+/// and the job as it ended.
+async fn srpm_job(url: &str) -> (String, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{url}/v1/jobs"))
+        .json(
+            &json!({"service": "obs", "task": "srpm", "arch": std::env::consts::ARCH,
+                      "params": {"spec": SPEC}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let job: Value = response.json().await.unwrap();
+    let id = job["id"].as_str().unwrap().to_owned();
+    let job = ended(url, &id).await;
+    (id, job)
 }
