@@ -68,7 +68,7 @@ model_schema!(
     /// The schema of the model's [`LogStream`].
     LogStreamSchema = "LogStream",
     one_of(
-        [LogStream::Stdout, LogStream::Stderr].map(LogStream::as_str),
+        LogStream::ALL.map(LogStream::as_str),
         "Which output a log line came from.",
     )
 );

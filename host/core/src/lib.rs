@@ -27,6 +27,7 @@ pub mod log;
 pub mod name;
 pub mod plugin;
 pub mod state;
+mod unknown;
 
 /// CPU architectures: the API's names (`x86_64`, `aarch64`, ...) and their `kubernetes.io/arch`
 /// values (`amd64`, `arm64`, ...), from the one table plugins share (`omni-arch`).

@@ -12,42 +12,13 @@
 //! ([`JobState::from_stored`]), never from a request: the API's parsing ([`str::parse`]) knows
 //! only this server's states.
 
-use std::collections::BTreeSet;
 use std::fmt;
-use std::sync::Mutex;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::name::Name;
-
-/// The most distinct unknown state names one process keeps (each is kept for the process's
-/// life so that states stay `Copy`): far more than server versions will ever add.
-const MAX_OTHER_STATES: usize = 256;
-
-/// The unknown state name `name`, kept once for the process (the first time, with the one log
-/// line that says this server met it).
-fn intern(kind: &str, name: &str) -> Result<&'static str, UnknownState> {
-    static NAMES: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
-    if !Name::is_valid(name) {
-        return Err(UnknownState(name.to_owned()));
-    }
-    let mut names = NAMES
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some(known) = names.get(name) {
-        return Ok(known);
-    }
-    if names.len() >= MAX_OTHER_STATES {
-        return Err(UnknownState(name.to_owned()));
-    }
-    let kept: &'static str = Box::leak(name.to_owned().into_boxed_str());
-    names.insert(kept);
-    tracing::warn!(
-        state = kept,
-        "found a {kind} in state {kept:?}, which this server does not know (written by a newer \
-         server): it is shown as it is and left alone"
-    );
-    Ok(kept)
+/// The unknown state name `name`, kept once for the process (see [`crate::unknown`]).
+fn intern(kind: &'static str, name: &str) -> Result<&'static str, UnknownState> {
+    crate::unknown::intern(kind, name).ok_or_else(|| UnknownState(name.to_owned()))
 }
 
 /// Where a job is in its life.
@@ -115,7 +86,7 @@ impl StepState {
     pub fn from_stored(name: &str) -> Result<Self, UnknownState> {
         match StepState::ALL.into_iter().find(|s| s.as_str() == name) {
             Some(state) => Ok(state),
-            None => intern("step", name).map(StepState::Other),
+            None => intern("a step in state", name).map(StepState::Other),
         }
     }
 }
@@ -179,7 +150,7 @@ impl JobState {
     pub fn from_stored(name: &str) -> Result<Self, UnknownState> {
         match name.parse() {
             Ok(state) => Ok(state),
-            Err(_) => intern("job", name).map(JobState::Other),
+            Err(_) => intern("a job in state", name).map(JobState::Other),
         }
     }
 

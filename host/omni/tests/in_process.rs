@@ -83,3 +83,122 @@ async fn a_server_in_process_without_auth_refuses_an_address_that_is_not_loopbac
         "{error:#}"
     );
 }
+
+/// A job a newer server left in a state this one does not know (written to the store before
+/// this server starts) is shown as it is, refused a cancel or a purge with 409, and left alone
+/// by the scheduler: a job submitted after it runs to its end while it stays as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_in_a_state_this_server_does_not_know_is_shown_and_left_alone() {
+    use omni_store::{JobStore, JobState, PluginRef};
+
+    let (plugins, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    std::fs::copy(component_path("srpm"), plugins.path().join("srpm.wasm")).unwrap();
+    let created = omni_store::now();
+    let future = omni_store::Job {
+        id: omni_store::new_job_id(),
+        service: "test".into(),
+        task: "srpm".into(),
+        domain: "default".into(),
+        arch: std::env::consts::ARCH.into(),
+        state: JobState::Other("verifying"),
+        params: json!({"spec": "Name: x"}),
+        plugin: PluginRef {
+            task: "srpm".into(),
+            version: "9.0.0".into(),
+            digest: "ab".repeat(32),
+        },
+        engine: None,
+        message: Some("checking signatures".into()),
+        steps: Vec::new(),
+        created_at: created,
+        updated_at: created,
+        started_at: None,
+        finished_at: None,
+    };
+    {
+        let store = omni_store_embedded::EmbeddedStore::open(
+            &data.path().join("store"),
+            omni_store_embedded::EmbeddedConfig::default(),
+        )
+        .unwrap();
+        store.create_job(&future, None).await.unwrap();
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(omni::serve(
+        config(plugins.path(), data.path()),
+        listener,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let client = reqwest::Client::new();
+    eventually("the server to be ready", || async {
+        let answer = client.get(format!("{url}/readyz")).send().await.ok()?;
+        answer.status().is_success().then_some(())
+    })
+    .await;
+    let job_url = format!("{url}/v1/jobs/{}", future.id);
+    let get = || async {
+        let answer = client.get(&job_url).send().await.unwrap();
+        assert_eq!(answer.status(), 200);
+        answer.json::<Value>().await.unwrap()
+    };
+    let shown = get().await;
+    assert_eq!(shown["state"], "verifying", "{shown:#}");
+    assert_eq!(shown["message"], "checking signatures", "{shown:#}");
+    let listed: Value = client
+        .get(format!("{url}/v1/jobs"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["items"][0]["id"], future.id.to_string(), "{listed:#}");
+    assert_eq!(listed["items"][0]["state"], "verifying");
+    for purge in ["false", "true"] {
+        let answer = client
+            .delete(format!("{job_url}?purge={purge}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 409, "purge={purge}");
+    }
+
+    // The scheduler passes over it: a later job is scheduled, run and ended meanwhile.
+    let spec = "Name: hello\nVersion: 1.0\nRelease: 1\nSummary: hi\nLicense: MIT\nBuildArch: noarch\n%description\nhi\n%files\n";
+    let later: Value = client
+        .post(format!("{url}/v1/jobs"))
+        .json(&json!({"service": "test", "task": "srpm", "arch": std::env::consts::ARCH, "params": {"spec": spec}}))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let later = later["id"].as_str().unwrap().to_owned();
+    eventually("the later job to end", || async {
+        let job: Value = client
+            .get(format!("{url}/v1/jobs/{later}"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (job["state"] == "succeeded").then_some(())
+    })
+    .await;
+    assert_eq!(get().await, shown, "the job was left as it was");
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(omni_test_support::PATIENCE, server)
+        .await
+        .expect("the server stopped when asked")
+        .unwrap()
+        .unwrap();
+}

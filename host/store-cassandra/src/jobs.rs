@@ -9,7 +9,7 @@ use scylla::value::CqlTimeuuid;
 
 use omni_store::{
     Created, IdempotencyKey, Job, JobId, JobPage, JobQuery, JobState, JobStore, Result,
-    StateChange, Step, StoreError, Transition, id_time,
+    StateChange, Step, StoreError, Transition, id_time, record,
 };
 
 use crate::cql::{LwtAnswer, corrupt, lwt, timeuuid, unavailable};
@@ -33,6 +33,9 @@ struct Record {
     job: Job,
     history: Vec<StateChange>,
     key: Option<String>,
+    /// The job and history as stored, when the job's record is of a newer format: a change is
+    /// written over them, keeping what this server does not know.
+    newer: Option<(String, String)>,
 }
 
 type JobRow = (
@@ -82,18 +85,16 @@ impl CassandraStore {
             // A row whose cells expired one by one (TTL) or a partial write: not a job.
             return Ok(None);
         };
-        let job: Job = serde_json::from_str(&job).map_err(|e| corrupt(format!("job {id}: {e}")))?;
-        let history: Vec<StateChange> = match history {
-            Some(h) => serde_json::from_str(&h)
-                .map_err(|e| corrupt(format!("history of job {id}: {e}")))?,
-            None => Vec::new(),
-        };
-        Ok(Some(Record {
+        let history = history.unwrap_or_else(|| "[]".to_owned());
+        let record = Record {
             version,
-            job,
-            history,
+            job: serde_json::from_str(&job).map_err(|e| corrupt(format!("job {id}: {e}")))?,
+            history: serde_json::from_str(&history)
+                .map_err(|e| corrupt(format!("history of job {id}: {e}")))?,
             key,
-        }))
+            newer: record::is_newer(&job).then_some((job, history)),
+        };
+        Ok(Some(record))
     }
 
     /// Writes a new job: its listing entry, the job row and its creation event, in one unlogged
@@ -131,7 +132,7 @@ impl CassandraStore {
         let row = (
             timeuuid(job.id),
             job.state.as_str(),
-            to_json(job)?,
+            encode_job(job, None)?,
             to_json(&history)?,
             key,
             self.inner.job_ttl,
@@ -221,8 +222,12 @@ impl CassandraStore {
                 self.inner.job_ttl,
                 job.state.as_str(),
                 record.version + 1,
-                to_json(job)?,
-                to_json(&history)?,
+                encode_job(job, record.newer.as_ref().map(|(job, _)| job.as_str()))?,
+                match &record.newer {
+                    Some((_, stored)) => record::encode_over(&history, stored)
+                        .map_err(|e| corrupt(format!("cannot encode a history: {e}")))?,
+                    None => to_json(&history)?,
+                },
                 record.key.as_deref(),
                 timeuuid(job.id),
                 record.version,
@@ -268,7 +273,7 @@ impl JobStore for CassandraStore {
                 key.key.as_str(),
                 key.fingerprint.as_str(),
                 timeuuid(job.id),
-                to_json(job)?,
+                encode_job(job, None)?,
                 self.inner.key_ttl,
             ),
             "claiming an idempotency key",
@@ -513,6 +518,13 @@ impl JobStore for CassandraStore {
         let answer = lwt(session, &st.delete_job, (timeuuid(id),), "deleting a job").await?;
         Ok(answer.applied || (answer.retried && found.is_some()))
     }
+}
+
+/// `job` as a [record](omni_store::record) written over `previous` (its stored record when that
+/// is of a newer format).
+fn encode_job(job: &Job, previous: Option<&str>) -> Result<String> {
+    record::encode(job, previous, Job::OPAQUE)
+        .map_err(|e| corrupt(format!("cannot encode job {}: {e}", job.id)))
 }
 
 /// Entry 0 of a new job's history.

@@ -60,13 +60,10 @@ impl CassandraStore {
             .map_err(|e| corrupt(format!("job_logs: {e}")))?;
         rows.map_err(|e| unavailable("reading logs", e))
             .and_then(|(seq, time, stream, line)| async move {
-                let stream = match stream.as_deref() {
-                    Some("stdout") => LogStream::Stdout,
-                    Some("stderr") => LogStream::Stderr,
-                    other => {
-                        return Err(corrupt(format!("log line {seq} of {id}: stream {other:?}")));
-                    }
-                };
+                let stream = stream
+                    .as_deref()
+                    .and_then(LogStream::from_stored)
+                    .ok_or_else(|| corrupt(format!("log line {seq} of {id}: stream {stream:?}")))?;
                 Ok(LogLine {
                     step: step.to_owned(),
                     time: time
@@ -167,10 +164,7 @@ impl LogStore for CassandraStore {
                             line.step.as_str(),
                             seq,
                             line.time,
-                            match line.stream {
-                                LogStream::Stdout => "stdout",
-                                LogStream::Stderr => "stderr",
-                            },
+                            line.stream.as_str(),
                             line.line.as_str(),
                             inner.job_ttl,
                         ))

@@ -7,10 +7,10 @@ use futures::TryStreamExt;
 use scylla::statement::batch::{Batch, BatchType};
 use uuid::Uuid;
 
-use omni_store::{Delivery, Result, Webhook, WebhookStore};
+use omni_store::{Delivery, Result, Webhook, WebhookStore, record};
 
+use crate::CassandraStore;
 use crate::cql::{corrupt, unavailable};
-use crate::{CassandraStore, to_json};
 
 type WebhookRow = (
     Uuid,
@@ -156,6 +156,34 @@ impl WebhookStore for CassandraStore {
         Ok(true)
     }
     async fn get_delivery(&self, webhook_id: Uuid) -> Result<Option<Delivery>> {
+        match self.stored_delivery(webhook_id).await? {
+            Some(text) => serde_json::from_str(&text)
+                .map(Some)
+                .map_err(|e| corrupt(format!("delivery of webhook {webhook_id}: {e}"))),
+            None => Ok(None),
+        }
+    }
+
+    async fn put_delivery(&self, delivery: &Delivery) -> Result<()> {
+        // Written over the stored state when that is of a newer format, keeping its fields.
+        let previous = self
+            .stored_delivery(delivery.webhook_id)
+            .await?
+            .filter(|text| record::is_newer(text));
+        let text = record::encode(delivery, previous.as_deref(), &[])
+            .map_err(|e| corrupt(format!("cannot encode a delivery state: {e}")))?;
+        self.inner
+            .session
+            .execute_unpaged(&self.inner.st.put_delivery, (delivery.webhook_id, text))
+            .await
+            .map_err(|e| unavailable("writing a webhook's delivery state", e))?;
+        Ok(())
+    }
+}
+
+impl CassandraStore {
+    /// The stored delivery state of a webhook, as written.
+    async fn stored_delivery(&self, webhook_id: Uuid) -> Result<Option<String>> {
         let rows = self
             .inner
             .session
@@ -167,23 +195,6 @@ impl WebhookStore for CassandraStore {
         let row: Option<(Option<String>,)> = rows
             .maybe_first_row()
             .map_err(|e| corrupt(format!("delivery of webhook {webhook_id}: {e}")))?;
-        match row {
-            Some((Some(text),)) => serde_json::from_str(&text)
-                .map(Some)
-                .map_err(|e| corrupt(format!("delivery of webhook {webhook_id}: {e}"))),
-            _ => Ok(None),
-        }
-    }
-
-    async fn put_delivery(&self, delivery: &Delivery) -> Result<()> {
-        self.inner
-            .session
-            .execute_unpaged(
-                &self.inner.st.put_delivery,
-                (delivery.webhook_id, to_json(delivery)?),
-            )
-            .await
-            .map_err(|e| unavailable("writing a webhook's delivery state", e))?;
-        Ok(())
+        Ok(row.and_then(|(text,)| text))
     }
 }

@@ -25,14 +25,17 @@ impl EmbeddedStore {
     ) -> Result<Job> {
         self.write(move |txn| {
             let mut jobs = txn.open_table(JOBS)?;
-            let Some(stored) = get_job(&jobs, id)? else {
+            let Some((stored, previous)) = get_job_to_change(&jobs, id)? else {
                 return Err(OpError::Store(StoreError::NotFound(id)));
             };
             let Some(mut job) = change(&stored).map_err(OpError::Store)? else {
                 return Ok(stored);
             };
             job.updated_at = omni_store::now();
-            jobs.insert(id.as_u128(), encode(&job)?.as_slice())?;
+            jobs.insert(
+                id.as_u128(),
+                encode_job(&job, previous.as_deref())?.as_slice(),
+            )?;
             Ok(job)
         })
         .await
@@ -57,6 +60,23 @@ pub(crate) fn purge(txn: &redb::WriteTransaction, id: u128) -> Result<bool, OpEr
     txn.open_table(LOGS)?
         .retain_in((id, 0)..=(id, u64::MAX), |_, _| false)?;
     Ok(true)
+}
+
+/// A stored job and, when its record is of a newer format, the record to write a change over.
+type ToChange = (Job, Option<Vec<u8>>);
+
+/// Job `id`, to change it (see [`ToChange`]).
+fn get_job_to_change(
+    table: &impl ReadableTable<u128, &'static [u8]>,
+    id: JobId,
+) -> Result<Option<ToChange>, OpError> {
+    match table.get(id.as_u128())? {
+        Some(bytes) => Ok(Some((
+            decode_job(bytes.value())?,
+            newer_record(bytes.value()),
+        ))),
+        None => Ok(None),
+    }
 }
 
 fn get_job(
@@ -103,7 +123,8 @@ impl JobStore for EmbeddedStore {
                 keys.insert(key.key.as_str(), record.encode().as_slice())?;
             }
             let id = job.id.as_u128();
-            txn.open_table(JOBS)?.insert(id, encode(&job)?.as_slice())?;
+            txn.open_table(JOBS)?
+                .insert(id, encode_job(&job, None)?.as_slice())?;
             txn.open_table(JOBS_BY_TIME)?
                 .insert(time_key(&job), summary(&job).as_str())?;
             let change = StateChange {
@@ -181,7 +202,7 @@ impl JobStore for EmbeddedStore {
         self.write(move |txn| {
             let key = id.as_u128();
             let mut jobs = txn.open_table(JOBS)?;
-            let Some(mut job) = get_job(&jobs, id)? else {
+            let Some((mut job, previous)) = get_job_to_change(&jobs, id)? else {
                 return Err(OpError::Store(StoreError::NotFound(id)));
             };
             if job.state != transition.from {
@@ -192,7 +213,7 @@ impl JobStore for EmbeddedStore {
                 }));
             }
             job.apply(&transition);
-            jobs.insert(key, encode(&job)?.as_slice())?;
+            jobs.insert(key, encode_job(&job, previous.as_deref())?.as_slice())?;
             drop(jobs);
             txn.open_table(JOBS_BY_TIME)?
                 .insert(time_key(&job), summary(&job).as_str())?;

@@ -38,6 +38,8 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use serde::Deserialize;
 
 mod events;
+#[cfg(test)]
+mod future_rows;
 mod jobs;
 mod leases;
 mod logs;

@@ -1,5 +1,9 @@
-//! The tables of the store file, their keys, and what each serves. Records are JSON (the
-//! model's serde form), so the file reads back across versions that add optional fields.
+//! The tables of the store file, their keys, and what each serves. Values are JSON (the
+//! model's serde form), read leniently, so the file reads back across versions that add
+//! fields. The values that are written back, jobs and delivery states, are
+//! [records](omni_store::record) with a format: one written by a newer server keeps the fields
+//! this one does not know when this one changes it. The others are written once (history,
+//! log lines, events) or belong to one holder at a time (leases).
 //!
 //! | table | key | value | serves |
 //! | --- | --- | --- | --- |
@@ -96,6 +100,36 @@ pub(crate) fn encode(value: &impl Serialize) -> Result<Vec<u8>, OpError> {
 
 pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, OpError> {
     serde_json::from_slice(bytes).map_err(|e| OpError::corrupt(e.to_string()))
+}
+
+/// `value` as a [record](omni_store::record) written over `previous` (the stored bytes it
+/// replaces, when they are of a newer format), keeping what a newer server wrote; `opaque`
+/// names the fields replaced whole.
+pub(crate) fn encode_record(
+    value: &impl Serialize,
+    previous: Option<&[u8]>,
+    opaque: &[&str],
+) -> Result<Vec<u8>, OpError> {
+    let previous = previous
+        .map(std::str::from_utf8)
+        .transpose()
+        .map_err(|e| OpError::corrupt(format!("a stored record is not UTF-8: {e}")))?;
+    omni_store::record::encode(value, previous, opaque)
+        .map(String::into_bytes)
+        .map_err(|e| OpError::corrupt(format!("cannot encode: {e}")))
+}
+
+/// The stored bytes to write a record over: `Some` only when they are of a newer format (a
+/// record of this format or older is replaced, and need not be copied).
+pub(crate) fn newer_record(bytes: &[u8]) -> Option<Vec<u8>> {
+    std::str::from_utf8(bytes)
+        .is_ok_and(omni_store::record::is_newer)
+        .then(|| bytes.to_vec())
+}
+
+/// `job` as a record written over `previous` (see [`encode_record`]).
+pub(crate) fn encode_job(job: &Job, previous: Option<&[u8]>) -> Result<Vec<u8>, OpError> {
+    encode_record(job, previous, Job::OPAQUE)
 }
 
 pub(crate) fn decode_job(bytes: &[u8]) -> Result<Job, OpError> {

@@ -57,8 +57,15 @@ impl WebhookStore for EmbeddedStore {
     async fn put_delivery(&self, delivery: &Delivery) -> Result<()> {
         let delivery = delivery.clone();
         self.write(move |txn| {
-            txn.open_table(DELIVERIES)?
-                .insert(delivery.webhook_id.as_u128(), encode(&delivery)?.as_slice())?;
+            let mut deliveries = txn.open_table(DELIVERIES)?;
+            let key = delivery.webhook_id.as_u128();
+            let previous = deliveries
+                .get(key)?
+                .and_then(|stored| newer_record(stored.value()));
+            deliveries.insert(
+                key,
+                encode_record(&delivery, previous.as_deref(), &[])?.as_slice(),
+            )?;
             Ok(())
         })
         .await

@@ -17,6 +17,8 @@
 //!   each backend implements it in a file of the same name.
 //! - [`model`]: [`Job`], [`Transition`], [`StateChange`], listings, log lines, leases,
 //!   webhooks and their [`Delivery`] state, job-change [`Event`]s, idempotency keys.
+//! - [`record`]: how backends write records that two server versions can share (a `format`,
+//!   lenient reads, and unknown fields kept on write-back).
 //! - [`token`]: opaque page tokens for listings.
 //! - [`timed`]: [`Timed`], any store with every call measured (the `metrics` facade).
 //! - `conformance`: the suite (feature `conformance`), one file per capability.
@@ -28,6 +30,7 @@ mod jobs;
 mod leases;
 mod logs;
 pub mod model;
+pub mod record;
 pub mod timed;
 pub mod token;
 mod webhooks;

@@ -11,7 +11,6 @@ use omni_core::{EventKind, JobId, JobState, LogStream, StepState, now};
 
 /// Which plugin accepted a job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct PluginRef {
     /// The task it serves.
     pub task: String,
@@ -23,7 +22,6 @@ pub struct PluginRef {
 
 /// One step of a job (an init container, then the containers).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Step {
     /// Its name, from the plugin.
     pub name: String,
@@ -31,9 +29,9 @@ pub struct Step {
     pub state: StepState,
 }
 
-/// A job, as stored and as the API shows it.
+/// A job: what the store keeps of it (as a [record](crate::record), read leniently: fields
+/// a newer server added are ignored here and kept by the backends when they write it back).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Job {
     /// Time-based id.
     pub id: JobId,
@@ -68,6 +66,10 @@ pub struct Job {
 }
 
 impl Job {
+    /// Its fields whose JSON is replaced whole when a [record](crate::record) of a newer format
+    /// is written back (the others are merged, keeping what a newer server added).
+    pub const OPAQUE: &'static [&'static str] = &["params"];
+
     /// Applies an allowed transition to this record (the backends' shared bookkeeping):
     /// state, message, engine and the times.
     pub fn apply(&mut self, transition: &Transition) {

@@ -15,7 +15,7 @@ use crate::{JobId, JobState, Store, StoreError};
 /// Reads events after `after` matching `filter` in pages of `page`, until `want` arrived or a
 /// generous deadline passed (a store may hold back events that other writers may still be
 /// writing). Returns them and the position after them.
-async fn read_until(
+pub(super) async fn read_until(
     store: &Arc<dyn Store>,
     after: &str,
     filter: &EventFilter,
