@@ -99,15 +99,13 @@ async fn deliveries() -> (usize, f64) {
         secret: "bench-secret".into(),
         created_at: omni_store::now(),
     };
-    omni_webhooks::register(store.as_ref(), &hook)
-        .await
-        .unwrap();
+    omni_webhooks::register(&jobs, &hook).await.unwrap();
     // The backlog, recorded 64 jobs at a time.
     let mut made = 0;
     while made < JOBS {
         let batch = (made..JOBS.min(made + 64)).map(|_| {
-            let jobs = jobs.clone();
-            async move { change_one_job(&jobs, &[]).await }
+            let (store, jobs) = (store.clone(), jobs.clone());
+            async move { change_one_job(&store, &jobs, &[]).await }
         });
         futures::future::join_all(batch).await;
         made = JOBS.min(made + 64);
@@ -127,12 +125,16 @@ async fn deliveries() -> (usize, f64) {
 }
 
 /// Makes a job and moves it to the end; calls `mark` before each change with its (job, state).
-async fn change_one_job(jobs: &JobService, marks: &[&dyn Fn(uuid::Uuid, JobState)]) {
+async fn change_one_job(
+    store: &Arc<dyn Store>,
+    jobs: &JobService,
+    marks: &[&dyn Fn(uuid::Uuid, JobState)],
+) {
     let job = omni_test_support::pending_job("bench", "rpm", "default");
     for mark in marks {
         mark(job.id, JobState::Pending);
     }
-    jobs.store().create_job(&job, None).await.unwrap();
+    store.create_job(&job, None).await.unwrap();
     for to in [JobState::Queued, JobState::Running, JobState::Succeeded] {
         for mark in marks {
             mark(job.id, to);
@@ -143,7 +145,7 @@ async fn change_one_job(jobs: &JobService, marks: &[&dyn Fn(uuid::Uuid, JobState
 
 async fn sse_lag(followers: usize) -> (Duration, Duration) {
     let (_data, store) = open();
-    let (plugins, jobs) = omni_test_support::job_service_over(store);
+    let (plugins, jobs) = omni_test_support::job_service_over(store.clone());
     let app = router(AppState::new(jobs.clone(), Arc::clone(&plugins.registry)));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/v1/events", listener.local_addr().unwrap());
@@ -180,7 +182,7 @@ async fn sse_lag(followers: usize) -> (Duration, Duration) {
         sent.lock().unwrap().insert((id, to), Instant::now());
     };
     for _ in 0..SSE_CHANGES / 4 {
-        change_one_job(&jobs, &[&mark]).await;
+        change_one_job(&store, &jobs, &[&mark]).await;
     }
     let mut lags = Vec::new();
     for reader in readers {

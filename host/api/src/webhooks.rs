@@ -206,9 +206,9 @@ pub(crate) async fn create(
         secret: request.secret,
         created_at: omni_store::now(),
     };
-    let delivery = omni_webhooks::register(state.jobs.store().as_ref(), &hook)
+    let delivery = omni_webhooks::register(&state.jobs, &hook)
         .await
-        .map_err(Problem::from_store)?;
+        .map_err(Problem::from_jobs)?;
     let location = format!("/v1/webhooks/{}", hook.id);
     let mut response = (
         StatusCode::CREATED,
@@ -236,7 +236,7 @@ pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<WebhookList>, Problem> {
-    let store = state.jobs.store();
+    let store = state.jobs.webhooks();
     let hooks = store
         .list_webhooks(None)
         .await
@@ -261,7 +261,7 @@ async fn find(state: &AppState, caller: &Caller, id: &str) -> Result<Webhook, Pr
     let uuid = Uuid::parse_str(id).map_err(|_| no_such_webhook(id))?;
     let hook = state
         .jobs
-        .store()
+        .webhooks()
         .list_webhooks(None)
         .await
         .map_err(Problem::from_store)?
@@ -294,7 +294,7 @@ pub(crate) async fn one(
     Path(id): Path<String>,
 ) -> Result<Json<WebhookView>, Problem> {
     let hook = find(&state, &caller, &id).await?;
-    let store = state.jobs.store();
+    let store = state.jobs.webhooks();
     let delivery = store
         .get_delivery(hook.id)
         .await
@@ -305,14 +305,15 @@ pub(crate) async fn one(
                 domain: hook.domain.clone(),
                 ..EventFilter::default()
             };
-            let page = store
+            let page = state
+                .jobs
                 .read_events(
                     Some(&delivery.delivered_through),
                     &filter,
                     PENDING_COUNT_LIMIT + 1,
                 )
                 .await
-                .map_err(Problem::from_store)?;
+                .map_err(Problem::from_jobs)?;
             let count = page
                 .items
                 .iter()
@@ -352,7 +353,7 @@ pub(crate) async fn remove(
     let hook = find(&state, &caller, &id).await?;
     if state
         .jobs
-        .store()
+        .webhooks()
         .delete_webhook(hook.id)
         .await
         .map_err(Problem::from_store)?

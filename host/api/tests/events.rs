@@ -14,6 +14,8 @@ use serde_json::{Value, json};
 
 struct Server {
     base: String,
+    /// The store under `jobs`: jobs are made in it directly (the job service would ask a plugin).
+    store: Arc<dyn Store>,
     jobs: JobService,
     client: reqwest::Client,
     _dirs: (omni_test_support::Plugins, tempfile::TempDir),
@@ -23,7 +25,7 @@ async fn server() -> Server {
     let data = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> =
         Arc::new(EmbeddedStore::open(data.path(), EmbeddedConfig::default()).unwrap());
-    let (plugins, jobs) = omni_test_support::job_service_over(store);
+    let (plugins, jobs) = omni_test_support::job_service_over(store.clone());
     let app = router(AppState {
         events: EventsConfig {
             poll_interval: Duration::from_millis(100),
@@ -36,6 +38,7 @@ async fn server() -> Server {
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     Server {
         base,
+        store,
         jobs,
         client: reqwest::Client::new(),
         _dirs: (plugins, data),
@@ -46,7 +49,7 @@ impl Server {
     /// Makes a job in `domain`/`service`/`task` and moves it along `path`.
     async fn job(&self, service: &str, task: &str, domain: &str, path: &[JobState]) -> JobId {
         let job = omni_test_support::pending_job(service, task, domain);
-        self.jobs.store().create_job(&job, None).await.unwrap();
+        self.store.create_job(&job, None).await.unwrap();
         for to in path {
             self.jobs.transition(job.id, *to, None).await.unwrap();
         }

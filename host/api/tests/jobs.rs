@@ -343,7 +343,7 @@ async fn cancel_racing_completion_never_makes_an_illegal_history() {
             job.state != JobState::Cancelled,
             "{complete:?}"
         );
-        let history = jobs.store().history(id).await.unwrap();
+        let history = jobs.history(id).await.unwrap();
         for change in &history[1..] {
             assert!(
                 allowed.contains(&(change.from.unwrap(), change.to)),

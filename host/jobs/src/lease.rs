@@ -6,13 +6,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use omni_store::Store;
+use omni_store::LeaseStore;
 use tokio::time::Instant;
 
 /// A lease this replica takes, keeps and lets go.
 #[derive(Debug)]
 pub struct Lease {
-    store: Arc<dyn Store>,
+    store: Arc<dyn LeaseStore>,
     name: &'static str,
     holder: String,
     ttl: Duration,
@@ -21,7 +21,12 @@ pub struct Lease {
 
 impl Lease {
     /// Lease `name` in `store`, for `holder` (this replica), lasting `ttl` unless renewed.
-    pub fn new(store: Arc<dyn Store>, name: &'static str, holder: String, ttl: Duration) -> Self {
+    pub fn new(
+        store: Arc<dyn LeaseStore>,
+        name: &'static str,
+        holder: String,
+        ttl: Duration,
+    ) -> Self {
         Lease {
             store,
             name,

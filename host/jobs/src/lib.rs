@@ -24,8 +24,8 @@ use chrono::{DateTime, Utc};
 use omni_core::{FieldError, JobContext, PluginError, Plugins, Rendered, TaskPlugin};
 use omni_store::{
     Created, EventFilter, EventPage, IdempotencyKey, Job, JobId, JobPage, JobQuery, JobState,
-    LogLine, LogPage, LogQuery, PluginRef, StateChange, Step, StepState, Store, StoreError,
-    Transition,
+    LeaseStore, LogLine, LogPage, LogQuery, PluginRef, StateChange, Step, StepState, Store,
+    StoreError, Transition, WebhookStore,
 };
 use serde::Serialize;
 use tokio::sync::broadcast;
@@ -273,8 +273,20 @@ impl JobService {
         );
     }
 
-    /// The store, for the records this service does not write: leases and webhooks. Jobs,
-    /// their steps, logs and events are written through the service alone.
+    /// The store's leases, for work one replica does at a time ([`Lease`]). Jobs, their steps,
+    /// logs and events are read and written through this service alone: the other capabilities
+    /// of the store are not reachable from it.
+    pub fn leases(&self) -> Arc<dyn LeaseStore> {
+        self.store.clone()
+    }
+
+    /// The store's webhooks and their delivery state (the webhook routes, the deliverer).
+    pub fn webhooks(&self) -> Arc<dyn WebhookStore> {
+        self.store.clone()
+    }
+
+    /// The whole store: only the scheduler's tests still use it (to be removed with them).
+    #[doc(hidden)]
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
     }

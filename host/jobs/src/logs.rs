@@ -348,7 +348,7 @@ impl Follower {
                 limit: 1000,
             };
             let page = loop {
-                match self.service.store().read_logs(self.id, &query).await {
+                match self.service.store.read_logs(self.id, &query).await {
                     Ok(page) => break page,
                     Err(omni_store::StoreError::Unavailable { .. }) => {
                         // The store comes back; the follower waits for it.

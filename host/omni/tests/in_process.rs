@@ -89,7 +89,7 @@ async fn a_server_in_process_without_auth_refuses_an_address_that_is_not_loopbac
 /// by the scheduler: a job submitted after it runs to its end while it stays as it was.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_in_a_state_this_server_does_not_know_is_shown_and_left_alone() {
-    use omni_store::{JobStore, JobState, PluginRef};
+    use omni_store::{JobState, JobStore, PluginRef};
 
     let (plugins, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     std::fs::copy(component_path("srpm"), plugins.path().join("srpm.wasm")).unwrap();
@@ -156,7 +156,11 @@ async fn a_job_in_a_state_this_server_does_not_know_is_shown_and_left_alone() {
         .json()
         .await
         .unwrap();
-    assert_eq!(listed["items"][0]["id"], future.id.to_string(), "{listed:#}");
+    assert_eq!(
+        listed["items"][0]["id"],
+        future.id.to_string(),
+        "{listed:#}"
+    );
     assert_eq!(listed["items"][0]["state"], "verifying");
     for purge in ["false", "true"] {
         let answer = client

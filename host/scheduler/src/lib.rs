@@ -349,7 +349,7 @@ impl Inner {
     async fn run(self: Arc<Self>) {
         let mut events = self.jobs.subscribe();
         let mut lease = Lease::new(
-            Arc::clone(self.jobs.store()),
+            self.jobs.leases(),
             LEASE,
             self.replica.clone(),
             self.config.lease_ttl,

@@ -43,8 +43,8 @@ use futures::StreamExt;
 use hmac::{Hmac, Mac};
 use omni_core::EventKind;
 use omni_core::event::EVERY_EVENT;
-use omni_jobs::{JobService, Lease};
-use omni_store::{Delivery, Event, EventFilter, JobId, Store, StoreError, Webhook};
+use omni_jobs::{JobError, JobService, Lease};
+use omni_store::{Delivery, Event, EventFilter, JobId, Webhook, WebhookStore};
 use serde::Deserialize;
 use sha2::Sha256;
 use tokio::task::{AbortHandle, JoinSet};
@@ -235,9 +235,10 @@ pub fn wants(webhook: &Webhook, event: &Event) -> bool {
 /// exists without one.
 ///
 /// # Errors
-/// [`StoreError::Unavailable`].
-pub async fn register(store: &dyn Store, webhook: &Webhook) -> Result<Delivery, StoreError> {
-    let delivery = Delivery::starting_at(webhook.id, store.events_head().await?);
+/// [`JobError::Store`] ([`omni_store::StoreError::Unavailable`]).
+pub async fn register(jobs: &JobService, webhook: &Webhook) -> Result<Delivery, JobError> {
+    let delivery = Delivery::starting_at(webhook.id, jobs.events_head().await?);
+    let store = jobs.webhooks();
     store.put_delivery(&delivery).await?;
     store.put_webhook(webhook).await?;
     Ok(delivery)
@@ -318,14 +319,14 @@ impl Deliverer {
 }
 
 impl Inner {
-    fn store(&self) -> &Arc<dyn Store> {
-        self.jobs.store()
+    fn store(&self) -> Arc<dyn WebhookStore> {
+        self.jobs.webhooks()
     }
 
     /// Holds or waits for the lease; delivers while holding it.
     async fn run(self: Arc<Self>) {
         let mut lease = Lease::new(
-            Arc::clone(self.store()),
+            self.jobs.leases(),
             LEASE,
             self.replica.clone(),
             self.config.lease_ttl,
