@@ -1,0 +1,69 @@
+//! Why the job service said no.
+
+use omni_core::{FieldError, PluginError};
+use omni_store::{JobId, JobState, StoreError};
+
+/// Why the service said no.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// No plugin is loaded for the task.
+    #[error("no plugin is loaded for task {0:?}")]
+    NoSuchTask(String),
+    /// No engine runs jobs for the arch.
+    #[error("no engine runs jobs for {arch:?} (engines run {})", served.join(", "))]
+    NoEngine {
+        /// The arch asked for.
+        arch: String,
+        /// The arches engines run.
+        served: Vec<String>,
+    },
+    /// The task's plugin does not build for the arch.
+    #[error("task {task} builds for {}, not {arch:?}", supported.join(", "))]
+    UnsupportedArch {
+        /// The task.
+        task: String,
+        /// The arch asked for.
+        arch: String,
+        /// The arches it builds for.
+        supported: Vec<String>,
+    },
+    /// The plugin failed (rejected the params, or broke).
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    /// No job has that id.
+    #[error("no job {0}")]
+    NotFound(JobId),
+    /// A move the state machine does not allow from where the job is.
+    #[error("job {id} is {from} and cannot move to {to}")]
+    Illegal {
+        /// The job.
+        id: JobId,
+        /// Where it is.
+        from: JobState,
+        /// Where it was asked to go.
+        to: JobState,
+    },
+    /// The job has no step of that name.
+    #[error("job {id} has no step {step:?} (its steps: {})", steps.join(", "))]
+    NoSuchStep {
+        /// The job.
+        id: JobId,
+        /// The step asked for.
+        step: String,
+        /// The job's steps.
+        steps: Vec<String>,
+    },
+    /// The store failed (unavailable, conflicting idempotency key, ...).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl JobError {
+    /// The plugin's field errors, when it rejected the params.
+    pub fn field_errors(&self) -> Option<&[FieldError]> {
+        match self {
+            JobError::Plugin(PluginError::InvalidParams { errors, .. }) => Some(errors),
+            _ => None,
+        }
+    }
+}

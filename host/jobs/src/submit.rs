@@ -1,0 +1,166 @@
+//! Submissions and renders: where the job service asks a task's plugin (validation when a job
+//! is made, `serialize` when it is rendered for an engine or a dry run), in one place so that
+//! the API and the scheduler build a job's [`JobContext`] the same way.
+
+use std::sync::Arc;
+
+use omni_core::{JobContext, Rendered, TaskPlugin};
+use omni_store::{Created, IdempotencyKey, Job, JobState, PluginRef, StateChange, Step, StepState};
+
+use crate::{JobError, JobService};
+
+/// A job to make.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    /// The asking service.
+    pub service: String,
+    /// The task type.
+    pub task: String,
+    /// The tenant.
+    pub domain: String,
+    /// The API arch.
+    pub arch: String,
+    /// The task's params (a JSON object).
+    pub params: serde_json::Value,
+    /// The client's idempotency key, if it sent one.
+    pub idempotency: Option<IdempotencyKey>,
+}
+
+impl JobService {
+    /// Renders a job's objects for `namespace` with its task's plugin as loaded now.
+    ///
+    /// # Errors
+    /// [`JobError::NoSuchTask`] when no plugin serves the task; [`JobError::Plugin`] when it
+    /// fails.
+    pub async fn render(&self, job: &Job, namespace: &str) -> Result<Rendered, JobError> {
+        let plugin = self
+            .plugins
+            .plugin(&job.task)
+            .ok_or_else(|| JobError::NoSuchTask(job.task.clone()))?;
+        let context = JobContext::new(job.id, &job.service, &job.domain, namespace, &job.arch);
+        Ok(plugin.serialize(context, job.params.to_string()).await?)
+    }
+
+    /// A dry run of a job: what its task's plugin renders for `params`, under a new id, with
+    /// nothing stored or run.
+    ///
+    /// # Errors
+    /// [`JobError::NoSuchTask`]; [`JobError::UnsupportedArch`] when the plugin does not build
+    /// for `arch`; [`JobError::Plugin`] when it rejects the params or fails.
+    pub async fn dry_run(
+        &self,
+        submission: &Submission,
+        namespace: &str,
+    ) -> Result<Rendered, JobError> {
+        let plugin = self.plugin_for(&submission.task, &submission.arch)?;
+        let context = JobContext::new(
+            omni_core::new_job_id(),
+            &submission.service,
+            &submission.domain,
+            namespace,
+            &submission.arch,
+        );
+        Ok(plugin
+            .serialize(context, submission.params.to_string())
+            .await?)
+    }
+
+    /// Validates a submission with its task's plugin and stores it as a `pending` job. With an
+    /// idempotency key seen before (same request), returns the job it made.
+    ///
+    /// # Errors
+    /// [`JobError::NoSuchTask`], [`JobError::UnsupportedArch`], [`JobError::Plugin`] (with the
+    /// field errors when the params are wrong), [`JobError::Store`] (unavailable, or the key was
+    /// used for another request).
+    pub async fn submit(&self, submission: Submission) -> Result<Created, JobError> {
+        let task = submission.task.clone();
+        let created = self.submit_unmeasured(submission).await;
+        crate::metrics::submission(
+            &task,
+            created.as_ref().map(|c| matches!(c, Created::New(_))),
+        );
+        created
+    }
+
+    /// The plugin serving `task` now, if it builds for `arch`.
+    fn plugin_for(&self, task: &str, arch: &str) -> Result<Arc<dyn TaskPlugin>, JobError> {
+        let plugin = self
+            .plugins
+            .plugin(task)
+            .ok_or_else(|| JobError::NoSuchTask(task.to_owned()))?;
+        let supported = &plugin.info().arches;
+        if !supported.iter().any(|a| a == arch) {
+            return Err(JobError::UnsupportedArch {
+                task: task.to_owned(),
+                arch: arch.to_owned(),
+                supported: supported.clone(),
+            });
+        }
+        Ok(plugin)
+    }
+
+    async fn submit_unmeasured(&self, submission: Submission) -> Result<Created, JobError> {
+        let plugin = self.plugin_for(&submission.task, &submission.arch)?;
+        let info = plugin.info();
+        if let Some(dispatch) = self.dispatch.get() {
+            let served = dispatch.arches();
+            if !served.contains(&submission.arch) {
+                return Err(JobError::NoEngine {
+                    arch: submission.arch,
+                    served,
+                });
+            }
+        }
+        plugin.validate(submission.params.to_string()).await?;
+        let id = omni_store::new_job_id();
+        // The creation time is the id's, to the millisecond: listings ordered by id are ordered
+        // by creation time.
+        let created_at = omni_store::id_time(id).map_or_else(omni_store::now, |t| {
+            chrono::SubsecRound::trunc_subsecs(t, 3)
+        });
+        let job = Job {
+            id,
+            service: submission.service,
+            task: submission.task,
+            domain: submission.domain,
+            arch: submission.arch,
+            state: JobState::Pending,
+            params: submission.params,
+            plugin: PluginRef {
+                task: info.task.clone(),
+                version: info.version.clone(),
+                digest: plugin.digest().to_owned(),
+            },
+            engine: None,
+            message: None,
+            steps: info
+                .steps
+                .iter()
+                .map(|name| Step {
+                    name: name.clone(),
+                    state: StepState::Pending,
+                })
+                .collect(),
+            created_at,
+            updated_at: created_at,
+            started_at: None,
+            finished_at: None,
+        };
+        let created = self
+            .store
+            .create_job(&job, submission.idempotency.as_ref())
+            .await?;
+        if let Created::New(job) = &created {
+            let change = StateChange {
+                job_id: job.id,
+                seq: 0,
+                from: None,
+                to: JobState::Pending,
+                time: job.created_at,
+                message: None,
+            };
+            self.publish(job, &change);
+        }
+        Ok(created)
+    }
+}
