@@ -147,6 +147,21 @@ pub fn job_service(names: &[&str]) -> (Dirs, omni_jobs::JobService) {
     )
 }
 
+/// A job service over `plugins` (a test's own, such as the scheduler's unit tests' in-process
+/// plugin) and an embedded store in a temporary directory that lives as long as the returned
+/// guard. No component is loaded: nothing here runs wasm, so tests with paused time can use it.
+pub fn job_service_with(
+    plugins: Arc<dyn omni_core::Plugins>,
+) -> (tempfile::TempDir, omni_jobs::JobService) {
+    let data = tempfile::tempdir().unwrap();
+    let store = omni_store_embedded::EmbeddedStore::open(
+        data.path(),
+        omni_store_embedded::EmbeddedConfig::default(),
+    )
+    .unwrap();
+    (data, omni_jobs::JobService::new(Arc::new(store), plugins))
+}
+
 /// Temporary directories a test keeps until it ends, and the registry over the plugins one.
 #[derive(Debug)]
 pub struct Dirs {
