@@ -51,6 +51,8 @@ mod follow;
 mod lead;
 mod queue;
 mod start;
+#[cfg(test)]
+mod tests;
 
 use queue::State;
 use start::MAX_STARTING;
