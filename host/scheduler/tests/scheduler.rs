@@ -1,14 +1,16 @@
 //! The scheduler over real parts: the real plugins (srpm, and the hostile fixture for jobs that
 //! linger, fail to render or that the engine refuses), an embedded store, and the local engine
-//! running real processes. The injected failures are an engine that cannot be reached, and a
-//! leader that dies between an engine taking a job and the `running` write.
+//! running real processes. Where a test needs an engine to misbehave on cue (take a job and
+//! never answer, as a leader dies), it uses `omni_engine::testing::Scripted` under the real
+//! plugins instead. The scheduler's own unit tests (`src/tests/`, paused time, scripted
+//! engines) cover placement, retries and recovery case by case; these check the same paths
+//! end to end, on real time.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use omni_engine::{Engine, EngineError, EngineJob, JobId, LogCursor, LogStreamOf, ProgressStream};
+use omni_engine::testing::{Act, Answer, Scripted};
+use omni_engine::{Engine, JobId};
 use omni_engine_local::{LocalEngine, LocalEngineConfig};
 use omni_jobs::{JobError, JobService, Submission};
 use omni_scheduler::{Scheduler, SchedulerConfig, SchedulerHandle};
@@ -38,12 +40,8 @@ fn config() -> SchedulerConfig {
 }
 
 fn local(root: &tempfile::TempDir, max_running: usize) -> Arc<LocalEngine> {
-    local_named(root, "local", max_running)
-}
-
-fn local_named(root: &tempfile::TempDir, name: &str, max_running: usize) -> Arc<LocalEngine> {
     let config = LocalEngineConfig {
-        name: name.into(),
+        name: "local".into(),
         max_running,
         arches: vec!["x86_64".into()],
         ..LocalEngineConfig::new()
@@ -525,149 +523,14 @@ async fn a_new_leader_resumes_a_running_jobs_log_without_losing_or_repeating_lin
     assert_eq!(seqs, (1..=8001).collect::<Vec<u64>>());
 }
 
-/// A local engine with failures injected (a real cluster's outage is what the Kubernetes
-/// engine's tests use): it cannot be reached while `down` is set, and with `hang` set, its next
-/// submit starts the job and then never answers (the leader dies right there).
-#[derive(Debug)]
-struct Faulty {
-    engine: Arc<LocalEngine>,
-    down: AtomicBool,
-    hang: AtomicBool,
-    submits: AtomicUsize,
-    /// Submits the engine behind took (counted before a hang, so a test knows the job is there).
-    accepted: AtomicUsize,
-    /// The namespace it says its jobs' objects go to.
-    namespace: String,
-    /// The namespaces of what it was given: the job's and its objects' `metadata.namespace`.
-    given: Mutex<Vec<(String, Vec<String>)>>,
-}
-
-impl Faulty {
-    fn new(engine: Arc<LocalEngine>) -> Arc<Faulty> {
-        Arc::new(Faulty {
-            engine,
-            down: AtomicBool::new(false),
-            hang: AtomicBool::new(false),
-            submits: AtomicUsize::new(0),
-            accepted: AtomicUsize::new(0),
-            namespace: omni_engine::DEFAULT_NAMESPACE.to_owned(),
-            given: Mutex::new(Vec::new()),
-        })
-    }
-
-    fn in_namespace(engine: Arc<LocalEngine>, namespace: &str) -> Arc<Faulty> {
-        let mut faulty = Arc::into_inner(Faulty::new(engine)).unwrap();
-        faulty.namespace = namespace.to_owned();
-        Arc::new(faulty)
-    }
-}
-
-#[async_trait]
-impl Engine for Faulty {
-    fn name(&self) -> &str {
-        self.engine.name()
-    }
-    fn kind(&self) -> &'static str {
-        "faulty"
-    }
-    fn arches(&self) -> &[String] {
-        self.engine.arches()
-    }
-    fn max_running(&self) -> usize {
-        self.engine.max_running()
-    }
-    fn namespace(&self) -> &str {
-        &self.namespace
-    }
-    async fn check(&self) -> Result<(), EngineError> {
-        self.engine.check().await
-    }
-    async fn submit(&self, job: &EngineJob) -> Result<(), EngineError> {
-        self.submits.fetch_add(1, Ordering::SeqCst);
-        let objects = job
-            .rendered
-            .manifests
-            .iter()
-            .map(|m| {
-                m.body["metadata"]["namespace"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_owned()
-            })
-            .collect();
-        self.given
-            .lock()
-            .unwrap()
-            .push((job.namespace.clone(), objects));
-        if self.down.load(Ordering::SeqCst) {
-            return Err(EngineError::Unavailable {
-                engine: self.name().into(),
-                message: "connection refused".into(),
-            });
-        }
-        self.engine.submit(job).await?;
-        self.accepted.fetch_add(1, Ordering::SeqCst);
-        if self.hang.swap(false, Ordering::SeqCst) {
-            std::future::pending::<()>().await;
-        }
-        Ok(())
-    }
-    fn progress(&self, id: JobId) -> ProgressStream {
-        self.engine.progress(id)
-    }
-    fn logs(&self, id: JobId, after: Option<LogCursor>) -> LogStreamOf {
-        self.engine.logs(id, after)
-    }
-    async fn cancel(&self, id: JobId) -> Result<(), EngineError> {
-        self.engine.cancel(id).await
-    }
-    async fn cleanup(&self, id: JobId) -> Result<(), EngineError> {
-        self.engine.cleanup(id).await
-    }
-}
-
-async fn submits_reach(engine: &Faulty, count: usize) {
-    reaches(&engine.submits, count).await;
-}
-
-/// Waits until `counter` is `count`.
-async fn reaches(counter: &AtomicUsize, count: usize) {
-    omni_test_support::eventually(&format!("{count} submits"), || {
-        std::future::ready((counter.load(Ordering::SeqCst) >= count).then_some(()))
-    })
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_engine_that_cannot_be_reached_keeps_jobs_queued_until_it_can() {
-    let (_dirs, jobs) = omni_test_support::job_service(&["hostile"]);
-    let root = tempfile::tempdir().unwrap();
-    let engine = Faulty::new(local(&root, 2));
-    engine.down.store(true, Ordering::SeqCst);
-    let scheduler = Scheduler::new(
-        jobs.clone(),
-        vec![engine.clone() as Arc<dyn Engine>],
-        config(),
-    )
-    .unwrap();
-    let _handle = scheduler.spawn();
-    let job = hostile(&jobs, "behave").await;
-    submits_reach(&engine, 3).await;
-    let waiting = jobs.get(job.id).await.unwrap();
-    assert_eq!(waiting.state, JobState::Queued, "{waiting:#?}");
-    engine.down.store(false, Ordering::SeqCst);
-    let done = ended(&jobs, job.id).await;
-    assert_eq!(done.state, JobState::Succeeded, "{done:#?}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_that_dies_between_submit_and_running_leaves_the_job_to_run_once_where_it_went() {
     let (_dirs, jobs) = omni_test_support::job_service(&["hostile"]);
-    let (root_a, root_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let a = Faulty::new(local_named(&root_a, "a", 2));
-    let b = Faulty::new(local_named(&root_b, "b", 2));
-    a.hang.store(true, Ordering::SeqCst);
-    let engines = |order: [&Arc<Faulty>; 2]| {
+    let a = Scripted::builder("a").build();
+    let b = Scripted::builder("b").build();
+    // Engine a takes the job and never answers: the leader dies right there.
+    a.answer(Answer::AcceptAndHang);
+    let engines = |order: [&Arc<Scripted>; 2]| {
         order
             .into_iter()
             .map(|e| Arc::clone(e) as Arc<dyn Engine>)
@@ -675,23 +538,30 @@ async fn a_leader_that_dies_between_submit_and_running_leaves_the_job_to_run_onc
     };
     let (first, _, handle) = replica(&jobs, engines([&a, &b]));
     let job = hostile(&first, "behave").await;
-    // Engine a (the first of two idle ones) took the job; the leader never hears back. (Waiting
-    // for the engine to have it, not for the call: a new leader's submit must not be the one
-    // that finishes first and hangs.)
-    reaches(&a.accepted, 1).await;
+    // Engine a (the first of two idle ones) took the job; the leader never hears back.
+    omni_test_support::eventually("engine a to take the job", || {
+        std::future::ready(a.has(job.id).then_some(()))
+    })
+    .await;
     let stuck = jobs.get(job.id).await.unwrap();
     assert_eq!(stuck.state, JobState::Queued, "{stuck:#?}");
     assert_eq!(stuck.engine.as_deref(), Some("a"), "{stuck:#?}");
     drop(handle);
+    a.answer(Answer::Accept);
     // The next leader lists the engines the other way round: a job started afresh would go to
     // b and run twice.
     let (jobs, _, _handle) = replica(&jobs, engines([&b, &a]));
+    running(&jobs, job.id).await;
+    a.play(
+        job.id,
+        [Act::Run, Act::End(omni_engine::Outcome::Succeeded)],
+    );
     let done = ended(&jobs, job.id).await;
     assert_eq!(done.state, JobState::Succeeded, "{done:#?}");
     assert_eq!(done.engine.as_deref(), Some("a"));
-    assert_eq!(b.submits.load(Ordering::SeqCst), 0, "the job went to b too");
+    assert!(b.submitted().is_empty(), "the job went to b too");
     // Submitted to a again, which had it and started nothing twice.
-    assert_eq!(a.submits.load(Ordering::SeqCst), 2);
+    assert_eq!(a.submitted(), [job.id, job.id]);
     let history = states(&jobs.store().history(job.id).await.unwrap());
     assert_eq!(
         history,
@@ -704,18 +574,30 @@ async fn a_leader_that_dies_between_submit_and_running_leaves_the_job_to_run_onc
     );
 }
 
+/// What the real plugin renders reaches the engine for its namespace (a scripted engine, which
+/// shows what it was given; the unit tests' in-process plugin cannot show the real one's
+/// objects).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_jobs_objects_are_rendered_for_the_namespace_of_the_engine_that_runs_it() {
     let (_dirs, jobs) = omni_test_support::job_service(&["hostile"]);
-    let root = tempfile::tempdir().unwrap();
-    let engine = Faulty::in_namespace(local(&root, 2), "builds-arm");
+    let engine = Scripted::builder("a").namespace("builds-arm").build();
     let (_, _, _handle) = replica(&jobs, vec![Arc::clone(&engine) as Arc<dyn Engine>]);
     let job = hostile(&jobs, "behave").await;
+    running(&jobs, job.id).await;
+    let given = engine.submits();
+    assert_eq!(given[0].namespace, "builds-arm");
+    let objects: Vec<&str> = given[0]
+        .rendered
+        .manifests
+        .iter()
+        .map(|m| m.body["metadata"]["namespace"].as_str().unwrap_or(""))
+        .collect();
+    assert!(!objects.is_empty());
+    assert!(objects.iter().all(|n| *n == "builds-arm"), "{objects:?}");
+    engine.play(
+        job.id,
+        [Act::Run, Act::End(omni_engine::Outcome::Succeeded)],
+    );
     let done = ended(&jobs, job.id).await;
     assert_eq!(done.state, JobState::Succeeded, "{done:#?}");
-    let given = engine.given.lock().unwrap().clone();
-    let (namespace, objects) = &given[0];
-    assert_eq!(namespace, "builds-arm");
-    assert!(!objects.is_empty());
-    assert!(objects.iter().all(|n| n == "builds-arm"), "{objects:?}");
 }
