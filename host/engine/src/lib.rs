@@ -5,7 +5,8 @@
 //! step's lines, [`Engine::cancel`] stops it and [`Engine::cleanup`] removes what it left. The
 //! scheduler (`omni-scheduler`) holds engines as `Arc<dyn Engine>` and never knows which kind it
 //! talks to; every implementation passes the same conformance suite (`conformance`, feature
-//! `conformance`).
+//! `conformance`), and so does the scripted engine tests drive by hand (`testing`, feature
+//! `testing`).
 //!
 //! Implementations: `omni-engine-local` (processes on this machine) and `omni-engine-kube`
 //! (a Kubernetes cluster through kube). This crate does no I/O and knows nothing of HTTP or the
@@ -18,6 +19,8 @@
 //! - [`text`]: what a step prints made into lines the same way by every engine (bounded pieces,
 //!   binary escaped).
 //! - `conformance`: the suite (feature `conformance`).
+//! - `testing`: [`Scripted`](testing::Scripted), an in-memory engine whose jobs do what a test
+//!   plays, for the scheduler's unit tests (feature `testing`).
 
 use std::fmt;
 
@@ -29,6 +32,8 @@ pub use omni_core::{DEFAULT_NAMESPACE, JobId, LogStream, Manifest, Rendered, Ste
 #[cfg(feature = "conformance")]
 #[doc(hidden)]
 pub mod conformance;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod text;
 
 /// A job handed to an engine: its rendered objects and where they go.

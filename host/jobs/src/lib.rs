@@ -106,6 +106,15 @@ impl JobService {
         self
     }
 
+    /// Another replica's service over the same store and plugins: its own log fan-out, event
+    /// subscribers and no dispatch attached, as a second `omni serve` over the same store has
+    /// (for running several replicas in one process, as tests do).
+    #[must_use]
+    pub fn replica(&self) -> Self {
+        JobService::new(Arc::clone(&self.store), Arc::clone(&self.plugins))
+            .with_log_limits(*self.logs.limits())
+    }
+
     /// The live fan-out of log lines (the collector publishes into it).
     pub fn logs(&self) -> &LogHub {
         &self.logs
@@ -163,12 +172,6 @@ impl JobService {
     /// The store's webhooks and their delivery state (the webhook routes, the deliverer).
     pub fn webhooks(&self) -> Arc<dyn WebhookStore> {
         self.store.clone()
-    }
-
-    /// The whole store: only the scheduler's tests still use it (to be removed with them).
-    #[doc(hidden)]
-    pub fn store(&self) -> &Arc<dyn Store> {
-        &self.store
     }
 
     /// The store backend's name (`embedded`, `cassandra`).

@@ -94,7 +94,7 @@ impl Deliverer {
 }
 
 impl Inner {
-    fn store(&self) -> Arc<dyn WebhookStore> {
+    fn webhooks(&self) -> Arc<dyn WebhookStore> {
         self.jobs.webhooks()
     }
 
@@ -121,7 +121,7 @@ impl Inner {
         let mut tasks = JoinSet::new();
         let mut running: HashMap<Uuid, (Webhook, AbortHandle)> = HashMap::new();
         loop {
-            match self.store().list_webhooks(None).await {
+            match self.webhooks().list_webhooks(None).await {
                 Ok(hooks) => {
                     let current: HashMap<Uuid, Webhook> =
                         hooks.into_iter().map(|h| (h.id, h)).collect();
@@ -160,13 +160,13 @@ impl Inner {
         let mut wake = self.jobs.subscribe();
         let mut delivery = loop {
             let found: Result<Delivery, Box<dyn std::error::Error + Send + Sync>> =
-                match self.store().get_delivery(hook.id).await {
+                match self.webhooks().get_delivery(hook.id).await {
                     Ok(Some(delivery)) => Ok(delivery),
                     // Stored without a place (not through `register`): from now on.
                     Ok(None) => match self.jobs.events_head().await {
                         Ok(head) => {
                             let delivery = Delivery::starting_at(hook.id, head);
-                            self.store()
+                            self.webhooks()
                                 .put_delivery(&delivery)
                                 .await
                                 .map(|()| delivery)
@@ -248,7 +248,7 @@ impl Inner {
     /// or everything after the last saved one is sent again).
     async fn save(&self, delivery: &Delivery) {
         loop {
-            match self.store().put_delivery(delivery).await {
+            match self.webhooks().put_delivery(delivery).await {
                 Ok(()) => return,
                 Err(error) => {
                     tracing::warn!(webhook = %delivery.webhook_id, %error, "cannot save a webhook's delivery state");
@@ -348,7 +348,7 @@ impl Inner {
             tracing::debug!(webhook = %hook.id, event = %event.id, attempt, %error, "a delivery failed; retrying");
             // The failure is visible through the API while the retries go on (the place is the
             // window's start until the window is done).
-            if let Err(error) = self.store().put_delivery(&snapshot).await {
+            if let Err(error) = self.webhooks().put_delivery(&snapshot).await {
                 tracing::warn!(webhook = %hook.id, %error, "cannot save a webhook's delivery state");
             }
             tokio::time::sleep(backoff(&self.config, attempt)).await;

@@ -97,6 +97,12 @@ pub const PATIENCE: std::time::Duration = std::time::Duration::from_secs(180);
 /// so a test with paused time advances it); fails the test naming `what` after [`PATIENCE`].
 /// The one way async tests wait for something to happen: absence is proved by waiting for a
 /// condition that would show presence, never by sleeping.
+///
+/// Between checks at least a millisecond of real time passes too. With paused time the clock
+/// jumps to the next timer whenever every task waits, including while work goes on on another
+/// thread (the embedded store's writer); a check that costs nothing would then spend the whole
+/// patience during one slow write. So the paused clock runs at most 20 times faster than real
+/// time here, and the patience is never less than a twentieth of [`PATIENCE`] of real time.
 pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
@@ -112,6 +118,11 @@ where
             "gave up waiting for {what} after {PATIENCE:?}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        // A blocking task also holds a paused clock still while it runs.
+        let _ = tokio::task::spawn_blocking(|| {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        })
+        .await;
     }
 }
 
@@ -145,6 +156,29 @@ pub fn job_service(names: &[&str]) -> (Dirs, omni_jobs::JobService) {
         },
         service,
     )
+}
+
+/// A job service over `plugins` (a test's own, such as the scheduler's unit tests' in-process
+/// plugin) and an embedded store in a temporary directory that lives as long as the returned
+/// guard; the store too, for making jobs past the service. No component is loaded: nothing here
+/// runs wasm, so tests with paused time can use it.
+pub fn job_service_with(
+    plugins: Arc<dyn omni_core::Plugins>,
+) -> (
+    tempfile::TempDir,
+    Arc<dyn omni_store::Store>,
+    omni_jobs::JobService,
+) {
+    let data = tempfile::tempdir().unwrap();
+    let store: Arc<dyn omni_store::Store> = Arc::new(
+        omni_store_embedded::EmbeddedStore::open(
+            data.path(),
+            omni_store_embedded::EmbeddedConfig::default(),
+        )
+        .unwrap(),
+    );
+    let service = omni_jobs::JobService::new(Arc::clone(&store), plugins);
+    (data, store, service)
 }
 
 /// Temporary directories a test keeps until it ends, and the registry over the plugins one.

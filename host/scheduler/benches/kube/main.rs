@@ -13,32 +13,39 @@
 //! comma-separated list runs each in turn). The testbed is started when it does not run
 //! (`tests/testbed/kubernetes.sh start`), or `OMNI_TEST_KUBECONFIG` names a cluster. The fake
 //! nodes' capacity is raised to hold N pods (their `status`, once; the tests need far less).
+//!
+//! - here: one run of N jobs, its figures printed as the README's table.
+//! - `observed`: the engine wrapper that adds the kwok stage and notes what Omni's follower saw.
+//! - `cluster`: the bench's own watchers of the cluster, and room on the fake nodes.
+//! - `marks`: when something happened to each job, as one observer saw it.
+//! - `report`: this process's memory and CPU, and the latency rows.
 
+mod cluster;
+#[path = "../common/mod.rs"]
 mod common;
+mod marks;
+mod observed;
+mod report;
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use futures::StreamExt;
-use k8s_openapi::api::batch::v1::Job as KubeJob;
-use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
-use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
-use omni_engine::{
-    Engine, EngineError, EngineJob, JobId, LogCursor, LogStreamOf, Progress, ProgressStream,
-    StepState,
-};
+use omni_engine::Engine;
 use omni_engine_kube::{KubeEngine, KubeEngineConfig};
 use omni_jobs::Submission;
 use omni_scheduler::{Scheduler, SchedulerConfig};
 use omni_store::JobState;
 use serde_json::json;
 
-use common::percentile;
+use cluster::{job_id, make_room, observe};
+use marks::{Marks, mark, snapshot, wait_for};
+use observed::Observed;
+use report::{mib, ms, row, usage};
 
 /// Submissions in flight at once.
 const SUBMITTERS: usize = 16;
@@ -46,262 +53,6 @@ const SUBMITTERS: usize = 16;
 const PATCHERS: usize = 64;
 /// How long all N jobs are watched, running, while the bench measures CPU.
 const WATCH_WINDOW: Duration = Duration::from_secs(20);
-
-/// When something happened to a job, as one observer saw it.
-type Marks = Arc<Mutex<HashMap<JobId, Instant>>>;
-
-fn mark(marks: &Marks, id: JobId) {
-    marks.lock().unwrap().entry(id).or_insert_with(Instant::now);
-}
-
-/// The Kubernetes engine, with the kwok stage `run` on every pod and the times Omni's follower
-/// saw a job's pod run and finish.
-#[derive(Debug)]
-struct Observed {
-    engine: KubeEngine,
-    pod_running: Marks,
-    step_finished: Marks,
-}
-
-#[async_trait]
-impl Engine for Observed {
-    fn name(&self) -> &str {
-        self.engine.name()
-    }
-    fn kind(&self) -> &'static str {
-        self.engine.kind()
-    }
-    fn arches(&self) -> &[String] {
-        self.engine.arches()
-    }
-    fn max_running(&self) -> usize {
-        self.engine.max_running()
-    }
-    fn namespace(&self) -> &str {
-        self.engine.namespace()
-    }
-    async fn check(&self) -> Result<(), EngineError> {
-        self.engine.check().await
-    }
-    async fn submit(&self, job: &EngineJob) -> Result<(), EngineError> {
-        let mut job = job.clone();
-        for manifest in &mut job.rendered.manifests {
-            if manifest.kind == "Job" {
-                manifest.body["spec"]["template"]["metadata"]["labels"]["omni.io/kwok-stage"] =
-                    json!("run");
-            }
-        }
-        self.engine.submit(&job).await
-    }
-    fn progress(&self, id: JobId) -> ProgressStream {
-        let running = self.pod_running.clone();
-        let finished = self.step_finished.clone();
-        self.engine
-            .progress(id)
-            .inspect(move |item| match item {
-                Ok(Progress::Running)
-                | Ok(Progress::Step {
-                    state: StepState::Running,
-                    ..
-                }) => mark(&running, id),
-                // The last step (the only container) ends last.
-                Ok(Progress::Step {
-                    state: StepState::Succeeded,
-                    name,
-                }) if name == "build" => mark(&finished, id),
-                _ => {}
-            })
-            .boxed()
-    }
-    fn logs(&self, id: JobId, after: Option<LogCursor>) -> LogStreamOf {
-        self.engine.logs(id, after)
-    }
-    async fn cancel(&self, id: JobId) -> Result<(), EngineError> {
-        self.engine.cancel(id).await
-    }
-    async fn cleanup(&self, id: JobId) -> Result<(), EngineError> {
-        self.engine.cleanup(id).await
-    }
-}
-
-/// This process's resident set now and at its peak (kB), and its CPU time so far.
-struct Usage {
-    rss_kb: u64,
-    hwm_kb: u64,
-    cpu: Duration,
-}
-
-fn usage() -> Usage {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    // After the command's closing parenthesis: fields 3.., utime and stime are 14 and 15.
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let fields: Vec<u64> = rest
-        .split_whitespace()
-        .map(|f| f.parse().unwrap_or(0))
-        .collect();
-    // Clock ticks of 1/100 s (USER_HZ on Linux).
-    let ticks = fields[11] + fields[12];
-    Usage {
-        rss_kb: field("VmRSS:"),
-        hwm_kb: field("VmHWM:"),
-        cpu: Duration::from_millis(ticks * 10),
-    }
-}
-
-/// One latency line: from `from` to `to`, over the jobs that have both.
-fn row(
-    name: &str,
-    from: &HashMap<JobId, Instant>,
-    to: &HashMap<JobId, Instant>,
-) -> Option<Duration> {
-    let mut samples: Vec<Duration> = from
-        .iter()
-        .filter_map(|(id, start)| Some(to.get(id)?.saturating_duration_since(*start)))
-        .collect();
-    if samples.is_empty() {
-        println!("| {name} | - | - | 0 |");
-        return None;
-    }
-    samples.sort();
-    let p99 = percentile(&samples, 0.99);
-    println!(
-        "| {name} | {} | {} | {} |",
-        ms(percentile(&samples, 0.5)),
-        ms(p99),
-        samples.len()
-    );
-    Some(p99)
-}
-
-fn ms(d: Duration) -> String {
-    if d >= Duration::from_secs(1) {
-        format!("{:.2} s", d.as_secs_f64())
-    } else {
-        format!("{:.1} ms", d.as_secs_f64() * 1e3)
-    }
-}
-
-fn mib(kb: u64) -> String {
-    format!("{:.0} MiB", kb as f64 / 1024.0)
-}
-
-fn snapshot(marks: &Marks) -> HashMap<JobId, Instant> {
-    marks.lock().unwrap().clone()
-}
-
-async fn wait_for(what: &str, marks: &Marks, n: usize, patience: Duration) -> bool {
-    let deadline = Instant::now() + patience;
-    loop {
-        let count = marks.lock().unwrap().len();
-        if count >= n {
-            return true;
-        }
-        if Instant::now() > deadline {
-            println!("(gave up waiting for {what}: {count} of {n} after {patience:?})");
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// The bench's own view of the cluster: when it first saw each job's pod Running and
-/// Succeeded, and its Job Complete.
-struct Cluster {
-    pod_running: Marks,
-    pod_succeeded: Marks,
-    job_complete: Marks,
-    _tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-fn job_id(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<JobId> {
-    meta.labels.as_ref()?.get("omni.io/job-id")?.parse().ok()
-}
-
-fn observe(client: &Client, namespace: &str) -> Cluster {
-    let pod_running = Marks::default();
-    let pod_succeeded = Marks::default();
-    let job_complete = Marks::default();
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let jobs: Api<KubeJob> = Api::namespaced(client.clone(), namespace);
-    let (running, succeeded) = (pod_running.clone(), pod_succeeded.clone());
-    let pod_task = tokio::spawn(async move {
-        let mut stream = watcher(pods, watcher::Config::default())
-            .default_backoff()
-            .applied_objects()
-            .boxed();
-        while let Some(Ok(pod)) = stream.next().await {
-            let Some(id) = job_id(&pod.metadata) else {
-                continue;
-            };
-            match pod.status.and_then(|s| s.phase).as_deref() {
-                Some("Running") => mark(&running, id),
-                Some("Succeeded") => mark(&succeeded, id),
-                _ => {}
-            }
-        }
-    });
-    let complete = job_complete.clone();
-    let job_task = tokio::spawn(async move {
-        let mut stream = watcher(jobs, watcher::Config::default())
-            .default_backoff()
-            .applied_objects()
-            .boxed();
-        while let Some(Ok(job)) = stream.next().await {
-            let Some(id) = job_id(&job.metadata) else {
-                continue;
-            };
-            let done = job
-                .status
-                .iter()
-                .flat_map(|s| s.conditions.iter().flatten())
-                .any(|c| c.type_ == "Complete" && c.status == "True");
-            if done {
-                mark(&complete, id);
-            }
-        }
-    });
-    Cluster {
-        pod_running,
-        pod_succeeded,
-        job_complete,
-        _tasks: vec![pod_task, job_task],
-    }
-}
-
-/// Gives both fake nodes room for `pods` pods of the srpm plugin's size (2 CPU, 4 GiB).
-async fn make_room(client: &Client, pods: usize) {
-    let nodes: Api<Node> = Api::all(client.clone());
-    for name in ["kwok-amd64", "kwok-arm64"] {
-        let node = nodes.get_status(name).await.unwrap();
-        let have: usize = node
-            .status
-            .as_ref()
-            .and_then(|s| s.allocatable.as_ref())
-            .and_then(|a| a.get("pods"))
-            .and_then(|q| q.0.parse().ok())
-            .unwrap_or(0);
-        if have >= pods {
-            continue;
-        }
-        let room = json!({"pods": pods.to_string(), "cpu": (pods * 2).to_string(),
-                          "memory": format!("{}Gi", pods * 4)});
-        let patch = json!({"status": {"capacity": room, "allocatable": room}});
-        nodes
-            .patch_status(name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-            .unwrap();
-        eprintln!("raised node {name}'s capacity to {pods} pods");
-    }
-}
 
 async fn run(client: &Client, kubeconfig: &std::path::Path, n: usize) {
     let namespace = format!(

@@ -1,0 +1,281 @@
+//! Jobs on the local engine, from submission to their end.
+
+use omni_engine::testing::{Act, Scripted};
+use omni_jobs::JobError;
+use omni_store::StepState;
+
+use super::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_srpm_job_runs_to_success_on_the_local_engine_with_its_log_and_artifact() {
+    let world = world(2, config());
+    // base64 of "#!/bin/sh\necho hello\n"
+    let params = json!({"spec": SPEC, "sources": {"hello.sh": "IyEvYmluL3NoCmVjaG8gaGVsbG8K"},
+                        "defines": {"dist": ".oe2403"}});
+    let job = submit(&world.jobs, "srpm", "default", params).await;
+    let done = ended(&world.jobs, job.id).await;
+    assert_eq!(done.state, JobState::Succeeded, "{done:#?}");
+    assert_eq!(done.engine.as_deref(), Some("local"));
+    assert!(done.started_at.is_some() && done.finished_at.is_some());
+    assert!(
+        done.steps.iter().all(|s| s.state == StepState::Succeeded),
+        "{:?}",
+        done.steps
+    );
+    let history = world.jobs.history(job.id).await.unwrap();
+    assert_eq!(
+        states(&history),
+        [
+            JobState::Pending,
+            JobState::Queued,
+            JobState::Running,
+            JobState::Succeeded
+        ]
+    );
+
+    // Its log, stored in order with a sequence from 1, step by step.
+    let log = world
+        .jobs
+        .stored_logs(
+            job.id,
+            &LogQuery {
+                step: None,
+                after: None,
+                limit: 10_000,
+            },
+        )
+        .await
+        .unwrap()
+        .items;
+    assert!(!log.is_empty());
+    for (i, line) in log.iter().enumerate() {
+        assert_eq!(line.seq, i as u64 + 1);
+    }
+    let steps: Vec<&str> = log.iter().map(|l| l.step.as_str()).collect();
+    let first_build = steps.iter().position(|s| *s == "build").unwrap();
+    assert!(
+        steps[..first_build].iter().all(|s| *s == "fetch"),
+        "{steps:?}"
+    );
+    assert!(
+        steps[first_build..].iter().all(|s| *s == "build"),
+        "{steps:?}"
+    );
+    assert!(
+        log.iter()
+            .any(|l| l.line.contains("hello-1.0-1.oe2403.src.rpm")),
+        "{log:#?}"
+    );
+
+    // Its artifact, kept in the job's output directory.
+    let srpm = world
+        .engine
+        .runner()
+        .volume_dir(&job.id.to_string(), "output")
+        .join("hello-1.0-1.oe2403.src.rpm");
+    let info = std::process::Command::new("rpm")
+        .args(["-qp", "--qf", "%{NAME}-%{VERSION}"])
+        .arg(&srpm)
+        .output()
+        .unwrap();
+    assert!(info.status.success(), "{srpm:?}: {info:?}");
+    assert_eq!(String::from_utf8_lossy(&info.stdout), "hello-1.0");
+
+    // Purging removes the job's directory with its artifacts.
+    world.jobs.purge(job.id).await.unwrap();
+    omni_test_support::eventually("the purged job's artifact to go", || {
+        std::future::ready((!srpm.exists()).then_some(()))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_beyond_capacity_wait_queued_and_run_in_submission_order() {
+    let world = world(1, config());
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        ids.push(hostile(&world.jobs, "behave").await.id);
+    }
+    let mut jobs = Vec::new();
+    for id in &ids {
+        jobs.push(ended(&world.jobs, *id).await);
+    }
+    for pair in jobs.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        assert_eq!(a.state, JobState::Succeeded, "{a:#?}");
+        assert!(
+            a.finished_at.unwrap() <= b.started_at.unwrap(),
+            "one slot, yet {} started before {} ended",
+            b.id,
+            a.id
+        );
+    }
+    for job in &jobs[1..] {
+        let history = world.jobs.history(job.id).await.unwrap();
+        assert_eq!(
+            states(&history),
+            [
+                JobState::Pending,
+                JobState::Queued,
+                JobState::Running,
+                JobState::Succeeded
+            ]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_domain_limit_holds_its_jobs_back_but_not_other_domains() {
+    let mut config = config();
+    config.max_running_per_domain.insert("busy".into(), 1);
+    let world = world(4, config);
+    let linger = json!({"behaviour": "linger"});
+    let first = submit(&world.jobs, "hostile", "busy", linger.clone()).await;
+    running(&world.jobs, first.id).await;
+    let second = submit(&world.jobs, "hostile", "busy", linger.clone()).await;
+    let other = submit(&world.jobs, "hostile", "default", linger.clone()).await;
+    // The other domain's job runs although it came after the held one.
+    running(&world.jobs, other.id).await;
+    assert_eq!(
+        world.jobs.get(second.id).await.unwrap().state,
+        JobState::Queued
+    );
+    world.jobs.cancel(first.id).await.unwrap();
+    let second = running(&world.jobs, second.id).await;
+    let first = ended(&world.jobs, first.id).await;
+    assert_eq!(first.state, JobState::Cancelled);
+    assert!(second.started_at.unwrap() >= first.finished_at.unwrap());
+    for id in [second.id, other.id] {
+        world.jobs.cancel(id).await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engines_of_one_arch_share_the_load() {
+    let (_dirs, jobs) = omni_test_support::job_service(&["hostile"]);
+    let root = tempfile::tempdir().unwrap();
+    let engines: Vec<Arc<dyn Engine>> = ["left", "right"]
+        .into_iter()
+        .map(|name| {
+            let config = LocalEngineConfig {
+                name: name.into(),
+                max_running: 1,
+                arches: vec!["x86_64".into()],
+                ..LocalEngineConfig::new()
+            };
+            Arc::new(LocalEngine::new(&config, root.path().join(name))) as Arc<dyn Engine>
+        })
+        .collect();
+    let scheduler = Scheduler::new(jobs.clone(), engines, config()).unwrap();
+    let _handle = scheduler.spawn();
+    let first = hostile(&jobs, "linger").await;
+    let second = hostile(&jobs, "linger").await;
+    let first = running(&jobs, first.id).await;
+    let second = running(&jobs, second.id).await;
+    let mut on: Vec<&str> = [&first, &second]
+        .iter()
+        .map(|j| j.engine.as_deref().unwrap())
+        .collect();
+    on.sort_unstable();
+    assert_eq!(on, ["left", "right"]);
+    for job in [first, second] {
+        jobs.cancel(job.id).await.unwrap();
+        assert_eq!(ended(&jobs, job.id).await.state, JobState::Cancelled);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_render_error_fails_the_job_with_the_plugins_message() {
+    let world = world(2, config());
+    let job = hostile(&world.jobs, "panic").await;
+    let done = ended(&world.jobs, job.id).await;
+    assert_eq!(done.state, JobState::Failed);
+    let message = done.message.unwrap();
+    assert!(message.contains("rendering failed"), "{message}");
+    assert!(message.contains("panics on purpose"), "{message}");
+    let history = world.jobs.history(job.id).await.unwrap();
+    assert_eq!(
+        states(&history),
+        [JobState::Pending, JobState::Queued, JobState::Failed]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_the_engine_refuses_fails_with_the_engines_reason() {
+    let world = world(2, config());
+    let job = hostile(&world.jobs, "no-command").await;
+    let done = ended(&world.jobs, job.id).await;
+    assert_eq!(done.state, JobState::Failed);
+    let message = done.message.unwrap();
+    assert!(message.contains("rejected"), "{message}");
+    assert!(message.contains("has no command"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_a_running_job_on_its_engine() {
+    let world = world(2, config());
+    let job = hostile(&world.jobs, "linger").await;
+    wait_for(&world.jobs, job.id, "ran its step", |j| {
+        j.steps[0].state == StepState::Running
+    })
+    .await;
+    world.jobs.cancel(job.id).await.unwrap();
+    // The engine saw it end as cancelled: its process was killed, not left sleeping.
+    let mut progress = world.engine.progress(job.id);
+    let end = tokio::time::timeout(PATIENCE, async {
+        use futures::StreamExt;
+        loop {
+            match progress.next().await {
+                Some(Ok(omni_engine::Progress::Ended(outcome))) => return outcome,
+                Some(Ok(_)) => {}
+                other => panic!("{other:?}"),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert!(matches!(end, omni_engine::Outcome::Cancelled(_)), "{end:?}");
+    let done = ended(&world.jobs, job.id).await;
+    assert_eq!(done.state, JobState::Cancelled);
+    assert_eq!(done.steps[0].state, StepState::Failed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_arch_no_engine_serves_is_refused_at_submit() {
+    let world = world(2, config());
+    let mut arm = submission("hostile", "default", json!({"behaviour": "behave"}));
+    arm.arch = "aarch64".into();
+    let error = world.jobs.submit(arm).await.unwrap_err();
+    assert!(
+        matches!(&error, JobError::NoEngine { arch, served } if arch == "aarch64" && served == &["x86_64"]),
+        "{error:?}"
+    );
+}
+
+/// What the real plugin renders reaches the engine for its namespace (a scripted engine, which
+/// shows what it was given; the unit tests' in-process plugin cannot show the real one's
+/// objects).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_objects_are_rendered_for_the_namespace_of_the_engine_that_runs_it() {
+    let (_dirs, jobs) = omni_test_support::job_service(&["hostile"]);
+    let engine = Scripted::builder("a").namespace("builds-arm").build();
+    let (_, _, _handle) = replica(&jobs, vec![Arc::clone(&engine) as Arc<dyn Engine>]);
+    let job = hostile(&jobs, "behave").await;
+    running(&jobs, job.id).await;
+    let given = engine.submits();
+    assert_eq!(given[0].namespace, "builds-arm");
+    let objects: Vec<&str> = given[0]
+        .rendered
+        .manifests
+        .iter()
+        .map(|m| m.body["metadata"]["namespace"].as_str().unwrap_or(""))
+        .collect();
+    assert!(!objects.is_empty());
+    assert!(objects.iter().all(|n| *n == "builds-arm"), "{objects:?}");
+    engine.play(
+        job.id,
+        [Act::Run, Act::End(omni_engine::Outcome::Succeeded)],
+    );
+    let done = ended(&jobs, job.id).await;
+    assert_eq!(done.state, JobState::Succeeded, "{done:#?}");
+}
