@@ -129,18 +129,38 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     }
 }
 
-/// Middleware: counts and times every request by its route template (never its path, whose ids
-/// would make a series per job).
+/// A request method as a metrics label: one of the standard methods, or `other`, so that made-up
+/// methods (which anyone can send, without credentials) cannot add series.
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::PATCH,
+        Method::OPTIONS,
+        Method::CONNECT,
+        Method::TRACE,
+    ]
+    .iter()
+    .find(|known| *known == method)
+    .map_or("other", |known| known.as_str())
+}
+
+/// Middleware: counts and times every request by its method (see [`method_label`]) and route
+/// template (never its path, whose ids would make a series per job): labels from fixed sets.
 pub(crate) async fn track(request: Request, next: Next) -> Response {
     let start = Instant::now();
-    let method = request.method().as_str().to_owned();
+    let method = method_label(request.method());
     let route = request
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
-    metrics::histogram!(HTTP_SECONDS, "method" => method.clone(), "route" => route.clone())
+    metrics::histogram!(HTTP_SECONDS, "method" => method, "route" => route.clone())
         .record(start.elapsed());
     metrics::counter!(HTTP_REQUESTS, "method" => method, "route" => route, "status" => status)
         .increment(1);

@@ -493,3 +493,49 @@ async fn webhook_deliveries_are_counted_by_outcome() {
     }
     panic!("no delivery was counted");
 }
+
+/// Labels come from fixed sets: a thousand requests with made-up methods and paths, sent
+/// without credentials, add no series to the exposition once the first of their kind has.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn odd_methods_and_paths_add_no_series() {
+    let (server, _plugins, _data) = server(&[]);
+    let (client, url) = (&reqwest::Client::new(), server.url.as_str());
+    let odd = |n: usize| async move {
+        let method = reqwest::Method::from_bytes(format!("X{n}QZ").as_bytes()).unwrap();
+        client
+            .request(method, format!("{url}/v1/no/such/{n}/thing"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let series = || async {
+        let text = reqwest::get(format!("{url}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let (samples, _) = parse(&text);
+        samples
+            .into_keys()
+            .filter(|(name, _)| name.starts_with("omni_http_"))
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    // One of each kind first (and a scrape, which is itself a request).
+    assert!((400..500).contains(&odd(0).await));
+    let _ = series().await;
+    let before = series().await;
+    for n in 1..=1000 {
+        odd(n).await;
+    }
+    let after = series().await;
+    assert_eq!(after, before, "new series: {:?}", after.difference(&before));
+    assert!(
+        before
+            .iter()
+            .any(|(_, labels)| labels.get("method").map(String::as_str) == Some("other")),
+        "{before:?}"
+    );
+}
