@@ -21,6 +21,8 @@
 //!   `POST /v1/plugins/reload`.
 //! - [`metrics`]: `GET /metrics` (Prometheus text) and every request's count and latency by
 //!   route template.
+//! - `origin`: where requests may come from (with auth off, a loopback `Host` only; no
+//!   state-changing request from another site's page).
 //! - [`openapi`]: the OpenAPI 3.1 document of all of these, derived from the handlers, at
 //!   `GET /v1/openapi.json`, and Swagger UI over it at `/v1/swagger/` (both open).
 //! - `/healthz` and `/readyz` here: ready means the store answers and the plugins directory
@@ -44,6 +46,7 @@ pub mod jobs;
 pub mod logs;
 pub mod metrics;
 pub mod openapi;
+mod origin;
 pub mod plugins;
 pub mod problem;
 pub mod types;
@@ -114,6 +117,10 @@ pub fn router(state: AppState) -> Router {
         .merge(openapi::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            origin::guard,
+        ))
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
