@@ -2,8 +2,9 @@
 //!
 //! Each submitted job is planned ([`Plan::from_rendered`]; what the local engine cannot run is
 //! rejected with the reason), started, and tracked in memory: its progress as a snapshot that
-//! followers diff, its log lines in order (up to `max_log_bytes` of text, then a marker line,
-//! so a job that prints without end costs bounded memory). It takes no job while the sandbox
+//! followers diff, its log lines in order (up to `max_log_bytes` of memory, each line counted
+//! with what keeping it costs beyond its text, then a marker line, so a job that prints without
+//! end, even empty lines, costs bounded memory). It takes no job while the sandbox
 //! cannot start on this host ([`EngineError::Unavailable`], saying why; `/readyz` shows it).
 //! The engine keeps nothing across a restart of the process that owns it — the steps'
 //! processes die with it (bubblewrap's `--die-with-parent`) — so after
@@ -43,7 +44,8 @@ pub struct LocalEngineConfig {
     pub max_running: usize,
     /// Where job directories (volumes, artifacts) go; `<data_dir>/jobs` by default.
     pub root: Option<PathBuf>,
-    /// The most log text it keeps of one job (in memory, until the job is cleaned up); then a
+    /// The most memory one job's log takes here (until the job is cleaned up): each line
+    /// counts its text, its step's name and what keeping a line costs ([`line_cost`]); then a
     /// marker line, and the job's later lines are dropped (the job runs on). The host stores at
     /// most `[logs] max_job_bytes` anyway.
     #[serde(default = "default_max_log_bytes")]
@@ -55,6 +57,12 @@ pub struct LocalEngineConfig {
     /// `[engines.sandbox]`: the sandbox's settings.
     #[serde(default)]
     pub sandbox: SandboxConfig,
+}
+
+/// What keeping `line` costs in memory: its text, its step's name and the line's own record (a
+/// million empty lines are not free).
+fn line_cost(line: &EngineLine) -> u64 {
+    (line.line.len() + line.step.len() + std::mem::size_of::<EngineLine>()) as u64
 }
 
 fn default_max_log_bytes() -> u64 {
@@ -120,7 +128,7 @@ struct Lines {
     lines: Vec<EngineLine>,
     /// The job has ended: no line follows.
     ended: bool,
-    /// Bytes of text kept.
+    /// Bytes kept, as [`line_cost`] counts them.
     bytes: u64,
     /// The limit was reached: the marker is kept, later lines are not.
     truncated: bool,
@@ -426,17 +434,18 @@ fn record(tracked: &Tracked, event: Event) -> bool {
                 if kept.truncated {
                     return false;
                 }
-                if kept.bytes + line.line.len() as u64 > max {
+                let cost = line_cost(&line);
+                if kept.bytes + cost > max {
                     kept.truncated = true;
                     kept.lines.push(EngineLine {
                         stream: LogStream::Stderr,
                         line: format!(
-                            "[omni] the local engine keeps at most {max} bytes of a job's log: the lines the job prints from here on are dropped"
+                            "[omni] the local engine keeps at most {max} bytes of a job's log (text and per-line bookkeeping): the lines the job prints from here on are dropped"
                         ),
                         ..line
                     });
                 } else {
-                    kept.bytes += line.line.len() as u64;
+                    kept.bytes += cost;
                     kept.lines.push(line);
                 }
                 true

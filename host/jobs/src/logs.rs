@@ -21,11 +21,18 @@ use tokio::sync::broadcast;
 /// replica, or it waits to start or end).
 pub const POLL: Duration = Duration::from_millis(500);
 
-/// The marker stored once a job's log reaches [`LogLimits::max_job_bytes`]; nothing follows it.
-pub fn truncation_marker(max_job_bytes: u64) -> String {
-    format!(
-        "[omni] this job's log reached its limit of {max_job_bytes} bytes: the lines it prints from here on are not kept"
-    )
+/// What each stored line counts against [`LogLimits::max_job_bytes`] beyond its text: what the
+/// store keeps of a line besides it (its job, step, number, time and stream, and the row's
+/// keys). So a job printing empty lines reaches the limit too.
+pub const LINE_OVERHEAD: u64 = 64;
+
+/// The start of every marker line: a line that begins so on stderr is one.
+const MARKER_PREFIX: &str = "[omni] this job's log reached its limit of ";
+
+/// The marker stored once a job's log reaches [`LogLimits::max_job_bytes`] (`cap` names the
+/// limit: `"67108864 bytes"`) or [`LogLimits::max_job_lines`]; nothing follows it.
+pub fn truncation_marker(cap: &str) -> String {
+    format!("{MARKER_PREFIX}{cap}: the lines it prints from here on are not kept")
 }
 
 /// What a job's stored log keeps to.
@@ -34,8 +41,11 @@ pub fn truncation_marker(max_job_bytes: u64) -> String {
 pub struct LogLimits {
     /// The longest stored line, in bytes; longer ones are split into pieces of this size.
     pub max_line_bytes: usize,
-    /// The most bytes of text stored per job; then one marker line, and nothing more.
+    /// The most bytes stored per job, each line counting its text and [`LINE_OVERHEAD`]; then
+    /// one marker line, and nothing more.
     pub max_job_bytes: u64,
+    /// The most lines stored per job; then one marker line, and nothing more.
+    pub max_job_lines: u64,
     /// How many published batches a follower may be behind before it is dropped.
     pub follower_batches: usize,
 }
@@ -45,6 +55,7 @@ impl Default for LogLimits {
         LogLimits {
             max_line_bytes: 16 * 1024,
             max_job_bytes: 64 * 1024 * 1024,
+            max_job_lines: 1_000_000,
             follower_batches: 256,
         }
     }
@@ -55,22 +66,24 @@ impl Default for LogLimits {
 pub struct Stored {
     /// The last line's `seq` (0: none yet).
     pub seq: u64,
-    /// Bytes of text stored (the marker not counted).
+    /// Bytes stored as [`LogLimits::max_job_bytes`] counts them (the marker not counted).
     pub bytes: u64,
+    /// Lines stored (the marker not counted).
+    pub lines: u64,
     /// The limit was reached: the marker is stored, nothing more is.
     pub truncated: bool,
 }
 
 impl Stored {
     /// Counts lines stored already (read back, page by page, when a collector resumes).
-    pub fn count(&mut self, lines: &[LogLine], limits: &LogLimits) {
-        let marker = truncation_marker(limits.max_job_bytes);
+    pub fn count(&mut self, lines: &[LogLine]) {
         for line in lines {
             self.seq = self.seq.max(line.seq);
-            if line.stream == LogStream::Stderr && line.line == marker {
+            if line.stream == LogStream::Stderr && line.line.starts_with(MARKER_PREFIX) {
                 self.truncated = true;
             } else {
-                self.bytes += line.line.len() as u64;
+                self.bytes += line.line.len() as u64 + LINE_OVERHEAD;
+                self.lines += 1;
             }
         }
     }
@@ -78,8 +91,8 @@ impl Stored {
 
 impl LogLimits {
     /// Makes a printed line into stored lines: split to [`Self::max_line_bytes`], numbered after
-    /// `stored`, and counted against [`Self::max_job_bytes`] — the line that would pass the
-    /// limit becomes the marker, and later ones are dropped.
+    /// `stored`, and counted against [`Self::max_job_bytes`] and [`Self::max_job_lines`] — the
+    /// line that would pass a limit becomes the marker naming it, and later ones are dropped.
     pub fn admit(
         &self,
         stored: &mut Stored,
@@ -101,18 +114,27 @@ impl LogLimits {
             }
             let (piece, after) = rest.split_at(cut);
             stored.seq += 1;
-            if stored.bytes + piece.len() as u64 > self.max_job_bytes {
+            let cost = piece.len() as u64 + LINE_OVERHEAD;
+            let cap = if stored.bytes + cost > self.max_job_bytes {
+                Some(format!("{} bytes", self.max_job_bytes))
+            } else if stored.lines >= self.max_job_lines {
+                Some(format!("{} lines", self.max_job_lines))
+            } else {
+                None
+            };
+            if let Some(cap) = cap {
                 stored.truncated = true;
                 out.push(LogLine {
                     step: step.to_owned(),
                     time,
                     seq: stored.seq,
                     stream: LogStream::Stderr,
-                    line: truncation_marker(self.max_job_bytes),
+                    line: truncation_marker(&cap),
                 });
                 return;
             }
-            stored.bytes += piece.len() as u64;
+            stored.bytes += cost;
+            stored.lines += 1;
             out.push(LogLine {
                 step: step.to_owned(),
                 time,
@@ -475,14 +497,17 @@ mod tests {
     #[test]
     fn the_line_past_the_limit_becomes_the_marker_and_nothing_follows() {
         let limits = LogLimits {
-            max_job_bytes: 10,
+            max_job_bytes: 2 * LINE_OVERHEAD + 10,
             ..LogLimits::default()
         };
         let mut stored = Stored::default();
         assert_eq!(admit(&limits, &mut stored, "12345678").len(), 1);
         let lines = admit(&limits, &mut stored, "abc");
         assert_eq!(lines.len(), 1);
-        assert_eq!(lines[0].line, truncation_marker(10));
+        assert_eq!(
+            lines[0].line,
+            truncation_marker(&format!("{} bytes", 2 * LINE_OVERHEAD + 10))
+        );
         assert_eq!(lines[0].stream, LogStream::Stderr);
         assert!(stored.truncated);
         assert!(admit(&limits, &mut stored, "more").is_empty());
@@ -492,8 +517,42 @@ mod tests {
         all.extend(admit(&limits, &mut again, "12345678"));
         all.extend(admit(&limits, &mut again, "abc"));
         let mut counted = Stored::default();
-        counted.count(&all, &limits);
+        counted.count(&all);
         assert_eq!(counted, stored);
+    }
+
+    #[test]
+    fn empty_lines_count_against_both_caps() {
+        // A million empty lines under a 1 KiB cap: 16 stored, then the marker.
+        let limits = LogLimits {
+            max_job_bytes: 1024,
+            ..LogLimits::default()
+        };
+        let mut stored = Stored::default();
+        let mut kept = Vec::new();
+        for _ in 0..1_000_000 {
+            kept.extend(admit(&limits, &mut stored, ""));
+        }
+        assert_eq!(kept.len(), 1024 / LINE_OVERHEAD as usize + 1);
+        assert!(kept.last().unwrap().line.contains("limit of 1024 bytes"));
+
+        let limits = LogLimits {
+            max_job_lines: 3,
+            ..LogLimits::default()
+        };
+        let mut stored = Stored::default();
+        let kept: Vec<LogLine> = (0..10)
+            .flat_map(|n| admit(&limits, &mut stored, &format!("line {n}")))
+            .collect();
+        let texts: Vec<&str> = kept.iter().map(|l| l.line.as_str()).collect();
+        assert_eq!(
+            texts,
+            ["line 0", "line 1", "line 2", &truncation_marker("3 lines")]
+        );
+        let mut counted = Stored::default();
+        counted.count(&kept);
+        assert_eq!(counted, stored);
+        assert_eq!(counted.lines, 3);
     }
 
     #[test]

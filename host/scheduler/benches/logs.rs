@@ -122,6 +122,7 @@ async fn main() {
     // No cap in the way of the figure.
     let limits = omni_jobs::LogLimits {
         max_job_bytes: u64::MAX,
+        max_job_lines: u64::MAX,
         // Every follower keeps up (this measures lag, not drops): room for the whole log.
         follower_batches: 65_536,
         ..omni_jobs::LogLimits::default()

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use omni_engine::{Engine, EngineError, EngineLine, LogCursor, Outcome, Progress};
-use omni_jobs::{JobError, JobService, LogLimits, Publisher, Stored};
+use omni_jobs::{JobError, JobService, Publisher, Stored};
 use omni_store::{JobId, JobState, LogLine, LogQuery, Step};
 use tracing::Instrument as _;
 
@@ -132,7 +132,7 @@ async fn collect(jobs: JobService, engine: Arc<dyn Engine>, id: JobId, retry: Du
     let limits = *jobs.logs().limits();
     let publisher = jobs.logs().publisher(id);
     let (mut stored, mut cursor) = loop {
-        match resume_point(&jobs, id, &limits).await {
+        match resume_point(&jobs, id).await {
             Ok(point) => break point,
             Err(error) => {
                 tracing::warn!(%error, "cannot read the stored log; trying again");
@@ -221,7 +221,6 @@ async fn write(
 async fn resume_point(
     jobs: &JobService,
     id: JobId,
-    limits: &LogLimits,
 ) -> Result<(Stored, Option<LogCursor>), JobError> {
     let mut query = LogQuery {
         step: None,
@@ -232,7 +231,7 @@ async fn resume_point(
     let mut stored = Stored::default();
     loop {
         let page = jobs.stored_logs(id, &query).await?;
-        stored.count(&page.items, limits);
+        stored.count(&page.items);
         for line in page.items {
             if tail
                 .last()
