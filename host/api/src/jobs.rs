@@ -282,12 +282,19 @@ pub struct ListParams {
     /// Only jobs created before this time (RFC 3339).
     #[param(value_type = Option<String>, format = DateTime)]
     until: Option<String>,
-    /// At most this many (default 100).
+    /// At most this many (default 100; with `view=full`, at most 100).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
     limit: Option<String>,
     /// The `next_page_token` of the previous page (with the same filters).
     page_token: Option<String>,
+    /// `summary` (the default): jobs without their params; `full`: with them (pages of at most
+    /// 100), as `GET /v1/jobs/{id}` shows one.
+    #[param(value_type = Option<String>, pattern = "^(summary|full)$")]
+    view: Option<String>,
 }
+
+/// The most jobs a page with `view=full` holds: their params may be large (inline sources).
+pub const FULL_VIEW_MAX_LIMIT: usize = 100;
 
 /// A page of jobs.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -299,8 +306,17 @@ pub struct JobList {
 }
 
 impl ListParams {
-    fn query(self) -> Result<(JobQuery, Option<String>), Vec<FieldError>> {
+    /// The store's query, the page token, and whether to show params (`view=full`).
+    fn query(self) -> Result<(JobQuery, Option<String>, bool), Vec<FieldError>> {
         let mut errors = Vec::new();
+        let full = match self.view.as_deref() {
+            None | Some("summary") => false,
+            Some("full") => true,
+            Some(_) => {
+                errors.push(Problem::field("/query/view", "must be summary or full"));
+                false
+            }
+        };
         let mut name = |path: &str, value: Option<String>| {
             value.filter(|v| {
                 let ok = Name::is_valid(v);
@@ -334,13 +350,19 @@ impl ListParams {
         };
         let since = time("/query/since", self.since);
         let until = time("/query/until", self.until);
+        let max = if full {
+            FULL_VIEW_MAX_LIMIT
+        } else {
+            JobQuery::MAX_LIMIT
+        };
         let limit = match self.limit.map(|l| l.parse::<usize>()) {
-            None => JobQuery::DEFAULT_LIMIT,
-            Some(Ok(limit)) if (1..=JobQuery::MAX_LIMIT).contains(&limit) => limit,
+            None => JobQuery::DEFAULT_LIMIT.min(max),
+            Some(Ok(limit)) if (1..=max).contains(&limit) => limit,
             Some(_) => {
+                let view = if full { " with view=full" } else { "" };
                 errors.push(Problem::field(
                     "/query/limit",
-                    format!("must be a whole number from 1 to {}", JobQuery::MAX_LIMIT),
+                    format!("must be a whole number from 1 to {max}{view}"),
                 ));
                 JobQuery::DEFAULT_LIMIT
             }
@@ -357,7 +379,7 @@ impl ListParams {
                 limit,
                 after: None,
             };
-            Ok((query, self.page_token))
+            Ok((query, self.page_token, full))
         } else {
             Err(errors)
         }
@@ -386,7 +408,7 @@ pub(crate) async fn list(
     let Query(params) = params.map_err(|e| {
         Problem::bad_request(format!("the query is not valid: {}", e.body_text()), vec![])
     })?;
-    let (mut query, page_token) = params
+    let (mut query, page_token, full) = params
         .query()
         .map_err(|errors| Problem::bad_request("some query parameters are wrong", errors))?;
     query.domains = caller.readable(query.domain.as_deref())?;
@@ -401,7 +423,17 @@ pub(crate) async fn list(
     let page = state.jobs.list(&query).await.map_err(Problem::from_jobs)?;
     Ok(Json(JobList {
         next_page_token: page.next.map(|last| token::encode(&query, last)),
-        items: page.items.into_iter().map(Job::from).collect(),
+        items: page
+            .items
+            .into_iter()
+            .map(|job| {
+                let mut job = Job::from(job);
+                if !full {
+                    job.params = None;
+                }
+                job
+            })
+            .collect(),
     }))
 }
 

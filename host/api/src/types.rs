@@ -140,9 +140,11 @@ pub struct Job {
     /// Where it is.
     #[schema(value_type = JobStateSchema)]
     pub state: JobState,
-    /// The task's parameters, as the plugin validated them.
-    #[schema(value_type = Object)]
-    pub params: Value,
+    /// The task's parameters, as the plugin validated them: in a job's own answers, and in
+    /// listings only with `view=full` (they may be large).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object, required = false)]
+    pub params: Option<Value>,
     /// The plugin that accepted it.
     pub plugin: PluginRef,
     /// The engine it runs on: recorded as it is being started there (still queued), kept after.
@@ -170,7 +172,7 @@ impl From<omni_store::Job> for Job {
             domain: job.domain,
             arch: job.arch,
             state: job.state,
-            params: job.params,
+            params: Some(job.params),
             plugin: PluginRef {
                 task: job.plugin.task,
                 version: job.plugin.version,

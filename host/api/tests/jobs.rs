@@ -42,10 +42,19 @@ async fn a_job_is_created_read_and_listed() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(read, job);
 
-    let (status, _, list) = call(&app, "GET", "/v1/jobs?service=obs&task=srpm", None).await;
+    // Listings leave params out (they may be large) unless asked for the full view.
+    let mut summary = job.clone();
+    summary.as_object_mut().unwrap().remove("params");
+    for query in ["", "&view=summary"] {
+        let uri = format!("/v1/jobs?service=obs&task=srpm{query}");
+        let (status, _, list) = call(&app, "GET", &uri, None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(list["items"], json!([summary]), "{uri}");
+        assert_eq!(list["next_page_token"], Value::Null);
+    }
+    let (status, _, list) = call(&app, "GET", "/v1/jobs?view=full", None).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(list["items"], json!([job]));
-    assert_eq!(list["next_page_token"], Value::Null);
 }
 
 #[tokio::test]
@@ -237,6 +246,8 @@ async fn bad_listings_are_400() {
         ),
         ("/v1/jobs?limit=0".to_owned(), "/query/limit"),
         ("/v1/jobs?limit=1001".to_owned(), "/query/limit"),
+        ("/v1/jobs?view=full&limit=101".to_owned(), "/query/limit"),
+        ("/v1/jobs?view=everything".to_owned(), "/query/view"),
         ("/v1/jobs?limit=ten".to_owned(), "/query/limit"),
         ("/v1/jobs?state=done".to_owned(), "/query/state"),
         ("/v1/jobs?since=yesterday".to_owned(), "/query/since"),
