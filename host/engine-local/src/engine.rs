@@ -2,9 +2,9 @@
 //!
 //! Each submitted job is planned ([`Plan::from_rendered`]; what the local engine cannot run is
 //! rejected with the reason), started, and tracked in memory: its progress as a snapshot that
-//! followers diff, its log lines in order (up to `max_log_bytes` of memory, each line counted
-//! with what keeping it costs beyond its text, then a marker line, so a job that prints without
-//! end, even empty lines, costs bounded memory). It takes no job while the sandbox
+//! followers diff, and its log lines in order, spooled to a file in the job's directory
+//! ([`crate::spool`]: no memory per line, so a job that prints without end costs none), up to
+//! `max_log_bytes` counted with what each line costs beyond its text, then a marker line. It takes no job while the sandbox
 //! cannot start on this host ([`EngineError::Unavailable`], saying why; `/readyz` shows it).
 //! The engine keeps nothing across a restart of the process that owns it — the steps'
 //! processes die with it (bubblewrap's `--die-with-parent`) — so after
@@ -25,6 +25,7 @@ use omni_engine::{
 use serde::Deserialize;
 use tokio::sync::watch;
 
+use crate::spool::Spool;
 use crate::{
     Canceller, Event, Isolation, LocalRunner, Outcome as RunOutcome, Plan, Sandbox, SandboxConfig,
 };
@@ -44,10 +45,10 @@ pub struct LocalEngineConfig {
     pub max_running: usize,
     /// Where job directories (volumes, artifacts) go; `<data_dir>/jobs` by default.
     pub root: Option<PathBuf>,
-    /// The most memory one job's log takes here (until the job is cleaned up): each line
-    /// counts its text, its step's name and what keeping a line costs ([`line_cost`]); then a
-    /// marker line, and the job's later lines are dropped (the job runs on). The host stores at
-    /// most `[logs] max_job_bytes` anyway.
+    /// The most of one job's log kept here (spooled to the job's directory until the job is
+    /// cleaned up): each line counts its text, its step's name and what keeping a line costs
+    /// ([`line_cost`]); then a marker line, and the job's later lines are dropped (the job runs
+    /// on). The host stores at most `[logs] max_job_bytes` anyway.
     #[serde(default = "default_max_log_bytes")]
     pub max_log_bytes: u64,
     /// Run steps as plain processes of the server's user, with no sandbox: every job can do
@@ -59,8 +60,8 @@ pub struct LocalEngineConfig {
     pub sandbox: SandboxConfig,
 }
 
-/// What keeping `line` costs in memory: its text, its step's name and the line's own record (a
-/// million empty lines are not free).
+/// What keeping `line` costs: its text, its step's name and the line's own record (a million
+/// empty lines are not free).
 fn line_cost(line: &EngineLine) -> u64 {
     (line.line.len() + line.step.len() + std::mem::size_of::<EngineLine>()) as u64
 }
@@ -117,15 +118,16 @@ struct Tracked {
     steps: Vec<String>,
     progress: watch::Sender<Snapshot>,
     lines: watch::Sender<Lines>,
+    spool: Spool,
     max_log_bytes: u64,
     canceller: Canceller,
 }
 
-/// A job's log as the engine keeps it.
-#[derive(Debug, Default)]
+/// A job's log as the engine keeps it: what is in its spool.
+#[derive(Debug, Default, Clone, Copy)]
 struct Lines {
-    /// Every line so far.
-    lines: Vec<EngineLine>,
+    /// Lines appended to the spool so far.
+    count: usize,
     /// The job has ended: no line follows.
     ended: bool,
     /// Bytes kept, as [`line_cost`] counts them.
@@ -263,7 +265,18 @@ impl Engine for LocalEngine {
                     engine: self.name.clone(),
                     message: e.to_string(),
                 })?;
+        let spool = match Spool::create(run.dir()) {
+            Ok(spool) => spool,
+            Err(e) => {
+                run.cancel();
+                return Err(EngineError::Failed {
+                    engine: self.name.clone(),
+                    message: format!("cannot write the job's log in {}: {e}", run.dir().display()),
+                });
+            }
+        };
         let tracked = Arc::new(Tracked {
+            spool,
             progress: watch::Sender::new(Snapshot {
                 running: false,
                 steps: vec![StepState::Pending; steps.len()],
@@ -333,35 +346,50 @@ impl Engine for LocalEngine {
         };
         let receiver = tracked.lines.subscribe();
         let steps = tracked.steps.clone();
+        let name = self.name.clone();
         futures::stream::unfold(
-            (receiver, 0usize, 0usize, Vec::<EngineLine>::new()),
-            move |(mut receiver, mut next, mut seen_at_time, mut ready)| {
-                let steps = steps.clone();
+            (receiver, None, 0usize, 0usize, Vec::<EngineLine>::new()),
+            move |(mut receiver, mut reader, mut read, mut seen_at_time, mut ready)| {
+                let (steps, tracked, name) = (steps.clone(), Arc::clone(&tracked), name.clone());
                 let after = after.clone();
                 async move {
                     loop {
                         if let Some(line) = ready.pop() {
-                            return Some((Ok(line), (receiver, next, seen_at_time, ready)));
+                            let state = (receiver, reader, read, seen_at_time, ready);
+                            return Some((Ok(line), state));
                         }
-                        let ended = {
-                            let state = receiver.borrow_and_update();
-                            let Lines { lines, ended, .. } = &*state;
-                            for line in &lines[next..] {
-                                let admitted = after
-                                    .as_ref()
-                                    .is_none_or(|c| c.admits(&steps, line, &mut seen_at_time));
-                                if admitted {
-                                    ready.push(line.clone());
+                        let Lines { count, ended, .. } = *receiver.borrow_and_update();
+                        if count > read {
+                            let failed = |e: std::io::Error| EngineError::Failed {
+                                engine: name.clone(),
+                                message: format!("cannot read the job's log: {e}"),
+                            };
+                            let next = tracked.spool.flush().and_then(|()| {
+                                let reader = match &mut reader {
+                                    Some(reader) => reader,
+                                    None => reader.insert(tracked.spool.reader()?),
+                                };
+                                (read..count).map(|_| reader.next_line()).collect()
+                            });
+                            let lines: Vec<EngineLine> = match next {
+                                Ok(lines) => lines,
+                                Err(e) => {
+                                    return Some((
+                                        Err(failed(e)),
+                                        (receiver, None, usize::MAX, seen_at_time, ready),
+                                    ));
                                 }
-                            }
-                            next = lines.len();
-                            *ended
-                        };
-                        if !ready.is_empty() {
+                            };
+                            read = count;
+                            ready.extend(lines.into_iter().filter(|line| {
+                                after
+                                    .as_ref()
+                                    .is_none_or(|c| c.admits(&steps, line, &mut seen_at_time))
+                            }));
                             ready.reverse();
                             continue;
                         }
-                        if ended || receiver.changed().await.is_err() {
+                        if ended || read == usize::MAX || receiver.changed().await.is_err() {
                             return None;
                         }
                     }
@@ -435,18 +463,26 @@ fn record(tracked: &Tracked, event: Event) -> bool {
                     return false;
                 }
                 let cost = line_cost(&line);
-                if kept.bytes + cost > max {
+                let kept_line = if kept.bytes + cost > max {
                     kept.truncated = true;
-                    kept.lines.push(EngineLine {
+                    EngineLine {
                         stream: LogStream::Stderr,
                         line: format!(
                             "[omni] the local engine keeps at most {max} bytes of a job's log (text and per-line bookkeeping): the lines the job prints from here on are dropped"
                         ),
                         ..line
-                    });
+                    }
                 } else {
                     kept.bytes += cost;
-                    kept.lines.push(line);
+                    line
+                };
+                match tracked.spool.append(&kept_line) {
+                    Ok(()) => kept.count += 1,
+                    Err(error) => {
+                        // A full disk: the job runs on, its later lines are lost (and said so).
+                        tracing::error!(%error, "cannot write a job's log: its later lines are dropped");
+                        kept.truncated = true;
+                    }
                 }
                 true
             });

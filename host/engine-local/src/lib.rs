@@ -46,6 +46,7 @@ use tokio::sync::{Notify, mpsc};
 mod engine;
 mod plan;
 pub mod sandbox;
+mod spool;
 
 pub use engine::{LocalEngine, LocalEngineConfig};
 pub use plan::{Mount, NETWORK_ANNOTATION, Plan, PlanError, StepPlan, Volume};

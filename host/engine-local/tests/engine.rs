@@ -10,7 +10,7 @@ use serde_json::json;
 async fn a_jobs_log_is_kept_up_to_the_limit_then_a_marker_and_the_job_runs_on() {
     let root = tempfile::tempdir().unwrap();
     let config = LocalEngineConfig {
-        max_log_bytes: 100,
+        max_log_bytes: 1000,
         ..LocalEngineConfig::new()
     };
     let engine = LocalEngine::new(&config, root.path().to_owned());
@@ -27,12 +27,19 @@ async fn a_jobs_log_is_kept_up_to_the_limit_then_a_marker_and_the_job_runs_on() 
         .await;
     let (marker, kept) = lines.split_last().unwrap();
     assert!(
-        marker.line.contains("keeps at most 100 bytes"),
+        marker.line.contains("keeps at most 1000 bytes"),
         "{marker:?}"
     );
     assert_eq!(marker.stream, omni_engine::LogStream::Stderr);
-    let bytes: usize = kept.iter().map(|l| l.line.len()).sum();
-    assert!(bytes <= 100 && bytes > 90, "{bytes} bytes kept");
+    // Each line costs its text, its step's name and its own record.
+    let cost = |l: &omni_engine::EngineLine| {
+        l.line.len() + l.step.len() + std::mem::size_of::<omni_engine::EngineLine>()
+    };
+    let bytes: usize = kept.iter().map(cost).sum();
+    assert!(
+        bytes <= 1000 && bytes > 1000 - cost(&kept[0]) - 4,
+        "{bytes} bytes kept"
+    );
     assert_eq!(kept[0].line, "line 1");
     // The job ran to its end all the same.
     let mut progress = engine.progress(job.id);
@@ -43,12 +50,49 @@ async fn a_jobs_log_is_kept_up_to_the_limit_then_a_marker_and_the_job_runs_on() 
         }
     }
     assert_eq!(outcome, Some(omni_engine::Outcome::Succeeded));
+    let dir = engine.runner().job_dir(&job.id.to_string());
+    assert!(dir.join("home/went-on").exists());
+    // The log is spooled in the job's directory, beside (not in) what the steps see, and a
+    // follower that comes after the end reads it all again.
+    assert!(dir.join("log.jsonl").is_file());
+    let again: Vec<_> = engine
+        .logs(job.id, None)
+        .map(|l| l.unwrap())
+        .collect()
+        .await;
+    assert_eq!(again, lines);
+    engine.cleanup(job.id).await.unwrap();
+    assert!(!dir.exists());
+}
+
+/// A job printing a million empty lines costs the engine a bounded log, not one record a line.
+#[tokio::test]
+async fn a_million_empty_lines_are_cut_at_the_limit() {
+    let root = tempfile::tempdir().unwrap();
+    let config = LocalEngineConfig {
+        max_log_bytes: 64 * 1024,
+        ..LocalEngineConfig::new()
+    };
+    let engine = LocalEngine::new(&config, root.path().to_owned());
+    let job = omni_engine::conformance::one_job(&json!({
+        "restartPolicy": "Never",
+        "containers": [{"name": "print", "image": "none",
+                        "command": ["/bin/sh", "-c", "yes '' | head -n 1000000"]}],
+    }));
+    engine.submit(&job).await.unwrap();
+    let lines: Vec<_> = engine
+        .logs(job.id, None)
+        .map(|l| l.unwrap())
+        .collect()
+        .await;
+    let most = 64 * 1024 / ("print".len() + std::mem::size_of::<omni_engine::EngineLine>());
+    assert_eq!(lines.len(), most + 1, "the kept lines and the marker");
     assert!(
-        engine
-            .runner()
-            .job_dir(&job.id.to_string())
-            .join("home/went-on")
-            .exists()
+        lines
+            .last()
+            .unwrap()
+            .line
+            .contains("keeps at most 65536 bytes")
     );
     engine.cleanup(job.id).await.unwrap();
 }
