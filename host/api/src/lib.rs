@@ -179,6 +179,7 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
             "max_running": engine.max_running(),
             "ready": error.is_none(),
             "error": error,
+            "warnings": engine.warnings(),
         })
     }))
     .await;

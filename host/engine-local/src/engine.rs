@@ -234,6 +234,18 @@ impl Engine for LocalEngine {
         omni_engine::DEFAULT_NAMESPACE
     }
 
+    fn warnings(&self) -> Vec<String> {
+        if self.unsandboxed() {
+            vec![
+                "unsandboxed: every step runs as a plain process of the server's user, with no \
+                 isolation (unsandboxed = true)"
+                    .to_owned(),
+            ]
+        } else {
+            Vec::new()
+        }
+    }
+
     async fn check(&self) -> Result<(), EngineError> {
         let root = self.runner.root().to_owned();
         tokio::fs::create_dir_all(&root)

@@ -120,10 +120,17 @@ async fn without_a_sandbox_the_engine_refuses_jobs_unless_unsandboxed() {
         engine.submit(&job).await,
         Err(omni_engine::EngineError::Unavailable { .. })
     ));
+    assert!(engine.warnings().is_empty());
 
     config.unsandboxed = true;
     let engine = LocalEngine::new(&config, root.path().to_owned());
     assert!(engine.unsandboxed());
+    // `/readyz` shows it.
+    let warnings = engine.warnings();
+    assert!(
+        warnings.len() == 1 && warnings[0].contains("no isolation"),
+        "{warnings:?}"
+    );
     engine.check().await.unwrap();
     engine.submit(&job).await.unwrap();
     let lines: Vec<_> = engine

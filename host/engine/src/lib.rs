@@ -240,6 +240,12 @@ pub trait Engine: Send + Sync + fmt::Debug + 'static {
     /// The Kubernetes namespace its jobs' objects are rendered for and go to.
     fn namespace(&self) -> &str;
 
+    /// What an operator should know of how it runs jobs, shown on `/readyz` (the local engine
+    /// without its sandbox says so); none by default.
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Checks that it can take jobs now (a cluster answers, a directory is writable).
     ///
     /// # Errors

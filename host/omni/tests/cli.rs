@@ -236,6 +236,11 @@ async fn a_submitted_job_runs_on_the_default_local_engine() {
     assert_eq!(status, 200, "{ready}");
     assert_eq!(ready["engines"][0]["name"], "local", "{ready}");
     assert_eq!(ready["engines"][0]["ready"], true, "{ready}");
+    assert_eq!(
+        ready["engines"][0]["warnings"],
+        json!([]),
+        "sandboxed: {ready}"
+    );
     let (id, job) = srpm_job(&server.url).await;
     assert_eq!(job["state"], "succeeded", "{job:#}");
     assert_eq!(job["engine"], "local");
