@@ -8,12 +8,14 @@
 //! cannot start on this host ([`EngineError::Unavailable`], saying why; `/readyz` shows it).
 //! The engine keeps nothing across a restart of the process that owns it — the steps'
 //! processes die with it (bubblewrap's `--die-with-parent`) — so after
-//! a restart it does not know the jobs it ran ([`EngineError::UnknownJob`]), and their
-//! directories stay until [`Engine::cleanup`].
+//! a restart it does not know the jobs it ran ([`EngineError::UnknownJob`]). Their
+//! directories stay until [`Engine::cleanup`] (a purge) or until `keep_finished` after the job
+//! ended ([`LocalEngine::sweep`]).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use chrono::Utc;
@@ -58,6 +60,21 @@ pub struct LocalEngineConfig {
     /// `[engines.sandbox]`: the sandbox's settings.
     #[serde(default)]
     pub sandbox: SandboxConfig,
+    /// How long the directory of a job that ended (its volumes, artifacts and log) is kept;
+    /// then it is removed, as the store forgets the job after its `job_ttl` (30 days by default
+    /// for both: keep them equal). Directories a crash left behind go the same way.
+    #[serde(default = "default_keep_finished", with = "humantime_serde")]
+    pub keep_finished: Duration,
+}
+
+/// How often, at most, the engine looks for job directories to remove.
+const SWEEP_EVERY: Duration = Duration::from_secs(3600);
+
+/// The file a job's directory holds once the job has ended: its time is the end's.
+const ENDED: &str = "ended";
+
+fn default_keep_finished() -> Duration {
+    Duration::from_secs(30 * 24 * 3600)
 }
 
 /// What keeping `line` costs: its text, its step's name and the line's own record (a million
@@ -95,6 +112,7 @@ impl LocalEngineConfig {
             max_log_bytes: default_max_log_bytes(),
             unsandboxed: false,
             sandbox: SandboxConfig::default(),
+            keep_finished: default_keep_finished(),
         }
     }
 }
@@ -115,6 +133,8 @@ struct Snapshot {
 
 #[derive(Debug)]
 struct Tracked {
+    /// The job's directory.
+    dir: PathBuf,
     steps: Vec<String>,
     progress: watch::Sender<Snapshot>,
     lines: watch::Sender<Lines>,
@@ -144,9 +164,12 @@ pub struct LocalEngine {
     max_running: usize,
     max_log_bytes: u64,
     runner: LocalRunner,
-    jobs: Mutex<HashMap<JobId, Arc<Tracked>>>,
+    jobs: Arc<Mutex<HashMap<JobId, Arc<Tracked>>>>,
     /// The sandbox started here once (it is asked again until it has).
     probed: tokio::sync::OnceCell<()>,
+    keep_finished: Duration,
+    /// When directories were last looked for to remove.
+    swept: Mutex<Option<std::time::Instant>>,
 }
 
 impl LocalEngine {
@@ -166,9 +189,75 @@ impl LocalEngine {
                     Isolation::Sandboxed(Arc::new(Sandbox::new(config.sandbox.clone())))
                 },
             ),
-            jobs: Mutex::new(HashMap::new()),
+            jobs: Arc::default(),
             probed: tokio::sync::OnceCell::new(),
+            keep_finished: config.keep_finished,
+            swept: Mutex::new(None),
         }
+    }
+
+    /// Removes the directories of jobs that ended more than `keep_finished` before `now` (by
+    /// the time of their `ended` file), and of jobs this engine does not run that were last
+    /// changed that long before (left by a crash or an earlier run); forgets those jobs.
+    /// Returns how many it removed. Runs by itself at most once an hour, when jobs are
+    /// submitted.
+    ///
+    /// # Errors
+    /// [`EngineError::Failed`] when the root cannot be listed.
+    pub async fn sweep(&self, now: SystemTime) -> Result<usize, EngineError> {
+        self.sweeping(now)
+            .await
+            .map_err(|message| EngineError::Failed {
+                engine: self.name.clone(),
+                message,
+            })
+    }
+
+    /// [`LocalEngine::sweep`], as a future that holds nothing of the engine.
+    fn sweeping(
+        &self,
+        now: SystemTime,
+    ) -> impl std::future::Future<Output = Result<usize, String>> + Send + 'static {
+        let jobs = Arc::clone(&self.jobs);
+        let (runner, keep) = (self.runner.clone(), self.keep_finished);
+        async move {
+            let running: Vec<String> = jobs
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .iter()
+                .filter(|(_, tracked)| !tracked.lines.borrow().ended)
+                .map(|(id, _)| id.to_string())
+                .collect();
+            let removed = tokio::task::spawn_blocking(move || sweep(&runner, &running, keep, now))
+                .await
+                .map_err(|e| e.to_string())??;
+            let mut jobs = jobs.lock().unwrap_or_else(PoisonError::into_inner);
+            for id in &removed {
+                jobs.remove(id);
+            }
+            Ok(removed.len())
+        }
+    }
+
+    /// [`LocalEngine::sweep`] in the background, when the last was an hour ago or more.
+    fn sweep_now_and_then(&self) {
+        let mut swept = self.swept.lock().unwrap_or_else(PoisonError::into_inner);
+        if swept.is_some_and(|at| at.elapsed() < SWEEP_EVERY) {
+            return;
+        }
+        *swept = Some(std::time::Instant::now());
+        let (sweeping, name) = (self.sweeping(SystemTime::now()), self.name.clone());
+        tokio::spawn(async move {
+            match sweeping.await {
+                Ok(0) => {}
+                Ok(removed) => {
+                    tracing::info!(engine = %name, removed, "removed the directories of jobs that ended long ago");
+                }
+                Err(error) => {
+                    tracing::warn!(engine = %name, %error, "cannot sweep job directories");
+                }
+            }
+        });
     }
 
     /// Whether steps run without the sandbox (`unsandboxed = true`).
@@ -264,6 +353,7 @@ impl Engine for LocalEngine {
         })?;
         let steps: Vec<String> = plan.steps.iter().map(|s| s.name.clone()).collect();
         self.sandbox_ready().await?;
+        self.sweep_now_and_then();
         // Holding the lock while starting makes a second submit of the same job wait and then
         // find it, rather than start it twice.
         let mut jobs = self.jobs.lock().unwrap_or_else(PoisonError::into_inner);
@@ -288,6 +378,7 @@ impl Engine for LocalEngine {
             }
         };
         let tracked = Arc::new(Tracked {
+            dir: run.dir().to_owned(),
             spool,
             progress: watch::Sender::new(Snapshot {
                 running: false,
@@ -446,6 +537,51 @@ impl Engine for LocalEngine {
     }
 }
 
+/// The blocking part of [`LocalEngine::sweep`]: removes what has expired under the runner's
+/// root, except the directories of `running` jobs; returns the ids of the jobs removed.
+fn sweep(
+    runner: &LocalRunner,
+    running: &[String],
+    keep: Duration,
+    now: SystemTime,
+) -> Result<Vec<JobId>, String> {
+    let root = runner.root();
+    let entries = match std::fs::read_dir(root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(format!("cannot list {}: {e}", root.display())),
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(id) = name.to_str().and_then(|n| n.parse::<JobId>().ok()) else {
+            continue; // not a job's directory
+        };
+        if running.iter().any(|r| r == &id.to_string()) {
+            continue;
+        }
+        let dir = entry.path();
+        // Its end, or else (not ended here: an earlier run's, or another engine's under the
+        // same root) the last sign of life: the directory or its log changing.
+        let modified = |name: &str| std::fs::metadata(dir.join(name)).and_then(|m| m.modified());
+        let changed = modified(ENDED).or_else(|_| {
+            let log = modified(crate::spool::FILE_NAME).ok();
+            modified("").map(|at| log.map_or(at, |log| log.max(at)))
+        });
+        let expired = changed.is_ok_and(|at| now.duration_since(at).is_ok_and(|age| age > keep));
+        if !expired {
+            continue;
+        }
+        match runner.remove(&id.to_string()) {
+            Ok(()) => removed.push(id),
+            Err(error) => {
+                tracing::warn!(dir = %dir.display(), %error, "cannot remove an expired job's directory");
+            }
+        }
+    }
+    Ok(removed)
+}
+
 /// Applies one runner event to a tracked job; true once the run has ended.
 fn record(tracked: &Tracked, event: Event) -> bool {
     let index = |step: &str| tracked.steps.iter().position(|s| s == step);
@@ -518,6 +654,10 @@ fn record(tracked: &Tracked, event: Event) -> bool {
                 }
                 RunOutcome::Cancelled => Outcome::Cancelled("cancelled".to_owned()),
             };
+            // Its end's time, for the sweep that removes the directory later.
+            if let Err(error) = std::fs::write(tracked.dir.join(ENDED), b"") {
+                tracing::warn!(%error, "cannot mark a job's directory as ended");
+            }
             // Lines first: a follower that sees the end has every line.
             tracked.lines.send_modify(|kept| kept.ended = true);
             tracked.progress.send_modify(|s| {

@@ -140,3 +140,54 @@ async fn without_a_sandbox_the_engine_refuses_jobs_unless_unsandboxed() {
         .await;
     assert_eq!(lines, ["hi"]);
 }
+
+/// A job's directory goes `keep_finished` after the job ended, with its log; so does one a
+/// crash left behind; a running job's stays, and so does what is not a job's.
+#[tokio::test]
+async fn directories_of_jobs_that_ended_long_ago_are_removed() {
+    use std::time::{Duration, SystemTime};
+
+    let root = tempfile::tempdir().unwrap();
+    let config = LocalEngineConfig {
+        keep_finished: Duration::from_secs(60),
+        ..LocalEngineConfig::new()
+    };
+    let engine = LocalEngine::new(&config, root.path().to_owned());
+    let job = |command: &str| {
+        omni_engine::conformance::one_job(&json!({
+            "restartPolicy": "Never",
+            "containers": [{"name": "c", "image": "none", "command": ["/bin/sh", "-c", command]}],
+        }))
+    };
+    let (ended, running) = (job("echo hi"), job("sleep 600"));
+    engine.submit(&ended).await.unwrap();
+    engine.submit(&running).await.unwrap();
+    let lines: Vec<_> = engine.logs(ended.id, None).collect().await;
+    assert_eq!(lines.len(), 1);
+    let dir = |id: omni_engine::JobId| engine.runner().job_dir(&id.to_string());
+    let stray = root.path().join(omni_engine::JobId::new_v4().to_string());
+    std::fs::create_dir(&stray).unwrap();
+    let other = root.path().join("not-a-job");
+    std::fs::create_dir(&other).unwrap();
+
+    // Not yet.
+    assert_eq!(engine.sweep(SystemTime::now()).await.unwrap(), 0);
+    assert!(dir(ended.id).exists() && stray.exists());
+
+    let later = SystemTime::now() + Duration::from_secs(120);
+    assert_eq!(engine.sweep(later).await.unwrap(), 2);
+    assert!(!dir(ended.id).exists(), "the ended job's directory is gone");
+    assert!(!stray.exists(), "the stray directory is gone");
+    assert!(dir(running.id).exists(), "the running job's stays");
+    assert!(other.exists(), "what is not a job's stays");
+    // The engine forgot the ended job.
+    let after: Vec<_> = engine.logs(ended.id, None).collect().await;
+    assert!(
+        matches!(
+            after.as_slice(),
+            [Err(omni_engine::EngineError::UnknownJob { .. })]
+        ),
+        "{after:?}"
+    );
+    engine.cleanup(running.id).await.unwrap();
+}
