@@ -21,7 +21,7 @@ use crate::bindings::omni::plugin::types as wit;
 use crate::bindings::{JobHandler, JobHandlerPre};
 use omni_core::{JobContext, Manifest, Name, PluginError, PluginInfo, Rendered, TaskPlugin};
 
-use crate::error::LoadError;
+use crate::error::{LoadError, PrepareError};
 use crate::limits::Limits;
 use crate::prepare;
 use crate::sandbox::{Denied, EPOCH_TICK, Sandbox, Tier, digest};
@@ -74,9 +74,9 @@ impl Code {
         component: &Component,
         tier: Tier,
     ) -> Result<Self, LoadError> {
-        let link_error = |e: wasmtime::Error| LoadError::Link {
+        let link_error = |source| LoadError::Link {
             path: path.to_owned(),
-            message: format!("{e:#}"),
+            source,
         };
         let backend = sandbox.backend(tier);
         let pre = backend
@@ -210,13 +210,11 @@ impl Plugin {
     /// # Errors
     /// Why there is no snapshot: the component does not export `wizer-initialize`, or
     /// initializing, snapshotting or checking it failed.
-    pub fn prepare(&self) -> Result<(), String> {
+    pub fn prepare(&self) -> Result<(), PrepareError> {
         let Some(bytes) = &self.source else {
-            return Err(format!(
-                "{} does not export {}",
-                self.label,
-                prepare::INITIALIZE
-            ));
+            return Err(PrepareError::NotExported {
+                plugin: self.label.to_string(),
+            });
         };
         let (component, reads) =
             match prepare::cached_snapshot(&self.sandbox, &self.digest, &self.task) {
@@ -231,8 +229,7 @@ impl Plugin {
                     self.limits,
                 )?,
             };
-        let code = Code::link(&self.sandbox, &self.path, &component, Tier::Optimized)
-            .map_err(|e| e.to_string())?;
+        let code = Code::link(&self.sandbox, &self.path, &component, Tier::Optimized)?;
         // The snapshot must still be the same plugin.
         match self.call_on(&code, self.limits, |h, s| h.call_describe(s)) {
             Ok(info) if check_info(info.clone()).as_ref() == Ok(&self.info) => {
@@ -240,9 +237,9 @@ impl Plugin {
                     .store(Some(Arc::new(Prepared { code, reads })));
                 Ok(())
             }
-            answer => Err(format!(
-                "the snapshot describes itself differently ({answer:?})"
-            )),
+            answer => Err(PrepareError::Changed {
+                answer: format!("{answer:?}"),
+            }),
         }
     }
 
@@ -353,19 +350,22 @@ impl Plugin {
             task: "".into(),
             label: file.as_str().into(),
         };
-        let describe_error = |message: String| LoadError::Describe {
+        let describe_error = |source| LoadError::Describe {
             path: path.to_owned(),
-            message,
+            source,
         };
         let start = Instant::now();
         let info = plugin.call(plugin.limits, |h, s| h.call_describe(s));
         let task = info.as_ref().map_or(file.as_str(), |i| i.task.as_str());
         crate::metrics::call(task, "describe", start, &info);
-        let info = info.map_err(|e| describe_error(e.to_string()))?;
+        let info = info.map_err(describe_error)?;
         plugin
             .check_size(plugin.limits, info_size(&info))
-            .map_err(|e| describe_error(e.to_string()))?;
-        plugin.info = check_info(info).map_err(describe_error)?;
+            .map_err(describe_error)?;
+        plugin.info = check_info(info).map_err(|message| LoadError::BadInfo {
+            path: path.to_owned(),
+            message,
+        })?;
         plugin.limits = sandbox.limits().for_task(&plugin.info.task);
         plugin.task = plugin.info.task.as_str().into();
         plugin.label = format!("{}@{}", plugin.info.task, plugin.info.version).into();
