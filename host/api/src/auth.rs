@@ -182,6 +182,83 @@ impl Caller {
     }
 }
 
+/// Why the `[auth]` configuration is refused ([`Authenticator::new`]). Each error names the
+/// entry at fault (`user "ann"`, `token "ci"`).
+#[derive(Debug, thiserror::Error)]
+pub enum AuthConfigError {
+    /// A user or token name that is empty, or has `:` or control characters.
+    #[error("{entry}: a name must be non-empty, without ':' or control characters")]
+    BadName {
+        /// The entry.
+        entry: String,
+    },
+    /// An entry with no roles.
+    #[error("{entry} has no roles; give it e.g. roles = {{ default = \"viewer\" }}")]
+    NoRoles {
+        /// The entry.
+        entry: String,
+    },
+    /// A role's key that is neither a domain name nor `*`.
+    #[error(
+        "{entry}: {domain:?} is not a domain name (lowercase letters, digits and '-') or \"*\""
+    )]
+    BadDomain {
+        /// The entry.
+        entry: String,
+        /// The key.
+        domain: String,
+    },
+    /// A `password_hash` that is not a PHC hash string.
+    #[error("{entry}: password_hash is not a PHC hash string; make one with `omni passwd`")]
+    NotPhc {
+        /// The entry.
+        entry: String,
+        /// The parser's error.
+        #[source]
+        source: argon2::password_hash::Error,
+    },
+    /// A `password_hash` of another algorithm than argon2.
+    #[error("{entry}: password_hash uses {algorithm}, not argon2; make one with `omni passwd`")]
+    NotArgon2 {
+        /// The entry.
+        entry: String,
+        /// The hash's algorithm.
+        algorithm: String,
+    },
+    /// Two users of one name.
+    #[error("{entry} is configured twice")]
+    DuplicateUser {
+        /// The entry.
+        entry: String,
+    },
+    /// A token named as another token or a user.
+    #[error("{entry}: the name is taken by another token or user")]
+    NameTaken {
+        /// The entry.
+        entry: String,
+    },
+    /// A token's `sha256` that is not 64 hex digits.
+    #[error("{entry}: sha256 must be 64 hex digits; make a token with `omni token`")]
+    BadTokenHash {
+        /// The entry.
+        entry: String,
+        /// The decoder's error.
+        #[source]
+        source: hex::FromHexError,
+    },
+    /// Two entries with the same token.
+    #[error("{entry}: the same token is configured twice")]
+    DuplicateToken {
+        /// The entry.
+        entry: String,
+    },
+}
+
+/// A password could not be hashed ([`hash_password`]).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot hash the password")]
+pub struct HashError(#[source] argon2::password_hash::Error);
+
 /// At most this many password checks run at once: each takes argon2's memory (19 MiB) and tens
 /// of milliseconds of a core, and a flood of wrong passwords must not take the server's memory.
 const MAX_VERIFYING: usize = 4;
@@ -214,20 +291,26 @@ impl Authenticator {
 
     /// The configured users and tokens, each checked: names unique, hashes argon2 PHC strings,
     /// token hashes 64 hex digits, domains names or `*`, at least one role.
-    pub fn new(config: &AuthConfig) -> Result<Self, String> {
+    ///
+    /// # Errors
+    /// The first entry that is not valid, and why.
+    pub fn new(config: &AuthConfig) -> Result<Self, AuthConfigError> {
         let mut users = HashMap::new();
         for user in &config.users {
-            let what = format!("user {:?}", user.name);
-            check_name(&what, &user.name)?;
-            check_roles(&what, &user.roles)?;
-            let hash = PasswordHash::new(&user.password_hash).map_err(|e| {
-                format!("{what}: password_hash is not a PHC hash string ({e}); make one with `omni passwd`")
+            let entry = format!("user {:?}", user.name);
+            check_name(&entry, &user.name)?;
+            check_roles(&entry, &user.roles)?;
+            let hash = PasswordHash::new(&user.password_hash).map_err(|source| {
+                AuthConfigError::NotPhc {
+                    entry: entry.clone(),
+                    source,
+                }
             })?;
             if !hash.algorithm.as_str().starts_with("argon2") {
-                return Err(format!(
-                    "{what}: password_hash uses {}, not argon2; make one with `omni passwd`",
-                    hash.algorithm
-                ));
+                return Err(AuthConfigError::NotArgon2 {
+                    entry,
+                    algorithm: hash.algorithm.to_string(),
+                });
             }
             let caller = Caller {
                 name: Arc::from(user.name.as_str()),
@@ -238,30 +321,31 @@ impl Authenticator {
                 caller,
             };
             if users.insert(user.name.clone(), user_entry).is_some() {
-                return Err(format!("{what} is configured twice"));
+                return Err(AuthConfigError::DuplicateUser { entry });
             }
         }
         let mut tokens = HashMap::new();
         let mut names = BTreeSet::new();
         for token in &config.tokens {
-            let what = format!("token {:?}", token.name);
-            check_name(&what, &token.name)?;
-            check_roles(&what, &token.roles)?;
+            let entry = format!("token {:?}", token.name);
+            check_name(&entry, &token.name)?;
+            check_roles(&entry, &token.roles)?;
             if !names.insert(token.name.as_str()) || users.contains_key(&token.name) {
-                return Err(format!(
-                    "{what}: the name is taken by another token or user"
-                ));
+                return Err(AuthConfigError::NameTaken { entry });
             }
             let mut digest = [0u8; 32];
-            hex::decode_to_slice(token.sha256.trim(), &mut digest).map_err(|_| {
-                format!("{what}: sha256 must be 64 hex digits; make a token with `omni token`")
+            hex::decode_to_slice(token.sha256.trim(), &mut digest).map_err(|source| {
+                AuthConfigError::BadTokenHash {
+                    entry: entry.clone(),
+                    source,
+                }
             })?;
             let caller = Caller {
                 name: Arc::from(token.name.as_str()),
                 roles: Arc::new(token.roles.clone()),
             };
             if tokens.insert(digest, caller).is_some() {
-                return Err(format!("{what}: the same token is configured twice"));
+                return Err(AuthConfigError::DuplicateToken { entry });
             }
         }
         Ok(Self::build(users, tokens))
@@ -371,12 +455,15 @@ impl Authenticator {
 }
 
 /// An argon2id hash of `password` with a random salt, in PHC form (`omni passwd`).
-pub fn hash_password(password: &str) -> Result<String, String> {
-    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(|e| e.to_string())?;
+///
+/// # Errors
+/// argon2's, should it refuse the password or the salt.
+pub fn hash_password(password: &str) -> Result<String, HashError> {
+    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(HashError)?;
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|hash| hash.to_string())
-        .map_err(|e| e.to_string())
+        .map_err(HashError)
 }
 
 /// A new random bearer token and its SHA-256 in hex, for the configuration (`omni token`).
@@ -398,27 +485,29 @@ fn unauthorized(detail: impl Into<String>) -> Problem {
     Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
 }
 
-fn check_name(what: &str, name: &str) -> Result<(), String> {
+fn check_name(entry: &str, name: &str) -> Result<(), AuthConfigError> {
     if name.is_empty() || name.contains(':') || name.chars().any(char::is_control) {
-        return Err(format!(
-            "{what}: a name must be non-empty, without ':' or control characters"
-        ));
+        return Err(AuthConfigError::BadName {
+            entry: entry.to_owned(),
+        });
     }
     Ok(())
 }
 
-fn check_roles(what: &str, roles: &BTreeMap<String, Role>) -> Result<(), String> {
+fn check_roles(entry: &str, roles: &BTreeMap<String, Role>) -> Result<(), AuthConfigError> {
     if roles.is_empty() {
-        return Err(format!(
-            "{what} has no roles; give it e.g. roles = {{ default = \"viewer\" }}"
-        ));
+        return Err(AuthConfigError::NoRoles {
+            entry: entry.to_owned(),
+        });
     }
-    for domain in roles.keys() {
-        if domain != EVERY_DOMAIN && !Name::is_valid(domain) {
-            return Err(format!(
-                "{what}: {domain:?} is not a domain name (lowercase letters, digits and '-') or \"*\""
-            ));
-        }
+    if let Some(domain) = roles
+        .keys()
+        .find(|domain| *domain != EVERY_DOMAIN && !Name::is_valid(domain))
+    {
+        return Err(AuthConfigError::BadDomain {
+            entry: entry.to_owned(),
+            domain: domain.clone(),
+        });
     }
     Ok(())
 }
@@ -475,7 +564,7 @@ mod tests {
             roles: roles.iter().map(|(d, r)| ((*d).to_owned(), *r)).collect(),
         };
         let hash = hash_password("pw").unwrap();
-        let refused = |config: AuthConfig| Authenticator::new(&config).unwrap_err();
+        let refused = |config: AuthConfig| Authenticator::new(&config).unwrap_err().to_string();
         let err = refused(AuthConfig {
             users: vec![user("ann", "plain", &[("a", Role::Viewer)])],
             tokens: vec![],
