@@ -264,16 +264,19 @@ pub enum StoreKind {
     Cassandra,
 }
 
+/// A store kind that is not one of [`StoreKind`]'s (`OMNI_STORE_KIND`).
+#[derive(Debug, thiserror::Error)]
+#[error("unknown store kind {0:?} (embedded or cassandra)")]
+pub struct UnknownStoreKind(pub String);
+
 impl std::str::FromStr for StoreKind {
-    type Err = String;
+    type Err = UnknownStoreKind;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "embedded" => Ok(StoreKind::Embedded),
             "cassandra" => Ok(StoreKind::Cassandra),
-            other => Err(format!(
-                "unknown store kind {other:?} (embedded or cassandra)"
-            )),
+            other => Err(UnknownStoreKind(other.to_owned())),
         }
     }
 }
@@ -459,10 +462,7 @@ impl Config {
             self.auth.users_file = Some(PathBuf::from(file));
         }
         if let Some(kind) = var("OMNI_STORE_KIND") {
-            self.store.kind = Some(
-                kind.parse()
-                    .map_err(|e: String| anyhow::anyhow!("OMNI_STORE_KIND: {e}"))?,
-            );
+            self.store.kind = Some(kind.parse().context("OMNI_STORE_KIND")?);
         }
         self.store.apply_env(&var);
         Ok(())
