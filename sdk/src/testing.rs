@@ -197,37 +197,83 @@ pub fn is_plain_file_name(name: &str) -> bool {
         && !name.contains(['/', '\\', '\0'])
 }
 
+/// Why a rendered object is not of its Kubernetes type ([`check_kubernetes_types`]). Each error
+/// names the object (`Job x`).
+#[cfg(feature = "k8s")]
+#[derive(Debug, thiserror::Error)]
+pub enum KubernetesTypeError {
+    /// No k8s-openapi type is known here for the object's `apiVersion` and `kind`.
+    #[error("{kind} {name}: no k8s-openapi type known for {api_version} {kind}")]
+    UnknownKind {
+        /// The object's `apiVersion`.
+        api_version: String,
+        /// Its `kind`.
+        kind: String,
+        /// Its name.
+        name: String,
+    },
+    /// The object does not deserialize into its type.
+    #[error("{kind} {name}: {source}")]
+    Json {
+        /// The object's `kind`.
+        kind: String,
+        /// Its name.
+        name: String,
+        /// serde_json's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The object has a field its type does not have, or one of the wrong form: it does not come
+    /// back unchanged from the typed value.
+    #[error("{kind} {name}: {path} is not a field of the type, or has the wrong form")]
+    Field {
+        /// The object's `kind`.
+        kind: String,
+        /// Its name.
+        name: String,
+        /// The JSON Pointer of the field.
+        path: String,
+    },
+}
+
 /// Checks that every rendered object deserializes into its k8s-openapi type (for the kinds Omni
 /// plugins render), so a typo in a template fails a test instead of a cluster's admission.
 ///
 /// # Errors
 /// The first object that does not match its type, or a kind this function does not know.
 #[cfg(feature = "k8s")]
-pub fn check_kubernetes_types(rendered: &Rendered) -> Result<(), String> {
+pub fn check_kubernetes_types(rendered: &Rendered) -> Result<(), KubernetesTypeError> {
     use k8s_openapi::api::{batch::v1 as batch, core::v1 as core};
+    /// Where the object differs from its typed value, if anywhere.
     // k8s-openapi ignores unknown fields, so a typo (`nodeSelecter`) would deserialize fine:
     // the object must also come back unchanged from the typed value.
     fn check<T: serde::de::DeserializeOwned + serde::Serialize>(
         body: &Value,
-    ) -> Result<(), String> {
-        let typed: T = serde_json::from_value(body.clone()).map_err(|e| e.to_string())?;
-        let back = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
-        match first_difference(body, &back, String::new()) {
-            None => Ok(()),
-            Some(path) => Err(format!(
-                "{path} is not a field of the type, or has the wrong form"
-            )),
-        }
+    ) -> Result<Option<String>, serde_json::Error> {
+        let typed: T = serde_json::from_value(body.clone())?;
+        let back = serde_json::to_value(&typed)?;
+        Ok(first_difference(body, &back, String::new()))
     }
     for m in &rendered.manifests {
-        let result = match (m.api_version.as_str(), m.kind.as_str()) {
+        let checked = match (m.api_version.as_str(), m.kind.as_str()) {
             ("batch/v1", "Job") => check::<batch::Job>(&m.body),
             ("v1", "ConfigMap") => check::<core::ConfigMap>(&m.body),
             ("v1", "Secret") => check::<core::Secret>(&m.body),
             ("v1", "PersistentVolumeClaim") => check::<core::PersistentVolumeClaim>(&m.body),
-            (api, kind) => Err(format!("no k8s-openapi type known for {api} {kind}")),
+            _ => {
+                return Err(KubernetesTypeError::UnknownKind {
+                    api_version: m.api_version.clone(),
+                    kind: m.kind.clone(),
+                    name: m.name.clone(),
+                });
+            }
         };
-        result.map_err(|e| format!("{} {}: {e}", m.kind, m.name))?;
+        let (kind, name) = (m.kind.clone(), m.name.clone());
+        match checked {
+            Ok(None) => {}
+            Ok(Some(path)) => return Err(KubernetesTypeError::Field { kind, name, path }),
+            Err(source) => return Err(KubernetesTypeError::Json { kind, name, source }),
+        }
     }
     Ok(())
 }

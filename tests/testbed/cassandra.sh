@@ -33,8 +33,9 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=tests/testbed/lib.sh
+. "$here/lib.sh"
 files=$here/cassandra
-cache=${OMNI_TESTBED_CACHE:-$HOME/.cache/omni-testbed}
 version=${OMNI_CASSANDRA_VERSION:-5.0.9}
 install_dir=$cache/cassandra-$version
 lib=$install_dir/lib
@@ -48,25 +49,6 @@ heap=${OMNI_CASSANDRA_HEAP:-1g}
 start_timeout=${OMNI_CASSANDRA_START_TIMEOUT:-180}
 stop_timeout=${OMNI_CASSANDRA_STOP_TIMEOUT:-60}
 endpoint=127.0.0.1:$native_port
-
-log() { printf 'cassandra.sh: %s\n' "$*" >&2; }
-
-die() {
-    log "error: $*"
-    exit 1
-}
-
-# Seconds since $1 (an $EPOCHREALTIME), with one decimal.
-since() {
-    local now=${EPOCHREALTIME/[,.]/} then=${1/[,.]/} ds
-    ds=$(((now - then) / 100000))
-    printf '%d.%d' $((ds / 10)) $((ds % 10))
-}
-
-usage() {
-    sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2
-    exit 2
-}
 
 # --- prerequisites -----------------------------------------------------------
 
@@ -100,37 +82,17 @@ need_mvn() {
 
 # --- the node's process -------------------------------------------------------
 
-# True while process $1 exists. A zombie counts as gone only once all its
-# threads are: after SIGKILL the JVM's main thread turns Z while the others
-# are still tearing down (and still hold the listening sockets).
-alive() {
-    local st tasks
-    [[ -r /proc/$1/stat ]] || return 1
-    st=$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null) || return 1
-    [[ -n $st ]] || return 1
-    if [[ $st == Z || $st == X ]]; then
-        tasks=$(find "/proc/$1/task" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l)
-        ((tasks > 1)) || return 1
-    fi
-    return 0
-}
-
 # Prints the pid of our node and succeeds when it runs.
 node_pid() {
     local pid
-    [[ -f $pidfile ]] || return 1
-    pid=$(<"$pidfile")
-    [[ $pid =~ ^[0-9]+$ ]] || return 1
-    alive "$pid" || return 1
+    pid=$(pid_from "$pidfile") || return 1
     # The pid must still be our Cassandra, not a recycled pid.
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "CassandraDaemon" || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "-Dcassandra.storagedir=$state " || return 1
+    cmdline_of "$pid" | grep -q "CassandraDaemon" || return 1
+    cmdline_of "$pid" | grep -qF -- "-Dcassandra.storagedir=$state " || return 1
     echo "$pid"
 }
 
 answers() { python3 "$files/cqlprobe.py" "$1" >/dev/null 2>&1; }
-
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # Byte sizes of the logs when this node was launched: show_log_tail prints
 # only what this start wrote.
@@ -144,15 +106,8 @@ mark_logs() {
 }
 
 show_log_tail() {
-    local f i=0 n
-    for f in "$logdir/system.log" "$logdir/stdout.log"; do
-        n=$((i == 0 ? 30 : 15))
-        if [[ -s $f ]]; then
-            printf '==> %s (this start, last %d lines) <==\n' "$f" "$n" >&2
-            tail -c +"$((log_offsets[i] + 1))" "$f" | tail -n "$n" >&2
-        fi
-        i=$((i + 1))
-    done
+    tail_since "$logdir/system.log" "${log_offsets[0]}" 30
+    tail_since "$logdir/stdout.log" "${log_offsets[1]}" 15
 }
 
 # Waits until endpoint $1 answers CQL. With a pid in $2, fails as soon as
@@ -179,18 +134,6 @@ wait_for_cql() {
     done
 }
 
-# Sends signal $1 to pid $3 and waits up to $2 s for it to go.
-signal_and_wait() {
-    local sig=$1 timeout=$2 pid=$3 waited=0
-    kill "-$sig" "$pid" 2>/dev/null || true
-    while alive "$pid"; do
-        ((waited >= timeout * 10)) && return 1
-        sleep 0.1
-        waited=$((waited + 1))
-    done
-    return 0
-}
-
 # --- install and configure ------------------------------------------------------
 
 # Downloads the jars into $install_dir, atomically: into a temp dir first,
@@ -200,12 +143,9 @@ install() {
         return 0
     fi
     need_mvn
-    mkdir -p "$cache"
-    rm -rf "$cache/.cassandra-$version".* # leftovers of an interrupted download
-    local tmp
-    tmp=$(mktemp -d "$cache/.cassandra-$version.XXXXXX")
-    # shellcheck disable=SC2064 # expand $tmp now
-    trap "rm -rf '$tmp'" EXIT
+    local cache_tmp tmp
+    cache_tmp_dir "cassandra-$version"
+    tmp=$cache_tmp
     log "downloading Cassandra $version jars through Maven (once) into $install_dir"
     local pom
     pom=$(<"$files/pom.xml")
@@ -218,11 +158,8 @@ install() {
     fi
     [[ -f $tmp/lib/cassandra-all-$version.jar ]] || die "mvn finished without cassandra-all-$version.jar"
     rm -f "$tmp/pom.xml" "$tmp/mvn.log"
-    chmod 755 "$tmp"
     echo "$version" >"$tmp/VERSION"
-    rm -rf "$install_dir" # an old layout, never a complete install (checked above)
-    mv -T "$tmp" "$install_dir"
-    trap - EXIT
+    cache_commit "$install_dir" # replacing an old layout, never a complete install (checked above)
     log "downloaded $(find "$lib" -name '*.jar' | wc -l) jars ($(du -sh "$lib" | cut -f1)) in $(since "$t0") s"
 }
 
@@ -316,37 +253,14 @@ launch() {
         setpriv --bounding-set -ipc_lock -- true 2>/dev/null; then
         prefix=(setpriv --bounding-set -ipc_lock --)
     fi
-    rm -f "$pidfile"
     touch "$logdir/system.log" "$logdir/stdout.log"
     mark_logs
     printf '\n=== %s start: Cassandra %s on %s ===\n' "$(date -Is)" "$version" "$endpoint" >>"$logdir/stdout.log"
-    # setsid + nohup: the node outlives the calling shell and its terminal. The
-    # inner bash writes its own pid (the JVM's, after exec) even if setsid forks.
-    # fd 9 (the lock) must not leak into the node.
-    (
-        cd "$state"
-        # shellcheck disable=SC2016 # $$, $0 and $@ belong to the inner bash
-        nohup setsid bash -c 'echo $$ >"$0.tmp" && mv -f "$0.tmp" "$0" && exec "$@"' \
-            "$pidfile" "${prefix[@]}" "$java_bin" "${jvm[@]}" \
-            -cp "$state/conf:$lib/*" org.apache.cassandra.service.CassandraDaemon \
-            </dev/null >>"$logdir/stdout.log" 2>&1 9>&- &
-    )
-    local i
-    for ((i = 0; i < 100; i++)); do
-        [[ -s $pidfile ]] && break
-        sleep 0.1
-    done
-    [[ -s $pidfile ]] || die "the node did not start (no pid file); see $logdir/stdout.log"
+    spawn "$state" "$pidfile" "$logdir/stdout.log" \
+        "${prefix[@]}" "$java_bin" "${jvm[@]}" \
+        -cp "$state/conf:$lib/*" org.apache.cassandra.service.CassandraDaemon ||
+        die "the node did not start (no pid file); see $logdir/stdout.log"
     echo "$endpoint" >"$endpoint_file"
-}
-
-lock() {
-    mkdir -p "$cache"
-    exec 9>"$cache/cassandra.lock"
-    if ! flock -n 9; then
-        log "waiting for another cassandra.sh (lock $cache/cassandra.lock)"
-        flock 9
-    fi
 }
 
 # --- commands -------------------------------------------------------------------
@@ -359,7 +273,7 @@ cmd_start() {
         echo "$OMNI_TEST_CASSANDRA"
         return
     fi
-    lock
+    lock cassandra
     local pid running_at
     if pid=$(node_pid); then
         running_at=$(cat "$endpoint_file" 2>/dev/null || echo "$endpoint")
@@ -406,10 +320,7 @@ cmd_stop() {
         return 0
     fi
     log "stopping pid $pid (SIGTERM, SIGKILL after $stop_timeout s)"
-    if ! signal_and_wait TERM "$stop_timeout" "$pid"; then
-        log "still running after $stop_timeout s: SIGKILL"
-        signal_and_wait KILL 10 "$pid" || die "pid $pid survived SIGKILL"
-    fi
+    terminate "pid $pid" "$pid" "$stop_timeout"
     rm -f "$pidfile"
     log "stopped"
 }
@@ -478,13 +389,13 @@ main() {
     shift
     case $cmd in
     start) cmd_start ;;
-    stop) lock && cmd_stop ;;
-    kill) lock && cmd_kill ;;
+    stop) lock cassandra && cmd_stop ;;
+    kill) lock cassandra && cmd_kill ;;
     status) cmd_status ;;
     logs) cmd_logs "$@" ;;
     env) cmd_env ;;
     cql) cmd_cql "$@" ;;
-    reset) lock && cmd_reset ;;
+    reset) lock cassandra && cmd_reset ;;
     -h | --help | help) usage ;;
     *)
         log "unknown command: $cmd"

@@ -52,8 +52,9 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=tests/testbed/lib.sh
+. "$here/lib.sh"
 files=$here/kubernetes
-cache=${OMNI_TESTBED_CACHE:-$HOME/.cache/omni-testbed}
 k8s_version=${OMNI_K8S_VERSION:-v1.35.4}
 etcd_version=${OMNI_K8S_ETCD_VERSION:-v3.6.16}
 kwok_version=${OMNI_K8S_KWOK_VERSION:-v0.8.0}
@@ -79,25 +80,6 @@ stop_timeout=${OMNI_K8S_STOP_TIMEOUT:-20}
 components=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 nodes=(amd64 arm64)
 
-log() { printf 'kubernetes.sh: %s\n' "$*" >&2; }
-
-die() {
-    log "error: $*"
-    exit 1
-}
-
-# Seconds since $1 (an $EPOCHREALTIME), with one decimal.
-since() {
-    local now=${EPOCHREALTIME/[,.]/} then=${1/[,.]/} ds
-    ds=$(((now - then) / 100000))
-    printf '%d.%d' $((ds / 10)) $((ds % 10))
-}
-
-usage() {
-    sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}" >&2
-    exit 2
-}
-
 # --- build ---------------------------------------------------------------------
 
 need_go() {
@@ -110,7 +92,7 @@ run_go() {
     local logfile=$1
     shift
     printf '+ go %s\n' "$*" >>"$logfile"
-    nice -n 19 env CGO_ENABLED=0 GOTOOLCHAIN="${GOTOOLCHAIN:-local}" go "$@" >>"$logfile" 2>&1
+    low_priority env CGO_ENABLED=0 GOTOOLCHAIN="${GOTOOLCHAIN:-local}" go "$@" >>"$logfile" 2>&1
 }
 
 # Prints the path of the go.mod that module@version $2 ships (log: $1).
@@ -131,23 +113,18 @@ build_failed() {
 # The go and godebug lines of go.mod $1, for a module that builds it as a dependency.
 go_lines() { grep -E '^(go|godebug) ' "$1" || true; }
 
-# new_build_dir NAME: a fresh temp dir beside the cache entry, removed on exit
-# unless it was renamed into place.
+# new_build_dir NAME: a fresh temp dir beside the cache entry (build_tmp),
+# removed on exit unless it was renamed into place.
 new_build_dir() {
-    mkdir -p "$cache" "$build_logs"
-    rm -rf "$cache/.$1".* # leftovers of an interrupted build
-    build_tmp=$(mktemp -d "$cache/.$1.XXXXXX")
-    # shellcheck disable=SC2064 # expand $build_tmp now
-    trap "rm -rf '$build_tmp'" EXIT
+    mkdir -p "$build_logs"
+    cache_tmp_dir "$1"
+    build_tmp=$cache_tmp
 }
 
+# finish_build_dir DEST: the build, without its sources, renamed into place.
 finish_build_dir() {
-    local dest=$1
-    chmod 755 "$build_tmp"
     rm -rf "${build_tmp:?}/src"
-    rm -rf "$dest"
-    mv -T "$build_tmp" "$dest"
-    trap - EXIT
+    cache_commit "$1"
 }
 
 k8s_cmds=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
@@ -158,7 +135,7 @@ build_kubernetes() {
     ((ok)) && return 0
     [[ $k8s_version =~ ^v1\.([0-9]+)\.([0-9]+)$ ]] || die "OMNI_K8S_VERSION=$k8s_version is not v1.Y.Z"
     local staging=v0.${BASH_REMATCH[1]}.${BASH_REMATCH[2]} minor=${BASH_REMATCH[1]}
-    local logfile=$build_logs/kubernetes-$k8s_version.log t0=$EPOCHREALTIME gomod build_tmp
+    local logfile=$build_logs/kubernetes-$k8s_version.log t0=$EPOCHREALTIME gomod build_tmp cache_tmp
     new_build_dir "kubernetes-$k8s_version"
     : >"$logfile"
     log "building Kubernetes $k8s_version (${k8s_cmds[*]}) once, at nice 19; this takes a while (log: $logfile)"
@@ -199,7 +176,7 @@ build_kubernetes() {
 
 build_etcd() {
     [[ -x $etcd_bin/etcd ]] && return 0
-    local logfile=$build_logs/etcd-$etcd_version.log t0=$EPOCHREALTIME gomod build_tmp
+    local logfile=$build_logs/etcd-$etcd_version.log t0=$EPOCHREALTIME gomod build_tmp cache_tmp
     new_build_dir "etcd-$etcd_version"
     : >"$logfile"
     log "building etcd $etcd_version once (log: $logfile)"
@@ -231,7 +208,7 @@ build_etcd() {
 
 build_kwok() {
     [[ -x $kwok_bin/kwok ]] && return 0
-    local logfile=$build_logs/kwok-$kwok_version.log t0=$EPOCHREALTIME build_tmp
+    local logfile=$build_logs/kwok-$kwok_version.log t0=$EPOCHREALTIME build_tmp cache_tmp
     new_build_dir "kwok-$kwok_version"
     : >"$logfile"
     log "building kwok $kwok_version once (log: $logfile)"
@@ -298,14 +275,6 @@ built() {
 
 # --- processes -------------------------------------------------------------------
 
-# True while process $1 exists (a zombie counts as gone).
-alive() {
-    local st
-    [[ -r /proc/$1/stat ]] || return 1
-    st=$(cut -d' ' -f3 "/proc/$1/stat" 2>/dev/null) || return 1
-    [[ -n $st && $st != Z && $st != X ]]
-}
-
 bin_of() {
     case $1 in
     etcd) echo "$etcd_bin/etcd" ;;
@@ -317,27 +286,18 @@ bin_of() {
 # Prints the pid of component $1 and succeeds when it runs.
 component_pid() {
     local pid cmdline
-    [[ -f $rundir/$1.pid ]] || return 1
-    pid=$(<"$rundir/$1.pid")
-    [[ $pid =~ ^[0-9]+$ ]] && alive "$pid" || return 1
+    pid=$(pid_from "$rundir/$1.pid") || return 1
     # Still ours, not a recycled pid: our binary, with our state dir in its arguments.
-    cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+    cmdline=$(cmdline_of "$pid") || return 1
     [[ $cmdline == */"$1 "* && $cmdline == *"$state/"* ]] || return 1
     echo "$pid"
 }
-
-port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # The size of each log when its component was launched: show_log_tail prints
 # only what this start wrote.
 declare -A log_offset=()
 
-show_log_tail() {
-    local c=$1 f=$logdir/$1.log n=${2:-30}
-    [[ -s $f ]] || return 0
-    printf '==> %s (this start, last %d lines) <==\n' "$f" "$n" >&2
-    tail -c +"$((${log_offset[$c]:-0} + 1))" "$f" | tail -n "$n" >&2
-}
+show_log_tail() { tail_since "$logdir/$1.log" "${log_offset[$1]:-0}" "${2:-30}"; }
 
 # Dies with the tail of component $1's log, saying $2.
 component_failed() {
@@ -348,27 +308,14 @@ component_failed() {
 # launch NAME ARGS...: runs component NAME in the background, in its own
 # session, logging to $logdir/NAME.log, its pid in $rundir/NAME.pid.
 launch() {
-    local name=$1 bin pidfile=$rundir/$1.pid i
+    local name=$1 bin pidfile=$rundir/$1.pid
     shift
     bin=$(bin_of "$name")
-    rm -f "$pidfile"
     touch "$logdir/$name.log"
     log_offset[$name]=$(stat -c %s "$logdir/$name.log")
     printf '\n=== %s start: %s ===\n' "$(date -Is)" "$name" >>"$logdir/$name.log"
-    # setsid + nohup: it outlives the calling shell and its terminal. The inner
-    # bash writes its own pid (the component's, after exec). fd 9 (the lock)
-    # must not leak into it.
-    (
-        cd "$state"
-        # shellcheck disable=SC2016 # $$, $0 and $@ belong to the inner bash
-        nohup setsid bash -c 'echo $$ >"$0.tmp" && mv -f "$0.tmp" "$0" && exec "$@"' \
-            "$pidfile" "$bin" "$@" </dev/null >>"$logdir/$name.log" 2>&1 9>&- &
-    )
-    for ((i = 0; i < 100; i++)); do
-        [[ -s $pidfile ]] && break
-        sleep 0.1
-    done
-    [[ -s $pidfile ]] || component_failed "$name" "$name did not start (no pid file)"
+    spawn "$state" "$pidfile" "$logdir/$name.log" "$bin" "$@" ||
+        component_failed "$name" "$name did not start (no pid file)"
     log "started $name (pid $(<"$pidfile"))"
 }
 
@@ -390,28 +337,13 @@ wait_until() {
     log "$what after $(since "$t0") s"
 }
 
-# Sends signal $1 to pid $3 and waits up to $2 s for it to go.
-signal_and_wait() {
-    local sig=$1 timeout=$2 pid=$3 waited=0
-    kill "-$sig" "$pid" 2>/dev/null || true
-    while alive "$pid"; do
-        ((waited >= timeout * 10)) && return 1
-        sleep 0.1
-        waited=$((waited + 1))
-    done
-    return 0
-}
-
 stop_component() {
     local c=$1 pid
     if ! pid=$(component_pid "$c"); then
         rm -f "$rundir/$c.pid"
         return 0
     fi
-    if ! signal_and_wait TERM "$stop_timeout" "$pid"; then
-        log "$c (pid $pid) still runs after $stop_timeout s: SIGKILL"
-        signal_and_wait KILL 10 "$pid" || die "$c (pid $pid) survived SIGKILL"
-    fi
+    terminate "$c (pid $pid)" "$pid" "$stop_timeout"
     rm -f "$rundir/$c.pid"
     log "stopped $c (pid $pid)"
 }
@@ -570,15 +502,6 @@ nodes_yaml() {
 
 # --- commands -----------------------------------------------------------------------
 
-lock() {
-    mkdir -p "$cache"
-    exec 9>"$cache/kubernetes.lock"
-    if ! flock -n 9; then
-        log "waiting for another kubernetes.sh (lock $cache/kubernetes.lock)"
-        flock 9
-    fi
-}
-
 use_own_cluster() {
     local kc_bin start=$SECONDS t0=$EPOCHREALTIME
     [[ -f $OMNI_TEST_KUBECONFIG ]] || die "OMNI_TEST_KUBECONFIG=$OMNI_TEST_KUBECONFIG: no such file"
@@ -598,7 +521,7 @@ cmd_start() {
         use_own_cluster
         return
     fi
-    lock
+    lock kubernetes
     local t0=$EPOCHREALTIME c running=0 out
     for c in "${components[@]}"; do
         if component_pid "$c" >/dev/null; then
@@ -785,14 +708,14 @@ main() {
     local cmd=$1
     shift
     case $cmd in
-    build) lock && cmd_build ;;
+    build) lock kubernetes && cmd_build ;;
     start) cmd_start ;;
-    stop) lock && cmd_stop ;;
+    stop) lock kubernetes && cmd_stop ;;
     status) cmd_status ;;
     logs) cmd_logs "$@" ;;
     kubectl) cmd_kubectl "$@" ;;
     env) cmd_env ;;
-    reset) lock && cmd_reset ;;
+    reset) lock kubernetes && cmd_reset ;;
     -h | --help | help) usage ;;
     *)
         log "unknown command: $cmd"

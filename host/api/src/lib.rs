@@ -52,7 +52,7 @@ pub mod problem;
 pub mod types;
 pub mod webhooks;
 
-pub use auth::{AuthConfig, Authenticator, Caller, Role};
+pub use auth::{AuthConfig, AuthConfigError, Authenticator, Caller, Role};
 pub use events::EventsConfig;
 
 pub use problem::Problem;

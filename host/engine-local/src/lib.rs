@@ -13,7 +13,7 @@
 //! nothing of the server's (its environment, data, configuration, other jobs), no network
 //! unless the step asks and the engine allows, resource limits, and as a uid that is neither
 //! root nor the server's. A host where bubblewrap cannot start refuses to run jobs
-//! ([`Sandbox::probe`]), unless the operator sets `unsandboxed = true`
+//! ([`LocalRunner::probe`]), unless the operator sets `unsandboxed = true`
 //! ([`Isolation::Unsandboxed`]): then the steps are plain processes of the server's user, and
 //! every environment value, working directory and whole argument that is a mount path, or a
 //! path under one, is rewritten to the volume's directory (a path written inside a script is
@@ -50,7 +50,7 @@ mod spool;
 
 pub use engine::{LocalEngine, LocalEngineConfig};
 pub use plan::{Mount, NETWORK_ANNOTATION, Plan, PlanError, StepPlan, Volume};
-pub use sandbox::{JobUid, Sandbox, SandboxConfig};
+pub use sandbox::{JobUid, Sandbox, SandboxConfig, SandboxError};
 
 /// What a run reports, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,8 +111,27 @@ pub enum RunError {
     #[error("ConfigMap file {0:?} of volume {1:?} is not a plain relative path")]
     BadKey(String, String),
     /// The sandbox cannot take the job.
-    #[error("{0}")]
-    Sandbox(String),
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+}
+
+/// Why the sandbox cannot run jobs on this host ([`LocalRunner::probe`]).
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// The probe's run could not start.
+    #[error("the sandbox probe cannot start: {0}")]
+    Start(#[source] RunError),
+    /// The probe's step failed: the sandbox cannot start here.
+    #[error("the sandbox (bubblewrap) cannot start here: {message}: {said}")]
+    Failed {
+        /// How the step ended.
+        message: String,
+        /// What the sandbox's tools printed, its lines joined with `; `.
+        said: String,
+    },
+    /// The probe was cancelled.
+    #[error("the sandbox probe was cancelled")]
+    Cancelled,
 }
 
 /// How a runner runs steps.
@@ -219,7 +238,7 @@ impl LocalRunner {
             move |source| RunError::Io { path, source }
         };
         let uid = match &self.isolation {
-            Isolation::Sandboxed(sandbox) => sandbox.allocate().map_err(RunError::Sandbox)?,
+            Isolation::Sandboxed(sandbox) => sandbox.allocate()?,
             Isolation::Unsandboxed => None,
         };
         let home = dir.join("home");
@@ -283,7 +302,7 @@ impl LocalRunner {
     ///
     /// # Errors
     /// What went wrong, with what the sandbox's tools printed.
-    pub async fn probe(&self) -> Result<(), String> {
+    pub async fn probe(&self) -> Result<(), ProbeError> {
         if matches!(self.isolation, Isolation::Unsandboxed) {
             return Ok(());
         }
@@ -304,7 +323,7 @@ impl LocalRunner {
             volumes: BTreeMap::new(),
             deadline: Some(std::time::Duration::from_secs(30)),
         };
-        let mut run = self.start(id, plan).map_err(|e| e.to_string())?;
+        let mut run = self.start(id, plan).map_err(ProbeError::Start)?;
         let mut said = Vec::new();
         let mut outcome = Outcome::Failed("the probe ended without an outcome".to_owned());
         while let Some(event) = run.events.recv().await {
@@ -320,11 +339,13 @@ impl LocalRunner {
         let _ = self.remove(id);
         match outcome {
             Outcome::Succeeded => Ok(()),
-            Outcome::Failed(message) | Outcome::DeadlineExceeded(message) => Err(format!(
-                "the sandbox (bubblewrap) cannot start here: {message}: {}",
-                said.join("; ")
-            )),
-            Outcome::Cancelled => Err("the sandbox probe was cancelled".to_owned()),
+            Outcome::Failed(message) | Outcome::DeadlineExceeded(message) => {
+                Err(ProbeError::Failed {
+                    message,
+                    said: said.join("; "),
+                })
+            }
+            Outcome::Cancelled => Err(ProbeError::Cancelled),
         }
     }
 

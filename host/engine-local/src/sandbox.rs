@@ -39,6 +39,41 @@ use crate::plan::{NETWORK_ANNOTATION, StepPlan};
 /// The uid and gid a step runs as inside its sandbox.
 pub const BUILD_UID: u32 = 1000;
 
+/// Why the sandbox cannot take a job, or run one of its steps.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// Every uid of the range is in use by a running job.
+    #[error(
+        "every uid of the sandbox's range {first}..{end} is taken by a running job; raise `uids`"
+    )]
+    NoFreeUid {
+        /// The range's first uid.
+        first: u32,
+        /// The uid after its last.
+        end: u32,
+    },
+    /// The step asks for network, and this engine gives steps none.
+    #[error(
+        "step {step} asks for network (annotation {NETWORK_ANNOTATION}), and this engine gives steps none: user-mode networking is not built yet; `network = \"host\"` in the engine's [engines.sandbox] lets such steps share the host's network, loopback included"
+    )]
+    NoNetwork {
+        /// The step.
+        step: String,
+    },
+    /// A step mounts a volume the job has no directory for.
+    #[error("volume {volume:?} has no directory")]
+    NoVolume {
+        /// The volume.
+        volume: String,
+    },
+    /// A path the step needs is not in the job's directory.
+    #[error("{} is not in the job's directory", path.display())]
+    OutsideJob {
+        /// The path.
+        path: PathBuf,
+    },
+}
+
 /// Where a root server's sandbox sees the job's directory before bubblewrap mounts its parts.
 pub const STAGE: &str = "/run/omni-sandbox";
 
@@ -243,18 +278,16 @@ impl Sandbox {
     ///
     /// # Errors
     /// When every uid of the range is in use.
-    pub fn allocate(self: &Arc<Self>) -> Result<Option<JobUid>, String> {
+    pub fn allocate(self: &Arc<Self>) -> Result<Option<JobUid>, SandboxError> {
         if !self.per_job_uid {
             return Ok(None);
         }
         let mut in_use = self.in_use.lock().unwrap_or_else(PoisonError::into_inner);
         let first = self.config.first_uid;
         let end = first.saturating_add(self.config.uids);
-        let uid = (first..end).find(|uid| !in_use.contains(uid)).ok_or_else(|| {
-            format!(
-                "every uid of the sandbox's range {first}..{end} is taken by a running job; raise `uids`"
-            )
-        })?;
+        let uid = (first..end)
+            .find(|uid| !in_use.contains(uid))
+            .ok_or(SandboxError::NoFreeUid { first, end })?;
         in_use.insert(uid);
         Ok(Some(JobUid {
             uid,
@@ -272,22 +305,23 @@ impl Sandbox {
         step: &StepPlan,
         paths: &JobPaths<'_>,
         uid: Option<u32>,
-    ) -> Result<Command, String> {
+    ) -> Result<Command, SandboxError> {
         if step.network && self.config.network == Network::None {
-            return Err(format!(
-                "step {} asks for network (annotation {NETWORK_ANNOTATION}), and this engine gives steps none: user-mode networking is not built yet; `network = \"host\"` in the engine's [engines.sandbox] lets such steps share the host's network, loopback included",
-                step.name
-            ));
+            return Err(SandboxError::NoNetwork {
+                step: step.name.clone(),
+            });
         }
         // A root server's sandbox reaches the job's directory through STAGE (see the module's
         // documentation); a non-root one through its real path.
-        let source = |path: &Path| -> Result<PathBuf, String> {
+        let source = |path: &Path| -> Result<PathBuf, SandboxError> {
             if uid.is_none() {
                 return Ok(path.to_owned());
             }
             path.strip_prefix(paths.dir)
                 .map(|rest| Path::new(STAGE).join(rest))
-                .map_err(|_| format!("{} is not in the job's directory", path.display()))
+                .map_err(|_| SandboxError::OutsideJob {
+                    path: path.to_owned(),
+                })
         };
         let limits = &self.config.limits;
         let memory = step.memory.unwrap_or(limits.memory_mib << 20);
@@ -396,7 +430,9 @@ impl Sandbox {
             let dir = paths
                 .volumes
                 .get(&mount.volume)
-                .ok_or_else(|| format!("volume {:?} has no directory", mount.volume))?;
+                .ok_or_else(|| SandboxError::NoVolume {
+                    volume: mount.volume.clone(),
+                })?;
             let dir = source(dir)?;
             let how = if mount.read_only {
                 "--ro-bind"

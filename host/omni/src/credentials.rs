@@ -36,8 +36,7 @@ pub fn passwd(args: &PasswdArgs) -> anyhow::Result<ExitCode> {
     if password.is_empty() {
         anyhow::bail!("the password is empty");
     }
-    let hash = omni_api::auth::hash_password(&password)
-        .map_err(|e| anyhow::anyhow!("cannot hash the password: {e}"))?;
+    let hash = omni_api::auth::hash_password(&password)?;
     println!("{hash}");
     Ok(ExitCode::SUCCESS)
 }

@@ -24,8 +24,7 @@ use crate::config::{Config, EngineConfig, SelectedStore};
 /// # Errors
 /// An unreadable users file, or users and tokens that are not valid.
 pub fn auth(config: &Config) -> anyhow::Result<omni_api::Authenticator> {
-    omni_api::Authenticator::new(&config.auth.resolve()?)
-        .map_err(|e| anyhow::anyhow!("invalid [auth] configuration: {e}"))
+    omni_api::Authenticator::new(&config.auth.resolve()?).context("invalid [auth] configuration")
 }
 
 /// Serves `config` on `listener` until `shutdown` completes, then stops taking requests, lets

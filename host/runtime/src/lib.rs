@@ -33,7 +33,7 @@ pub mod sandbox;
 mod state;
 pub mod templates;
 
-pub use error::{LoadError, PluginError};
+pub use error::{LoadError, PluginError, PrepareError};
 pub use limits::{Limits, LimitsConfig};
 pub use omni_core::{FieldError, JobContext, Manifest, PluginInfo, Rendered};
 pub use plugin::Plugin;

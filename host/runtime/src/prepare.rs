@@ -18,6 +18,7 @@ use wasmtime::component::{Component, Instance, Lift, WasmList};
 use wasmtime::{AsContextMut, Store};
 use wasmtime_wizer::{ComponentInstanceState, Wizer};
 
+use crate::error::PrepareError;
 use crate::limits::Limits;
 use crate::sandbox::{Sandbox, digest, write_then_rename};
 use crate::state::{HostState, Read, Reads};
@@ -89,18 +90,16 @@ pub(crate) fn snapshot(
     task: &Arc<str>,
     label: &Arc<str>,
     limits: Limits,
-) -> Result<(Component, Reads), String> {
+) -> Result<(Component, Reads), PrepareError> {
     let mut wizer = Wizer::new();
     // A component's export is a lifted core function: removing that from the core module (the
     // default) leaves the lift dangling. Kept, it is never called on a snapshot.
     wizer.keep_init_func(true);
     let (cx, instrumented) = wizer
         .instrument_component(bytes)
-        .map_err(|e| format!("cannot instrument the component: {e:#}"))?;
+        .map_err(|source| PrepareError::Instrument { source })?;
     // It runs once: quick code (not cached) is the cheapest way to run it, where there is any.
-    let (code, tier) = sandbox
-        .compile_quick(path, &instrumented, &digest(&instrumented))
-        .map_err(|e| e.to_string())?;
+    let (code, tier) = sandbox.compile_quick(path, &instrumented, &digest(&instrumented))?;
     let backend = sandbox.backend(tier);
     let state = HostState::for_snapshot(
         Arc::clone(sandbox.templates()),
@@ -113,12 +112,12 @@ pub(crate) fn snapshot(
     let instance = backend
         .linker
         .instantiate(&mut store, &code)
-        .map_err(|e| format!("cannot instantiate the component to initialize it: {e:#}"))?;
+        .map_err(|source| PrepareError::Instantiate { source })?;
     let init = instance
         .get_typed_func::<(), ()>(&mut store, INITIALIZE)
-        .map_err(|e| format!("{INITIALIZE}: {e:#}"))?;
+        .map_err(|source| PrepareError::NoInitialize { source })?;
     init.call(&mut store, ())
-        .map_err(|e| format!("{INITIALIZE} failed: {e:#}"))?;
+        .map_err(|source| PrepareError::Initialize { source })?;
     let mut state = Snapshotting {
         store: &mut store,
         instance,
@@ -126,15 +125,13 @@ pub(crate) fn snapshot(
     };
     // Every call of `Snapshotting` is synchronous: the future is ready when first polled.
     let snapshot = futures::executor::block_on(wizer.snapshot_component(&cx, &mut state));
-    if let Some(error) = state.error {
-        return Err(format!("cannot read the initialized instance: {error}"));
+    if let Some((export, source)) = state.error {
+        return Err(PrepareError::ReadInstance { export, source });
     }
-    let snapshot = snapshot.map_err(|e| format!("cannot write the snapshot: {e:#}"))?;
+    let snapshot = snapshot.map_err(|source| PrepareError::Write { source })?;
     let reads = store.data_mut().reads.take().unwrap_or_default();
     let snapshot_digest = digest(&snapshot);
-    let compiled = sandbox
-        .compile(path, &snapshot, &snapshot_digest)
-        .map_err(|e| e.to_string())?;
+    let compiled = sandbox.compile(path, &snapshot, &snapshot_digest)?;
     if let Some(file) = sandbox.cache_file(component, "preinit.json") {
         let manifest = Manifest {
             snapshot: snapshot_digest,
@@ -162,7 +159,8 @@ pub(crate) fn snapshot(
 struct Snapshotting<'a> {
     store: &'a mut Store<HostState>,
     instance: Instance,
-    error: Option<String>,
+    /// The first read that failed: its export (`instance#func`) and why.
+    error: Option<(String, wasmtime::Error)>,
 }
 
 impl Snapshotting<'_> {
@@ -189,7 +187,7 @@ impl Snapshotting<'_> {
             Ok(read(store, value))
         })();
         answer.unwrap_or_else(|e| {
-            self.error = Some(format!("{instance}#{func}: {e:#}"));
+            self.error = Some((format!("{instance}#{func}"), e));
             T::default()
         })
     }

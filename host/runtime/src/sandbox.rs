@@ -56,8 +56,37 @@ impl Default for SandboxConfig {
 
 /// The sandbox could not be set up.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot set up the plugin sandbox: {0}")]
-pub struct SetupError(String);
+pub enum SetupError {
+    /// wasmtime refused the Engine's configuration, or linking the host's imports.
+    #[error("cannot set up the plugin sandbox: {source}")]
+    Wasmtime {
+        /// wasmtime's error.
+        #[source]
+        source: wasmtime::Error,
+    },
+    /// The compile cache's directory cannot be made.
+    #[error("cannot set up the plugin sandbox: {}: {source}", dir.display())]
+    CacheDir {
+        /// The directory.
+        dir: PathBuf,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The thread that ticks the Engines' epochs (the calls' deadlines) cannot start.
+    #[error("cannot set up the plugin sandbox: {source}")]
+    Ticker {
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl From<wasmtime::Error> for SetupError {
+    fn from(source: wasmtime::Error) -> Self {
+        SetupError::Wasmtime { source }
+    }
+}
 
 /// Which compiler produced a plugin's code (`quick` or `optimized` in `GET /v1/plugins`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -78,11 +107,9 @@ pub(crate) struct Backend {
 impl Backend {
     fn new(engine: Engine) -> Result<Self, SetupError> {
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .map_err(|e| SetupError(e.to_string()))?;
-        deny(&mut linker).map_err(|e| SetupError(e.to_string()))?;
-        JobHandler::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)
-            .map_err(|e| SetupError(e.to_string()))?;
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        deny(&mut linker)?;
+        JobHandler::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)?;
         Ok(Self { engine, linker })
     }
 }
@@ -151,8 +178,10 @@ impl Sandbox {
             None
         };
         if let Some(dir) = &config.cache_dir {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| SetupError(format!("{}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir).map_err(|source| SetupError::CacheDir {
+                dir: dir.clone(),
+                source,
+            })?;
         }
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
@@ -170,7 +199,7 @@ impl Sandbox {
                     ticking.iter().for_each(Engine::increment_epoch);
                 }
             })
-            .map_err(|e| SetupError(e.to_string()))?;
+            .map_err(|source| SetupError::Ticker { source })?;
         Ok(Self {
             optimized: Backend::new(engine)?,
             quick,
@@ -207,7 +236,7 @@ impl Sandbox {
         }
         Engine::new(&engine_config(None, Strategy::Cranelift))
             .map(|e| (e, false))
-            .map_err(|e| SetupError(e.to_string()))
+            .map_err(SetupError::from)
     }
 
     pub(crate) fn backend(&self, tier: Tier) -> &Backend {
@@ -334,9 +363,9 @@ impl Sandbox {
         path: &Path,
         bytes: &[u8],
     ) -> Result<Component, LoadError> {
-        Component::new(&backend.engine, bytes).map_err(|e| LoadError::Compile {
+        Component::new(&backend.engine, bytes).map_err(|source| LoadError::Compile {
             path: path.to_owned(),
-            message: format!("{e:#}"),
+            source,
         })
     }
 }

@@ -164,7 +164,7 @@ fn a_component_without_the_initialize_export_serves_as_it_is() {
     let registry = Registry::new(sandbox(json!({})), dir.path());
     registry.scan();
     let plugin = registry.get("srpm").expect("srpm serves");
-    let error = plugin.prepare().unwrap_err();
+    let error = plugin.prepare().unwrap_err().to_string();
     assert!(
         error.contains("does not export wizer-initialize"),
         "{error}"

@@ -9,6 +9,56 @@ use serde::{Deserialize, Deserializer};
 /// The longest TTL Cassandra accepts (20 years).
 const MAX_TTL: Duration = Duration::from_secs(630_720_000);
 
+/// Why a [`CassandraConfig`] cannot be used (checked when connecting: serde checks what it can
+/// when the config is parsed, this also covers one built in code).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConfigError {
+    /// No node to connect to.
+    #[error("contact_points is empty")]
+    NoContactPoints,
+    /// A keyspace name that would have to be quoted.
+    #[error("bad keyspace name {0:?}: a letter, then letters, digits or '_', at most 48")]
+    BadKeyspace(String),
+    /// A TTL out of Cassandra's range.
+    #[error("{field}: {source}")]
+    Ttl {
+        /// The setting.
+        field: &'static str,
+        /// What is wrong with it.
+        #[source]
+        source: TtlError,
+    },
+    /// `event_settle` is zero.
+    #[error("event_settle must be longer than zero")]
+    ZeroSettle,
+    /// A timeout is zero.
+    #[error("timeouts must be longer than zero")]
+    ZeroTimeout,
+    /// A username without a password, or the other way round.
+    #[error("username and password go together")]
+    HalfCredentials,
+    /// `SimpleStrategy` with no copies.
+    #[error("replication_factor must be at least 1")]
+    NoReplicas,
+    /// `NetworkTopologyStrategy` with no datacenter.
+    #[error("NetworkTopologyStrategy needs at least one datacenter")]
+    NoDatacenters,
+    /// A datacenter name that is empty or has control characters.
+    #[error("bad datacenter name {0:?}")]
+    BadDatacenter(String),
+}
+
+/// A TTL Cassandra does not accept.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum TtlError {
+    /// Under a second.
+    #[error("a TTL must be at least one second")]
+    TooShort,
+    /// Over Cassandra's limit.
+    #[error("a TTL must be at most 20 years (Cassandra's limit)")]
+    TooLong,
+}
+
 /// How to reach the cluster and how the store uses it.
 ///
 /// In TOML (every key but `contact_points` has a default):
@@ -102,26 +152,26 @@ impl CassandraConfig {
     }
 
     /// Checks what serde cannot when the config is built in code.
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), ConfigError> {
         if self.contact_points.is_empty() {
-            return Err("contact_points is empty".into());
+            return Err(ConfigError::NoContactPoints);
         }
         check_identifier(&self.keyspace)?;
-        for (name, ttl) in [
+        for (field, ttl) in [
             ("job_ttl", self.job_ttl),
             ("idempotency_ttl", self.idempotency_ttl),
             ("event_ttl", self.event_ttl),
         ] {
-            check_ttl(ttl).map_err(|e| format!("{name}: {e}"))?;
+            check_ttl(ttl).map_err(|source| ConfigError::Ttl { field, source })?;
         }
         if self.event_settle.is_zero() {
-            return Err("event_settle must be longer than zero".into());
+            return Err(ConfigError::ZeroSettle);
         }
         if self.request_timeout.is_zero() || self.connect_timeout.is_zero() {
-            return Err("timeouts must be longer than zero".into());
+            return Err(ConfigError::ZeroTimeout);
         }
         if self.username.is_some() != self.password.is_some() {
-            return Err("username and password go together".into());
+            return Err(ConfigError::HalfCredentials);
         }
         self.replication.to_cql().map(|_| ())
     }
@@ -176,11 +226,11 @@ impl Default for Replication {
 impl Replication {
     /// The CQL map literal. Datacenter names are quoted as CQL strings (quotes doubled), so no
     /// name can change the statement.
-    pub(crate) fn to_cql(&self) -> Result<String, String> {
+    pub(crate) fn to_cql(&self) -> Result<String, ConfigError> {
         match self {
             Replication::SimpleStrategy { replication_factor } => {
                 if *replication_factor == 0 {
-                    return Err("replication_factor must be at least 1".into());
+                    return Err(ConfigError::NoReplicas);
                 }
                 Ok(format!(
                     "{{'class': 'SimpleStrategy', 'replication_factor': {replication_factor}}}"
@@ -188,12 +238,12 @@ impl Replication {
             }
             Replication::NetworkTopologyStrategy { datacenters } => {
                 if datacenters.is_empty() {
-                    return Err("NetworkTopologyStrategy needs at least one datacenter".into());
+                    return Err(ConfigError::NoDatacenters);
                 }
                 let mut cql = String::from("{'class': 'NetworkTopologyStrategy'");
                 for (dc, copies) in datacenters {
                     if dc.is_empty() || dc.chars().any(char::is_control) {
-                        return Err(format!("bad datacenter name {dc:?}"));
+                        return Err(ConfigError::BadDatacenter(dc.clone()));
                     }
                     let _ = write!(cql, ", '{}': {copies}", dc.replace('\'', "''"));
                 }
@@ -286,7 +336,7 @@ fn default_connect_timeout() -> Duration {
 }
 
 /// A keyspace name Cassandra accepts unquoted: it is put into DDL as it is.
-fn check_identifier(name: &str) -> Result<(), String> {
+fn check_identifier(name: &str) -> Result<(), ConfigError> {
     let mut chars = name.chars();
     let ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
@@ -294,17 +344,15 @@ fn check_identifier(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!(
-            "bad keyspace name {name:?}: a letter, then letters, digits or '_', at most 48"
-        ))
+        Err(ConfigError::BadKeyspace(name.to_owned()))
     }
 }
 
-fn check_ttl(ttl: Duration) -> Result<(), String> {
+fn check_ttl(ttl: Duration) -> Result<(), TtlError> {
     if ttl < Duration::from_secs(1) {
-        Err("a TTL must be at least one second".into())
+        Err(TtlError::TooShort)
     } else if ttl > MAX_TTL {
-        Err("a TTL must be at most 20 years (Cassandra's limit)".into())
+        Err(TtlError::TooLong)
     } else {
         Ok(())
     }

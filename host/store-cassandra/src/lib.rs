@@ -129,10 +129,7 @@ impl CassandraStore {
         config: &CassandraConfig,
         migrations: &[Migration],
     ) -> Result<Self> {
-        config.validate().map_err(|e| StoreError::Unavailable {
-            message: format!("invalid cassandra configuration: {e}"),
-            source: None,
-        })?;
+        config.validate().map_err(invalid_config)?;
         let session = open_session(config).await?;
         create_keyspace(&session, config).await?;
         session
@@ -225,14 +222,15 @@ async fn open_session(config: &CassandraConfig) -> Result<Session> {
     }
 }
 
+fn invalid_config(e: config::ConfigError) -> StoreError {
+    StoreError::Unavailable {
+        message: format!("invalid cassandra configuration: {e}"),
+        source: Some(Box::new(e)),
+    }
+}
+
 async fn create_keyspace(session: &Session, config: &CassandraConfig) -> Result<()> {
-    let replication = config
-        .replication
-        .to_cql()
-        .map_err(|e| StoreError::Unavailable {
-            message: format!("invalid cassandra configuration: {e}"),
-            source: None,
-        })?;
+    let replication = config.replication.to_cql().map_err(invalid_config)?;
     // The name is checked to be a plain identifier (config), the replication map is rendered
     // with quoted names: nothing here comes from outside unescaped.
     let mut statement = Statement::new(format!(

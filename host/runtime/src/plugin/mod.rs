@@ -5,10 +5,20 @@
 //! [`crate::sandbox`]): its optimized code is compiled on a background thread, checked (it
 //! links and describes itself the same), and swapped in atomically; a call in flight finishes on
 //! the code it started with.
+//!
+//! # Layout
+//! - this file: the plugin, its loading, and its calls (`validate`, `serialize`) each under its
+//!   limits, with what ended a failed one (deadline, memory, a denied import, a panic, a trap).
+//! - `background`: the work a shared plugin does beside its calls, one plugin at a time:
+//!   optimizing quick code, and pre-initializing ([`Plugin::prepare`]).
+//! - `contract`: what the host accepts of `describe` and `serialize` answers.
+
+mod background;
+mod contract;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -19,7 +29,8 @@ use wasmtime::{Engine, Store};
 
 use crate::bindings::omni::plugin::types as wit;
 use crate::bindings::{JobHandler, JobHandlerPre};
-use omni_core::{JobContext, Manifest, Name, PluginError, PluginInfo, Rendered, TaskPlugin};
+use contract::{check_info, check_rendered, field_errors, info_size};
+use omni_core::{JobContext, PluginError, PluginInfo, Rendered, TaskPlugin};
 
 use crate::error::LoadError;
 use crate::limits::Limits;
@@ -30,11 +41,6 @@ use crate::state::{HostState, Reads};
 /// Time the outer timeout adds to a call's deadline before giving up on the worker thread. The
 /// epoch deadline stops wasm code; this bounds time spent in the host on the plugin's behalf.
 const OUTER_GRACE: Duration = Duration::from_millis(500);
-
-/// Optimizing compiles and pre-initializations run one at a time, so that a burst of new plugin
-/// versions neither takes every core from the calls being served nor compiles versions already
-/// replaced.
-static OPTIMIZING: Mutex<()> = Mutex::new(());
 
 /// A loaded plugin as the job service sees it ([`TaskPlugin`]): its calls run on blocking
 /// threads, which need the plugin shared.
@@ -74,9 +80,9 @@ impl Code {
         component: &Component,
         tier: Tier,
     ) -> Result<Self, LoadError> {
-        let link_error = |e: wasmtime::Error| LoadError::Link {
+        let link_error = |source| LoadError::Link {
             path: path.to_owned(),
-            message: format!("{e:#}"),
+            source,
         };
         let backend = sandbox.backend(tier);
         let pre = backend
@@ -204,121 +210,6 @@ impl Plugin {
         self.current_snapshot().is_some()
     }
 
-    /// Pre-initializes the plugin now, on the calling thread: its snapshot serves new calls
-    /// once this returns `Ok`. Loading through the registry does this in the background.
-    ///
-    /// # Errors
-    /// Why there is no snapshot: the component does not export `wizer-initialize`, or
-    /// initializing, snapshotting or checking it failed.
-    pub fn prepare(&self) -> Result<(), String> {
-        let Some(bytes) = &self.source else {
-            return Err(format!(
-                "{} does not export {}",
-                self.label,
-                prepare::INITIALIZE
-            ));
-        };
-        let (component, reads) =
-            match prepare::cached_snapshot(&self.sandbox, &self.digest, &self.task) {
-                Some(cached) => cached,
-                None => prepare::snapshot(
-                    &self.sandbox,
-                    &self.path,
-                    bytes,
-                    &self.digest,
-                    &self.task,
-                    &self.label,
-                    self.limits,
-                )?,
-            };
-        let code = Code::link(&self.sandbox, &self.path, &component, Tier::Optimized)
-            .map_err(|e| e.to_string())?;
-        // The snapshot must still be the same plugin.
-        match self.call_on(&code, self.limits, |h, s| h.call_describe(s)) {
-            Ok(info) if check_info(info.clone()).as_ref() == Ok(&self.info) => {
-                self.prepared
-                    .store(Some(Arc::new(Prepared { code, reads })));
-                Ok(())
-            }
-            answer => Err(format!(
-                "the snapshot describes itself differently ({answer:?})"
-            )),
-        }
-    }
-
-    /// [`Plugin::prepare`] with its outcome logged; a failure leaves the plugin serving without
-    /// a snapshot (and not trying again until it is reloaded).
-    fn prepare_in_background(&self) {
-        let start = Instant::now();
-        match self.prepare() {
-            Ok(()) => tracing::info!(
-                plugin = self.label(),
-                ms = start.elapsed().as_millis(),
-                "plugin pre-initialized"
-            ),
-            Err(e) => {
-                self.prepared.store(None);
-                tracing::warn!(
-                    plugin = self.label(),
-                    "cannot pre-initialize, serving without a snapshot: {e}"
-                );
-            }
-        }
-        self.preparing.store(false, Ordering::Release);
-    }
-
-    /// The snapshot, while the template files it read are unchanged; after an edit, starts
-    /// (once) a new pre-initialization in the background and answers `None` meanwhile.
-    fn current_snapshot(&self) -> Option<Arc<Prepared>> {
-        let prepared = self.prepared.load_full()?;
-        let templates = self.sandbox.templates();
-        if prepared
-            .reads
-            .iter()
-            .all(|read| templates.stamp(&self.task, &read.name) == read.stamp)
-        {
-            return Some(prepared);
-        }
-        self.in_background(None);
-        None
-    }
-
-    /// Starts the plugin's background work on a thread of its own, one at a time with every
-    /// other plugin's ([`OPTIMIZING`]): Cranelift's code for `to_optimize` (the component's
-    /// bytes, when it serves quick code), then a pre-initialization when the component exports
-    /// `wizer-initialize` and none is under way or queued already. Nothing happens for a plugin
-    /// that is gone (replaced or unloaded) by the time the thread runs, or that is not shared
-    /// ([`Plugin::load`]'s: there is no background work for it).
-    fn in_background(&self, to_optimize: Option<Arc<Vec<u8>>>) {
-        if self.this.strong_count() == 0 {
-            return;
-        }
-        let prepare = self.source.is_some() && !self.preparing.swap(true, Ordering::AcqRel);
-        if to_optimize.is_none() && !prepare {
-            return;
-        }
-        let weak = self.this.clone();
-        let spawned = std::thread::Builder::new()
-            .name("omni-optimize".into())
-            .spawn(move || {
-                let _one_at_a_time = OPTIMIZING
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner);
-                if let Some(bytes) = to_optimize {
-                    optimize(&weak, &bytes);
-                }
-                if let Some(plugin) = weak.upgrade().filter(|_| prepare) {
-                    plugin.prepare_in_background();
-                }
-            });
-        if let Err(e) = spawned {
-            if prepare {
-                self.preparing.store(false, Ordering::Release);
-            }
-            tracing::warn!(plugin = self.label(), "cannot start background work: {e}");
-        }
-    }
-
     fn checked(
         sandbox: &Arc<Sandbox>,
         path: &Path,
@@ -353,19 +244,22 @@ impl Plugin {
             task: "".into(),
             label: file.as_str().into(),
         };
-        let describe_error = |message: String| LoadError::Describe {
+        let describe_error = |source| LoadError::Describe {
             path: path.to_owned(),
-            message,
+            source,
         };
         let start = Instant::now();
         let info = plugin.call(plugin.limits, |h, s| h.call_describe(s));
         let task = info.as_ref().map_or(file.as_str(), |i| i.task.as_str());
         crate::metrics::call(task, "describe", start, &info);
-        let info = info.map_err(|e| describe_error(e.to_string()))?;
+        let info = info.map_err(describe_error)?;
         plugin
             .check_size(plugin.limits, info_size(&info))
-            .map_err(|e| describe_error(e.to_string()))?;
-        plugin.info = check_info(info).map_err(describe_error)?;
+            .map_err(describe_error)?;
+        plugin.info = check_info(info).map_err(|message| LoadError::BadInfo {
+            path: path.to_owned(),
+            message,
+        })?;
         plugin.limits = sandbox.limits().for_task(&plugin.info.task);
         plugin.task = plugin.info.task.as_str().into();
         plugin.label = format!("{}@{}", plugin.info.task, plugin.info.version).into();
@@ -659,47 +553,6 @@ fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or_default()
 }
 
-/// Compiles a quickly loaded plugin's optimized code, checks it and swaps it in; on the
-/// optimizing thread. Does nothing once the plugin is gone (replaced or unloaded).
-/// The caller holds [`OPTIMIZING`].
-fn optimize(weak: &Weak<Plugin>, bytes: &[u8]) {
-    let Some(plugin) = weak.upgrade() else {
-        return;
-    };
-    let start = Instant::now();
-    let optimized = plugin
-        .sandbox
-        .compile_into_cache(&plugin.path, bytes, &plugin.digest)
-        .and_then(|component| {
-            Code::link(&plugin.sandbox, &plugin.path, &component, Tier::Optimized)
-        });
-    let code = match optimized {
-        Ok(code) => Arc::new(code),
-        Err(e) => {
-            tracing::warn!(
-                plugin = plugin.label(),
-                "optimized compile failed, staying on quick code: {e}"
-            );
-            return;
-        }
-    };
-    // The same component must say the same of itself on either compiler.
-    match plugin.call_on(&code, plugin.limits, |h, s| h.call_describe(s)) {
-        Ok(info) if check_info(info.clone()).as_ref() == Ok(&plugin.info) => {
-            plugin.code.store(code);
-            tracing::info!(
-                plugin = plugin.label(),
-                compile_ms = start.elapsed().as_millis(),
-                "plugin optimized"
-            );
-        }
-        answer => tracing::warn!(
-            plugin = plugin.label(),
-            "optimized code describes itself differently ({answer:?}); staying on quick code"
-        ),
-    }
-}
-
 /// The message of a Rust panic as the guest's std prints it to stderr:
 /// `thread '<unnamed>' panicked at src/lib.rs:1:2:\nmessage\nnote: ...`.
 fn panic_message(stderr: &str) -> Option<String> {
@@ -708,153 +561,6 @@ fn panic_message(stderr: &str) -> Option<String> {
     let location = lines.next()?.trim_end_matches(':');
     let message: Vec<&str> = lines.take_while(|l| !l.starts_with("note: ")).collect();
     Some(format!("{} (at {location})", message.join("\n").trim()))
-}
-
-fn field_errors(errors: Vec<wit::FieldError>) -> Vec<omni_core::FieldError> {
-    errors
-        .into_iter()
-        .map(|e| omni_core::FieldError {
-            path: e.path,
-            message: e.message,
-        })
-        .collect()
-}
-
-fn info_size(info: &wit::PluginInfo) -> usize {
-    info.task.len()
-        + info.version.len()
-        + info.description.len()
-        + info.params_schema.len()
-        + info
-            .arches
-            .iter()
-            .chain(&info.steps)
-            .map(String::len)
-            .sum::<usize>()
-}
-
-fn is_semver(version: &str) -> bool {
-    let core = version.split(['-', '+']).next().unwrap_or_default();
-    let parts: Vec<&str> = core.split('.').collect();
-    version.len() <= 64
-        && parts.len() == 3
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()))
-}
-
-fn check_info(info: wit::PluginInfo) -> Result<PluginInfo, String> {
-    if !Name::is_valid(&info.task) {
-        return Err(format!("task name {:?} {}", info.task, Name::RULE));
-    }
-    if !is_semver(&info.version) {
-        return Err(format!(
-            "version {:?} of task {} is not semver (1.2.3)",
-            info.version, info.task
-        ));
-    }
-    if info.arches.is_empty() {
-        return Err(format!("task {} names no arches", info.task));
-    }
-    if let Some(arch) = info.arches.iter().find(|a| !omni_arch::is_known(a)) {
-        return Err(format!("task {} names an unknown arch {arch:?}", info.task));
-    }
-    if info.steps.is_empty() || info.steps.iter().any(|s| !Name::is_valid(s)) {
-        return Err(format!(
-            "task {} must name its steps as DNS labels, got {:?}",
-            info.task, info.steps
-        ));
-    }
-    let params_schema: Value = serde_json::from_str(&info.params_schema)
-        .map_err(|e| format!("params schema of task {} is not JSON: {e}", info.task))?;
-    if !params_schema.is_object() {
-        return Err(format!(
-            "params schema of task {} is not a JSON object",
-            info.task
-        ));
-    }
-    Ok(PluginInfo {
-        task: info.task,
-        version: info.version,
-        description: info.description,
-        arches: info.arches,
-        params_schema,
-        steps: info.steps,
-    })
-}
-
-/// Checks what `serialize` answered against the contract and parses the bodies.
-fn check_rendered(rendered: wit::Rendered, job: &JobContext) -> Result<Rendered, String> {
-    let mut manifests = Vec::with_capacity(rendered.manifests.len());
-    for (i, m) in rendered.manifests.into_iter().enumerate() {
-        let body: Value = serde_json::from_str(&m.body)
-            .map_err(|e| format!("manifest {i} ({} {}) is not JSON: {e}", m.kind, m.name))?;
-        let field = |pointer: &str| body.pointer(pointer).and_then(Value::as_str);
-        if !body.is_object() {
-            return Err(format!(
-                "manifest {i} ({} {}) is not a JSON object",
-                m.kind, m.name
-            ));
-        }
-        for (pointer, declared) in [
-            ("/apiVersion", &m.api_version),
-            ("/kind", &m.kind),
-            ("/metadata/name", &m.name),
-        ] {
-            if field(pointer) != Some(declared.as_str()) {
-                return Err(format!(
-                    "manifest {i} declares {pointer} {declared:?} but its body has {:?}",
-                    field(pointer)
-                ));
-            }
-        }
-        if !is_dns_subdomain(&m.name) {
-            return Err(format!(
-                "manifest {i} ({}) has an invalid name {:?}",
-                m.kind, m.name
-            ));
-        }
-        if let Some(namespace) = field("/metadata/namespace")
-            && namespace != job.namespace
-        {
-            return Err(format!(
-                "{} {} is in namespace {namespace:?}, not the job's {:?}",
-                m.kind, m.name, job.namespace
-            ));
-        }
-        manifests.push(Manifest {
-            api_version: m.api_version,
-            kind: m.kind,
-            name: m.name,
-            body,
-        });
-    }
-    if !manifests
-        .iter()
-        .any(|m| m.name == rendered.primary && m.api_version == "batch/v1" && m.kind == "Job")
-    {
-        return Err(format!(
-            "primary {:?} is not a batch/v1 Job among the manifests",
-            rendered.primary
-        ));
-    }
-    Ok(Rendered {
-        manifests,
-        primary: rendered.primary,
-    })
-}
-
-fn is_dns_subdomain(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            let b = label.as_bytes();
-            !b.is_empty()
-                && b.iter()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-                && b[0] != b'-'
-                && b[b.len() - 1] != b'-'
-        })
 }
 
 #[cfg(test)]
@@ -869,15 +575,5 @@ mod tests {
             Some("boom (at src/lib.rs:78:31)")
         );
         assert_eq!(panic_message("just noise"), None);
-    }
-
-    #[test]
-    fn names_and_versions() {
-        assert!(is_semver("0.1.0"));
-        assert!(is_semver("1.2.3-rc.1+build"));
-        assert!(!is_semver("1.2"));
-        assert!(!is_semver("v1.2.3"));
-        assert!(is_dns_subdomain("omni-1.input"));
-        assert!(!is_dns_subdomain("Omni"));
     }
 }

@@ -13,6 +13,15 @@
 //!
 //! With no users and no tokens configured, auth is off and every caller acts as an admin of
 //! every domain; `omni serve` allows that only on a loopback address.
+//!
+//! # Layout
+//! - this file: callers and their roles, checking credentials, password hashes and tokens.
+//! - `config`: `[auth]` as configured ([`AuthConfig`]), and why an entry is refused.
+
+mod config;
+
+pub use config::{AuthConfig, AuthConfigError, TokenConfig, UserConfig};
+use config::{check_name, check_roles};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -28,7 +37,6 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 
 use crate::{AppState, Problem};
-use omni_core::Name;
 
 /// The domain key that grants a role in every domain.
 pub const EVERY_DOMAIN: &str = "*";
@@ -53,40 +61,6 @@ impl std::fmt::Display for Role {
             Role::Admin => "admin",
         })
     }
-}
-
-/// `[auth]`: the users and tokens (`docs/api.md`, "Auth").
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthConfig {
-    /// Users who sign in with a password (HTTP Basic).
-    pub users: Vec<UserConfig>,
-    /// Bearer tokens, for services.
-    pub tokens: Vec<TokenConfig>,
-}
-
-/// One `[[auth.users]]` entry.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UserConfig {
-    /// The user name of HTTP Basic.
-    pub name: String,
-    /// The password's argon2 hash in PHC form (`$argon2id$v=19$...`), as `omni passwd` prints.
-    pub password_hash: String,
-    /// Roles by domain (`*`: every domain).
-    pub roles: BTreeMap<String, Role>,
-}
-
-/// One `[[auth.tokens]]` entry.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenConfig {
-    /// Who holds it (logs name the caller by it).
-    pub name: String,
-    /// The token's SHA-256 in hex, as `omni token` prints.
-    pub sha256: String,
-    /// Roles by domain (`*`: every domain).
-    pub roles: BTreeMap<String, Role>,
 }
 
 /// An authenticated caller and its roles.
@@ -182,6 +156,11 @@ impl Caller {
     }
 }
 
+/// A password could not be hashed ([`hash_password`]).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot hash the password")]
+pub struct HashError(#[source] argon2::password_hash::Error);
+
 /// At most this many password checks run at once: each takes argon2's memory (19 MiB) and tens
 /// of milliseconds of a core, and a flood of wrong passwords must not take the server's memory.
 const MAX_VERIFYING: usize = 4;
@@ -214,20 +193,26 @@ impl Authenticator {
 
     /// The configured users and tokens, each checked: names unique, hashes argon2 PHC strings,
     /// token hashes 64 hex digits, domains names or `*`, at least one role.
-    pub fn new(config: &AuthConfig) -> Result<Self, String> {
+    ///
+    /// # Errors
+    /// The first entry that is not valid, and why.
+    pub fn new(config: &AuthConfig) -> Result<Self, AuthConfigError> {
         let mut users = HashMap::new();
         for user in &config.users {
-            let what = format!("user {:?}", user.name);
-            check_name(&what, &user.name)?;
-            check_roles(&what, &user.roles)?;
-            let hash = PasswordHash::new(&user.password_hash).map_err(|e| {
-                format!("{what}: password_hash is not a PHC hash string ({e}); make one with `omni passwd`")
+            let entry = format!("user {:?}", user.name);
+            check_name(&entry, &user.name)?;
+            check_roles(&entry, &user.roles)?;
+            let hash = PasswordHash::new(&user.password_hash).map_err(|source| {
+                AuthConfigError::NotPhc {
+                    entry: entry.clone(),
+                    source,
+                }
             })?;
             if !hash.algorithm.as_str().starts_with("argon2") {
-                return Err(format!(
-                    "{what}: password_hash uses {}, not argon2; make one with `omni passwd`",
-                    hash.algorithm
-                ));
+                return Err(AuthConfigError::NotArgon2 {
+                    entry,
+                    algorithm: hash.algorithm.to_string(),
+                });
             }
             let caller = Caller {
                 name: Arc::from(user.name.as_str()),
@@ -238,30 +223,31 @@ impl Authenticator {
                 caller,
             };
             if users.insert(user.name.clone(), user_entry).is_some() {
-                return Err(format!("{what} is configured twice"));
+                return Err(AuthConfigError::DuplicateUser { entry });
             }
         }
         let mut tokens = HashMap::new();
         let mut names = BTreeSet::new();
         for token in &config.tokens {
-            let what = format!("token {:?}", token.name);
-            check_name(&what, &token.name)?;
-            check_roles(&what, &token.roles)?;
+            let entry = format!("token {:?}", token.name);
+            check_name(&entry, &token.name)?;
+            check_roles(&entry, &token.roles)?;
             if !names.insert(token.name.as_str()) || users.contains_key(&token.name) {
-                return Err(format!(
-                    "{what}: the name is taken by another token or user"
-                ));
+                return Err(AuthConfigError::NameTaken { entry });
             }
             let mut digest = [0u8; 32];
-            hex::decode_to_slice(token.sha256.trim(), &mut digest).map_err(|_| {
-                format!("{what}: sha256 must be 64 hex digits; make a token with `omni token`")
+            hex::decode_to_slice(token.sha256.trim(), &mut digest).map_err(|source| {
+                AuthConfigError::BadTokenHash {
+                    entry: entry.clone(),
+                    source,
+                }
             })?;
             let caller = Caller {
                 name: Arc::from(token.name.as_str()),
                 roles: Arc::new(token.roles.clone()),
             };
             if tokens.insert(digest, caller).is_some() {
-                return Err(format!("{what}: the same token is configured twice"));
+                return Err(AuthConfigError::DuplicateToken { entry });
             }
         }
         Ok(Self::build(users, tokens))
@@ -371,12 +357,15 @@ impl Authenticator {
 }
 
 /// An argon2id hash of `password` with a random salt, in PHC form (`omni passwd`).
-pub fn hash_password(password: &str) -> Result<String, String> {
-    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(|e| e.to_string())?;
+///
+/// # Errors
+/// argon2's, should it refuse the password or the salt.
+pub fn hash_password(password: &str) -> Result<String, HashError> {
+    let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>()).map_err(HashError)?;
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
         .map(|hash| hash.to_string())
-        .map_err(|e| e.to_string())
+        .map_err(HashError)
 }
 
 /// A new random bearer token and its SHA-256 in hex, for the configuration (`omni token`).
@@ -396,31 +385,6 @@ fn dummy_hash() -> &'static str {
 
 fn unauthorized(detail: impl Into<String>) -> Problem {
     Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
-}
-
-fn check_name(what: &str, name: &str) -> Result<(), String> {
-    if name.is_empty() || name.contains(':') || name.chars().any(char::is_control) {
-        return Err(format!(
-            "{what}: a name must be non-empty, without ':' or control characters"
-        ));
-    }
-    Ok(())
-}
-
-fn check_roles(what: &str, roles: &BTreeMap<String, Role>) -> Result<(), String> {
-    if roles.is_empty() {
-        return Err(format!(
-            "{what} has no roles; give it e.g. roles = {{ default = \"viewer\" }}"
-        ));
-    }
-    for domain in roles.keys() {
-        if domain != EVERY_DOMAIN && !Name::is_valid(domain) {
-            return Err(format!(
-                "{what}: {domain:?} is not a domain name (lowercase letters, digits and '-') or \"*\""
-            ));
-        }
-    }
-    Ok(())
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -465,58 +429,6 @@ mod tests {
             .require_on(Role::Submitter, "a", || Problem::no_such_job("x"))
             .unwrap_err();
         assert_eq!(forbidden.status, 403);
-    }
-
-    #[test]
-    fn bad_configurations_are_refused_with_the_entry_named() {
-        let user = |name: &str, hash: &str, roles: &[(&str, Role)]| UserConfig {
-            name: name.into(),
-            password_hash: hash.into(),
-            roles: roles.iter().map(|(d, r)| ((*d).to_owned(), *r)).collect(),
-        };
-        let hash = hash_password("pw").unwrap();
-        let refused = |config: AuthConfig| Authenticator::new(&config).unwrap_err();
-        let err = refused(AuthConfig {
-            users: vec![user("ann", "plain", &[("a", Role::Viewer)])],
-            tokens: vec![],
-        });
-        assert!(
-            err.contains("user \"ann\"") && err.contains("omni passwd"),
-            "{err}"
-        );
-        let err = refused(AuthConfig {
-            users: vec![user("ann", &hash, &[])],
-            tokens: vec![],
-        });
-        assert!(err.contains("no roles"), "{err}");
-        let err = refused(AuthConfig {
-            users: vec![user("ann", &hash, &[("Bad_Domain", Role::Viewer)])],
-            tokens: vec![],
-        });
-        assert!(err.contains("not a domain name"), "{err}");
-        let err = refused(AuthConfig {
-            users: vec![
-                user("ann", &hash, &[("a", Role::Viewer)]),
-                user("ann", &hash, &[("a", Role::Viewer)]),
-            ],
-            tokens: vec![],
-        });
-        assert!(err.contains("twice"), "{err}");
-        let err = refused(AuthConfig {
-            users: vec![],
-            tokens: vec![TokenConfig {
-                name: "ci".into(),
-                sha256: "abc".into(),
-                roles: BTreeMap::from([("a".to_owned(), Role::Viewer)]),
-            }],
-        });
-        assert!(err.contains("64 hex digits"), "{err}");
-        let md5 = "$md5$abc";
-        let err = refused(AuthConfig {
-            users: vec![user("ann", md5, &[("a", Role::Viewer)])],
-            tokens: vec![],
-        });
-        assert!(err.contains("password_hash"), "{err}");
     }
 
     #[tokio::test]

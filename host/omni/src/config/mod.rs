@@ -110,21 +110,32 @@
 //! propagation = "background"       # how cancel deletes the Job's pods: background | foreground
 //! max_log_streams = 256            # running steps' logs followed at once; beyond, they take turns
 //! ```
+//!
+//! # Layout
+//! - this file: [`Config`] and its small sections (`[plugins]`, `[events]`, `[[engines]]`),
+//!   defaults, paths, loading.
+//! - `auth`: `[auth]` ([`AuthSection`]) and its users file.
+//! - `store`: `[store]` ([`StoreConfig`]) and which backend it selects.
+//! - `env`: the environment's overrides ([`Config::apply_env`]).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use omni_api::AuthConfig;
 use omni_engine_kube::KubeEngineConfig;
 use omni_engine_local::LocalEngineConfig;
 use omni_jobs::LogLimits;
 use omni_runtime::LimitsConfig;
 use omni_scheduler::SchedulerConfig;
-use omni_store_cassandra::CassandraConfig;
-use omni_store_embedded::EmbeddedConfig;
 use omni_webhooks::WebhooksConfig;
 use serde::Deserialize;
+
+mod auth;
+mod env;
+mod store;
+
+pub use auth::AuthSection;
+pub use store::{SelectedStore, StoreConfig, StoreKind, UnknownStoreKind};
 
 /// The whole configuration after defaults.
 #[derive(Debug, Clone, Deserialize)]
@@ -159,39 +170,6 @@ pub struct Config {
     /// `[auth]`.
     pub auth: AuthSection,
 }
-
-/// `[auth]`: users and tokens, here and in `users_file` (kept apart so that the passwords'
-/// hashes can live in a Kubernetes Secret while the rest is a ConfigMap).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthSection {
-    /// A TOML file of more `[[users]]` and `[[tokens]]`.
-    pub users_file: Option<PathBuf>,
-    /// `[[auth.users]]`: HTTP Basic users.
-    pub users: Vec<omni_api::auth::UserConfig>,
-    /// `[[auth.tokens]]`: bearer tokens.
-    pub tokens: Vec<omni_api::auth::TokenConfig>,
-}
-
-impl AuthSection {
-    /// The users and tokens of this section and of `users_file`.
-    pub fn resolve(&self) -> anyhow::Result<AuthConfig> {
-        let mut config = AuthConfig {
-            users: self.users.clone(),
-            tokens: self.tokens.clone(),
-        };
-        if let Some(path) = &self.users_file {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read the users file {}", path.display()))?;
-            let file: AuthConfig = toml::from_str(&text)
-                .with_context(|| format!("invalid users file {}", path.display()))?;
-            config.users.extend(file.users);
-            config.tokens.extend(file.tokens);
-        }
-        Ok(config)
-    }
-}
-
 /// `[events]`: the event stream. `ttl` sets the store's `event_ttl` (embedded or Cassandra).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -237,110 +215,6 @@ pub enum EngineConfig {
     /// A Kubernetes cluster.
     Kubernetes(KubeEngineConfig),
 }
-
-/// `[store]`: which backend keeps jobs and logs (`kind`, as `[[engines]]` say theirs), and each
-/// backend's settings.
-///
-/// Without `kind`, the store is Cassandra when `[store.cassandra]` is there (the configurations
-/// written before `kind` existed), else the embedded one.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct StoreConfig {
-    /// Which backend; see the type's docs for the default.
-    pub kind: Option<StoreKind>,
-    /// `[store.embedded]`.
-    pub embedded: EmbeddedConfig,
-    /// `[store.cassandra]`.
-    pub cassandra: Option<CassandraConfig>,
-}
-
-/// The store backends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StoreKind {
-    /// One file under the data directory, for one server.
-    Embedded,
-    /// Cassandra or ScyllaDB, for several replicas.
-    Cassandra,
-}
-
-impl std::str::FromStr for StoreKind {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "embedded" => Ok(StoreKind::Embedded),
-            "cassandra" => Ok(StoreKind::Cassandra),
-            other => Err(format!(
-                "unknown store kind {other:?} (embedded or cassandra)"
-            )),
-        }
-    }
-}
-
-impl StoreConfig {
-    /// The store to open, with its settings.
-    ///
-    /// # Errors
-    /// When `kind = "cassandra"` names no contact points (in `[store.cassandra]` or the
-    /// environment).
-    pub fn selected(&self) -> anyhow::Result<SelectedStore<'_>> {
-        let kind = self.kind.unwrap_or(if self.cassandra.is_some() {
-            StoreKind::Cassandra
-        } else {
-            StoreKind::Embedded
-        });
-        match (kind, &self.cassandra) {
-            (StoreKind::Embedded, _) => Ok(SelectedStore::Embedded(&self.embedded)),
-            (StoreKind::Cassandra, Some(cassandra)) => Ok(SelectedStore::Cassandra(cassandra)),
-            (StoreKind::Cassandra, None) => anyhow::bail!(
-                "[store] kind = \"cassandra\" needs [store.cassandra] with contact_points (or \
-                 OMNI_CASSANDRA_CONTACT_POINTS)"
-            ),
-        }
-    }
-
-    /// Sets the event TTL of both backends' settings (from `[events] ttl`).
-    pub fn set_event_ttl(&mut self, ttl: std::time::Duration) {
-        self.embedded.event_ttl = ttl;
-        if let Some(cassandra) = &mut self.cassandra {
-            cassandra.event_ttl = ttl;
-        }
-    }
-
-    /// `OMNI_CASSANDRA_CONTACT_POINTS` (comma-separated `host:port`s) and
-    /// `OMNI_CASSANDRA_KEYSPACE` override `[store.cassandra]`; the first makes the section (so,
-    /// without a `kind`, the store is Cassandra).
-    fn apply_env(&mut self, var: &impl Fn(&str) -> Option<String>) {
-        if let Some(points) = var("OMNI_CASSANDRA_CONTACT_POINTS").filter(|p| !p.trim().is_empty())
-        {
-            let points: Vec<String> = points
-                .split(',')
-                .map(|p| p.trim().to_owned())
-                .filter(|p| !p.is_empty())
-                .collect();
-            match &mut self.cassandra {
-                Some(cassandra) => cassandra.contact_points = points,
-                None => self.cassandra = Some(CassandraConfig::new(points)),
-            }
-        }
-        if let (Some(keyspace), Some(cassandra)) =
-            (var("OMNI_CASSANDRA_KEYSPACE"), &mut self.cassandra)
-        {
-            cassandra.keyspace = keyspace;
-        }
-    }
-}
-
-/// The backend [`StoreConfig::selected`] chose, with its settings.
-#[derive(Debug)]
-pub enum SelectedStore<'a> {
-    /// The embedded store.
-    Embedded(&'a EmbeddedConfig),
-    /// Cassandra.
-    Cassandra(&'a CassandraConfig),
-}
-
 /// `[plugins]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -421,53 +295,6 @@ impl Config {
         }
     }
 
-    /// Applies the environment's overrides (`var` reads a variable): the one place they are
-    /// read, each named in README's "Configuration" table.
-    ///
-    /// | variable | overrides |
-    /// |---|---|
-    /// | `OMNI_LISTEN` | `listen` |
-    /// | `OMNI_PLUGIN_DIR` | `plugin_dir` |
-    /// | `OMNI_TEMPLATE_DIR` | `template_dir` |
-    /// | `OMNI_DATA_DIR` | `data_dir` |
-    /// | `OMNI_USERS_FILE` | `[auth] users_file` |
-    /// | `OMNI_STORE_KIND` | `[store] kind` |
-    /// | `OMNI_CASSANDRA_CONTACT_POINTS` | `[store.cassandra] contact_points` (comma-separated) |
-    /// | `OMNI_CASSANDRA_KEYSPACE` | `[store.cassandra] keyspace` |
-    ///
-    /// An empty variable is as an absent one.
-    ///
-    /// # Errors
-    /// A value that does not parse, naming the variable.
-    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
-        let var = |name: &str| var(name).filter(|v| !v.trim().is_empty());
-        if let Some(listen) = var("OMNI_LISTEN") {
-            self.listen = listen
-                .parse()
-                .with_context(|| format!("OMNI_LISTEN={listen:?} is not an address:port"))?;
-        }
-        for (name, path) in [
-            ("OMNI_PLUGIN_DIR", &mut self.plugin_dir),
-            ("OMNI_TEMPLATE_DIR", &mut self.template_dir),
-            ("OMNI_DATA_DIR", &mut self.data_dir),
-        ] {
-            if let Some(value) = var(name) {
-                *path = PathBuf::from(value);
-            }
-        }
-        if let Some(file) = var("OMNI_USERS_FILE") {
-            self.auth.users_file = Some(PathBuf::from(file));
-        }
-        if let Some(kind) = var("OMNI_STORE_KIND") {
-            self.store.kind = Some(
-                kind.parse()
-                    .map_err(|e: String| anyhow::anyhow!("OMNI_STORE_KIND: {e}"))?,
-            );
-        }
-        self.store.apply_env(&var);
-        Ok(())
-    }
-
     /// Reads `path`, or the defaults when there is none.
     pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
         let Some(path) = path else {
@@ -486,7 +313,6 @@ impl Config {
         Ok(config)
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -542,7 +368,7 @@ mod tests {
     /// The README's configuration reference is a file this parser takes, key for key.
     #[test]
     fn the_readme_example_parses() {
-        let readme = include_str!("../../../README.md");
+        let readme = include_str!("../../../../README.md");
         let start = readme
             .find("```toml\nlisten")
             .expect("the README's configuration block");
@@ -567,7 +393,7 @@ mod tests {
         assert!(err.to_string().contains("ttl"), "{err}");
         // The example's user and token are real: the server takes them.
         assert_eq!(config.auth.users.len(), 1);
-        let auth = AuthConfig {
+        let auth = omni_api::AuthConfig {
             users: config.auth.users.clone(),
             tokens: config.auth.tokens.clone(),
         };
@@ -599,28 +425,6 @@ mod tests {
     }
 
     #[test]
-    fn the_users_file_adds_users_and_tokens() {
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("users.toml");
-        std::fs::write(
-            &file,
-            "[[users]]\nname = \"b\"\npassword_hash = \"x\"\nroles = { default = \"admin\" }\n[[tokens]]\nname = \"t\"\nsha256 = \"00\"\nroles = { \"*\" = \"viewer\" }\n",
-        )
-        .unwrap();
-        let section: AuthSection = toml::from_str(&format!(
-            "users_file = {file:?}\n[[users]]\nname = \"a\"\npassword_hash = \"x\"\nroles = {{ default = \"viewer\" }}\n"
-        ))
-        .unwrap();
-        let auth = section.resolve().unwrap();
-        let names: Vec<&str> = auth.users.iter().map(|u| u.name.as_str()).collect();
-        assert_eq!(names, ["a", "b"]);
-        assert_eq!(auth.tokens[0].name, "t");
-        std::fs::write(&file, "[[user]]\n").unwrap();
-        let err = section.resolve().unwrap_err();
-        assert!(format!("{err:#}").contains("invalid users file"), "{err:#}");
-    }
-
-    #[test]
     fn engines_default_to_one_local_engine_and_are_checked_by_kind() {
         let config = Config::default();
         assert!(
@@ -646,71 +450,5 @@ mod tests {
         std::fs::write(file.path(), "engines = []\n").unwrap();
         let err = Config::load(Some(file.path())).unwrap_err();
         assert!(format!("{err:#}").contains("`engines` is empty"), "{err:#}");
-    }
-
-    #[test]
-    fn environment_turns_cassandra_on_and_overrides_it() {
-        let mut config = Config::default();
-        config
-            .apply_env(|name| match name {
-                "OMNI_CASSANDRA_CONTACT_POINTS" => Some("10.0.0.5:9042, 10.0.0.6:9042".into()),
-                "OMNI_CASSANDRA_KEYSPACE" => Some("omni_prod".into()),
-                "OMNI_LISTEN" => Some("0.0.0.0:9000".into()),
-                "OMNI_DATA_DIR" => Some("/var/lib/omni".into()),
-                "OMNI_TEMPLATE_DIR" => Some(String::new()),
-                _ => None,
-            })
-            .unwrap();
-        let SelectedStore::Cassandra(cassandra) = config.store.selected().unwrap() else {
-            panic!("contact points in the environment choose Cassandra");
-        };
-        assert_eq!(cassandra.contact_points, ["10.0.0.5:9042", "10.0.0.6:9042"]);
-        assert_eq!(cassandra.keyspace, "omni_prod");
-        assert_eq!(config.listen.port(), 9000);
-        assert_eq!(config.data_dir, PathBuf::from("/var/lib/omni"));
-        // Empty is absent.
-        assert_eq!(config.template_dir, Config::default().template_dir);
-        let err = Config::default()
-            .apply_env(|name| (name == "OMNI_LISTEN").then(|| "localhost".into()))
-            .unwrap_err();
-        assert!(err.to_string().contains("OMNI_LISTEN"), "{err}");
-    }
-
-    #[test]
-    fn the_store_is_chosen_by_kind_or_by_the_section_that_is_there() {
-        let embedded: Config = toml::from_str("").unwrap();
-        assert!(matches!(
-            embedded.store.selected().unwrap(),
-            SelectedStore::Embedded(_)
-        ));
-        // Written before `kind` existed: the section chooses.
-        let old: Config = toml::from_str(
-            "[store.cassandra]
-contact_points = [\"a:9042\"]
-",
-        )
-        .unwrap();
-        assert!(matches!(
-            old.store.selected().unwrap(),
-            SelectedStore::Cassandra(_)
-        ));
-        let explicit: Config = toml::from_str(
-            "[store]\nkind = \"embedded\"\n[store.cassandra]\ncontact_points = [\"a:9042\"]\n",
-        )
-        .unwrap();
-        assert!(matches!(
-            explicit.store.selected().unwrap(),
-            SelectedStore::Embedded(_)
-        ));
-        let missing: Config = toml::from_str("[store]\nkind = \"cassandra\"\n").unwrap();
-        let err = missing.store.selected().unwrap_err();
-        assert!(err.to_string().contains("[store.cassandra]"), "{err}");
-        let err = toml::from_str::<Config>("[store]\nkind = \"redis\"\n").unwrap_err();
-        assert!(err.to_string().contains("unknown variant `redis`"), "{err}");
-        let mut env = Config::default();
-        let err = env
-            .apply_env(|name| (name == "OMNI_STORE_KIND").then(|| "redis".into()))
-            .unwrap_err();
-        assert!(err.to_string().contains("OMNI_STORE_KIND"), "{err}");
     }
 }
