@@ -75,7 +75,8 @@
 //!
 //! [logs]
 //! max_line_bytes = 16384           # longer lines are stored in pieces of this size
-//! max_job_bytes = 67108864         # most log text stored per job; then a marker line, and no more
+//! max_job_bytes = 67108864         # most log stored per job (text + 64 bytes a line); then a marker line, and no more
+//! max_job_lines = 1000000          # most lines stored per job; then a marker line, and no more
 //! follower_batches = 256           # batches a live follower may fall behind before it is dropped
 //!
 //! [[engines]]                      # where jobs run; without any entry, one local engine as here
@@ -84,8 +85,9 @@
 //! arches = ["x86_64"]              # API arches it runs (this machine's by default)
 //! max_running = 2                  # jobs at once
 //! root = "./.omni/data/jobs"       # job directories, artifacts in <root>/<job id>/volumes/output (default data_dir/jobs)
-//! max_log_bytes = 67108864         # log text kept per job until it is stored; then a marker line
+//! max_log_bytes = 67108864         # a job's log kept in its directory (log.jsonl) until cleanup, text + per-line bookkeeping; then a marker line
 //! unsandboxed = false              # true: steps run as plain processes of the server's user (no isolation; a warning at start)
+//! keep_finished = "30d"            # a job's directory is removed this long after it ended (keep equal to the store's job_ttl)
 //! [engines.sandbox]                # the sandbox of every step (README, "The local engine's sandbox")
 //! bwrap = "bwrap"                  # bubblewrap 0.8 or later
 //! network = "none"                 # what a step that asks for network gets: none (it fails) | host
