@@ -24,58 +24,18 @@ use omni_engine::{
     Engine, EngineError, EngineJob, EngineLine, JobId, LogCursor, LogStream, LogStreamOf, Outcome,
     Progress, ProgressStream, StepState,
 };
-use serde::Deserialize;
 use tokio::sync::watch;
 
 use crate::spool::Spool;
+use crate::sweep::{ENDED, sweep};
 use crate::{
-    Canceller, Event, Isolation, LocalRunner, Outcome as RunOutcome, Plan, Sandbox, SandboxConfig,
+    Canceller, Event, Isolation, LocalEngineConfig, LocalRunner, Outcome as RunOutcome, Plan,
+    Sandbox,
 };
 
-/// One `[[engines]]` entry of `kind = "local"`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LocalEngineConfig {
-    /// Its name, recorded on the jobs it runs.
-    #[serde(default = "default_name")]
-    pub name: String,
-    /// The API arches it runs jobs for; this machine's by default.
-    #[serde(default = "host_arches")]
-    pub arches: Vec<String>,
-    /// Jobs running at once at most.
-    #[serde(default = "default_max_running")]
-    pub max_running: usize,
-    /// Where job directories (volumes, artifacts) go; `<data_dir>/jobs` by default.
-    pub root: Option<PathBuf>,
-    /// The most of one job's log kept here (spooled to the job's directory until the job is
-    /// cleaned up): each line counts its text, its step's name and what keeping a line costs
-    /// ([`line_cost`]); then a marker line, and the job's later lines are dropped (the job runs
-    /// on). The host stores at most `[logs] max_job_bytes` anyway.
-    #[serde(default = "default_max_log_bytes")]
-    pub max_log_bytes: u64,
-    /// Run steps as plain processes of the server's user, with no sandbox: every job can do
-    /// what the server can. For hosts where bubblewrap cannot run; the server warns at start.
-    #[serde(default)]
-    pub unsandboxed: bool,
-    /// `[engines.sandbox]`: the sandbox's settings.
-    #[serde(default)]
-    pub sandbox: SandboxConfig,
-    /// How long the directory of a job that ended (its volumes, artifacts and log) is kept;
-    /// then it is removed, as the store forgets the job after its `job_ttl` (30 days by default
-    /// for both: keep them equal). Directories a crash left behind go the same way.
-    #[serde(default = "default_keep_finished", with = "humantime_serde")]
-    pub keep_finished: Duration,
-}
-
+/// Where a job is, as followers see it: they compare snapshots and report what changed.
 /// How often, at most, the engine looks for job directories to remove.
 const SWEEP_EVERY: Duration = Duration::from_secs(3600);
-
-/// The file a job's directory holds once the job has ended: its time is the end's.
-const ENDED: &str = "ended";
-
-fn default_keep_finished() -> Duration {
-    Duration::from_secs(30 * 24 * 3600)
-}
 
 /// What keeping `line` costs: its text, its step's name and the line's own record (a million
 /// empty lines are not free).
@@ -83,47 +43,6 @@ fn line_cost(line: &EngineLine) -> u64 {
     (line.line.len() + line.step.len() + std::mem::size_of::<EngineLine>()) as u64
 }
 
-fn default_max_log_bytes() -> u64 {
-    64 * 1024 * 1024
-}
-
-fn default_name() -> String {
-    "local".to_owned()
-}
-
-/// This machine's arch, as the API names it (`std::env::consts::ARCH` uses the same names).
-fn host_arches() -> Vec<String> {
-    vec![std::env::consts::ARCH.to_owned()]
-}
-
-fn default_max_running() -> usize {
-    2
-}
-
-impl LocalEngineConfig {
-    /// The defaults: `local`, this machine's arch, 2 jobs at once, directories under
-    /// `<data_dir>/jobs`.
-    pub fn new() -> Self {
-        LocalEngineConfig {
-            name: default_name(),
-            arches: host_arches(),
-            max_running: default_max_running(),
-            root: None,
-            max_log_bytes: default_max_log_bytes(),
-            unsandboxed: false,
-            sandbox: SandboxConfig::default(),
-            keep_finished: default_keep_finished(),
-        }
-    }
-}
-
-impl Default for LocalEngineConfig {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// Where a job is, as followers see it: they compare snapshots and report what changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Snapshot {
     running: bool,
@@ -535,51 +454,6 @@ impl Engine for LocalEngine {
                 message: format!("cannot remove the job's directory: {e}"),
             })
     }
-}
-
-/// The blocking part of [`LocalEngine::sweep`]: removes what has expired under the runner's
-/// root, except the directories of `running` jobs; returns the ids of the jobs removed.
-fn sweep(
-    runner: &LocalRunner,
-    running: &[String],
-    keep: Duration,
-    now: SystemTime,
-) -> Result<Vec<JobId>, String> {
-    let root = runner.root();
-    let entries = match std::fs::read_dir(root) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(format!("cannot list {}: {e}", root.display())),
-    };
-    let mut removed = Vec::new();
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(id) = name.to_str().and_then(|n| n.parse::<JobId>().ok()) else {
-            continue; // not a job's directory
-        };
-        if running.iter().any(|r| r == &id.to_string()) {
-            continue;
-        }
-        let dir = entry.path();
-        // Its end, or else (not ended here: an earlier run's, or another engine's under the
-        // same root) the last sign of life: the directory or its log changing.
-        let modified = |name: &str| std::fs::metadata(dir.join(name)).and_then(|m| m.modified());
-        let changed = modified(ENDED).or_else(|_| {
-            let log = modified(crate::spool::FILE_NAME).ok();
-            modified("").map(|at| log.map_or(at, |log| log.max(at)))
-        });
-        let expired = changed.is_ok_and(|at| now.duration_since(at).is_ok_and(|age| age > keep));
-        if !expired {
-            continue;
-        }
-        match runner.remove(&id.to_string()) {
-            Ok(()) => removed.push(id),
-            Err(error) => {
-                tracing::warn!(dir = %dir.display(), %error, "cannot remove an expired job's directory");
-            }
-        }
-    }
-    Ok(removed)
 }
 
 /// Applies one runner event to a tracked job; true once the run has ended.

@@ -29,7 +29,12 @@
 //! [`Run::cancel`] kill the running step: its sandbox's pid namespace, so every process it
 //! started dies with it (and so does anything it left behind when it ends by itself). What the
 //! job leaves in its volumes stays in the job directory (its artifacts) until
-//! [`LocalRunner::remove`].
+//! [`LocalRunner::remove`]: a purge, or the engine's sweep `keep_finished` after the job ended.
+//!
+//! Layout: the runner here; `engine` ([`LocalEngine`]) tracks jobs for the `Engine` trait,
+//! `config` ([`LocalEngineConfig`]), `spool` (a job's log in `log.jsonl`, read back by each
+//! follower), `sweep` (removing old job directories), [`sandbox`] and `plan` (what a rendered
+//! Job becomes).
 //!
 //! This crate knows rendered manifests and processes, nothing of the store, HTTP or plugins.
 
@@ -43,12 +48,15 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 use tokio::sync::{Notify, mpsc};
 
+mod config;
 mod engine;
 mod plan;
 pub mod sandbox;
 mod spool;
+mod sweep;
 
-pub use engine::{LocalEngine, LocalEngineConfig};
+pub use config::LocalEngineConfig;
+pub use engine::LocalEngine;
 pub use plan::{Mount, NETWORK_ANNOTATION, Plan, PlanError, StepPlan, Volume};
 pub use sandbox::{JobUid, Sandbox, SandboxConfig, SandboxError};
 
