@@ -13,62 +13,90 @@ fn config(plugins: &std::path::Path, data: &std::path::Path) -> omni::config::Co
     }
 }
 
+/// A server started in this process over `plugins` and `data`, ready.
+struct Running {
+    url: String,
+    client: reqwest::Client,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    async fn start(plugins: &std::path::Path, data: &std::path::Path) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(omni::serve(config(plugins, data), listener, async {
+            let _ = stopped.await;
+        }));
+        let client = reqwest::Client::new();
+        eventually("the server to be ready", || async {
+            let answer = client.get(format!("{url}/readyz")).send().await.ok()?;
+            answer.status().is_success().then_some(())
+        })
+        .await;
+        Running {
+            url,
+            client,
+            stop,
+            server,
+        }
+    }
+
+    /// Submits the README's SRPM job and waits until it ends; answers the job.
+    async fn run_srpm_job(&self) -> Value {
+        let spec = "Name: hello\nVersion: 1.0\nRelease: 1\nSummary: hi\nLicense: MIT\nBuildArch: noarch\n%description\nhi\n%files\n";
+        let created: Value = self
+            .client
+            .post(format!("{}/v1/jobs", self.url))
+            .json(&json!({"service": "test", "task": "srpm", "arch": std::env::consts::ARCH, "params": {"spec": spec}}))
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = created["id"].as_str().unwrap().to_owned();
+        eventually("the job to end", || async {
+            let job: Value = self
+                .client
+                .get(format!("{}/v1/jobs/{id}", self.url))
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            matches!(
+                job["state"].as_str(),
+                Some("succeeded" | "failed" | "cancelled")
+            )
+            .then_some(job)
+        })
+        .await
+    }
+
+    /// Completes the shutdown future and waits until `serve` returned.
+    async fn stop(self) {
+        self.stop.send(()).unwrap();
+        tokio::time::timeout(omni_test_support::PATIENCE, self.server)
+            .await
+            .expect("the server stopped when asked")
+            .unwrap()
+            .unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_in_process_runs_a_job_and_stops_when_asked() {
     let (plugins, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     std::fs::copy(component_path("srpm"), plugins.path().join("srpm.wasm")).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(omni::serve(
-        config(plugins.path(), data.path()),
-        listener,
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    let client = reqwest::Client::new();
-    eventually("the server to be ready", || async {
-        let answer = client.get(format!("{url}/readyz")).send().await.ok()?;
-        answer.status().is_success().then_some(())
-    })
-    .await;
-    let spec = "Name: hello\nVersion: 1.0\nRelease: 1\nSummary: hi\nLicense: MIT\nBuildArch: noarch\n%description\nhi\n%files\n";
-    let created: Value = client
-        .post(format!("{url}/v1/jobs"))
-        .json(&json!({"service": "test", "task": "srpm", "arch": std::env::consts::ARCH, "params": {"spec": spec}}))
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = created["id"].as_str().unwrap().to_owned();
-    let done: Value = eventually("the job to end", || async {
-        let job: Value = client
-            .get(format!("{url}/v1/jobs/{id}"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        matches!(
-            job["state"].as_str(),
-            Some("succeeded" | "failed" | "cancelled")
-        )
-        .then_some(job)
-    })
-    .await;
+    let server = Running::start(plugins.path(), data.path()).await;
+    let done = server.run_srpm_job().await;
     assert_eq!(done["state"], "succeeded", "{done:#}");
-    stop.send(()).unwrap();
-    tokio::time::timeout(omni_test_support::PATIENCE, server)
-        .await
-        .expect("the server stopped when asked")
-        .unwrap()
-        .unwrap();
+    server.stop().await;
 }
 
 #[tokio::test]
@@ -123,22 +151,8 @@ async fn a_job_in_a_state_this_server_does_not_know_is_shown_and_left_alone() {
         .unwrap();
         store.create_job(&future, None).await.unwrap();
     }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(omni::serve(
-        config(plugins.path(), data.path()),
-        listener,
-        async {
-            let _ = stopped.await;
-        },
-    ));
-    let client = reqwest::Client::new();
-    eventually("the server to be ready", || async {
-        let answer = client.get(format!("{url}/readyz")).send().await.ok()?;
-        answer.status().is_success().then_some(())
-    })
-    .await;
+    let server = Running::start(plugins.path(), data.path()).await;
+    let (url, client) = (&server.url, &server.client);
     let job_url = format!("{url}/v1/jobs/{}", future.id);
     let get = || async {
         let answer = client.get(&job_url).send().await.unwrap();
@@ -172,37 +186,7 @@ async fn a_job_in_a_state_this_server_does_not_know_is_shown_and_left_alone() {
     }
 
     // The scheduler passes over it: a later job is scheduled, run and ended meanwhile.
-    let spec = "Name: hello\nVersion: 1.0\nRelease: 1\nSummary: hi\nLicense: MIT\nBuildArch: noarch\n%description\nhi\n%files\n";
-    let later: Value = client
-        .post(format!("{url}/v1/jobs"))
-        .json(&json!({"service": "test", "task": "srpm", "arch": std::env::consts::ARCH, "params": {"spec": spec}}))
-        .send()
-        .await
-        .unwrap()
-        .error_for_status()
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let later = later["id"].as_str().unwrap().to_owned();
-    eventually("the later job to end", || async {
-        let job: Value = client
-            .get(format!("{url}/v1/jobs/{later}"))
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        (job["state"] == "succeeded").then_some(())
-    })
-    .await;
+    assert_eq!(server.run_srpm_job().await["state"], "succeeded");
     assert_eq!(get().await, shown, "the job was left as it was");
-
-    stop.send(()).unwrap();
-    tokio::time::timeout(omni_test_support::PATIENCE, server)
-        .await
-        .expect("the server stopped when asked")
-        .unwrap()
-        .unwrap();
+    server.stop().await;
 }
