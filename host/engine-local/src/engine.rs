@@ -34,6 +34,9 @@ use crate::{
 };
 
 /// Where a job is, as followers see it: they compare snapshots and report what changed.
+/// The most lines a follower reads from a spool at once.
+const READ_CHUNK: usize = 1000;
+
 /// How often, at most, the engine looks for job directories to remove.
 const SWEEP_EVERY: Duration = Duration::from_secs(3600);
 
@@ -386,12 +389,15 @@ impl Engine for LocalEngine {
                                 engine: name.clone(),
                                 message: format!("cannot read the job's log: {e}"),
                             };
+                            // A chunk at a time: a follower that comes late to a long log
+                            // holds only a chunk of it.
+                            let upto = count.min(read + READ_CHUNK);
                             let next = tracked.spool.flush().and_then(|()| {
                                 let reader = match &mut reader {
                                     Some(reader) => reader,
                                     None => reader.insert(tracked.spool.reader()?),
                                 };
-                                (read..count).map(|_| reader.next_line()).collect()
+                                (read..upto).map(|_| reader.next_line()).collect()
                             });
                             let lines: Vec<EngineLine> = match next {
                                 Ok(lines) => lines,
@@ -402,7 +408,7 @@ impl Engine for LocalEngine {
                                     ));
                                 }
                             };
-                            read = count;
+                            read = upto;
                             ready.extend(lines.into_iter().filter(|line| {
                                 after
                                     .as_ref()
