@@ -26,12 +26,17 @@ use crate::problem::Problem;
 
 /// Middleware: refuses requests from where they may not come (see the module's docs).
 pub(crate) async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let host = request.headers().get(header::HOST).map(|value| {
-        value
-            .to_str()
-            .ok()
-            .and_then(|v| v.parse::<Authority>().ok())
-    });
+    // `Host`, or else the request target's authority (HTTP/2's `:authority`).
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .map(|value| {
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.parse::<Authority>().ok())
+        })
+        .or_else(|| request.uri().authority().map(|a| Some(a.clone())));
     if !state.auth.is_enabled()
         && let Some(host) = &host
         && !host.as_ref().is_some_and(|h| is_loopback(h.host()))

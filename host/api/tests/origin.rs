@@ -56,6 +56,11 @@ async fn with_auth_off_only_loopback_hosts_are_served() {
         let (status, _, page) = call_with(&app, "GET", "/v1/jobs", &[("host", host)], None).await;
         assert_eq!(status, StatusCode::OK, "{host}: {page}");
     }
+    // The request target's authority when there is no Host (HTTP/2's `:authority`).
+    let (status, _, _) = call_with(&app, "GET", "http://attacker.example/v1/jobs", &[], None).await;
+    assert_eq!(status, StatusCode::MISDIRECTED_REQUEST);
+    let (status, _, _) = call_with(&app, "GET", "http://127.0.0.1:8080/v1/jobs", &[], None).await;
+    assert_eq!(status, StatusCode::OK);
     // No Host at all (not a browser): served.
     let (status, _, _) = call_with(&app, "GET", "/v1/jobs", &[], None).await;
     assert_eq!(status, StatusCode::OK);
