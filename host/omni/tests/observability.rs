@@ -407,7 +407,10 @@ async fn text_logs_name_the_job_in_its_span() {
     assert_eq!(status, 201, "{job}");
     let id = job["id"].as_str().unwrap().to_owned();
     assert_eq!(ended(&server.url, &id).await["state"], "succeeded");
-    let started = line(&server, |l| l.contains("omni_scheduler: job started")).await;
+    let started = line(&server, |l| {
+        l.contains("omni_scheduler::start: job started")
+    })
+    .await;
     assert!(
         !started.contains('\x1b'),
         "colours in a piped log: {started}"
