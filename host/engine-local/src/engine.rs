@@ -143,12 +143,12 @@ impl LocalEngine {
         let jobs = Arc::clone(&self.jobs);
         let (runner, keep) = (self.runner.clone(), self.keep_finished);
         async move {
-            let running: Vec<String> = jobs
+            let running: Vec<JobId> = jobs
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .iter()
                 .filter(|(_, tracked)| !tracked.lines.borrow().ended)
-                .map(|(id, _)| id.to_string())
+                .map(|(id, _)| *id)
                 .collect();
             let removed = tokio::task::spawn_blocking(move || sweep(&runner, &running, keep, now))
                 .await
@@ -372,23 +372,21 @@ impl Engine for LocalEngine {
         let receiver = tracked.lines.subscribe();
         let steps = tracked.steps.clone();
         let name = self.name.clone();
+        // The state is gone once reading failed: the error was the stream's last item.
         futures::stream::unfold(
-            (receiver, None, 0usize, 0usize, Vec::<EngineLine>::new()),
-            move |(mut receiver, mut reader, mut read, mut seen_at_time, mut ready)| {
+            Some((receiver, None, 0usize, 0usize, Vec::<EngineLine>::new())),
+            move |state| {
                 let (steps, tracked, name) = (steps.clone(), Arc::clone(&tracked), name.clone());
                 let after = after.clone();
                 async move {
+                    let (mut receiver, mut reader, mut read, mut seen_at_time, mut ready) = state?;
                     loop {
                         if let Some(line) = ready.pop() {
                             let state = (receiver, reader, read, seen_at_time, ready);
-                            return Some((Ok(line), state));
+                            return Some((Ok(line), Some(state)));
                         }
                         let Lines { count, ended, .. } = *receiver.borrow_and_update();
                         if count > read {
-                            let failed = |e: std::io::Error| EngineError::Failed {
-                                engine: name.clone(),
-                                message: format!("cannot read the job's log: {e}"),
-                            };
                             // A chunk at a time: a follower that comes late to a long log
                             // holds only a chunk of it.
                             let upto = count.min(read + READ_CHUNK);
@@ -402,10 +400,11 @@ impl Engine for LocalEngine {
                             let lines: Vec<EngineLine> = match next {
                                 Ok(lines) => lines,
                                 Err(e) => {
-                                    return Some((
-                                        Err(failed(e)),
-                                        (receiver, None, usize::MAX, seen_at_time, ready),
-                                    ));
+                                    let error = EngineError::Failed {
+                                        engine: name,
+                                        message: format!("cannot read the job's log: {e}"),
+                                    };
+                                    return Some((Err(error), None));
                                 }
                             };
                             read = upto;
@@ -417,7 +416,7 @@ impl Engine for LocalEngine {
                             ready.reverse();
                             continue;
                         }
-                        if ended || read == usize::MAX || receiver.changed().await.is_err() {
+                        if ended || receiver.changed().await.is_err() {
                             return None;
                         }
                     }

@@ -15,7 +15,7 @@ pub(crate) const ENDED: &str = "ended";
 /// root, except the directories of `running` jobs; returns the ids of the jobs removed.
 pub(crate) fn sweep(
     runner: &LocalRunner,
-    running: &[String],
+    running: &[JobId],
     keep: Duration,
     now: SystemTime,
 ) -> Result<Vec<JobId>, String> {
@@ -31,7 +31,7 @@ pub(crate) fn sweep(
         let Some(id) = name.to_str().and_then(|n| n.parse::<JobId>().ok()) else {
             continue; // not a job's directory
         };
-        if running.iter().any(|r| r == &id.to_string()) {
+        if running.contains(&id) {
             continue;
         }
         let dir = entry.path();

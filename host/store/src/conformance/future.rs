@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::events::read_until;
-use super::{create, job, unique_service};
+use super::{create, job, list_all, unique_service};
 use crate::model::*;
 use crate::{JobId, JobState, LogStream, StepState, Store, StoreError, now};
 
@@ -60,6 +60,15 @@ macro_rules! future_rows_tests {
             }
         )*
     };
+}
+
+/// A listing of `service`'s jobs, in `state` if given.
+fn by_service(service: &str, state: Option<JobState>) -> JobQuery {
+    JobQuery {
+        service: Some(service.to_owned()),
+        state,
+        ..JobQuery::default()
+    }
 }
 
 /// `record` as a newer server would have written it: format 2, a top-level field, a field in
@@ -119,14 +128,8 @@ pub async fn a_newer_job_record_is_read_and_its_unknown_fields_survive_changes(
 
     let read = store.get_job(made.id).await.unwrap().expect("the job");
     assert_eq!(read, made, "the known fields read as they were");
-    let listed = store
-        .list_jobs(&JobQuery {
-            service: Some(service.clone()),
-            ..JobQuery::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(listed.items, vec![made.clone()]);
+    let listed = list_all(&store, by_service(&service, None)).await;
+    assert_eq!(listed, vec![made.clone()]);
 
     let (queued, _) = store
         .transition(
@@ -189,24 +192,11 @@ pub async fn a_job_in_a_state_this_server_does_not_know_is_shown_and_left_alone(
     assert_eq!(read.state, JobState::Other("verifying"));
     assert_eq!(read.steps[0].state, StepState::Other("verifying"));
     assert_eq!(read.state.as_str(), "verifying");
-    let listed = store
-        .list_jobs(&JobQuery {
-            service: Some(service.clone()),
-            ..JobQuery::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(listed.items, vec![read.clone()]);
+    let listed = list_all(&store, by_service(&service, None)).await;
+    assert_eq!(listed, vec![read.clone()]);
     for state in [JobState::Pending, JobState::Running] {
-        let listed = store
-            .list_jobs(&JobQuery {
-                service: Some(service.clone()),
-                state: Some(state),
-                ..JobQuery::default()
-            })
-            .await
-            .unwrap();
-        assert!(listed.items.is_empty(), "listed as {state}");
+        let listed = list_all(&store, by_service(&service, Some(state))).await;
+        assert!(listed.is_empty(), "listed as {state}");
     }
 
     for to in [JobState::Cancelled, JobState::Failed, JobState::Queued] {
