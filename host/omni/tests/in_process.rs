@@ -30,11 +30,18 @@ impl Running {
             let _ = stopped.await;
         }));
         let client = reqwest::Client::new();
-        eventually("the server to be ready", || async {
+        let ready = eventually("the server to be ready or to end", || async {
+            if server.is_finished() {
+                return Some(false);
+            }
             let answer = client.get(format!("{url}/readyz")).send().await.ok()?;
-            answer.status().is_success().then_some(())
+            answer.status().is_success().then_some(true)
         })
         .await;
+        if !ready {
+            let ended = server.await.expect("the server task panicked");
+            panic!("the server ended before it was ready: {ended:?}");
+        }
         Running {
             url,
             client,

@@ -19,19 +19,26 @@ const MAX_BATCH: usize = 512;
 type Reply = Box<dyn FnOnce(Result<(), String>) + Send>;
 type Op = Box<dyn FnOnce(&WriteTransaction) -> Reply + Send>;
 
+/// The queue to the writer thread. Dropping it closes the queue and waits until the thread has
+/// committed what was queued and let go of the database, so that the file is closed when the
+/// store is dropped: the same process can open it again at once (a server restarted in process).
 #[derive(Debug)]
 pub(crate) struct Writer {
-    queue: mpsc::Sender<Op>,
+    queue: Option<mpsc::Sender<Op>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Writer {
     pub(crate) fn start(db: Arc<Database>) -> Result<Self> {
         let (queue, ops) = mpsc::channel(4 * MAX_BATCH);
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("omni-store-writer".into())
             .spawn(move || run(&db, ops))
             .map_err(StoreError::unavailable)?;
-        Ok(Writer { queue })
+        Ok(Writer {
+            queue: Some(queue),
+            thread: Some(thread),
+        })
     }
 
     pub(crate) async fn run<T: Send + 'static>(
@@ -53,8 +60,22 @@ impl Writer {
                 let _ = answer.send(result);
             })
         });
-        self.queue.send(op).await.map_err(|_| closed())?;
+        let queue = self.queue.as_ref().ok_or_else(closed)?;
+        queue.send(op).await.map_err(|_| closed())?;
         answered.await.map_err(|_| closed())?
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        drop(self.queue.take());
+        if let Some(thread) = self.thread.take() {
+            // The last handle may go with an operation the writer itself ran; it cannot wait
+            // for itself, and it lets go of the database when its loop ends right after.
+            if thread.thread().id() != std::thread::current().id() {
+                let _ = thread.join();
+            }
+        }
     }
 }
 
