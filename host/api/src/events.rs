@@ -33,7 +33,7 @@ use crate::types::Event;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, ClientAddress};
 use crate::{AppState, Problem};
 use omni_core::Name;
 
@@ -129,12 +129,14 @@ const NAME_RULE: &str = "must be lowercase letters, digits and '-', 1 to 63 long
         (status = 400, response = crate::openapi::BadRequest),
         (status = 401, response = crate::openapi::Unauthorized),
         (status = 403, response = crate::openapi::Forbidden),
+        (status = 429, response = crate::openapi::TooManyRequests),
         (status = 503, response = crate::openapi::Unavailable),
     )
 )]
 pub(crate) async fn stream(
     State(state): State<AppState>,
     caller: Caller,
+    address: ClientAddress,
     headers: HeaderMap,
     params: Result<Query<EventParams>, QueryRejection>,
 ) -> Result<Response, Problem> {
@@ -227,6 +229,7 @@ pub(crate) async fn stream(
     if !follow {
         return Ok(page(&jobs, resume, &filter, limit).await?.into_response());
     }
+    let permit = state.streams.open(&address.caller_key(&state, &caller))?;
     let cursor = match resume {
         Some(id) => id,
         None => jobs.events_head().await.map_err(Problem::from_jobs)?,
@@ -239,9 +242,11 @@ pub(crate) async fn stream(
         wake,
         poll: state.events.poll_interval,
     };
-    Ok(Sse::new(follower.into_stream())
-        .keep_alive(KeepAlive::new().interval(state.events.keep_alive))
-        .into_response())
+    Ok(
+        Sse::new(state.streams.guard(follower.into_stream(), permit))
+            .keep_alive(KeepAlive::new().interval(state.events.keep_alive))
+            .into_response(),
+    )
 }
 
 /// Up to `limit` stored events after `after` (from the oldest without it). The store may answer

@@ -49,16 +49,22 @@ pub mod openapi;
 mod origin;
 pub mod plugins;
 pub mod problem;
+pub mod streams;
 pub mod types;
 pub mod webhooks;
 
-pub use auth::{AuthConfig, AuthConfigError, Authenticator, Caller, Role};
+pub use auth::{AuthConfig, AuthConfigError, Authenticator, Caller, ClientAddress, Role};
 pub use events::EventsConfig;
 
 pub use problem::Problem;
+pub use streams::Streams;
 
 /// The default limit on request bodies (1 MiB, as the API says).
 pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
+
+/// How long a request may take to be answered unless configured (a stream's answer is its
+/// head; the events that follow are not timed).
+pub const DEFAULT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// What handlers share.
 #[derive(Debug, Clone)]
@@ -79,11 +85,16 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     /// The installed metrics recorder, rendered on `/metrics` (404 without one).
     pub metrics: Option<metrics::Metrics>,
+    /// The open event and log streams: their cap per caller, and the signal that ends them.
+    pub streams: Streams,
+    /// How long a request may take to be answered (503 after it).
+    pub request_timeout: std::time::Duration,
 }
 
 impl AppState {
-    /// The state over `jobs`, whose plugins are `registry`'s, with the defaults: namespace `omni-jobs`, the default body limit,
-    /// no engines, the default event stream settings, auth off, and no metrics.
+    /// The state over `jobs`, whose plugins are `registry`'s, with the defaults: namespace
+    /// `omni-jobs`, the default body limit and request timeout, no engines, the default event
+    /// stream settings and stream cap, auth off, and no metrics.
     pub fn new(jobs: JobService, registry: Arc<Registry>) -> Self {
         Self {
             jobs,
@@ -94,6 +105,8 @@ impl AppState {
             events: EventsConfig::default(),
             auth: Arc::new(Authenticator::disabled()),
             metrics: None,
+            streams: Streams::default(),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
         }
     }
 
@@ -120,6 +133,10 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             origin::guard,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.request_timeout,
+            answer_within,
         ))
         .layer(axum::middleware::from_fn(metrics::track))
         .layer(DefaultBodyLimit::max(body_limit))
@@ -189,6 +206,32 @@ pub(crate) async fn readyz(State(state): State<AppState>) -> Response {
         "engines": engines,
     }))
     .into_response()
+}
+
+/// Answers 503 when the handler has not answered within `timeout`: a request that does not
+/// stream (or a slow client's body) holds no task and no connection beyond it. A stream's
+/// handler answers at once; the events that follow are the body's and are not timed.
+async fn answer_within(
+    State(timeout): State<std::time::Duration>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let route = request.uri().path().to_owned();
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(%route, ?timeout, "a request was not answered in time");
+            let mut problem = Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "request timeout",
+                format!(
+                    "the request was not answered within {timeout:?} ([http] request_timeout); retry later"
+                ),
+            );
+            problem.retry_after = Some(problem::RETRY_AFTER_SECS);
+            problem.into_response()
+        }
+    }
 }
 
 async fn not_found() -> Problem {

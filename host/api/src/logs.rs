@@ -24,7 +24,7 @@ use crate::types::LogLine;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::auth::{Caller, Role};
+use crate::auth::{Caller, ClientAddress, Role};
 use crate::{AppState, Problem};
 
 /// The default page size.
@@ -103,12 +103,14 @@ fn wants_events(headers: &HeaderMap) -> bool {
         (status = 400, response = crate::openapi::BadRequest),
         (status = 401, response = crate::openapi::Unauthorized),
         (status = 404, response = crate::openapi::NotFound),
+        (status = 429, response = crate::openapi::TooManyRequests),
         (status = 503, response = crate::openapi::Unavailable),
     )
 )]
 pub(crate) async fn logs(
     State(state): State<AppState>,
     caller: Caller,
+    address: ClientAddress,
     Path(id): Path<String>,
     headers: HeaderMap,
     params: Result<Query<LogParams>, QueryRejection>,
@@ -141,6 +143,7 @@ pub(crate) async fn logs(
         after = Some(cursor(last, "/headers/last-event-id")?);
     }
     if follow {
+        let permit = state.streams.open(&address.caller_key(&state, &caller))?;
         let events = state
             .jobs
             .follow_logs(id, params.step, after)
@@ -149,7 +152,7 @@ pub(crate) async fn logs(
         let stream = events
             .flat_map(|event| futures::stream::iter(sse(event)))
             .map(Ok::<_, Infallible>);
-        return Ok(Sse::new(stream)
+        return Ok(Sse::new(state.streams.guard(stream, permit))
             .keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
             .into_response());
     }

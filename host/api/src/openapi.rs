@@ -68,6 +68,7 @@ pub const SWAGGER_PATH: &str = "/v1/swagger";
             PayloadTooLarge,
             UnsupportedMediaType,
             Unprocessable,
+            TooManyRequests,
             Unavailable,
             Internal
         )
@@ -240,21 +241,33 @@ problem_response!(
     "The plugin rejected the params (`errors` lists them under `/params`), the task does not \
      build for the arch, or no engine runs the arch"
 );
-problem_response!(
-    Unavailable,
-    "The store cannot be reached (or, for `/readyz`, the plugins were not scanned yet); retry \
-     after `Retry-After` seconds",
-    |r| r.header(
+/// The `Retry-After` header of an answer the client may retry.
+fn retry_after(response: ResponseBuilder) -> ResponseBuilder {
+    response.header(
         "Retry-After",
         HeaderBuilder::new()
             .schema(Some(
                 utoipa::openapi::ObjectBuilder::new()
                     .schema_type(Type::Integer)
-                    .minimum(Some(0))
+                    .minimum(Some(0)),
             ))
             .description(Some("Seconds after which a retry may succeed"))
-            .build()
+            .build(),
     )
+}
+
+problem_response!(
+    TooManyRequests,
+    "The caller holds the most event and log streams one caller may (`[http] \
+     max_streams_per_caller`); retry after `Retry-After` seconds",
+    retry_after
+);
+problem_response!(
+    Unavailable,
+    "The store cannot be reached, or the request was not answered within `[http] \
+     request_timeout` (or, for `/readyz`, the plugins were not scanned yet); retry after \
+     `Retry-After` seconds",
+    retry_after
 );
 
 /// 500: the server failed; the error is in its log (a plugin's failure says which plugin).

@@ -7,8 +7,10 @@
 //! # Layout
 //! - [`config`]: the TOML configuration, its defaults, and the environment's overrides.
 //! - [`serve`], [`auth`]: the server.
+//! - [`http`]: serving connections: their caps and timeouts, and the stop.
 
 pub mod config;
+pub mod http;
 mod server;
 
 pub use server::{auth, serve};

@@ -89,15 +89,19 @@ pub fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         );
     }
     crate::logging::init(args.log_format);
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .build()?
-        .block_on(async {
-            let listener = tokio::net::TcpListener::bind(config.listen)
-                .await
-                .with_context(|| format!("cannot listen on {}", config.listen))?;
-            omni::serve(config, listener, shutdown()).await
-        })?;
+        .build()?;
+    let served = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        omni::serve(config, listener, shutdown()).await
+    });
+    // The background work (the scheduler, deliveries, log readers) stops with the runtime; a
+    // blocking read in flight is not waited for beyond this.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    served?;
     Ok(ExitCode::SUCCESS)
 }
 

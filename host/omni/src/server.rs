@@ -93,6 +93,7 @@ pub async fn serve(
     } else {
         tracing::warn!("auth off: no users or tokens are configured; every caller is an admin");
     }
+    let streams = omni_api::Streams::new(config.http.max_streams_per_caller);
     let app = omni_api::router(AppState {
         jobs,
         registry,
@@ -102,11 +103,11 @@ pub async fn serve(
         events: config.events.stream(),
         auth: Arc::new(auth),
         metrics: Some(metrics),
+        streams: streams.clone(),
+        request_timeout: config.http.request_timeout,
     });
     tracing::info!("omni listening on http://{}", listener.local_addr()?);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    crate::http::serve(listener, app, &config.http, shutdown, || streams.stop()).await;
     tracing::info!("omni stopped");
     Ok(())
 }

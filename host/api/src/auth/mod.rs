@@ -395,6 +395,38 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
+/// The address of the client of a request, as the server accepted its connection (`None`
+/// where the router is called without one, as in tests that call it directly).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddress(pub Option<std::net::IpAddr>);
+
+impl ClientAddress {
+    /// Who counts as one caller for per-caller limits: the signed-in user or token when auth is
+    /// on, else the client's address.
+    pub fn caller_key(self, state: &AppState, caller: &Caller) -> String {
+        match self.0 {
+            _ if state.auth.is_enabled() => caller.name().to_owned(),
+            Some(address) => address.to_string(),
+            None => caller.name().to_owned(),
+        }
+    }
+}
+
+impl<S: Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddress(client_address(parts)))
+    }
+}
+
+fn client_address(parts: &Parts) -> Option<std::net::IpAddr> {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

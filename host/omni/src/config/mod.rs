@@ -23,6 +23,14 @@
 //! sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"   # `omni token` prints it
 //! roles = { openeuler = "submitter" }
 //!
+//! [http]                         # connections (docs/api.md, "Limits")
+//! header_read_timeout = "10s"      # a request's head must arrive within this; idle connections close after it
+//! request_timeout = "60s"          # a request that does not stream is answered within this, or 503
+//! max_connections = 4096           # open at once; more wait to be accepted
+//! max_connections_per_address = 512   # from one client address; more are answered 429 and closed
+//! max_streams_per_caller = 128     # event and log streams per user or token (auth off: per address); then 429
+//! shutdown_timeout = "10s"         # on SIGTERM: streams end at once, requests in flight get this long
+//!
 //! [store]
 //! kind = "embedded"                # OMNI_STORE_KIND: embedded | cassandra (without it: cassandra
 //!                                  # when [store.cassandra] is there)
@@ -171,6 +179,8 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     /// `[auth]`.
     pub auth: AuthSection,
+    /// `[http]`: connections, timeouts, the stop.
+    pub http: crate::http::HttpConfig,
 }
 /// `[events]`: the event stream. `ttl` sets the store's `event_ttl` (embedded or Cassandra).
 #[derive(Debug, Clone, Deserialize)]
@@ -261,6 +271,7 @@ impl Default for Config {
             events: EventsConfig::default(),
             webhooks: WebhooksConfig::default(),
             auth: AuthSection::default(),
+            http: crate::http::HttpConfig::default(),
         }
     }
 }
