@@ -53,7 +53,7 @@ test: lint plugins
 ## bench: the performance figures of the README ("Performance"): the plugin host, running jobs
 ## (the local engine, then 1,000 and 10,000 jobs at once on the Kubernetes testbed, started as
 ## for `make test`), then the job service on each store (the Cassandra testbed is started, or
-## OMNI_TEST_CASSANDRA is used), then webhook deliveries and the SSE stream's lag.
+## OMNI_TEST_CASSANDRA is used), then webhook deliveries and the SSE stream's lag, then a sign-in under a flood of wrong passwords.
 bench: plugins
 	$(CARGO) bench --locked -p omni-runtime --bench plugins
 	$(CARGO) bench --locked -p omni-scheduler --bench local
@@ -64,6 +64,7 @@ bench: plugins
 	OMNI_TEST_CASSANDRA=$${OMNI_TEST_CASSANDRA:-$$(./tests/testbed/cassandra.sh start)} \
 		$(CARGO) bench --locked -p omni-api --bench jobs
 	$(CARGO) bench --locked -p omni-api --bench events
+	$(CARGO) bench --locked -p omni-api --bench signin
 
 fmt:
 	$(CARGO) fmt --all

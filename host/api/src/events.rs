@@ -128,8 +128,8 @@ const NAME_RULE: &str = "must be lowercase letters, digits and '-', 1 to 63 long
         )),
         (status = 400, response = crate::openapi::BadRequest),
         (status = 401, response = crate::openapi::Unauthorized),
-        (status = 403, response = crate::openapi::Forbidden),
         (status = 429, response = crate::openapi::TooManyRequests),
+        (status = 403, response = crate::openapi::Forbidden),
         (status = 503, response = crate::openapi::Unavailable),
     )
 )]

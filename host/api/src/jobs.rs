@@ -161,6 +161,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
         (status = 200, description = "The job made earlier with this `Idempotency-Key` and body", body = Job, headers(("Location" = String, description = "`/v1/jobs/{id}`"))),
         (status = 400, response = crate::openapi::BadRequest),
         (status = 401, response = crate::openapi::Unauthorized),
+        (status = 429, response = crate::openapi::TooManyRequests),
         (status = 403, response = crate::openapi::Forbidden),
         (status = 404, response = crate::openapi::NotFound),
         (status = 409, response = crate::openapi::Conflict),
@@ -230,6 +231,7 @@ pub(crate) fn parse_id(id: &str) -> Result<JobId, Problem> {
     responses(
         (status = 200, description = "The job", body = Job),
         (status = 401, response = crate::openapi::Unauthorized),
+        (status = 429, response = crate::openapi::TooManyRequests),
         (status = 404, response = crate::openapi::NotFound),
         (status = 503, response = crate::openapi::Unavailable),
     )
@@ -396,6 +398,7 @@ impl ListParams {
         (status = 200, description = "A page of jobs", body = JobList),
         (status = 400, response = crate::openapi::BadRequest),
         (status = 401, response = crate::openapi::Unauthorized),
+        (status = 429, response = crate::openapi::TooManyRequests),
         (status = 403, response = crate::openapi::Forbidden),
         (status = 503, response = crate::openapi::Unavailable),
     )
@@ -461,6 +464,7 @@ pub struct CancelParams {
         (status = 204, description = "Purged"),
         (status = 400, response = crate::openapi::BadRequest),
         (status = 401, response = crate::openapi::Unauthorized),
+        (status = 429, response = crate::openapi::TooManyRequests),
         (status = 403, response = crate::openapi::Forbidden),
         (status = 404, response = crate::openapi::NotFound),
         (status = 409, response = crate::openapi::Conflict),

@@ -102,8 +102,8 @@ fn wants_events(headers: &HeaderMap) -> bool {
         )),
         (status = 400, response = crate::openapi::BadRequest),
         (status = 401, response = crate::openapi::Unauthorized),
-        (status = 404, response = crate::openapi::NotFound),
         (status = 429, response = crate::openapi::TooManyRequests),
+        (status = 404, response = crate::openapi::NotFound),
         (status = 503, response = crate::openapi::Unavailable),
     )
 )]

@@ -21,6 +21,10 @@ use crate::{AppState, Problem};
 pub const HTTP_REQUESTS: &str = "omni_http_requests_total";
 /// Histogram of HTTP requests' time to the answer's head, by `method` and `route`.
 pub const HTTP_SECONDS: &str = "omni_http_request_duration_seconds";
+/// Counter: wrong passwords and tokens, by `credential` (`password` or `token`).
+pub const SIGN_IN_FAILURES: &str = "omni_sign_in_failures_total";
+/// Counter: sign-ins answered 429 because the name or address failed too often.
+pub const SIGN_IN_THROTTLED: &str = "omni_sign_in_throttled_total";
 
 /// The buckets (upper bounds, in seconds) of every histogram, all of which are latencies: from
 /// a store read on one machine (sub-millisecond) to a plugin call near its deadline. Set
@@ -91,6 +95,15 @@ fn describe() {
         metrics::Unit::Seconds,
         "Time from an HTTP request to the head of its answer, by method and route template (for \
          streams, SSE and followed logs, the time to the stream's start)."
+    );
+    metrics::describe_counter!(
+        SIGN_IN_FAILURES,
+        "Wrong passwords and bearer tokens, by credential (password or token)."
+    );
+    metrics::describe_counter!(
+        SIGN_IN_THROTTLED,
+        "Sign-ins answered 429 before their credentials were checked: the user name or the \
+         client address failed too often."
     );
     omni_runtime::metrics::describe();
     omni_store::timed::describe();

@@ -258,8 +258,10 @@ fn retry_after(response: ResponseBuilder) -> ResponseBuilder {
 
 problem_response!(
     TooManyRequests,
-    "The caller holds the most event and log streams one caller may (`[http] \
-     max_streams_per_caller`); retry after `Retry-After` seconds",
+    "Too many wrong passwords or tokens for this user name or from this address (a sign-in is \
+     refused before its credentials are checked), or, for a stream, the caller holds the most \
+     event and log streams one caller may (`[http] max_streams_per_caller`); retry after \
+     `Retry-After` seconds",
     retry_after
 );
 problem_response!(

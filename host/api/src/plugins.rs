@@ -33,6 +33,7 @@ pub(crate) fn routes() -> Router<AppState> {
     responses(
         (status = 200, description = "The plugins", body = Vec<PluginStatus>),
         (status = 401, response = crate::openapi::Unauthorized),
+        (status = 429, response = crate::openapi::TooManyRequests),
     )
 )]
 pub(crate) async fn list(
@@ -51,6 +52,7 @@ pub(crate) async fn list(
     responses(
         (status = 200, description = "The plugin", body = PluginStatus),
         (status = 401, response = crate::openapi::Unauthorized),
+        (status = 429, response = crate::openapi::TooManyRequests),
         (status = 404, response = crate::openapi::NotFound),
     )
 )]
@@ -75,6 +77,7 @@ pub(crate) async fn one(
     responses(
         (status = 200, description = "The plugins after the rescan", body = Vec<PluginStatus>),
         (status = 401, response = crate::openapi::Unauthorized),
+        (status = 429, response = crate::openapi::TooManyRequests),
         (status = 403, response = crate::openapi::Forbidden),
     )
 )]
@@ -140,6 +143,7 @@ fn default_service() -> String {
         (status = 200, description = "The rendered objects", body = Rendered),
         (status = 400, response = crate::openapi::BadRequest),
         (status = 401, response = crate::openapi::Unauthorized),
+        (status = 429, response = crate::openapi::TooManyRequests),
         (status = 403, response = crate::openapi::Forbidden),
         (status = 404, response = crate::openapi::NotFound),
         (status = 413, response = crate::openapi::PayloadTooLarge),

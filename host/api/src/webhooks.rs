@@ -170,6 +170,7 @@ fn scope(domain: Option<&str>) -> &str {
         (status = 201, description = "Registered (the secret is not shown)", body = WebhookView, headers(("Location" = String, description = "`/v1/webhooks/{id}`"))),
         (status = 400, response = crate::openapi::BadRequest),
         (status = 401, response = crate::openapi::Unauthorized),
+        (status = 429, response = crate::openapi::TooManyRequests),
         (status = 403, response = crate::openapi::Forbidden),
         (status = 413, response = crate::openapi::PayloadTooLarge),
         (status = 415, response = crate::openapi::UnsupportedMediaType),
@@ -229,6 +230,7 @@ pub(crate) async fn create(
     responses(
         (status = 200, description = "The webhooks", body = WebhookList),
         (status = 401, response = crate::openapi::Unauthorized),
+        (status = 429, response = crate::openapi::TooManyRequests),
         (status = 503, response = crate::openapi::Unavailable),
     )
 )]
@@ -283,6 +285,7 @@ async fn find(state: &AppState, caller: &Caller, id: &str) -> Result<Webhook, Pr
     responses(
         (status = 200, description = "The webhook", body = WebhookView),
         (status = 401, response = crate::openapi::Unauthorized),
+        (status = 429, response = crate::openapi::TooManyRequests),
         (status = 403, response = crate::openapi::Forbidden),
         (status = 404, response = crate::openapi::NotFound),
         (status = 503, response = crate::openapi::Unavailable),
@@ -340,6 +343,7 @@ pub(crate) async fn one(
     responses(
         (status = 204, description = "Deleted"),
         (status = 401, response = crate::openapi::Unauthorized),
+        (status = 429, response = crate::openapi::TooManyRequests),
         (status = 403, response = crate::openapi::Forbidden),
         (status = 404, response = crate::openapi::NotFound),
         (status = 503, response = crate::openapi::Unavailable),

@@ -191,3 +191,81 @@ fn serve_refuses_a_broken_auth_configuration_naming_the_entry() {
     let stderr = refused("[auth]\nusers_file = \"/nonexistent/users.toml\"\n");
     assert!(stderr.contains("cannot read the users file"), "{stderr}");
 }
+
+/// A flood of wrong passwords and tokens from one address, against the real server: after
+/// five in a row the name and the address are answered 429 with `Retry-After` before any
+/// password is checked; the user still signs in from where it signed in before, a valid token
+/// still works, the sign-in is in the server's log and the failures in its metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_passwords_and_tokens_are_throttled_and_the_right_ones_still_sign_in() {
+    let hashed = passwd("pw of ann\n");
+    let hash = text(&hashed.stdout).trim().to_owned();
+    let (token, sha256) = common::token();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("omni.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[auth.users]]\nname = \"ann\"\npassword_hash = \"{hash}\"\nroles = {{ default = \"viewer\" }}\n[[auth.tokens]]\nname = \"ci\"\nsha256 = \"{sha256}\"\nroles = {{ \"*\" = \"viewer\" }}\n"
+        ),
+    )
+    .unwrap();
+    let (plugins, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let server = serve_on(
+        "127.0.0.1:0",
+        plugins.path(),
+        data.path(),
+        &[("OMNI_CONFIG", config.to_str().unwrap())],
+    );
+    let jobs = format!("{}/v1/jobs", server.url);
+    let client = reqwest::Client::new();
+    let as_ann = |password: &str| client.get(&jobs).basic_auth("ann", Some(password)).send();
+
+    assert_eq!(as_ann("pw of ann").await.unwrap().status(), 200);
+    let mut statuses = Vec::new();
+    for attempt in 0..40 {
+        let answer = as_ann(&format!("wrong {attempt}")).await.unwrap();
+        if answer.status() == 429 {
+            let wait: u64 = answer.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(wait >= 1, "{wait}");
+        }
+        statuses.push(answer.status().as_u16());
+    }
+    assert_eq!(statuses[..6], [401; 6], "{statuses:?}");
+    assert!(statuses[6..].iter().all(|s| *s == 429), "{statuses:?}");
+    // Another name from this address, and wrong tokens: the address is blocked.
+    let other = client.get(&jobs).basic_auth("bob", Some("x")).send();
+    assert_eq!(other.await.unwrap().status(), 429);
+    let wrong_token = client.get(&jobs).bearer_auth("omni_wrong").send();
+    assert_eq!(wrong_token.await.unwrap().status(), 429);
+    // The right ones are not held back.
+    assert_eq!(as_ann("pw of ann").await.unwrap().status(), 200);
+    let right_token = client.get(&jobs).bearer_auth(&token).send();
+    assert_eq!(right_token.await.unwrap().status(), 200);
+
+    let metrics = client
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let failures = metrics
+        .lines()
+        .find(|l| l.starts_with("omni_sign_in_failures_total{credential=\"password\"}"))
+        .unwrap_or_else(|| panic!("no failures counted in {metrics}"));
+    assert!(failures.ends_with(" 6"), "{failures}");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("omni_sign_in_throttled_total ")),
+        "{metrics}"
+    );
+    let log = server.log.lock().unwrap().join("\n");
+    assert!(log.contains("signed in") && log.contains("ann"), "{log}");
+}

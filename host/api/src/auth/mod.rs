@@ -17,8 +17,10 @@
 //! # Layout
 //! - this file: callers and their roles, checking credentials, password hashes and tokens.
 //! - `config`: `[auth]` as configured ([`AuthConfig`]), and why an entry is refused.
+//! - `throttle`: wrong credentials held back per user name and per client address (429).
 
 mod config;
+mod throttle;
 
 pub use config::{AuthConfig, AuthConfigError, TokenConfig, UserConfig};
 use config::{check_name, check_roles};
@@ -177,6 +179,7 @@ pub struct Authenticator {
     /// Per-process salt of the remembered credentials' hashes.
     salt: [u8; 32],
     remembered: Mutex<HashMap<[u8; 32], Caller>>,
+    throttle: throttle::Throttle,
 }
 
 #[derive(Debug)]
@@ -260,6 +263,7 @@ impl Authenticator {
             verifying: Semaphore::new(MAX_VERIFYING),
             salt: rand::random(),
             remembered: Mutex::new(HashMap::new()),
+            throttle: throttle::Throttle::default(),
         }
     }
 
@@ -268,8 +272,13 @@ impl Authenticator {
         !self.users.is_empty() || !self.tokens.is_empty()
     }
 
-    /// The caller of a request with these headers; 401 without credentials or with wrong ones.
-    pub async fn authenticate(&self, headers: &axum::http::HeaderMap) -> Result<Caller, Problem> {
+    /// The caller of a request with these headers from `address`; 401 without credentials or
+    /// with wrong ones, 429 when the user name or the address failed too often (`throttle`).
+    pub async fn authenticate(
+        &self,
+        headers: &axum::http::HeaderMap,
+        address: Option<std::net::IpAddr>,
+    ) -> Result<Caller, Problem> {
         if !self.is_enabled() {
             return Ok(Caller::anonymous());
         }
@@ -285,11 +294,16 @@ impl Authenticator {
         let credentials = credentials.trim();
         if scheme.eq_ignore_ascii_case("bearer") {
             let digest: [u8; 32] = Sha256::digest(credentials.as_bytes()).into();
-            return self
-                .tokens
-                .get(&digest)
-                .cloned()
-                .ok_or_else(|| unauthorized("the bearer token is not valid"));
+            if let Some(caller) = self.tokens.get(&digest) {
+                return Ok(caller.clone());
+            }
+            if let Some(wait) = self.throttle.blocked(None, address) {
+                metrics::counter!(crate::metrics::SIGN_IN_THROTTLED).increment(1);
+                return Err(throttled(wait));
+            }
+            return Err(self.failed(None, address, "token", || {
+                unauthorized("the bearer token is not valid")
+            }));
         }
         if !scheme.eq_ignore_ascii_case("basic") {
             return Err(unauthorized(format!(
@@ -306,10 +320,29 @@ impl Authenticator {
                 "the Basic credentials are not base64 of user:password",
             ));
         };
-        self.check_password(name, password).await
+        self.check_password(name, password, address).await
     }
 
-    async fn check_password(&self, name: &str, password: &str) -> Result<Caller, Problem> {
+    /// Counts a failed sign-in (`kind`: `password` or `token`) and answers `wrong`, or 429 when
+    /// this failure blocks the name or address.
+    fn failed(
+        &self,
+        user: Option<&str>,
+        address: Option<std::net::IpAddr>,
+        kind: &'static str,
+        wrong: impl FnOnce() -> Problem,
+    ) -> Problem {
+        metrics::counter!(crate::metrics::SIGN_IN_FAILURES, "credential" => kind).increment(1);
+        self.throttle.failed(user, address);
+        wrong()
+    }
+
+    async fn check_password(
+        &self,
+        name: &str,
+        password: &str,
+        address: Option<std::net::IpAddr>,
+    ) -> Result<Caller, Problem> {
         let wrong = || unauthorized("wrong user name or password");
         let key: [u8; 32] = Sha256::new()
             .chain_update(self.salt)
@@ -320,6 +353,10 @@ impl Authenticator {
             .into();
         if let Some(caller) = self.remembered().get(&key) {
             return Ok(caller.clone());
+        }
+        if let Some(wait) = self.throttle.blocked(Some(name), address) {
+            metrics::counter!(crate::metrics::SIGN_IN_THROTTLED).increment(1);
+            return Err(throttled(wait));
         }
         let user = self.users.get(name);
         // An unknown user costs the same check as a known one, so timing does not tell which
@@ -338,6 +375,8 @@ impl Authenticator {
         .unwrap_or(false);
         match user {
             Some(user) if verified => {
+                tracing::info!(user = name, address = ?address, "signed in");
+                self.throttle.signed_in(name, address);
                 let mut remembered = self.remembered();
                 if remembered.len() >= MAX_REMEMBERED {
                     remembered.clear();
@@ -345,7 +384,7 @@ impl Authenticator {
                 remembered.insert(key, user.caller.clone());
                 Ok(user.caller.clone())
             }
-            _ => Err(wrong()),
+            _ => Err(self.failed(Some(name), address, "password", wrong)),
         }
     }
 
@@ -383,6 +422,20 @@ fn dummy_hash() -> &'static str {
     DUMMY.get_or_init(|| hash_password("omni: no such user").unwrap_or_default())
 }
 
+/// 429: the name or address failed too often; a sign-in may be tried after `wait`.
+fn throttled(wait: std::time::Duration) -> Problem {
+    let seconds = u32::try_from(wait.as_secs()).unwrap_or(u32::MAX).max(1);
+    let mut problem = Problem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many failed sign-ins",
+        format!(
+            "too many wrong passwords or tokens for this user or from this address; try again in {seconds} s"
+        ),
+    );
+    problem.retry_after = Some(seconds);
+    problem
+}
+
 fn unauthorized(detail: impl Into<String>) -> Problem {
     Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
 }
@@ -391,7 +444,10 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = Problem;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Problem> {
-        state.auth.authenticate(&parts.headers).await
+        state
+            .auth
+            .authenticate(&parts.headers, client_address(parts))
+            .await
     }
 }
 
@@ -492,12 +548,15 @@ mod tests {
         };
         for _ in 0..2 {
             // The second time from the remembered credentials.
-            let ann = auth.authenticate(&basic("ann", "s3cret")).await.unwrap();
+            let ann = auth
+                .authenticate(&basic("ann", "s3cret"), None)
+                .await
+                .unwrap();
             assert_eq!(ann.name(), "ann");
             assert_eq!(ann.role("a"), Some(Role::Submitter));
         }
         let ci = auth
-            .authenticate(&with(format!("Bearer {token}")))
+            .authenticate(&with(format!("Bearer {token}")), None)
             .await
             .unwrap();
         assert_eq!(ci.name(), "ci");
@@ -513,12 +572,12 @@ mod tests {
                 base64::engine::general_purpose::STANDARD.encode("no-colon")
             )),
         ] {
-            let problem = auth.authenticate(&headers).await.unwrap_err();
+            let problem = auth.authenticate(&headers, None).await.unwrap_err();
             assert_eq!(problem.status, 401, "{headers:?}: {problem:?}");
         }
         assert!(
             Authenticator::disabled()
-                .authenticate(&axum::http::HeaderMap::new())
+                .authenticate(&axum::http::HeaderMap::new(), None)
                 .await
                 .is_ok()
         );
