@@ -19,6 +19,10 @@ use serde_json::Value;
 use crate::auth::{Caller, Role};
 use crate::{AppState, Problem};
 
+/// What a 413 on a job's body says to do instead: params are for what describes a build, not
+/// for its sources.
+pub(crate) const JOB_BODY_HINT: &str = ": sources this large do not belong in params; build from source control (scm_url, ref, spec_path) instead";
+
 /// The header that makes a submission safe to retry.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// The longest idempotency key accepted.
@@ -177,7 +181,8 @@ pub(crate) async fn create(
     headers: HeaderMap,
     body: Result<Json<CreateJob>, JsonRejection>,
 ) -> Result<Response, Problem> {
-    let Json(request) = body.map_err(|e| Problem::from_json_rejection(&e))?;
+    let Json(request) =
+        body.map_err(|e| Problem::from_json_rejection(&e, state.body_limit, JOB_BODY_HINT))?;
     let errors = request.check();
     if !errors.is_empty() {
         return Err(Problem::bad_request("some fields are wrong", errors));
@@ -424,19 +429,29 @@ pub(crate) async fn list(
         })?);
     }
     let page = state.jobs.list(&query).await.map_err(Problem::from_jobs)?;
+    let ids: Vec<_> = page.items.iter().map(|job| job.id).collect();
+    let mut items: Vec<Job> = page
+        .items
+        .into_iter()
+        .map(|job| {
+            let mut job = Job::from(job);
+            if !full {
+                job.params = None;
+            }
+            job
+        })
+        .collect();
+    // Cut short before the answer limit, to be read on from the last job sent.
+    let fit = crate::fitting(&items, state.answer_limit);
+    let next = if fit < items.len() {
+        items.truncate(fit);
+        Some(ids[fit - 1])
+    } else {
+        page.next
+    };
     Ok(Json(JobList {
-        next_page_token: page.next.map(|last| token::encode(&query, last)),
-        items: page
-            .items
-            .into_iter()
-            .map(|job| {
-                let mut job = Job::from(job);
-                if !full {
-                    job.params = None;
-                }
-                job
-            })
-            .collect(),
+        next_page_token: next.map(|last| token::encode(&query, last)),
+        items,
     }))
 }
 

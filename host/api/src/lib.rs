@@ -62,6 +62,10 @@ pub use streams::Streams;
 /// The default limit on request bodies (1 MiB, as the API says).
 pub const DEFAULT_BODY_LIMIT: usize = 1 << 20;
 
+/// The largest answer a listing or a page of log lines grows to unless configured: a page is cut
+/// short before it (with a cursor to read on) rather than sent larger.
+pub const DEFAULT_ANSWER_LIMIT: usize = 16 << 20;
+
 /// How long a request may take to be answered unless configured (a stream's answer is its
 /// head; the events that follow are not timed).
 pub const DEFAULT_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
@@ -89,11 +93,14 @@ pub struct AppState {
     pub streams: Streams,
     /// How long a request may take to be answered (503 after it).
     pub request_timeout: std::time::Duration,
+    /// The largest answer of a listing or a page of log lines, in bytes (a page is cut short
+    /// before it; one item is always sent).
+    pub answer_limit: usize,
 }
 
 impl AppState {
     /// The state over `jobs`, whose plugins are `registry`'s, with the defaults: namespace
-    /// `omni-jobs`, the default body limit and request timeout, no engines, the default event
+    /// `omni-jobs`, the default body, answer and time limits, no engines, the default event
     /// stream settings and stream cap, auth off, and no metrics.
     pub fn new(jobs: JobService, registry: Arc<Registry>) -> Self {
         Self {
@@ -107,6 +114,7 @@ impl AppState {
             metrics: None,
             streams: Streams::default(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            answer_limit: DEFAULT_ANSWER_LIMIT,
         }
     }
 
@@ -232,6 +240,31 @@ async fn answer_within(
             problem.into_response()
         }
     }
+}
+
+/// How many of `items` fit in `limit` bytes of JSON (at least one): the rest go to the next
+/// page.
+pub(crate) fn fitting<T: serde::Serialize>(items: &[T], limit: usize) -> usize {
+    /// Counts what is written, keeps nothing.
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    for (i, item) in items.iter().enumerate() {
+        // An item that does not serialize fails the answer later, where it is sent.
+        let _ = serde_json::to_writer(&mut counter, item);
+        if i > 0 && counter.0 > limit {
+            return i;
+        }
+    }
+    items.len()
 }
 
 async fn not_found() -> Problem {

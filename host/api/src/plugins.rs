@@ -161,7 +161,9 @@ pub(crate) async fn render(
     if state.jobs.plugins().plugin(&task).is_none() {
         return Err(no_such_task(&task));
     }
-    let Json(request) = body.map_err(|e| Problem::from_json_rejection(&e))?;
+    let Json(request) = body.map_err(|e| {
+        Problem::from_json_rejection(&e, state.body_limit, crate::jobs::JOB_BODY_HINT)
+    })?;
     let mut errors = Vec::new();
     for (path, value) in [("/domain", &request.domain), ("/service", &request.service)] {
         if !Name::is_valid(value) {

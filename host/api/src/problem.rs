@@ -183,9 +183,10 @@ impl Problem {
         self
     }
 
-    /// 400 for a body that is not the JSON the route takes; 413 when it is over the limit; 415
-    /// without a JSON content type.
-    pub fn from_json_rejection(rejection: &JsonRejection) -> Self {
+    /// 400 for a body that is not the JSON the route takes; 413 when it is over `limit` bytes
+    /// (its detail names the limit and ends with `hint`, what to do instead); 415 without a
+    /// JSON content type.
+    pub fn from_json_rejection(rejection: &JsonRejection, limit: usize, hint: &str) -> Self {
         match rejection {
             JsonRejection::JsonSyntaxError(e) => {
                 Self::new(StatusCode::BAD_REQUEST, "invalid JSON", e.body_text())
@@ -201,7 +202,10 @@ impl Problem {
             other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => Self::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body too large",
-                "the request body is over the configured limit",
+                format!(
+                    "the request body is over this server's limit of {} KiB (body_limit_kib){hint}",
+                    limit >> 10
+                ),
             ),
             other => Self::new(other.status(), "invalid request", other.body_text()),
         }

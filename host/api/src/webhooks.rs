@@ -182,7 +182,7 @@ pub(crate) async fn create(
     caller: Caller,
     body: Result<Json<CreateWebhook>, JsonRejection>,
 ) -> Result<Response, Problem> {
-    let Json(request) = body.map_err(|e| Problem::from_json_rejection(&e))?;
+    let Json(request) = body.map_err(|e| Problem::from_json_rejection(&e, state.body_limit, ""))?;
     let mut errors: Vec<_> = omni_webhooks::check(&request.url, &request.events, &request.secret)
         .into_iter()
         .map(|(path, message)| Problem::field(path, message))

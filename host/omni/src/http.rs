@@ -44,6 +44,9 @@ pub struct HttpConfig {
     /// Event and log streams open at once per caller (the user or token; with auth off, the
     /// client's address); more are answered 429.
     pub max_streams_per_caller: usize,
+    /// The largest answer of a job listing or a page of log lines, in KiB: a page is cut short
+    /// before it, with a cursor to read on.
+    pub max_answer_kib: usize,
     /// How long a stop waits for requests in flight before it cuts them.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
@@ -57,6 +60,7 @@ impl Default for HttpConfig {
             max_connections: 4096,
             max_connections_per_address: 512,
             max_streams_per_caller: omni_api::streams::DEFAULT_MAX_PER_CALLER,
+            max_answer_kib: omni_api::DEFAULT_ANSWER_LIMIT >> 10,
             shutdown_timeout: Duration::from_secs(10),
         }
     }

@@ -105,6 +105,7 @@ pub async fn serve(
         metrics: Some(metrics),
         streams: streams.clone(),
         request_timeout: config.http.request_timeout,
+        answer_limit: config.http.max_answer_kib << 10,
     });
     tracing::info!("omni listening on http://{}", listener.local_addr()?);
     crate::http::serve(listener, app, &config.http, shutdown, || streams.stop()).await;

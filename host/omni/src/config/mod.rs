@@ -23,12 +23,13 @@
 //! sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"   # `omni token` prints it
 //! roles = { openeuler = "submitter" }
 //!
-//! [http]                         # connections (docs/api.md, "Limits")
+//! [http]                         # connections (docs/api.md, "Conventions")
 //! header_read_timeout = "10s"      # a request's head must arrive within this; idle connections close after it
 //! request_timeout = "60s"          # a request that does not stream is answered within this, or 503
 //! max_connections = 4096           # open at once; more wait to be accepted
 //! max_connections_per_address = 512   # from one client address; more are answered 429 and closed
 //! max_streams_per_caller = 128     # event and log streams per user or token (auth off: per address); then 429
+//! max_answer_kib = 16384           # a job listing or page of log lines is cut short before this (with a cursor)
 //! shutdown_timeout = "10s"         # on SIGTERM: streams end at once, requests in flight get this long
 //!
 //! [store]
