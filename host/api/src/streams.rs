@@ -111,17 +111,23 @@ impl Streams {
         S: Stream<Item = Result<Event, Infallible>> + Send + 'static,
     {
         let mut stop = self.inner.stop.subscribe();
-        let stopped = async move {
+        let stopped = Box::pin(async move {
             // An error means the sender is gone: nothing will stop the stream then.
             if stop.wait_for(|stopping| *stopping).await.is_err() {
                 std::future::pending::<()>().await;
             }
-        };
-        let last =
-            futures::stream::once(async { Ok(Event::default().event("shutdown").data(STOPPING)) });
-        stream.take_until(stopped).chain(last).map(move |event| {
-            let _held = &permit;
-            event
+        });
+        let state = Some((Box::pin(stream), stopped, permit));
+        futures::stream::unfold(state, |state| async move {
+            let (mut stream, mut stopped, permit) = state?;
+            tokio::select! {
+                biased;
+                () = &mut stopped => {
+                    let last = Event::default().event("shutdown").data(STOPPING);
+                    Some((Ok(last), None))
+                }
+                item = stream.next() => item.map(|item| (item, Some((stream, stopped, permit)))),
+            }
         })
     }
 }
@@ -169,6 +175,16 @@ mod tests {
         drop(first);
         assert_eq!(streams.open_by("alice"), 1);
         assert!(streams.open("alice").is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_ends_by_itself_gets_no_last_event() {
+        let streams = Streams::new(1);
+        let permit = streams.open("alice").unwrap();
+        let one = futures::stream::iter([Ok::<_, Infallible>(Event::default().event("end"))]);
+        let events: Vec<_> = streams.guard(one, permit).collect().await;
+        assert_eq!(events.len(), 1);
+        assert_eq!(streams.open_by("alice"), 0);
     }
 
     #[tokio::test]
