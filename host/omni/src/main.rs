@@ -27,6 +27,21 @@ mod serve;
 
 use std::process::ExitCode;
 
+/// jemalloc rather than glibc's malloc: memory a burst of log lines took comes back (the
+/// workspace's Cargo.toml says why).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, read when it starts: a background thread gives pages freed a second ago
+/// back to the system, whether or not the server allocates meanwhile (an idle server after a
+/// burst would otherwise keep them).
+// SAFETY: jemalloc reads this symbol once, as a NUL-terminated C string, when it initializes;
+// the bytes are static and end with NUL, and nothing else defines the symbol.
+#[allow(unsafe_code)]
+#[unsafe(export_name = "_rjem_malloc_conf")]
+static MALLOC_CONF: Option<&'static u8> =
+    Some(&b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0"[0]);
+
 use clap::{Parser, Subcommand};
 
 /// Omni: build ISO images, RPMs and SRPMs — and any task type a plugin adds — as jobs.

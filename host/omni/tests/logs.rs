@@ -201,3 +201,79 @@ async fn a_log_over_the_jobs_limit_ends_with_a_marker() {
     assert!(bytes > 1000 - 64 - 10, "only {bytes} bytes kept");
     assert_eq!(kept[0]["line"], "line 1");
 }
+
+/// The server's anonymous resident memory (`RssAnon` in `/proc/<pid>/status`: its heap and
+/// stacks, not the pages of its binary, which count in `VmRSS` as more of its code runs), in
+/// bytes.
+fn anonymous_memory(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("RssAnon:"))
+        .unwrap_or_else(|| panic!("no RssAnon in /proc/{pid}/status"))
+        .trim()
+        .trim_end_matches(" kB")
+        .parse()
+        .unwrap();
+    kib << 10
+}
+
+/// A step printing a million lines into a 1 KiB log cap: the stored log keeps to the cap (each
+/// line counted with its overhead) and ends with the marker, and the server's memory grows by
+/// less than 64 MiB meanwhile (the most of its samples while the job runs) and comes back after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_million_lines_keep_to_the_caps_and_the_memory_comes_back() {
+    let (server, _plugins, _data) = server("[logs]\nmax_job_bytes = 1024\n");
+    // A first job loads and instantiates the plugin, starts the engine's tasks.
+    let warm = print_job(&server, 10, 0).await;
+    assert_eq!(ended(&server.url, &warm).await["state"], "succeeded");
+    let pid = server.child.id();
+    let before = anonymous_memory(pid);
+
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(before));
+    let sampler = {
+        let peak = std::sync::Arc::clone(&peak);
+        tokio::spawn(async move {
+            loop {
+                peak.fetch_max(anonymous_memory(pid), std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let id = print_job(&server, 1_000_000, 0).await;
+    assert_eq!(ended(&server.url, &id).await["state"], "succeeded");
+    sampler.abort();
+    let peak = peak.load(std::sync::atomic::Ordering::Relaxed);
+    let after = anonymous_memory(pid);
+    // What the burst took goes back to the system (jemalloc's background purge).
+    let back = omni_test_support::eventually("the memory to come back", || async {
+        let now = anonymous_memory(pid);
+        (now < before + (16 << 20)).then_some(now)
+    })
+    .await;
+    let mib = |bytes: u64| bytes as f64 / f64::from(1 << 20);
+    eprintln!(
+        "anonymous RSS before {:.1} MiB, peak {:.1} MiB, at the end {:.1} MiB, then {:.1} MiB",
+        mib(before),
+        mib(peak),
+        mib(after),
+        mib(back)
+    );
+    assert!(
+        peak < before + (64 << 20),
+        "the memory grew by {:.1} MiB",
+        mib(peak - before)
+    );
+
+    let (_, page) = get(&format!("{}/v1/jobs/{id}/logs?limit=10000", server.url)).await;
+    let items = page["items"].as_array().unwrap();
+    assert!(page["next"].is_null(), "one page holds it all");
+    let (marker, kept) = items.split_last().unwrap();
+    let marker = marker["line"].as_str().unwrap();
+    assert!(marker.contains("limit of 1024 bytes"), "{marker}");
+    let bytes: usize = kept
+        .iter()
+        .map(|l| l["line"].as_str().unwrap().len() + 64)
+        .sum();
+    assert!(bytes <= 1024, "{bytes} bytes kept");
+}
