@@ -36,6 +36,7 @@ fn main() {
         let config = AuthConfig {
             users,
             tokens: Vec::new(),
+            throttle: Default::default(),
         };
         let (dirs, jobs) = omni_test_support::job_service(&[]);
         let state = AppState {

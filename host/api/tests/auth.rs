@@ -50,6 +50,7 @@ fn fixture() -> Fixture {
                 roles: roles(grants),
             })
             .collect(),
+        throttle: Default::default(),
     };
     let state = AppState {
         auth: Arc::new(Authenticator::new(&config).unwrap()),

@@ -16,6 +16,8 @@ pub struct AuthConfig {
     pub users: Vec<UserConfig>,
     /// Bearer tokens, for services.
     pub tokens: Vec<TokenConfig>,
+    /// How wrong credentials are held back.
+    pub throttle: super::ThrottleConfig,
 }
 
 /// One `[[auth.users]]` entry.
@@ -162,6 +164,7 @@ mod tests {
         let err = refused(AuthConfig {
             users: vec![user("ann", "plain", &[("a", Role::Viewer)])],
             tokens: vec![],
+            throttle: Default::default(),
         });
         assert!(
             err.contains("user \"ann\"") && err.contains("omni passwd"),
@@ -170,11 +173,13 @@ mod tests {
         let err = refused(AuthConfig {
             users: vec![user("ann", &hash, &[])],
             tokens: vec![],
+            throttle: Default::default(),
         });
         assert!(err.contains("no roles"), "{err}");
         let err = refused(AuthConfig {
             users: vec![user("ann", &hash, &[("Bad_Domain", Role::Viewer)])],
             tokens: vec![],
+            throttle: Default::default(),
         });
         assert!(err.contains("not a domain name"), "{err}");
         let err = refused(AuthConfig {
@@ -183,6 +188,7 @@ mod tests {
                 user("ann", &hash, &[("a", Role::Viewer)]),
             ],
             tokens: vec![],
+            throttle: Default::default(),
         });
         assert!(err.contains("twice"), "{err}");
         let err = refused(AuthConfig {
@@ -192,12 +198,14 @@ mod tests {
                 sha256: "abc".into(),
                 roles: BTreeMap::from([("a".to_owned(), Role::Viewer)]),
             }],
+            throttle: Default::default(),
         });
         assert!(err.contains("64 hex digits"), "{err}");
         let md5 = "$md5$abc";
         let err = refused(AuthConfig {
             users: vec![user("ann", md5, &[("a", Role::Viewer)])],
             tokens: vec![],
+            throttle: Default::default(),
         });
         assert!(err.contains("password_hash"), "{err}");
     }

@@ -24,6 +24,7 @@ mod throttle;
 
 pub use config::{AuthConfig, AuthConfigError, TokenConfig, UserConfig};
 use config::{check_name, check_roles};
+pub use throttle::ThrottleConfig;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -191,7 +192,7 @@ struct User {
 impl Authenticator {
     /// Auth off: every caller is an admin of every domain.
     pub fn disabled() -> Self {
-        Self::build(HashMap::new(), HashMap::new())
+        Self::build(HashMap::new(), HashMap::new(), ThrottleConfig::default())
     }
 
     /// The configured users and tokens, each checked: names unique, hashes argon2 PHC strings,
@@ -253,17 +254,21 @@ impl Authenticator {
                 return Err(AuthConfigError::DuplicateToken { entry });
             }
         }
-        Ok(Self::build(users, tokens))
+        Ok(Self::build(users, tokens, config.throttle))
     }
 
-    fn build(users: HashMap<String, User>, tokens: HashMap<[u8; 32], Caller>) -> Self {
+    fn build(
+        users: HashMap<String, User>,
+        tokens: HashMap<[u8; 32], Caller>,
+        throttle: ThrottleConfig,
+    ) -> Self {
         Self {
             users,
             tokens,
             verifying: Semaphore::new(MAX_VERIFYING),
             salt: rand::random(),
             remembered: Mutex::new(HashMap::new()),
-            throttle: throttle::Throttle::default(),
+            throttle: throttle::Throttle::new(throttle),
         }
     }
 
@@ -533,6 +538,7 @@ mod tests {
                 sha256: digest,
                 roles: BTreeMap::from([("*".to_owned(), Role::Viewer)]),
             }],
+            throttle: Default::default(),
         })
         .unwrap();
         let with = |value: String| {

@@ -1,11 +1,11 @@
 //! Throttling wrong credentials, per user name and per client address.
 //!
-//! A name or an address may fail [`FREE_FAILURES`] times in a row; every failure after that
-//! blocks it for twice as long as the one before, from a second up to [`MAX_BLOCK`]. While
-//! blocked, a sign-in is answered 429 with `Retry-After` before any password is checked, so a
-//! flood of wrong passwords costs argon2 nothing and leaves the password checks to real callers.
-//! Failures are forgotten [`FORGET_AFTER`] after the last one, and a user's are forgotten when
-//! it signs in.
+//! A name or an address may fail `failures` times in a row ([`ThrottleConfig`], 5); every
+//! failure after that blocks it for twice as long as the one before, from a second up to
+//! `max_block` (5 minutes). While blocked, a sign-in is answered 429 with `Retry-After` before
+//! any password is checked, so a flood of wrong passwords costs argon2 nothing and leaves the
+//! password checks to real callers. Failures are forgotten `forget_after` (15 minutes) after the
+//! last one, and a user's are forgotten when it signs in.
 //!
 //! A user who has signed in from an address before is not held back there by a block of its
 //! name or of the address (otherwise anyone could lock a user out by failing on its name):
@@ -18,14 +18,32 @@ use std::net::IpAddr;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use serde::Deserialize;
 use tokio::time::Instant;
 
-/// Failures in a row before a name or address is blocked.
-pub const FREE_FAILURES: u32 = 5;
-/// The longest block.
-pub const MAX_BLOCK: Duration = Duration::from_secs(300);
-/// Failures are forgotten this long after the last one.
-pub const FORGET_AFTER: Duration = Duration::from_secs(900);
+/// `[auth.throttle]`: how wrong credentials are held back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ThrottleConfig {
+    /// Failures in a row of a name or an address before it is blocked.
+    pub failures: u32,
+    /// The longest block.
+    #[serde(with = "humantime_serde")]
+    pub max_block: Duration,
+    /// Failures are forgotten this long after the last one.
+    #[serde(with = "humantime_serde")]
+    pub forget_after: Duration,
+}
+
+impl Default for ThrottleConfig {
+    fn default() -> Self {
+        Self {
+            failures: 5,
+            max_block: Duration::from_secs(300),
+            forget_after: Duration::from_secs(900),
+        }
+    }
+}
 /// Names and addresses followed at once; when full, the forgotten ones go, then all.
 const MAX_ENTRIES: usize = 65_536;
 /// Addresses a user is known to have signed in from.
@@ -67,10 +85,18 @@ impl State {
 /// The failures of sign-ins of one server.
 #[derive(Debug, Default)]
 pub(crate) struct Throttle {
+    config: ThrottleConfig,
     state: Mutex<State>,
 }
 
 impl Throttle {
+    pub(crate) fn new(config: ThrottleConfig) -> Self {
+        Self {
+            config,
+            state: Mutex::default(),
+        }
+    }
+
     /// How long a sign-in as `user` (none for a token) from `address` must wait, if it must.
     pub(crate) fn blocked(&self, user: Option<&str>, address: Option<IpAddr>) -> Option<Duration> {
         let state = self.state();
@@ -98,7 +124,7 @@ impl Throttle {
         if state.failures.len() >= MAX_ENTRIES {
             state
                 .failures
-                .retain(|_, f| now.duration_since(f.last) < FORGET_AFTER);
+                .retain(|_, f| now.duration_since(f.last) < self.config.forget_after);
             if state.failures.len() >= MAX_ENTRIES {
                 tracing::warn!(
                     entries = MAX_ENTRIES,
@@ -119,15 +145,15 @@ impl Throttle {
                 last: now,
                 blocked_until: None,
             });
-            if now.duration_since(failures.last) >= FORGET_AFTER {
+            if now.duration_since(failures.last) >= self.config.forget_after {
                 failures.count = 0;
                 failures.blocked_until = None;
             }
             failures.count += 1;
             failures.last = now;
-            if failures.count > FREE_FAILURES {
-                let doublings = (failures.count - FREE_FAILURES - 1).min(16);
-                let block = Duration::from_secs(1 << doublings).min(MAX_BLOCK);
+            if failures.count > self.config.failures {
+                let doublings = (failures.count - self.config.failures - 1).min(16);
+                let block = Duration::from_secs(1 << doublings).min(self.config.max_block);
                 failures.blocked_until = Some(now + block);
             }
         }
@@ -157,6 +183,10 @@ impl Throttle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const FREE_FAILURES: u32 = 5;
+    const MAX_BLOCK: Duration = Duration::from_secs(300);
+    const FORGET_AFTER: Duration = Duration::from_secs(900);
 
     fn ip(text: &str) -> Option<IpAddr> {
         Some(text.parse().unwrap())

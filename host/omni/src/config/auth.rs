@@ -16,6 +16,8 @@ pub struct AuthSection {
     pub users: Vec<omni_api::auth::UserConfig>,
     /// `[[auth.tokens]]`: bearer tokens.
     pub tokens: Vec<omni_api::auth::TokenConfig>,
+    /// `[auth.throttle]`: how wrong credentials are held back.
+    pub throttle: omni_api::auth::ThrottleConfig,
 }
 
 impl AuthSection {
@@ -24,6 +26,7 @@ impl AuthSection {
         let mut config = AuthConfig {
             users: self.users.clone(),
             tokens: self.tokens.clone(),
+            throttle: self.throttle,
         };
         if let Some(path) = &self.users_file {
             let text = std::fs::read_to_string(path)

@@ -14,6 +14,10 @@
 //!
 //! [auth]                         # no users and no tokens: auth off, allowed only on loopback
 //! users_file = "/etc/omni/users/users.toml"   # OMNI_USERS_FILE; more [[users]] and [[tokens]] (a Secret)
+//! [auth.throttle]                  # wrong passwords and tokens (docs/api.md, "Auth")
+//! failures = 5                     # in a row, per user name and per client address, before 429s
+//! max_block = "5m"                 # blocks double from 1s up to this
+//! forget_after = "15m"             # failures are forgotten this long after the last one
 //! [[auth.users]]                   # HTTP Basic
 //! name = "alice"
 //! password_hash = "$argon2id$v=19$m=19456,t=2,p=1$..."   # `omni passwd` prints it
@@ -410,6 +414,7 @@ mod tests {
         let auth = omni_api::AuthConfig {
             users: config.auth.users.clone(),
             tokens: config.auth.tokens.clone(),
+            throttle: Default::default(),
         };
         assert!(omni_api::Authenticator::new(&auth).unwrap().is_enabled());
         let err = toml::from_str::<Config>("[[auth.users]]\nname = \"a\"\nrole = 1\n").unwrap_err();
