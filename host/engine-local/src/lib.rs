@@ -121,6 +121,11 @@ pub enum RunError {
     /// The sandbox cannot take the job.
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
+    /// The job was started before (its directory exists): it is not run a second time.
+    #[error(
+        "job {0} was started before, by this engine or by an earlier run of the server that stopped while it ran; it is not run a second time"
+    )]
+    Started(String),
 }
 
 /// Why the sandbox cannot run jobs on this host ([`LocalRunner::probe`]).
@@ -238,7 +243,9 @@ impl LocalRunner {
     /// Prepares job `id`'s directory and starts running `plan` in the background.
     ///
     /// # Errors
-    /// [`RunError`] when the directory or the ConfigMap files cannot be written.
+    /// [`RunError`] when the directory or the ConfigMap files cannot be written, and
+    /// [`RunError::Started`] when the job's directory exists already: a job is started at most
+    /// once (after [`LocalRunner::remove`], its id may start again).
     pub fn start(&self, id: &str, plan: Plan) -> Result<Run, RunError> {
         let dir = self.job_dir(id);
         let io = |path: &Path| {
@@ -249,6 +256,17 @@ impl LocalRunner {
             Isolation::Sandboxed(sandbox) => sandbox.allocate()?,
             Isolation::Unsandboxed => None,
         };
+        // The job's directory is made here and only here: one that exists already was made by
+        // an earlier start of the job, maybe by a server that stopped while it ran. A job is
+        // run at most once; its directory goes with its record.
+        std::fs::create_dir_all(&self.root).map_err(io(&self.root))?;
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                return Err(RunError::Started(id.to_owned()));
+            }
+            Err(e) => return Err(io(&dir)(e)),
+        }
         let home = dir.join("home");
         std::fs::create_dir_all(&home).map_err(io(&home))?;
         let etc = dir.join("etc");
@@ -331,6 +349,8 @@ impl LocalRunner {
             volumes: BTreeMap::new(),
             deadline: Some(std::time::Duration::from_secs(30)),
         };
+        // A probe's directory left by an earlier process of the same pid.
+        let _ = std::fs::remove_dir_all(self.job_dir(id));
         let mut run = self.start(id, plan).map_err(ProbeError::Start)?;
         let mut said = Vec::new();
         let mut outcome = Outcome::Failed("the probe ended without an outcome".to_owned());

@@ -20,7 +20,7 @@ use std::time::Duration;
 use omni_engine::{Manifest, Rendered};
 use omni_engine_local::sandbox::Network;
 use omni_engine_local::{
-    Event, Isolation, LocalRunner, Outcome, Plan, PlanError, Sandbox, SandboxConfig,
+    Event, Isolation, LocalRunner, Outcome, Plan, PlanError, RunError, Sandbox, SandboxConfig,
 };
 use serde_json::{Value, json};
 

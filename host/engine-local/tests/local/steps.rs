@@ -113,6 +113,35 @@ async fn what_a_step_leaves_behind_dies_when_it_ends() {
     omni_test_support::wait_until("the step's sleep is gone", || !sleeping("600.103"));
 }
 
+/// A job started once is never started again: not by the same runner, and not by the runner of
+/// a server started again over the same directory after the first one died (the window between
+/// an engine's accepting a job and the store's recording it as running).
+#[tokio::test]
+async fn a_job_is_started_at_most_once_even_across_a_restart() {
+    let rendered = job(&json!([]), &json!([sh("c", "echo once")]), None);
+    let root = tempfile::tempdir().unwrap();
+    let plan = || Plan::from_rendered(&rendered).unwrap();
+    let mut run = LocalRunner::new(root.path()).start("j7", plan()).unwrap();
+    let (_, outcome) = finish(&mut run).await;
+    assert_eq!(outcome, Outcome::Succeeded);
+    let restarted = LocalRunner::new(root.path());
+    let Err(error) = restarted.start("j7", plan()) else {
+        panic!("started a second time");
+    };
+    assert!(
+        matches!(error, RunError::Started(ref id) if id == "j7"),
+        "{error}"
+    );
+    assert!(
+        error.to_string().contains("not run a second time"),
+        "{error}"
+    );
+    // Its directory goes with its record; then the id could start again.
+    restarted.remove("j7").unwrap();
+    let mut again = restarted.start("j7", plan()).unwrap();
+    assert_eq!(finish(&mut again).await.1, Outcome::Succeeded);
+}
+
 #[test]
 fn what_the_local_engine_cannot_run_is_refused_with_the_reason() {
     let mut no_command = sh("c", "true");
