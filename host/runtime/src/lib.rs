@@ -12,7 +12,9 @@
 //! # Layout
 //! - [`sandbox`]: the Engine (pooling allocator, epoch interruption), the quick (Winch) tier a
 //!   new plugin serves from while Cranelift compiles it, the on-disk compile cache, and linking
-//!   (WASI with no files, sockets, environment or inherited stdio).
+//!   (WASI with no files, sockets, environment or inherited stdio, and no call that blocks or
+//!   acts on the host: preopens, environment and arguments answer empty, a file open fails as a
+//!   call, sockets trap, a clock wait is ready at once or, past the deadline, stops the call).
 //! - [`plugin`]: one loaded component and its calls, each in a fresh instance under a deadline,
 //!   a memory cap and an output-size cap.
 //! - [`prepare`]: pre-initialization — a component's `wizer-initialize` run once and the

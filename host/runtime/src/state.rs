@@ -1,6 +1,7 @@
 //! The state of one plugin instance: what the `host` import and WASI see, and the limiter.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -8,6 +9,7 @@ use wasmtime_wasi::{Deterministic, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiVie
 
 use crate::bindings::omni::plugin::host::{Host, Level};
 use crate::bindings::omni::plugin::types;
+use crate::limits::Limits;
 use crate::sandbox::digest;
 use crate::templates::{Stamp, Templates};
 
@@ -37,6 +39,13 @@ pub(crate) struct HostState {
     table: ResourceTable,
     pub(crate) stderr: MemoryOutputPipe,
     pub(crate) limiter: MemoryLimiter,
+    /// When the instance was made: the zero of its monotonic clock.
+    pub(crate) started: Instant,
+    /// How long its call may run: no wait it asks for may end later than `started` + this.
+    pub(crate) timeout: Duration,
+    /// Set when the plugin asked to wait past its deadline, so the trap that follows is
+    /// reported as what it is.
+    pub(crate) waited: Option<Duration>,
     templates: Arc<Templates>,
     task: Arc<str>,
     plugin: Arc<str>,
@@ -51,9 +60,9 @@ impl HostState {
         templates: Arc<Templates>,
         task: Arc<str>,
         plugin: Arc<str>,
-        memory: usize,
+        limits: Limits,
     ) -> Self {
-        Self::with_wasi(WasiCtxBuilder::new(), templates, task, plugin, memory)
+        Self::with_wasi(WasiCtxBuilder::new(), templates, task, plugin, limits)
     }
 
     /// As [`HostState::new`], for the instance a pre-initialization snapshots: it records the
@@ -63,13 +72,13 @@ impl HostState {
         templates: Arc<Templates>,
         task: Arc<str>,
         plugin: Arc<str>,
-        memory: usize,
+        limits: Limits,
     ) -> Self {
         let mut wasi = WasiCtxBuilder::new();
         wasi.secure_random(Deterministic::new(SNAPSHOT_SEED.to_vec()))
             .insecure_random(Deterministic::new(SNAPSHOT_SEED.to_vec()))
             .insecure_random_seed(u128::from_le_bytes(SNAPSHOT_SEED));
-        let mut state = Self::with_wasi(wasi, templates, task, plugin, memory);
+        let mut state = Self::with_wasi(wasi, templates, task, plugin, limits);
         state.reads = Some(Vec::new());
         state
     }
@@ -79,27 +88,58 @@ impl HostState {
         templates: Arc<Templates>,
         task: Arc<str>,
         plugin: Arc<str>,
-        memory: usize,
+        limits: Limits,
     ) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_BYTES);
-        // No preopened directories, no environment, no arguments, no inherited stdio; stderr is
+        let started = Instant::now();
+        // No preopened directories, no environment, no arguments, no initial directory, no
+        // inherited stdio: a language runtime asking for them at start gets empty answers, and
+        // every path it opens fails as a call (no directory to resolve it in). stderr is
         // captured (bounded) so a panic's message can be reported. Network access is denied by
-        // the default socket address check; filesystem calls are trapped in the linker.
-        let wasi = wasi.stderr(stderr.clone()).build();
+        // the default socket address check, and sockets are trapped in the linker. The
+        // monotonic clock counts from `started`, which the linker's clock waits measure against
+        // (see `crate::sandbox`).
+        let wasi = wasi
+            .stderr(stderr.clone())
+            .monotonic_clock(SinceStart(started))
+            .build();
         Self {
             wasi,
             table: ResourceTable::new(),
             stderr,
             limiter: MemoryLimiter {
-                cap: memory,
+                cap: limits.memory,
                 exceeded: None,
             },
+            started,
+            timeout: limits.timeout,
+            waited: None,
             templates,
             task,
             plugin,
             log_lines: 0,
             reads: None,
         }
+    }
+}
+
+impl HostState {
+    /// The instance's resources (WASI's and the host's).
+    pub(crate) fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+}
+
+/// The plugin's monotonic clock: nanoseconds since its instance was made.
+struct SinceStart(Instant);
+
+impl wasmtime_wasi::HostMonotonicClock for SinceStart {
+    fn resolution(&self) -> u64 {
+        1
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.0.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 }
 

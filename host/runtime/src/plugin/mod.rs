@@ -8,7 +8,8 @@
 //!
 //! # Layout
 //! - this file: the plugin, its loading, and its calls (`validate`, `serialize`) each under its
-//!   limits, with what ended a failed one (deadline, memory, a denied import, a panic, a trap).
+//!   limits, with what ended a failed one (deadline, a wait past it, memory, a denied import, a
+//!   panic, a trap).
 //! - `background`: the work a shared plugin does beside its calls, one plugin at a time:
 //!   optimizing quick code, and pre-initializing ([`Plugin::prepare`]).
 //! - `contract`: what the host accepts of `describe` and `serialize` answers.
@@ -471,7 +472,7 @@ impl Plugin {
             Arc::clone(self.sandbox.templates()),
             Arc::clone(&self.task),
             Arc::clone(&self.label),
-            limits.memory,
+            limits,
         );
         let mut store = Store::new(&code.engine, state);
         limit(&mut store, limits);
@@ -494,6 +495,13 @@ impl Plugin {
                 plugin,
                 limit: limits.memory,
                 requested,
+            };
+        }
+        if let Some(asked) = store.data().waited {
+            return PluginError::WaitPastDeadline {
+                plugin,
+                asked,
+                limit: limits.timeout,
             };
         }
         if let Some(denied) = error.downcast_ref::<Denied>() {
