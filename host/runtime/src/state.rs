@@ -107,10 +107,7 @@ impl HostState {
             wasi,
             table: ResourceTable::new(),
             stderr,
-            limiter: MemoryLimiter {
-                cap: limits.memory,
-                exceeded: None,
-            },
+            limiter: MemoryLimiter::new(limits.memory),
             started,
             timeout: limits.timeout,
             waited: None,
@@ -194,25 +191,45 @@ impl Host for HostState {
     }
 }
 
-/// Caps an instance's linear memory and remembers that it was hit, so the trap that follows is
-/// reported as what it is.
+/// Caps an instance's memory: the sum of all its linear memories (a component may have many,
+/// one per core module or more), and remembers that it was hit, so the trap that follows is
+/// reported as what it is. Tables are capped the same way, summed.
 pub(crate) struct MemoryLimiter {
     cap: usize,
+    /// Bytes of every linear memory of the store, as grown so far.
+    memory: usize,
+    /// Elements of every table of the store.
+    elements: usize,
     pub(crate) exceeded: Option<usize>,
 }
 
-/// The most table elements an instance may have (function references; plugins need few).
+/// The most table elements an instance may have, over all its tables (function references;
+/// plugins need few).
 const TABLE_ELEMENTS: usize = 100_000;
+
+impl MemoryLimiter {
+    pub(crate) fn new(cap: usize) -> Self {
+        Self {
+            cap,
+            memory: 0,
+            elements: 0,
+            exceeded: None,
+        }
+    }
+}
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.cap {
-            self.exceeded = Some(desired);
+        // Called when a memory is made (from 0) and each time one grows: the store's total
+        // moves by the difference, whichever memory it is.
+        let total = (self.memory - current.min(self.memory)).saturating_add(desired);
+        if total > self.cap {
+            self.exceeded = Some(total);
             // An error (not `Ok(false)`) traps at once, where the guest asked, instead of letting
             // its allocator turn the failure into an abort with a vaguer message.
             return Err(wasmtime::format_err!(
@@ -220,15 +237,80 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
                 self.cap
             ));
         }
+        self.memory = total;
         Ok(true)
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= TABLE_ELEMENTS)
+        let total = (self.elements - current.min(self.elements)).saturating_add(desired);
+        if total > TABLE_ELEMENTS {
+            return Ok(false);
+        }
+        self.elements = total;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A core module with three memories, each asking for 1 MiB more when `grow` is called.
+    const THREE_MEMORIES: &str = r#"(module
+        (memory $a 1) (memory $b 1) (memory $c 1)
+        (func (export "grow") (param i32) (result i32)
+            (drop (memory.grow $a (i32.const 16)))
+            (drop (memory.grow $b (i32.const 16)))
+            (memory.grow $c (i32.const 16))))"#;
+
+    fn store(
+        cap: usize,
+    ) -> (
+        wasmtime::Store<MemoryLimiter>,
+        wasmtime::TypedFunc<i32, i32>,
+    ) {
+        let engine = wasmtime::Engine::default();
+        let module =
+            wasmtime::Module::new(&engine, wat::parse_str(THREE_MEMORIES).unwrap()).unwrap();
+        let mut store = wasmtime::Store::new(&engine, MemoryLimiter::new(cap));
+        store.limiter(|l| l);
+        let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
+        let grow = instance.get_typed_func(&mut store, "grow").unwrap();
+        (store, grow)
+    }
+
+    #[test]
+    fn the_cap_is_on_the_sum_of_an_instance_s_memories() {
+        // Each memory alone stays far under the cap; together they pass it.
+        let (mut store, grow) = store(4 << 20);
+        assert_eq!(store.data().memory, 3 * (64 << 10));
+        grow.call(&mut store, 0)
+            .expect("3 x (64 KiB + 1 MiB) fits in 4 MiB");
+        let err = grow.call(&mut store, 0).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("memory cap of 4194304 bytes reached"),
+            "{err:#}"
+        );
+        let exceeded = store.data().exceeded.expect("the cap was hit");
+        assert!(exceeded > 4 << 20, "{exceeded}");
+    }
+
+    #[test]
+    fn memories_made_at_instantiation_count() {
+        let engine = wasmtime::Engine::default();
+        let module =
+            wasmtime::Module::new(&engine, wat::parse_str(THREE_MEMORIES).unwrap()).unwrap();
+        let mut store = wasmtime::Store::new(&engine, MemoryLimiter::new(128 << 10));
+        store.limiter(|l| l);
+        let err = wasmtime::Instance::new(&mut store, &module, &[]).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("memory cap of 131072 bytes reached"),
+            "{err:#}"
+        );
     }
 }
