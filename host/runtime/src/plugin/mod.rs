@@ -223,6 +223,13 @@ impl Plugin {
             || path.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
+        // Until it says which task it is, a plugin runs as the task its file is named for
+        // (`<task>.wasm`): `describe` runs under that task's limits (the defaults for a file
+        // named otherwise) and sees that task's templates.
+        let named = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let mut plugin = Self {
             this: Weak::new(),
             source: None,
@@ -239,10 +246,10 @@ impl Plugin {
             digest,
             path: path.to_owned(),
             loaded_at: Utc::now(),
-            limits: sandbox.limits().for_task(""),
+            limits: sandbox.limits().for_task(&named),
             code: ArcSwap::from_pointee(code),
             sandbox: Arc::clone(sandbox),
-            task: "".into(),
+            task: named.as_str().into(),
             label: file.as_str().into(),
         };
         let describe_error = |source| LoadError::Describe {

@@ -1,8 +1,11 @@
 //! A hostile plugin, built as a test fixture for the host's sandbox (like wasmtime's
 //! test-programs). Its `serialize` misbehaves in the way its `behaviour` param names, so the
 //! host's tests can prove each misbehaviour ends in a distinct, clear error while other calls
-//! keep being served. `validate` and `describe` behave, so the host loads it. Some behaviours
-//! are not misbehaviours but probes of what WASI answers a plugin (`nap`, `startup`).
+//! keep being served. `validate` behaves, and so does `describe` unless the template file
+//! `describe` of the task (`templates/hostile/describe`, served by the host) says `sleep` (sleep
+//! ten minutes) or `loop` (spin while that file still says `loop`): a plugin whose load
+//! misbehaves. Some behaviours are not misbehaviours but probes of what WASI answers a plugin
+//! (`nap`, `startup`).
 
 use omni_sdk::{Context, Error, Job, JsonSchema, Plugin, Rendered};
 use serde::{Deserialize, Serialize};
@@ -49,6 +52,7 @@ pub enum Behaviour {
 /// Params of the hostile task.
 #[derive(Debug, Serialize, Deserialize, JsonSchema, garde::Validate)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = misbehave_in_describe)]
 pub struct Params {
     /// What to do.
     #[garde(skip)]
@@ -65,6 +69,23 @@ pub struct Params {
     #[serde(default)]
     #[garde(skip)]
     pub burst: u64,
+}
+
+/// Runs when `describe` builds the params schema: misbehaves as the `describe` template file
+/// says. The SDK gives `describe` no context, so this asks the host through the SDK's
+/// bindings directly (a fixture may; a plugin should not).
+fn misbehave_in_describe(_: &mut schemars::Schema) {
+    #[cfg(target_arch = "wasm32")]
+    {
+        use omni_sdk::__private::bindings::omni::plugin::host::template;
+        let says = |what: &str| template("describe").is_some_and(|t| t.trim() == what);
+        if says("sleep") {
+            std::thread::sleep(std::time::Duration::from_secs(600));
+        }
+        while says("loop") {
+            std::hint::spin_loop();
+        }
+    }
 }
 
 fn default_lines() -> u64 {
