@@ -156,6 +156,19 @@ pub enum PluginError {
         /// The deadline.
         limit: Duration,
     },
+    /// The plugin asked to wait (sleep, or poll a clock) until after its call's deadline. It is
+    /// stopped when it asks, not at the deadline: no thread of the host waits on a plugin.
+    #[error(
+        "plugin {plugin} was stopped: it asked to wait {asked:?}, past its deadline of {limit:?}"
+    )]
+    WaitPastDeadline {
+        /// `task@version`.
+        plugin: String,
+        /// The wait it asked for.
+        asked: Duration,
+        /// The deadline of its call.
+        limit: Duration,
+    },
     /// The plugin tried to grow its memory past its cap.
     #[error("plugin {plugin} exceeded its memory limit of {limit} bytes (asked for {requested})")]
     MemoryExceeded {
@@ -176,14 +189,14 @@ pub enum PluginError {
         /// The cap.
         limit: usize,
     },
-    /// The plugin called something the sandbox does not give plugins (files, sockets).
+    /// The plugin called something the sandbox does not give plugins (sockets).
     #[error("plugin {plugin} was stopped: it called {call}, and plugins get no {what}")]
     Denied {
         /// `task@version`.
         plugin: String,
         /// The WASI function it called.
         call: String,
-        /// What the sandbox withholds (`filesystem`, `network`).
+        /// What the sandbox withholds (`network`).
         what: &'static str,
     },
     /// The plugin panicked.
@@ -228,6 +241,7 @@ impl PluginError {
             Self::Template { .. } => "template",
             Self::Failed { .. } => "failed",
             Self::Timeout { .. } => "timeout",
+            Self::WaitPastDeadline { .. } => "wait",
             Self::MemoryExceeded { .. } => "memory",
             Self::OutputTooLarge { .. } => "output_too_large",
             Self::Denied { .. } => "denied",

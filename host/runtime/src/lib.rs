@@ -12,12 +12,16 @@
 //! # Layout
 //! - [`sandbox`]: the Engine (pooling allocator, epoch interruption), the quick (Winch) tier a
 //!   new plugin serves from while Cranelift compiles it, the on-disk compile cache, and linking
-//!   (WASI with no files, sockets, environment or inherited stdio).
+//!   (WASI with no files, sockets, environment or inherited stdio, and no call that blocks or
+//!   acts on the host: preopens, environment and arguments answer empty, a file open fails as a
+//!   call, sockets trap, a clock wait is ready at once or, past the deadline, stops the call).
 //! - [`plugin`]: one loaded component and its calls, each in a fresh instance under a deadline,
-//!   a memory cap and an output-size cap.
+//!   a memory cap (on all the instance's memories together) and an output-size cap; `describe`
+//!   at load under the limits of the task its file is named for.
 //! - [`prepare`]: pre-initialization — a component's `wizer-initialize` run once and the
 //!   instance snapshotted, so calls start with settings parsed and templates compiled.
-//! - [`registry`]: the plugins directory — scans, atomic swaps, per-file status, the watcher.
+//! - [`registry`]: the plugins directory — scans (each file loading on its own thread, scans
+//!   at once), atomic swaps, per-file status, the watcher.
 //! - [`templates`]: `templates/<task>/` files served to plugins through the `template` import.
 //! - [`limits`]: per-plugin limits with defaults.
 //! - [`error`]: what can go wrong, each error naming the plugin and its version.

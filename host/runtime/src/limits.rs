@@ -11,7 +11,7 @@ pub struct Limits {
     /// Wall time of one call; enforced by epoch interruption inside the sandbox and by an outer
     /// timeout around it.
     pub timeout: Duration,
-    /// Linear memory of one instance, in bytes.
+    /// Memory of one instance, in bytes: all its linear memories together.
     pub memory: usize,
     /// Total size of a call's answer (manifest bodies, names, errors), in bytes.
     pub output: usize,

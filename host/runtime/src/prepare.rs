@@ -105,7 +105,7 @@ pub(crate) fn snapshot(
         Arc::clone(sandbox.templates()),
         Arc::clone(task),
         Arc::clone(label),
-        limits.memory,
+        limits,
     );
     let mut store = Store::new(&backend.engine, state);
     crate::plugin::limit(&mut store, limits);

@@ -12,6 +12,10 @@
 //! - Two files claiming one task: the one that already serves it, else the older file, keeps
 //!   it; the other is reported as a conflict.
 //! - A removed file unloads its task for new calls.
+//! - Loads do not wait for one another: each new or changed file loads on a thread of its own,
+//!   its `describe` under its task's limits ([`Plugin`] runs it as the task the file is named
+//!   for), and scans run at once; only the swap of the table is serialized. A plugin whose
+//!   `describe` runs to its deadline holds back nothing but its own load.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -53,6 +57,38 @@ struct FileEntry {
     plugin: Option<Arc<Plugin>>,
     /// The last load error of this file, cleared by a successful load.
     error: Option<(String, DateTime<Utc>)>,
+}
+
+impl FileEntry {
+    /// Whether the entry is of the file as `meta` describes it.
+    fn is_version(&self, meta: &std::fs::Metadata) -> bool {
+        Version {
+            modified: self.modified,
+            len: self.len,
+        } == Version::of(meta)
+    }
+}
+
+/// A version of a plugin file, as the directory shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Version {
+    modified: SystemTime,
+    len: u64,
+}
+
+impl Version {
+    fn of(meta: &std::fs::Metadata) -> Self {
+        Self {
+            modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            len: meta.len(),
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[derive(Debug, Default)]
@@ -102,7 +138,10 @@ pub struct Registry {
     sandbox: Arc<Sandbox>,
     dir: PathBuf,
     state: ArcSwap<Snapshot>,
-    scan_lock: Mutex<()>,
+    /// Serializes the swaps of `state` (not the scans: loads run outside it).
+    swap_lock: Mutex<()>,
+    /// The files being loaded, and which version of each.
+    loading: Mutex<HashMap<PathBuf, Version>>,
     scanned: AtomicBool,
 }
 
@@ -128,7 +167,8 @@ impl Registry {
             sandbox,
             dir: dir.into(),
             state: ArcSwap::from_pointee(Snapshot::default()),
-            scan_lock: Mutex::new(()),
+            swap_lock: Mutex::new(()),
+            loading: Mutex::new(HashMap::new()),
             scanned: AtomicBool::new(false),
         }
     }
@@ -189,18 +229,74 @@ impl Registry {
         }
     }
 
-    /// Scans the directory on the calling thread (it compiles: keep it off async workers).
+    /// Scans the directory on the calling thread (it compiles: keep it off async workers), and
+    /// returns once the files it found new or changed are loaded (each on a thread of its own,
+    /// under its own limits) and the task table is swapped.
+    ///
+    /// Loading is not serialized: scans may run at once, and only the swap of their results
+    /// takes a lock, briefly. A file whose same version another scan is loading is left to that
+    /// scan, so a plugin whose `describe` runs until its deadline delays only the scan that
+    /// loads it, never the reloads of other files.
     pub fn scan(&self) {
-        let _guard = self
-            .scan_lock
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let current = self.state.load_full();
+        let listing = self.list_files();
+        let loaded: Vec<(PathBuf, FileEntry)> = std::thread::scope(|scope| {
+            let loads: Vec<_> = listing
+                .iter()
+                .filter(|(path, meta)| {
+                    !current
+                        .files
+                        .get(path)
+                        .is_some_and(|entry| entry.is_version(meta))
+                })
+                .filter_map(|(path, meta)| {
+                    let version = Version::of(meta);
+                    let mut loading = lock(&self.loading);
+                    if loading.get(path) == Some(&version) {
+                        return None;
+                    }
+                    loading.insert(path.clone(), version);
+                    let previous = current.files.get(path);
+                    Some(scope.spawn(move || {
+                        let entry = self.scan_file(path, meta, previous);
+                        let mut loading = lock(&self.loading);
+                        if loading.get(path) == Some(&version) {
+                            loading.remove(path);
+                        }
+                        (path.clone(), entry)
+                    }))
+                })
+                .collect();
+            loads
+                .into_iter()
+                .filter_map(|load| load.join().ok())
+                .collect()
+        });
+        self.swap(loaded);
+        self.scanned.store(true, Ordering::Release);
+    }
+
+    /// The plugin files being loaded now (their `describe` may still run), in no order.
+    pub fn loading(&self) -> Vec<PathBuf> {
+        lock(&self.loading).keys().cloned().collect()
+    }
+
+    /// Puts the entries a scan loaded into the task table, drops the files that are gone, and
+    /// swaps the table; under the swap lock. An entry made of a version of its file that is no
+    /// longer on disk does not replace one of the version that is (a later scan loaded it).
+    fn swap(&self, loaded: Vec<(PathBuf, FileEntry)>) {
+        let _guard = lock(&self.swap_lock);
         let old = self.state.load_full();
-        let mut files = BTreeMap::new();
-        for (path, meta) in self.list_files() {
-            let entry = self.scan_file(&path, &meta, old.files.get(&path));
+        let mut files = old.files.clone();
+        for (path, entry) in loaded {
+            let on_disk = std::fs::metadata(&path).ok();
+            let stale = |e: &FileEntry| !on_disk.as_ref().is_some_and(|m| e.is_version(m));
+            if stale(&entry) && files.get(&path).is_some_and(|newer| !stale(newer)) {
+                continue;
+            }
             files.insert(path, entry);
         }
+        files.retain(|path, _| path.is_file());
 
         // Assign tasks: the file already serving a task keeps it, then older files first.
         let mut order: Vec<&PathBuf> = files.keys().collect();
@@ -254,7 +350,6 @@ impl Registry {
             tracing::info!(task, "plugin unloaded");
         }
         self.state.store(Arc::new(Snapshot { tasks, files }));
-        self.scanned.store(true, Ordering::Release);
     }
 
     fn list_files(&self) -> Vec<(PathBuf, std::fs::Metadata)> {
@@ -286,8 +381,7 @@ impl Registry {
         previous: Option<&FileEntry>,
     ) -> FileEntry {
         let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-        let unchanged = |e: &&FileEntry| e.modified == modified && e.len == meta.len();
-        if let Some(previous) = previous.filter(unchanged) {
+        if let Some(previous) = previous.filter(|e| e.is_version(meta)) {
             return previous.clone();
         }
         let mut entry = FileEntry {
@@ -403,7 +497,8 @@ impl Registry {
                 let Some(registry) = registry.upgrade() else {
                     break;
                 };
-                registry.rescan().await;
+                // Not awaited: a scan that loads a slow plugin must not hold back the next.
+                tokio::spawn(async move { registry.rescan().await });
             }
         });
         Ok(WatchHandle {

@@ -109,6 +109,7 @@ impl Backend {
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         deny(&mut linker)?;
+        quiet_clocks(&mut linker)?;
         JobHandler::add_to_linker::<_, wasmtime::component::HasSelf<_>>(&mut linker, |s| s)?;
         Ok(Self { engine, linker })
     }
@@ -398,15 +399,15 @@ pub(crate) struct Denied {
     pub(crate) what: &'static str,
 }
 
-/// The WASI entry points to files and sockets. Every other WASI call on a file or socket needs
-/// a handle that only these give, so trapping them closes the whole interface. (With an empty
-/// WASI context they would merely fail; trapping tells the operator what the plugin tried.)
+/// The WASI entry points to sockets. Every other WASI call on a socket needs a handle that only
+/// these give, so trapping them closes the whole interface. (With an empty WASI context they
+/// would merely fail; trapping tells the operator what the plugin tried.)
+///
+/// The filesystem is not trapped: a language runtime asks for its preopened directories when
+/// it starts or raises (componentize-py's Python does, handling an exception), and gets none
+/// from the empty context; with no directory to resolve a path in, every open then fails as a
+/// call the plugin sees (an error code), and nothing on the host can be reached.
 const DENIED: &[(&str, &str, &str)] = &[
-    (
-        "wasi:filesystem/preopens@0.2.12",
-        "get-directories",
-        "filesystem",
-    ),
     (
         "wasi:sockets/instance-network@0.2.12",
         "instance-network",
@@ -442,6 +443,69 @@ fn deny(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
                 }))
             })?;
     }
+    linker.allow_shadowing(false);
+    Ok(())
+}
+
+/// Marks a trap raised because a plugin asked to wait (sleep) until after its call's deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("asked to wait {asked:?}, past its deadline")]
+pub(crate) struct WaitPastDeadline {
+    pub(crate) asked: Duration,
+}
+
+/// A pollable that is ready at once.
+struct Ready;
+
+#[async_trait::async_trait]
+impl wasmtime_wasi::p2::Pollable for Ready {
+    async fn ready(&mut self) {}
+}
+
+const MONOTONIC_CLOCK: &str = "wasi:clocks/monotonic-clock@0.2.12";
+
+/// Clock waits that never block the host's thread. wasmtime-wasi's `subscribe-duration` and
+/// `subscribe-instant` give a pollable that `wasi:io/poll#poll` (or `pollable.block`) waits on
+/// in the host, where the epoch deadline cannot interrupt it: a plugin sleeping for an hour
+/// would hold its thread (and a scan, when it sleeps in `describe`) for that hour. Here a wait
+/// that ends within the call's deadline is ready at once (`sleep` returns at once: a plugin has
+/// nothing to wait for, no file, socket or other process), and one that would end after it fails
+/// the call at once, with its own error ([`WaitPastDeadline`]). Every other pollable a plugin can
+/// have (stdio streams, all in memory) is always ready, so `poll` never blocks either.
+fn quiet_clocks(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    use wasmtime::StoreContextMut;
+    use wasmtime::component::Resource;
+    use wasmtime_wasi::p2::DynPollable;
+
+    fn wait(
+        mut store: StoreContextMut<'_, HostState>,
+        asked: Duration,
+    ) -> wasmtime::Result<(Resource<DynPollable>,)> {
+        let state = store.data_mut();
+        if state.started.elapsed().saturating_add(asked) > state.timeout {
+            state.waited = Some(asked);
+            return Err(wasmtime::Error::new(WaitPastDeadline { asked }));
+        }
+        let table = state.table();
+        let ready = table.push(Ready)?;
+        Ok((wasmtime_wasi::p2::subscribe(table, ready)?,))
+    }
+
+    linker.allow_shadowing(true);
+    let mut clock = linker.instance(MONOTONIC_CLOCK)?;
+    clock.func_wrap(
+        "subscribe-duration",
+        |store: StoreContextMut<'_, HostState>, (nanos,): (u64,)| {
+            wait(store, Duration::from_nanos(nanos))
+        },
+    )?;
+    clock.func_wrap(
+        "subscribe-instant",
+        |store: StoreContextMut<'_, HostState>, (when,): (u64,)| {
+            let now = u64::try_from(store.data().started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            wait(store, Duration::from_nanos(when.saturating_sub(now)))
+        },
+    )?;
     linker.allow_shadowing(false);
     Ok(())
 }

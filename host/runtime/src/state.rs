@@ -1,6 +1,7 @@
 //! The state of one plugin instance: what the `host` import and WASI see, and the limiter.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -8,6 +9,7 @@ use wasmtime_wasi::{Deterministic, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiVie
 
 use crate::bindings::omni::plugin::host::{Host, Level};
 use crate::bindings::omni::plugin::types;
+use crate::limits::Limits;
 use crate::sandbox::digest;
 use crate::templates::{Stamp, Templates};
 
@@ -37,6 +39,13 @@ pub(crate) struct HostState {
     table: ResourceTable,
     pub(crate) stderr: MemoryOutputPipe,
     pub(crate) limiter: MemoryLimiter,
+    /// When the instance was made: the zero of its monotonic clock.
+    pub(crate) started: Instant,
+    /// How long its call may run: no wait it asks for may end later than `started` + this.
+    pub(crate) timeout: Duration,
+    /// Set when the plugin asked to wait past its deadline, so the trap that follows is
+    /// reported as what it is.
+    pub(crate) waited: Option<Duration>,
     templates: Arc<Templates>,
     task: Arc<str>,
     plugin: Arc<str>,
@@ -51,9 +60,9 @@ impl HostState {
         templates: Arc<Templates>,
         task: Arc<str>,
         plugin: Arc<str>,
-        memory: usize,
+        limits: Limits,
     ) -> Self {
-        Self::with_wasi(WasiCtxBuilder::new(), templates, task, plugin, memory)
+        Self::with_wasi(WasiCtxBuilder::new(), templates, task, plugin, limits)
     }
 
     /// As [`HostState::new`], for the instance a pre-initialization snapshots: it records the
@@ -63,13 +72,13 @@ impl HostState {
         templates: Arc<Templates>,
         task: Arc<str>,
         plugin: Arc<str>,
-        memory: usize,
+        limits: Limits,
     ) -> Self {
         let mut wasi = WasiCtxBuilder::new();
         wasi.secure_random(Deterministic::new(SNAPSHOT_SEED.to_vec()))
             .insecure_random(Deterministic::new(SNAPSHOT_SEED.to_vec()))
             .insecure_random_seed(u128::from_le_bytes(SNAPSHOT_SEED));
-        let mut state = Self::with_wasi(wasi, templates, task, plugin, memory);
+        let mut state = Self::with_wasi(wasi, templates, task, plugin, limits);
         state.reads = Some(Vec::new());
         state
     }
@@ -79,27 +88,55 @@ impl HostState {
         templates: Arc<Templates>,
         task: Arc<str>,
         plugin: Arc<str>,
-        memory: usize,
+        limits: Limits,
     ) -> Self {
         let stderr = MemoryOutputPipe::new(STDERR_BYTES);
-        // No preopened directories, no environment, no arguments, no inherited stdio; stderr is
+        let started = Instant::now();
+        // No preopened directories, no environment, no arguments, no initial directory, no
+        // inherited stdio: a language runtime asking for them at start gets empty answers, and
+        // every path it opens fails as a call (no directory to resolve it in). stderr is
         // captured (bounded) so a panic's message can be reported. Network access is denied by
-        // the default socket address check; filesystem calls are trapped in the linker.
-        let wasi = wasi.stderr(stderr.clone()).build();
+        // the default socket address check, and sockets are trapped in the linker. The
+        // monotonic clock counts from `started`, which the linker's clock waits measure against
+        // (see `crate::sandbox`).
+        let wasi = wasi
+            .stderr(stderr.clone())
+            .monotonic_clock(SinceStart(started))
+            .build();
         Self {
             wasi,
             table: ResourceTable::new(),
             stderr,
-            limiter: MemoryLimiter {
-                cap: memory,
-                exceeded: None,
-            },
+            limiter: MemoryLimiter::new(limits.memory),
+            started,
+            timeout: limits.timeout,
+            waited: None,
             templates,
             task,
             plugin,
             log_lines: 0,
             reads: None,
         }
+    }
+}
+
+impl HostState {
+    /// The instance's resources (WASI's and the host's).
+    pub(crate) fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+}
+
+/// The plugin's monotonic clock: nanoseconds since its instance was made.
+struct SinceStart(Instant);
+
+impl wasmtime_wasi::HostMonotonicClock for SinceStart {
+    fn resolution(&self) -> u64 {
+        1
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(self.0.elapsed().as_nanos()).unwrap_or(u64::MAX)
     }
 }
 
@@ -154,25 +191,45 @@ impl Host for HostState {
     }
 }
 
-/// Caps an instance's linear memory and remembers that it was hit, so the trap that follows is
-/// reported as what it is.
+/// Caps an instance's memory: the sum of all its linear memories (a component may have many,
+/// one per core module or more), and remembers that it was hit, so the trap that follows is
+/// reported as what it is. Tables are capped the same way, summed.
 pub(crate) struct MemoryLimiter {
     cap: usize,
+    /// Bytes of every linear memory of the store, as grown so far.
+    memory: usize,
+    /// Elements of every table of the store.
+    elements: usize,
     pub(crate) exceeded: Option<usize>,
 }
 
-/// The most table elements an instance may have (function references; plugins need few).
+/// The most table elements an instance may have, over all its tables (function references;
+/// plugins need few).
 const TABLE_ELEMENTS: usize = 100_000;
+
+impl MemoryLimiter {
+    pub(crate) fn new(cap: usize) -> Self {
+        Self {
+            cap,
+            memory: 0,
+            elements: 0,
+            exceeded: None,
+        }
+    }
+}
 
 impl wasmtime::ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.cap {
-            self.exceeded = Some(desired);
+        // Called when a memory is made (from 0) and each time one grows: the store's total
+        // moves by the difference, whichever memory it is.
+        let total = (self.memory - current.min(self.memory)).saturating_add(desired);
+        if total > self.cap {
+            self.exceeded = Some(total);
             // An error (not `Ok(false)`) traps at once, where the guest asked, instead of letting
             // its allocator turn the failure into an abort with a vaguer message.
             return Err(wasmtime::format_err!(
@@ -180,15 +237,80 @@ impl wasmtime::ResourceLimiter for MemoryLimiter {
                 self.cap
             ));
         }
+        self.memory = total;
         Ok(true)
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= TABLE_ELEMENTS)
+        let total = (self.elements - current.min(self.elements)).saturating_add(desired);
+        if total > TABLE_ELEMENTS {
+            return Ok(false);
+        }
+        self.elements = total;
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A core module with three memories, each asking for 1 MiB more when `grow` is called.
+    const THREE_MEMORIES: &str = r#"(module
+        (memory $a 1) (memory $b 1) (memory $c 1)
+        (func (export "grow") (param i32) (result i32)
+            (drop (memory.grow $a (i32.const 16)))
+            (drop (memory.grow $b (i32.const 16)))
+            (memory.grow $c (i32.const 16))))"#;
+
+    fn store(
+        cap: usize,
+    ) -> (
+        wasmtime::Store<MemoryLimiter>,
+        wasmtime::TypedFunc<i32, i32>,
+    ) {
+        let engine = wasmtime::Engine::default();
+        let module =
+            wasmtime::Module::new(&engine, wat::parse_str(THREE_MEMORIES).unwrap()).unwrap();
+        let mut store = wasmtime::Store::new(&engine, MemoryLimiter::new(cap));
+        store.limiter(|l| l);
+        let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
+        let grow = instance.get_typed_func(&mut store, "grow").unwrap();
+        (store, grow)
+    }
+
+    #[test]
+    fn the_cap_is_on_the_sum_of_an_instance_s_memories() {
+        // Each memory alone stays far under the cap; together they pass it.
+        let (mut store, grow) = store(4 << 20);
+        assert_eq!(store.data().memory, 3 * (64 << 10));
+        grow.call(&mut store, 0)
+            .expect("3 x (64 KiB + 1 MiB) fits in 4 MiB");
+        let err = grow.call(&mut store, 0).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("memory cap of 4194304 bytes reached"),
+            "{err:#}"
+        );
+        let exceeded = store.data().exceeded.expect("the cap was hit");
+        assert!(exceeded > 4 << 20, "{exceeded}");
+    }
+
+    #[test]
+    fn memories_made_at_instantiation_count() {
+        let engine = wasmtime::Engine::default();
+        let module =
+            wasmtime::Module::new(&engine, wat::parse_str(THREE_MEMORIES).unwrap()).unwrap();
+        let mut store = wasmtime::Store::new(&engine, MemoryLimiter::new(128 << 10));
+        store.limiter(|l| l);
+        let err = wasmtime::Instance::new(&mut store, &module, &[]).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("memory cap of 131072 bytes reached"),
+            "{err:#}"
+        );
     }
 }

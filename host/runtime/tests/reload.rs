@@ -307,3 +307,68 @@ fn compiled_components_are_cached_by_digest_and_engine() {
     let (_dir, third) = registry(cached_sandbox(&cache), &["hostile"]);
     assert!(behave(&third).is_ok());
 }
+
+/// A sandbox over a templates root of the test's own, where `templates/hostile/describe` says
+/// how the hostile plugin's `describe` misbehaves, with these limits.
+fn describing(says: &str, limits: serde_json::Value) -> (tempfile::TempDir, Arc<Sandbox>) {
+    let templates = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(templates.path().join("hostile")).unwrap();
+    std::fs::write(templates.path().join("hostile/describe"), says).unwrap();
+    let config = SandboxConfig {
+        cache_dir: Some(omni_test_support::workspace().join("target/omni-test-cache")),
+        limits: serde_json::from_value(limits).unwrap(),
+        ..SandboxConfig::default()
+    };
+    let sandbox = omni_test_support::sandbox_over(templates.path(), config);
+    (templates, sandbox)
+}
+
+#[test]
+fn a_plugin_that_sleeps_in_describe_fails_to_load_with_its_own_error_and_others_load() {
+    let (_templates, sandbox) = describing("sleep", json!({}));
+    let (_dir, registry) = registry(sandbox, &["hostile", "srpm"]);
+    let list = registry.list();
+    let hostile = status(&list, "hostile.wasm");
+    assert_eq!(hostile.status, "error");
+    assert!(
+        hostile.error.as_deref().unwrap().ends_with(
+            "hostile.wasm: describe: plugin hostile.wasm was stopped: it asked to wait 600s, \
+             past its deadline of 1s"
+        ),
+        "{hostile:?}"
+    );
+    assert_eq!(status(&list, "srpm.wasm").status, "ready");
+}
+
+#[test]
+fn a_describe_that_runs_on_holds_back_no_other_reload() {
+    // Its task's own limits let it run for ten minutes (the default would stop it after 1 s):
+    // only ending its loop, below, lets its load finish.
+    let (templates, sandbox) = describing(
+        "loop",
+        json!({"tasks": {"hostile": {"timeout_ms": 600_000}}}),
+    );
+    let (dir, registry) = registry(sandbox, &[]);
+    let hostile = dir.path().join("hostile.wasm");
+    std::fs::write(&hostile, component("hostile")).unwrap();
+    let slow_scan = {
+        let registry = Arc::clone(&registry);
+        std::thread::spawn(move || registry.scan())
+    };
+    omni_test_support::wait_until("hostile's load to start", || {
+        registry.loading().contains(&hostile)
+    });
+
+    // Another plugin arrives: its scan leaves hostile to the scan loading it, loads srpm, and
+    // swaps it in while hostile's describe still runs.
+    std::fs::write(dir.path().join("srpm.wasm"), component("srpm")).unwrap();
+    registry.scan();
+    assert!(registry.get("srpm").is_some());
+    assert!(registry.loading().contains(&hostile));
+    assert!(registry.get("hostile").is_none());
+
+    std::fs::write(templates.path().join("hostile/describe"), "behave").unwrap();
+    slow_scan.join().unwrap();
+    assert!(registry.get("hostile").is_some());
+    assert!(registry.get("srpm").is_some());
+}

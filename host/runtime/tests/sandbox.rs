@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use omni_runtime::{Plugin, PluginError, Tier};
 use omni_test_support::{component, job, registry, sandbox};
@@ -106,18 +107,56 @@ fn with_the_default_memory_cap_a_50_mib_answer_cannot_even_be_built() {
 }
 
 #[test]
-fn reading_a_file_is_denied_by_the_sandbox() {
+fn opening_a_file_is_a_failed_call_the_plugin_sees() {
+    // The runtime asks for its preopened directories (none) and fails the open itself: the
+    // plugin goes on and reports the failure as its own error.
     for plugin in hostile(json!({})) {
         let err = behave(&plugin, "read-file").unwrap_err();
-        let PluginError::Denied { call, what, .. } = &err else {
+        let PluginError::Failed { message, .. } = &err else {
             panic!("{err:?}")
         };
-        assert!(call.starts_with("wasi:filesystem/preopens"), "{call}");
-        assert_eq!(*what, "filesystem");
         assert!(
-            err.to_string().contains("plugins get no filesystem"),
-            "{err}"
+            message.starts_with("reading /etc/passwd failed: "),
+            "{message}"
         );
+    }
+}
+
+#[test]
+fn what_a_language_runtime_asks_at_start_gets_empty_answers() {
+    for plugin in hostile(json!({})) {
+        let rendered = behave(&plugin, "startup").expect("the plugin goes on");
+        let report = rendered.manifests[0].body["metadata"]["annotations"]["extra"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(report.starts_with("env 0; args 0; cwd "), "{report}");
+        assert!(report.contains("; /etc/passwd error ("), "{report}");
+    }
+}
+
+#[test]
+fn a_plugin_that_sleeps_past_its_deadline_is_stopped_when_it_asks() {
+    for plugin in hostile(json!({})) {
+        let err = behave(&plugin, "sleep").unwrap_err();
+        let PluginError::WaitPastDeadline { asked, limit, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(
+            (*asked, *limit),
+            (Duration::from_secs(600), Duration::from_secs(1))
+        );
+        assert_eq!(
+            err.to_string(),
+            "plugin hostile@0.1.0 was stopped: it asked to wait 600s, past its deadline of 1s"
+        );
+    }
+}
+
+#[test]
+fn a_wait_within_the_deadline_returns_and_the_plugin_goes_on() {
+    for plugin in hostile(json!({})) {
+        behave(&plugin, "nap").expect("a 1 ms sleep returns");
     }
 }
 
@@ -151,7 +190,7 @@ fn the_host_keeps_serving_while_a_plugin_misbehaves() {
             }
         })
     };
-    for behaviour in ["loop", "alloc", "panic", "read-file"] {
+    for behaviour in ["loop", "sleep", "alloc", "panic", "read-file"] {
         assert!(behave(&hostile, behaviour).is_err());
     }
     done.store(true, Ordering::Release);

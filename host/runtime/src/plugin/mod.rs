@@ -8,7 +8,8 @@
 //!
 //! # Layout
 //! - this file: the plugin, its loading, and its calls (`validate`, `serialize`) each under its
-//!   limits, with what ended a failed one (deadline, memory, a denied import, a panic, a trap).
+//!   limits, with what ended a failed one (deadline, a wait past it, memory, a denied import, a
+//!   panic, a trap).
 //! - `background`: the work a shared plugin does beside its calls, one plugin at a time:
 //!   optimizing quick code, and pre-initializing ([`Plugin::prepare`]).
 //! - `contract`: what the host accepts of `describe` and `serialize` answers.
@@ -222,6 +223,13 @@ impl Plugin {
             || path.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
+        // Until it says which task it is, a plugin runs as the task its file is named for
+        // (`<task>.wasm`): `describe` runs under that task's limits (the defaults for a file
+        // named otherwise) and sees that task's templates.
+        let named = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let mut plugin = Self {
             this: Weak::new(),
             source: None,
@@ -238,10 +246,10 @@ impl Plugin {
             digest,
             path: path.to_owned(),
             loaded_at: Utc::now(),
-            limits: sandbox.limits().for_task(""),
+            limits: sandbox.limits().for_task(&named),
             code: ArcSwap::from_pointee(code),
             sandbox: Arc::clone(sandbox),
-            task: "".into(),
+            task: named.as_str().into(),
             label: file.as_str().into(),
         };
         let describe_error = |source| LoadError::Describe {
@@ -471,7 +479,7 @@ impl Plugin {
             Arc::clone(self.sandbox.templates()),
             Arc::clone(&self.task),
             Arc::clone(&self.label),
-            limits.memory,
+            limits,
         );
         let mut store = Store::new(&code.engine, state);
         limit(&mut store, limits);
@@ -494,6 +502,13 @@ impl Plugin {
                 plugin,
                 limit: limits.memory,
                 requested,
+            };
+        }
+        if let Some(asked) = store.data().waited {
+            return PluginError::WaitPastDeadline {
+                plugin,
+                asked,
+                limit: limits.timeout,
             };
         }
         if let Some(denied) = error.downcast_ref::<Denied>() {

@@ -1,7 +1,11 @@
 //! A hostile plugin, built as a test fixture for the host's sandbox (like wasmtime's
 //! test-programs). Its `serialize` misbehaves in the way its `behaviour` param names, so the
 //! host's tests can prove each misbehaviour ends in a distinct, clear error while other calls
-//! keep being served. `validate` and `describe` behave, so the host loads it.
+//! keep being served. `validate` behaves, and so does `describe` unless the template file
+//! `describe` of the task (`templates/hostile/describe`, served by the host) says `sleep` (sleep
+//! ten minutes) or `loop` (spin while that file still says `loop`): a plugin whose load
+//! misbehaves. Some behaviours are not misbehaviours but probes of what WASI answers a plugin
+//! (`nap`, `startup`).
 
 use omni_sdk::{Context, Error, Job, JsonSchema, Plugin, Rendered};
 use serde::{Deserialize, Serialize};
@@ -23,6 +27,14 @@ pub enum Behaviour {
     Huge,
     /// Try to read a host file through WASI.
     ReadFile,
+    /// Sleep for ten minutes, then render: longer than any call's deadline.
+    Sleep,
+    /// Sleep for a millisecond, then render: a wait well within the deadline.
+    Nap,
+    /// Ask what a language runtime asks when it starts or raises (environment, arguments,
+    /// working directory, preopened directories through a file open) and render a Job whose
+    /// `extra` annotation reports the answers.
+    Startup,
     /// Answer a manifest whose body is not a Kubernetes object.
     BadOutput,
     /// Render a valid Job whose one step runs (sleeps) for ten minutes: a job that is still
@@ -40,6 +52,7 @@ pub enum Behaviour {
 /// Params of the hostile task.
 #[derive(Debug, Serialize, Deserialize, JsonSchema, garde::Validate)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = misbehave_in_describe)]
 pub struct Params {
     /// What to do.
     #[garde(skip)]
@@ -56,6 +69,23 @@ pub struct Params {
     #[serde(default)]
     #[garde(skip)]
     pub burst: u64,
+}
+
+/// Runs when `describe` builds the params schema: misbehaves as the `describe` template file
+/// says. The SDK gives `describe` no context, so this asks the host through the SDK's
+/// bindings directly (a fixture may; a plugin should not).
+fn misbehave_in_describe(_: &mut schemars::Schema) {
+    #[cfg(target_arch = "wasm32")]
+    {
+        use omni_sdk::__private::bindings::omni::plugin::host::template;
+        let says = |what: &str| template("describe").is_some_and(|t| t.trim() == what);
+        if says("sleep") {
+            std::thread::sleep(std::time::Duration::from_secs(600));
+        }
+        while says("loop") {
+            std::hint::spin_loop();
+        }
+    }
 }
 
 fn default_lines() -> u64 {
@@ -137,6 +167,24 @@ impl Plugin for Hostile {
                 ))),
                 Err(e) => Err(Error::Internal(format!("reading /etc/passwd failed: {e}"))),
             },
+            Behaviour::Sleep => {
+                std::thread::sleep(std::time::Duration::from_secs(600));
+                Rendered::from_objects(Self::TASK, job, vec![job_object("")])
+            }
+            Behaviour::Nap => {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                Rendered::from_objects(Self::TASK, job, vec![job_object("")])
+            }
+            Behaviour::Startup => {
+                let env = std::env::vars().count();
+                let args = std::env::args().count();
+                let cwd = std::env::current_dir()
+                    .map_or_else(|e| format!("error ({e})"), |d| d.display().to_string());
+                let file = std::fs::read_to_string("/etc/passwd")
+                    .map_or_else(|e| format!("error ({e})"), |t| format!("{} bytes", t.len()));
+                let report = format!("env {env}; args {args}; cwd {cwd}; /etc/passwd {file}");
+                Rendered::from_objects(Self::TASK, job, vec![job_object(&report)])
+            }
             Behaviour::BadOutput => {
                 ctx.log(
                     omni_sdk::Level::Warn,
