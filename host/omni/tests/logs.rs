@@ -218,11 +218,11 @@ fn anonymous_memory(pid: u32) -> u64 {
     kib << 10
 }
 
-/// A step printing a million lines into a 1 KiB log cap: the stored log keeps to the cap (each
-/// line counted with its overhead) and ends with the marker, and the server's memory grows by
+/// A step printing a million empty lines into a 1 KiB log cap: the stored log keeps to the cap
+/// (each line counted with its 64 bytes of overhead: 16 empty lines) and ends with the marker, and the server's memory grows by
 /// less than 64 MiB meanwhile (the most of its samples while the job runs) and comes back after.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_million_lines_keep_to_the_caps_and_the_memory_comes_back() {
+async fn a_million_empty_lines_keep_to_the_caps_and_the_memory_comes_back() {
     let (server, _plugins, _data) = server("[logs]\nmax_job_bytes = 1024\n");
     // A first job loads and instantiates the plugin, starts the engine's tasks.
     let warm = print_job(&server, 10, 0).await;
@@ -240,7 +240,18 @@ async fn a_million_lines_keep_to_the_caps_and_the_memory_comes_back() {
             }
         })
     };
-    let id = print_job(&server, 1_000_000, 0).await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/jobs", server.url))
+        .json(&json!({"service": "obs", "task": "hostile", "arch": std::env::consts::ARCH,
+                      "params": {"behaviour": "print", "lines": 1_000_000, "blank": true}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let id = response.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(ended(&server.url, &id).await["state"], "succeeded");
     sampler.abort();
     let peak = peak.load(std::sync::atomic::Ordering::Relaxed);
@@ -276,6 +287,7 @@ async fn a_million_lines_keep_to_the_caps_and_the_memory_comes_back() {
         .map(|l| l["line"].as_str().unwrap().len() + 64)
         .sum();
     assert!(bytes <= 1024, "{bytes} bytes kept");
+    assert_eq!(kept.len(), 16, "empty lines, 64 bytes each");
 }
 
 /// A hundred jobs with logs of 5,000 lines each, two at a time: when they have ended, the

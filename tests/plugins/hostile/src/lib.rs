@@ -43,9 +43,9 @@ pub enum Behaviour {
     /// Render a Job whose container has no command: valid for Kubernetes, which runs the
     /// image's entrypoint, refused by the local engine, which runs no images.
     NoCommand,
-    /// Render a Job whose step prints `lines` lines (`line 1`, `line 2`, ...) as fast as it
-    /// can (or `burst` lines every 100 ms), waits `pause` seconds, and prints `done`: a job with
-    /// a log to collect and follow.
+    /// Render a Job whose step prints `lines` lines (`line 1`, `line 2`, ...; empty ones with
+    /// `blank`) as fast as it can (or `burst` lines every 100 ms), waits `pause` seconds, and
+    /// prints `done`: a job with a log to collect and follow.
     Print,
 }
 
@@ -69,6 +69,10 @@ pub struct Params {
     #[serde(default)]
     #[garde(skip)]
     pub burst: u64,
+    /// `print`: empty lines instead of `line 1`, `line 2`, ... (what costs a log most per byte).
+    #[serde(default)]
+    #[garde(skip)]
+    pub blank: bool,
 }
 
 /// Runs when `describe` builds the params schema: misbehaves as the `describe` template file
@@ -120,7 +124,9 @@ impl Plugin for Hostile {
             }
             Behaviour::Print => {
                 let (lines, pause) = (params.lines, params.pause);
-                let script = if params.burst == 0 {
+                let script = if params.blank {
+                    format!("yes '' | head -n {lines}; sleep {pause}; echo done")
+                } else if params.burst == 0 {
                     format!("seq -f 'line %.0f' 1 {lines}; sleep {pause}; echo done")
                 } else {
                     let burst = params.burst;
