@@ -79,11 +79,14 @@ pub struct AppState {
     pub auth: Arc<Authenticator>,
     /// The installed metrics recorder, rendered on `/metrics` (404 without one).
     pub metrics: Option<metrics::Metrics>,
+    /// What registering a webhook checks beyond its fields (its destination).
+    pub webhooks: omni_webhooks::Webhooks,
 }
 
 impl AppState {
     /// The state over `jobs`, whose plugins are `registry`'s, with the defaults: namespace `omni-jobs`, the default body limit,
-    /// no engines, the default event stream settings, auth off, and no metrics.
+    /// no engines, the default event stream settings, auth off, no metrics, and the default
+    /// `[webhooks]` (no internal address allowed).
     pub fn new(jobs: JobService, registry: Arc<Registry>) -> Self {
         Self {
             jobs,
@@ -94,6 +97,7 @@ impl AppState {
             events: EventsConfig::default(),
             auth: Arc::new(Authenticator::disabled()),
             metrics: None,
+            webhooks: omni_webhooks::Webhooks::default(),
         }
     }
 

@@ -238,7 +238,8 @@ problem_response!(
 problem_response!(
     Unprocessable,
     "The plugin rejected the params (`errors` lists them under `/params`), the task does not \
-     build for the arch, or no engine runs the arch"
+     build for the arch, no engine runs the arch, or a webhook's URL names an address webhooks \
+     may not reach (`/url`)"
 );
 problem_response!(
     Unavailable,

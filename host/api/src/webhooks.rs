@@ -31,7 +31,8 @@ pub(crate) fn routes() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct CreateWebhook {
     /// Where events are POSTed: an http or https URL with a host, without credentials or a
-    /// fragment (400 otherwise).
+    /// fragment (400 otherwise); a literal address in an internal range (loopback, private,
+    /// link-local...) answers 422 unless the operator allows it.
     #[schema(max_length = 2048, pattern = "^https?://")]
     pub url: String,
     /// Which events (`job.succeeded`, ...) or `["*"]`.
@@ -173,6 +174,7 @@ fn scope(domain: Option<&str>) -> &str {
         (status = 403, response = crate::openapi::Forbidden),
         (status = 413, response = crate::openapi::PayloadTooLarge),
         (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 422, response = crate::openapi::Unprocessable),
         (status = 503, response = crate::openapi::Unavailable),
     )
 )]
@@ -198,6 +200,14 @@ pub(crate) async fn create(
         return Err(Problem::bad_request("some fields are wrong", errors));
     }
     caller.require(Role::Admin, scope(request.domain.as_deref()))?;
+    if let Some(message) = state.webhooks.check_destination(&request.url) {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "destination not allowed",
+            message.clone(),
+        )
+        .with_errors(vec![Problem::field("/url", message)]));
+    }
     let hook = Webhook {
         id: Uuid::new_v4(),
         domain: request.domain,

@@ -102,6 +102,7 @@ pub async fn serve(
         events: config.events.stream(),
         auth: Arc::new(auth),
         metrics: Some(metrics),
+        webhooks: omni_webhooks::Webhooks::new(&config.webhooks),
     });
     tracing::info!("omni listening on http://{}", listener.local_addr()?);
     axum::serve(listener, app)

@@ -27,24 +27,37 @@
 //! # Layout
 //! - [`WebhooksConfig`]: `[webhooks]` in the configuration.
 //! - [`sign`], [`verify`]: the signature.
-//! - [`check`], [`wants`], [`register`]: what a webhook may be, what it gets,
-//!   and how it is stored with its starting place.
+//! - [`AddressGuard`] (`guard`): which addresses deliveries may reach, and the resolver that
+//!   enforces it when connecting.
+//! - [`check`], [`Webhooks::check_destination`], [`wants`], [`register`]: what a webhook may
+//!   be, what it gets, and how it is stored with its starting place.
 //! - [`Deliverer`] (`deliver`): the lease, one delivery task per webhook, the retries; each job's events
 //!   are delivered in its [`omni_jobs::job_span`], and every attempt is counted
 //!   ([`DELIVERIES`], [`describe_metrics`]).
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
+use ipnet::IpNet;
 use omni_core::EventKind;
 use omni_core::event::EVERY_EVENT;
 use omni_jobs::{JobError, JobService};
 use omni_store::{Delivery, Event, Webhook};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use sha2::Sha256;
 
 mod deliver;
+mod guard;
 pub use deliver::{Deliverer, DelivererHandle};
+pub use guard::{AddressGuard, AddressRefused};
+
+/// The delivery error a webhook's owner sees when its destination is an address webhooks may
+/// not reach (the log says which).
+pub const NOT_ALLOWED: &str = "the destination address is not allowed";
+/// The delivery error a webhook's owner sees when the connection failed (refused, reset, no
+/// route, TLS, a name that does not resolve...; the log says which).
+pub const UNREACHABLE: &str = "the destination refused the connection or could not be reached";
 
 /// Counter of delivery attempts, by `outcome`.
 pub const DELIVERIES: &str = "omni_webhook_deliveries_total";
@@ -54,7 +67,8 @@ pub fn describe_metrics() {
     metrics::describe_counter!(
         DELIVERIES,
         "Webhook delivery attempts this replica made, by outcome (delivered: a 2xx answer; \
-         rejected: another status; timeout; unreachable). All but delivered are retried."
+         rejected: another status; timeout; unreachable; refused: an address webhooks may not \
+         reach). All but delivered are retried."
     );
 }
 
@@ -103,6 +117,26 @@ pub struct WebhooksConfig {
     pub window: usize,
     /// Jobs whose events go out at once, per webhook.
     pub concurrency: usize,
+    /// Addresses deliveries may reach although they are in a refused range (loopback, private,
+    /// link-local, ...; see [`AddressGuard`]): CIDR ranges or single addresses. None by default.
+    #[serde(deserialize_with = "ranges")]
+    pub allow_addresses: Vec<IpNet>,
+}
+
+/// `allow_addresses`: each a CIDR range (`10.0.0.0/8`) or one address (`127.0.0.1`).
+fn ranges<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<IpNet>, D::Error> {
+    Vec::<String>::deserialize(deserializer)?
+        .iter()
+        .map(|text| {
+            text.parse::<IpNet>()
+                .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "{text:?} is neither an address nor a CIDR range (10.0.0.0/8, fd00::/8)"
+                    ))
+                })
+        })
+        .collect()
 }
 
 impl Default for WebhooksConfig {
@@ -115,6 +149,7 @@ impl Default for WebhooksConfig {
             poll_interval: Duration::from_secs(1),
             window: 512,
             concurrency: 64,
+            allow_addresses: Vec::new(),
         }
     }
 }
@@ -214,6 +249,35 @@ pub fn check(url: &str, events: &[String], secret: &str) -> Vec<(&'static str, S
         ));
     }
     errors
+}
+
+/// What registration needs beyond the webhook itself: which destinations are refused early.
+/// Cloning shares it.
+#[derive(Debug, Clone, Default)]
+pub struct Webhooks {
+    guard: AddressGuard,
+}
+
+impl Webhooks {
+    /// Registration under `config`'s `allow_addresses`.
+    pub fn new(config: &WebhooksConfig) -> Self {
+        Webhooks {
+            guard: AddressGuard::new(&config.allow_addresses),
+        }
+    }
+
+    /// Why `url` may not be registered although it is a well-formed URL: its host is a literal
+    /// address deliveries may not reach. A name is resolved only when delivering (where every
+    /// destination is checked again), so this is an early answer, not the guarantee.
+    pub fn check_destination(&self, url: &str) -> Option<String> {
+        let parsed = url::Url::parse(url).ok()?;
+        self.guard.refused_literal(&parsed).map(|ip| {
+            format!(
+                "{ip} is an address webhooks may not reach (loopback, private, link-local or \
+                 another internal range); the operator can allow it in [webhooks] allow_addresses"
+            )
+        })
+    }
 }
 
 /// Whether `webhook` gets `event`: its domain (if it has one) and one of its events (or `*`).

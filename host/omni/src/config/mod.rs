@@ -55,6 +55,9 @@
 //! poll_interval = "1s"             # the store is read this often for other replicas' events
 //! window = 512                     # events per webhook in flight (the most a restart sends again)
 //! concurrency = 64                 # jobs whose events go out at once, per webhook
+//! allow_addresses = []             # internal addresses deliveries may reach anyway (CIDR or one
+//!                                  # address): loopback, private, link-local, unique-local,
+//!                                  # IPv4-mapped and metadata addresses are refused otherwise
 //!
 //! [plugins]
 //! max_instances = 256              # plugin instances running at once (0: no pooling)
