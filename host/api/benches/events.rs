@@ -99,7 +99,10 @@ async fn deliveries() -> (usize, f64) {
         secret: "bench-secret".into(),
         created_at: omni_store::now(),
     };
-    omni_webhooks::register(&jobs, &hook).await.unwrap();
+    omni_webhooks::Webhooks::default()
+        .register(&jobs, &hook)
+        .await
+        .unwrap();
     // The backlog, recorded 64 jobs at a time.
     let mut made = 0;
     while made < JOBS {

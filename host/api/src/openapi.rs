@@ -225,7 +225,8 @@ problem_response!(
 );
 problem_response!(
     Conflict,
-    "An `Idempotency-Key` reused with a different body, or a move the job's state does not allow"
+    "An `Idempotency-Key` reused with a different body, a move the job's state does not allow, \
+     or a domain that has as many webhooks as it may have"
 );
 problem_response!(
     PayloadTooLarge,

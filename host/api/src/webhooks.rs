@@ -10,6 +10,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use omni_store::{Delivery, EventFilter, Webhook};
+use omni_webhooks::RegisterError;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -173,6 +174,7 @@ fn scope(domain: Option<&str>) -> &str {
         (status = 401, response = crate::openapi::Unauthorized),
         (status = 403, response = crate::openapi::Forbidden),
         (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 409, response = crate::openapi::Conflict),
         (status = 415, response = crate::openapi::UnsupportedMediaType),
         (status = 422, response = crate::openapi::Unprocessable),
         (status = 503, response = crate::openapi::Unavailable),
@@ -216,9 +218,17 @@ pub(crate) async fn create(
         secret: request.secret,
         created_at: omni_store::now(),
     };
-    let delivery = omni_webhooks::register(&state.jobs, &hook)
-        .await
-        .map_err(Problem::from_jobs)?;
+    let delivery =
+        state
+            .webhooks
+            .register(&state.jobs, &hook)
+            .await
+            .map_err(|error| match error {
+                error @ RegisterError::TooMany { .. } => {
+                    Problem::new(StatusCode::CONFLICT, "too many webhooks", error.to_string())
+                }
+                RegisterError::Jobs(error) => Problem::from_jobs(error),
+            })?;
     let location = format!("/v1/webhooks/{}", hook.id);
     let mut response = (
         StatusCode::CREATED,

@@ -29,8 +29,9 @@
 //! - [`sign`], [`verify`]: the signature.
 //! - [`AddressGuard`] (`guard`): which addresses deliveries may reach, and the resolver that
 //!   enforces it when connecting.
-//! - [`check`], [`Webhooks::check_destination`], [`wants`], [`register`]: what a webhook may
-//!   be, what it gets, and how it is stored with its starting place.
+//! - [`check`], [`Webhooks::check_destination`], [`wants`], [`Webhooks::register`]: what a
+//!   webhook may be, what it gets, and how it is stored with its starting place (at most
+//!   `max_per_domain` per domain).
 //! - [`Deliverer`] (`deliver`): the lease, one delivery task per webhook, the retries; each job's events
 //!   are delivered in its [`omni_jobs::job_span`], and every attempt is counted
 //!   ([`DELIVERIES`], [`describe_metrics`]).
@@ -121,6 +122,9 @@ pub struct WebhooksConfig {
     /// link-local, ...; see [`AddressGuard`]): CIDR ranges or single addresses. None by default.
     #[serde(deserialize_with = "ranges")]
     pub allow_addresses: Vec<IpNet>,
+    /// The most webhooks one domain may have (those without a domain count as one more
+    /// domain's); registering another answers 409.
+    pub max_per_domain: usize,
 }
 
 /// `allow_addresses`: each a CIDR range (`10.0.0.0/8`) or one address (`127.0.0.1`).
@@ -150,6 +154,7 @@ impl Default for WebhooksConfig {
             window: 512,
             concurrency: 64,
             allow_addresses: Vec::new(),
+            max_per_domain: 100,
         }
     }
 }
@@ -251,19 +256,81 @@ pub fn check(url: &str, events: &[String], secret: &str) -> Vec<(&'static str, S
     errors
 }
 
-/// What registration needs beyond the webhook itself: which destinations are refused early.
-/// Cloning shares it.
-#[derive(Debug, Clone, Default)]
+/// Why a webhook was not registered.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    /// Its domain has as many webhooks as `[webhooks] max_per_domain` allows.
+    #[error("domain {domain} has {limit} webhooks already, the most it may have; delete one first")]
+    TooMany {
+        /// The domain (`*` for webhooks without one).
+        domain: String,
+        /// `max_per_domain`.
+        limit: usize,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Jobs(#[from] JobError),
+}
+
+/// What registration needs beyond the webhook itself: which destinations are refused early,
+/// and how many webhooks a domain may have. Cloning shares it.
+#[derive(Debug, Clone)]
 pub struct Webhooks {
     guard: AddressGuard,
+    max_per_domain: usize,
+}
+
+impl Default for Webhooks {
+    fn default() -> Self {
+        Webhooks::new(&WebhooksConfig::default())
+    }
 }
 
 impl Webhooks {
-    /// Registration under `config`'s `allow_addresses`.
+    /// Registration under `config`'s `allow_addresses` and `max_per_domain`.
     pub fn new(config: &WebhooksConfig) -> Self {
         Webhooks {
             guard: AddressGuard::new(&config.allow_addresses),
+            max_per_domain: config.max_per_domain,
         }
+    }
+
+    /// Stores a new webhook with its place in the event stream at the end of the stream now
+    /// (it gets the events from its registration on). The place is written first: a webhook
+    /// never exists without one.
+    ///
+    /// The cap is checked against the stored webhooks, not under a lock: registrations of one
+    /// domain at the same moment on several replicas may pass it by as many.
+    ///
+    /// # Errors
+    /// [`RegisterError::TooMany`] when the domain has `max_per_domain` webhooks already;
+    /// [`RegisterError::Jobs`] ([`omni_store::StoreError::Unavailable`]).
+    pub async fn register(
+        &self,
+        jobs: &JobService,
+        webhook: &Webhook,
+    ) -> Result<Delivery, RegisterError> {
+        let store = jobs.webhooks();
+        let same_domain = store
+            .list_webhooks(None)
+            .await
+            .map_err(JobError::from)?
+            .iter()
+            .filter(|other| other.domain == webhook.domain)
+            .count();
+        if same_domain >= self.max_per_domain {
+            return Err(RegisterError::TooMany {
+                domain: webhook.domain.clone().unwrap_or_else(|| "*".to_owned()),
+                limit: self.max_per_domain,
+            });
+        }
+        let delivery = Delivery::starting_at(webhook.id, jobs.events_head().await?);
+        store
+            .put_delivery(&delivery)
+            .await
+            .map_err(JobError::from)?;
+        store.put_webhook(webhook).await.map_err(JobError::from)?;
+        Ok(delivery)
     }
 
     /// Why `url` may not be registered although it is a well-formed URL: its host is a literal
@@ -287,20 +354,6 @@ pub fn wants(webhook: &Webhook, event: &Event) -> bool {
             .events
             .iter()
             .any(|name| name == EVERY_EVENT || *name == event.name())
-}
-
-/// Stores a new webhook with its place in the event stream at the end of the stream now (it
-/// gets the events from its registration on). The place is written first: a webhook never
-/// exists without one.
-///
-/// # Errors
-/// [`JobError::Store`] ([`omni_store::StoreError::Unavailable`]).
-pub async fn register(jobs: &JobService, webhook: &Webhook) -> Result<Delivery, JobError> {
-    let delivery = Delivery::starting_at(webhook.id, jobs.events_head().await?);
-    let store = jobs.webhooks();
-    store.put_delivery(&delivery).await?;
-    store.put_webhook(webhook).await?;
-    Ok(delivery)
 }
 
 #[cfg(test)]

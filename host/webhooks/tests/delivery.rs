@@ -140,6 +140,7 @@ fn config() -> WebhooksConfig {
         concurrency: 8,
         // The receivers are on loopback, which deliveries may not reach by default.
         allow_addresses: vec!["127.0.0.1/32".parse().unwrap()],
+        ..WebhooksConfig::default()
     }
 }
 
@@ -206,8 +207,14 @@ async fn every_event_arrives_signed_and_in_order_per_job_through_failures_and_ti
         "s3cret-ok",
         Some("default"),
     );
-    omni_webhooks::register(&jobs, &hook_all).await.unwrap();
-    omni_webhooks::register(&jobs, &hook_ok).await.unwrap();
+    omni_webhooks::Webhooks::default()
+        .register(&jobs, &hook_all)
+        .await
+        .unwrap();
+    omni_webhooks::Webhooks::default()
+        .register(&jobs, &hook_ok)
+        .await
+        .unwrap();
     let deliverer = Deliverer::new(jobs.clone(), config()).unwrap();
     let _running = deliverer.spawn();
 
@@ -287,7 +294,10 @@ async fn a_restart_of_the_delivery_loses_nothing() {
     {
         let store = open(dir.path());
         let (_plugins, jobs) = omni_test_support::job_service_over(store.clone());
-        omni_webhooks::register(&jobs, &hook).await.unwrap();
+        omni_webhooks::Webhooks::default()
+            .register(&jobs, &hook)
+            .await
+            .unwrap();
         let deliverer = Deliverer::new(jobs.clone(), config()).unwrap();
         let running = deliverer.spawn();
         for _ in 0..30 {
@@ -342,7 +352,10 @@ async fn one_replica_delivers_and_a_deleted_webhook_gets_nothing_more() {
         "two",
         None,
     );
-    omni_webhooks::register(&jobs, &hook).await.unwrap();
+    omni_webhooks::Webhooks::default()
+        .register(&jobs, &hook)
+        .await
+        .unwrap();
     // Two deliverers over one store, as two replicas would be.
     let a = Deliverer::new(jobs.clone(), config()).unwrap();
     let b = Deliverer::new(jobs.clone(), config()).unwrap();
@@ -359,7 +372,10 @@ async fn one_replica_delivers_and_a_deleted_webhook_gets_nothing_more() {
     // stops the deleted one's delivery: once it has an event, the deleted one gets no more.
     let witness = Receiver::start("three", 0, 0, Duration::ZERO).await;
     let seen = webhook(witness.url(), &["job.succeeded"], "three", None);
-    omni_webhooks::register(&jobs, &seen).await.unwrap();
+    omni_webhooks::Webhooks::default()
+        .register(&jobs, &seen)
+        .await
+        .unwrap();
     let first = run_job(&store, &jobs, "default", &DONE).await;
     wait_for("the new webhook's first event", || {
         witness.acked().iter().any(|e| e.job_id == first)

@@ -65,7 +65,10 @@ async fn deliver(
     let (_plugins, jobs) = omni_test_support::job_service_over(store.clone());
     let hooks: Vec<Webhook> = urls.into_iter().map(webhook).collect();
     for hook in &hooks {
-        omni_webhooks::register(&jobs, hook).await.unwrap();
+        omni_webhooks::Webhooks::default()
+            .register(&jobs, hook)
+            .await
+            .unwrap();
     }
     let deliverer = Deliverer::new(jobs.clone(), config).unwrap();
     let _running = deliverer.spawn();

@@ -58,6 +58,7 @@
 //! allow_addresses = []             # internal addresses deliveries may reach anyway (CIDR or one
 //!                                  # address): loopback, private, link-local, unique-local,
 //!                                  # IPv4-mapped and metadata addresses are refused otherwise
+//! max_per_domain = 100             # webhooks one domain may have (409 beyond)
 //!
 //! [plugins]
 //! max_instances = 256              # plugin instances running at once (0: no pooling)
