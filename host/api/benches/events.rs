@@ -99,10 +99,8 @@ async fn deliveries() -> (usize, f64) {
         secret: "bench-secret".into(),
         created_at: omni_store::now(),
     };
-    omni_webhooks::Webhooks::default()
-        .register(&jobs, &hook)
-        .await
-        .unwrap();
+    let webhooks = omni_webhooks::Webhooks::default();
+    webhooks.register(&jobs, &hook).await.unwrap();
     // The backlog, recorded 64 jobs at a time.
     let mut made = 0;
     while made < JOBS {
@@ -121,6 +119,7 @@ async fn deliveries() -> (usize, f64) {
             allow_addresses: vec!["127.0.0.1/32".parse().unwrap()],
             ..WebhooksConfig::default()
         },
+        &webhooks,
     )
     .unwrap();
     let started = Instant::now();

@@ -554,6 +554,7 @@ async fn a_domain_has_at_most_max_per_domain_webhooks() {
             max_per_domain: 2,
             ..omni_webhooks::WebhooksConfig::default()
         },
+        omni_webhooks::Keyring::ephemeral(),
     ))
     .await;
     let register = |domain: Option<&str>| {

@@ -15,9 +15,10 @@ use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::guard::{AddressGuard, AddressRefused, GuardedResolver};
+use crate::secrets::Keyring;
 use crate::{
     DELIVERIES, EVENT_HEADER, EVENT_ID_HEADER, LEASE, NOT_ALLOWED, SAVE_EVERY, SIGNATURE_HEADER,
-    UNREACHABLE, WEBHOOK_ID_HEADER, WebhookError, WebhooksConfig, sign, wants,
+    UNREACHABLE, WEBHOOK_ID_HEADER, WebhookError, Webhooks, WebhooksConfig, sign, wants,
 };
 
 /// Delivers events to every webhook while this replica holds the `webhooks` lease. Cloning
@@ -34,6 +35,7 @@ struct Inner {
     replica: String,
     client: reqwest::Client,
     guard: AddressGuard,
+    keyring: Arc<Keyring>,
     leading: AtomicBool,
 }
 
@@ -49,12 +51,17 @@ impl Drop for DelivererHandle {
 }
 
 impl Deliverer {
-    /// A deliverer for the webhooks in `jobs`' store, woken by `jobs`' changes.
+    /// A deliverer for the webhooks in `jobs`' store, woken by `jobs`' changes, opening their
+    /// secrets with `webhooks`' keys.
     ///
     /// # Errors
     /// [`WebhookError::Config`] for a zero timeout, window or concurrency;
     /// [`WebhookError::Client`] when the HTTP client cannot be built.
-    pub fn new(jobs: JobService, config: WebhooksConfig) -> Result<Self, WebhookError> {
+    pub fn new(
+        jobs: JobService,
+        config: WebhooksConfig,
+        webhooks: &Webhooks,
+    ) -> Result<Self, WebhookError> {
         if config.timeout.is_zero() || config.window == 0 || config.concurrency == 0 {
             return Err(WebhookError::Config(
                 "timeout, window and concurrency must be above zero".into(),
@@ -88,6 +95,7 @@ impl Deliverer {
                 replica: format!("replica-{}", Uuid::new_v4().simple()),
                 client,
                 guard,
+                keyring: Arc::new(webhooks.keyring().clone()),
                 leading: AtomicBool::new(false),
             }),
         })
@@ -169,6 +177,14 @@ impl Inner {
 
     /// Delivers `hook`'s events for as long as the task runs.
     async fn deliver(self: Arc<Self>, hook: Webhook) {
+        // Opened once per task: a stored webhook that changes starts a new task.
+        let hook = match self.keyring.open(hook.id, &hook.secret) {
+            Ok(secret) => Webhook { secret, ..hook },
+            Err(error) => {
+                tracing::error!(webhook = %hook.id, %error, "cannot open a webhook's secret: its deliveries wait until its key is configured");
+                return;
+            }
+        };
         let mut wake = self.jobs.subscribe();
         let mut delivery = loop {
             let found: Result<Delivery, Box<dyn std::error::Error + Send + Sync>> =

@@ -17,6 +17,17 @@
 //! when it returns (events are kept for the store's event TTL). Attempts and the last error are
 //! written to the delivery state, which the API shows.
 //!
+//! Where a delivery may go is checked when connecting ([`AddressGuard`], `guard`): loopback,
+//! private, link-local, unique-local, metadata and the other internal ranges are refused unless
+//! `[webhooks] allow_addresses` allows them. The webhook's owner (a tenant) sees only a generic
+//! error for a refused or failed connection ([`NOT_ALLOWED`], [`UNREACHABLE`]); the server's log
+//! has the real one.
+//!
+//! Secrets are stored sealed ([`Keyring`], `secrets`): ChaCha20-Poly1305 under the operator's
+//! current key, with the key's id beside it, so that keys rotate by configuring a new one first
+//! while the old ones still open what they sealed, and [`Webhooks::reseal`] (run at every start)
+//! moves every stored secret to the current key.
+//!
 //! Each request: `POST` of the event's JSON, `Content-Type: application/json`,
 //! `X-Omni-Signature: sha256=<hex HMAC-SHA256 of the body with the webhook's secret>`,
 //! `X-Omni-Event-Id`, `X-Omni-Event` (`job.succeeded`, ...), `X-Omni-Webhook-Id`.
@@ -31,7 +42,8 @@
 //!   enforces it when connecting.
 //! - [`check`], [`Webhooks::check_destination`], [`wants`], [`Webhooks::register`]: what a
 //!   webhook may be, what it gets, and how it is stored with its starting place (at most
-//!   `max_per_domain` per domain).
+//!   `max_per_domain` per domain, its secret sealed).
+//! - [`Keyring`] (`secrets`): sealing and opening secrets, the keys from the configuration.
 //! - [`Deliverer`] (`deliver`): the lease, one delivery task per webhook, the retries; each job's events
 //!   are delivered in its [`omni_jobs::job_span`], and every attempt is counted
 //!   ([`DELIVERIES`], [`describe_metrics`]).
@@ -50,8 +62,10 @@ use sha2::Sha256;
 
 mod deliver;
 mod guard;
+mod secrets;
 pub use deliver::{Deliverer, DelivererHandle};
 pub use guard::{AddressGuard, AddressRefused};
+pub use secrets::{Keyring, SEALED, SecretError, SecretKeyConfig};
 
 /// The delivery error a webhook's owner sees when its destination is an address webhooks may
 /// not reach (the log says which).
@@ -125,6 +139,9 @@ pub struct WebhooksConfig {
     /// The most webhooks one domain may have (those without a domain count as one more
     /// domain's); registering another answers 409.
     pub max_per_domain: usize,
+    /// The keys webhook secrets are sealed with, the current one first (the others only open
+    /// what they sealed, until [`Webhooks::reseal`] has moved it). None: the server makes one.
+    pub secret_keys: Vec<SecretKeyConfig>,
 }
 
 /// `allow_addresses`: each a CIDR range (`10.0.0.0/8`) or one address (`127.0.0.1`).
@@ -155,6 +172,7 @@ impl Default for WebhooksConfig {
             concurrency: 64,
             allow_addresses: Vec::new(),
             max_per_domain: 100,
+            secret_keys: Vec::new(),
         }
     }
 }
@@ -273,31 +291,82 @@ pub enum RegisterError {
 }
 
 /// What registration needs beyond the webhook itself: which destinations are refused early,
-/// and how many webhooks a domain may have. Cloning shares it.
+/// how many webhooks a domain may have, and the keys secrets are sealed with (which the
+/// [`Deliverer`] opens them with). Cloning shares it.
 #[derive(Debug, Clone)]
 pub struct Webhooks {
     guard: AddressGuard,
     max_per_domain: usize,
+    keyring: std::sync::Arc<Keyring>,
 }
 
 impl Default for Webhooks {
+    /// The default settings with a key of this process only ([`Keyring::ephemeral`]).
     fn default() -> Self {
-        Webhooks::new(&WebhooksConfig::default())
+        Webhooks::new(&WebhooksConfig::default(), Keyring::ephemeral())
     }
 }
 
+/// What [`Webhooks::reseal`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resealed {
+    /// Secrets moved to the current key (or sealed for the first time).
+    pub resealed: usize,
+    /// Secrets that do not open with any configured key (left as they are; logged).
+    pub failed: usize,
+}
+
 impl Webhooks {
-    /// Registration under `config`'s `allow_addresses` and `max_per_domain`.
-    pub fn new(config: &WebhooksConfig) -> Self {
+    /// Registration under `config`'s `allow_addresses` and `max_per_domain`, sealing secrets
+    /// with `keyring`.
+    pub fn new(config: &WebhooksConfig, keyring: Keyring) -> Self {
         Webhooks {
             guard: AddressGuard::new(&config.allow_addresses),
             max_per_domain: config.max_per_domain,
+            keyring: std::sync::Arc::new(keyring),
         }
     }
 
-    /// Stores a new webhook with its place in the event stream at the end of the stream now
-    /// (it gets the events from its registration on). The place is written first: a webhook
-    /// never exists without one.
+    /// The keys secrets are sealed and opened with.
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    /// Seals every stored secret that is not sealed with the current key (sealed with an older
+    /// one, or stored in plain text before secrets were sealed): after it, the older keys can
+    /// be removed from the configuration. A secret that opens with no configured key is left
+    /// as it is and logged (its webhook's deliveries wait).
+    ///
+    /// Like every write of a webhook, it replaces the row: a webhook deleted between the read
+    /// and the write comes back (run it at start, as the server does, not in a loop).
+    ///
+    /// # Errors
+    /// [`JobError::Store`] when the store fails.
+    pub async fn reseal(&self, jobs: &JobService) -> Result<Resealed, JobError> {
+        let store = jobs.webhooks();
+        let mut done = Resealed::default();
+        for mut hook in store.list_webhooks(None).await? {
+            if !self.keyring.needs_reseal(&hook.secret) {
+                continue;
+            }
+            match self.keyring.open(hook.id, &hook.secret) {
+                Ok(secret) => {
+                    hook.secret = self.keyring.seal(hook.id, &secret);
+                    store.put_webhook(&hook).await?;
+                    done.resealed += 1;
+                }
+                Err(error) => {
+                    tracing::error!(webhook = %hook.id, %error, "cannot reseal a webhook's secret");
+                    done.failed += 1;
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    /// Stores a new webhook, its secret (given in plain text) sealed with the current key, with
+    /// its place in the event stream at the end of the stream now (it gets the events from its
+    /// registration on). The place is written first: a webhook never exists without one.
     ///
     /// The cap is checked against the stored webhooks, not under a lock: registrations of one
     /// domain at the same moment on several replicas may pass it by as many.
@@ -329,7 +398,11 @@ impl Webhooks {
             .put_delivery(&delivery)
             .await
             .map_err(JobError::from)?;
-        store.put_webhook(webhook).await.map_err(JobError::from)?;
+        let sealed = Webhook {
+            secret: self.keyring.seal(webhook.id, &webhook.secret),
+            ..webhook.clone()
+        };
+        store.put_webhook(&sealed).await.map_err(JobError::from)?;
         Ok(delivery)
     }
 

@@ -65,12 +65,9 @@ async fn deliver(
     let (_plugins, jobs) = omni_test_support::job_service_over(store.clone());
     let hooks: Vec<Webhook> = urls.into_iter().map(webhook).collect();
     for hook in &hooks {
-        omni_webhooks::Webhooks::default()
-            .register(&jobs, hook)
-            .await
-            .unwrap();
+        webhooks().register(&jobs, hook).await.unwrap();
     }
-    let deliverer = Deliverer::new(jobs.clone(), config).unwrap();
+    let deliverer = Deliverer::new(jobs.clone(), config, &webhooks()).unwrap();
     let _running = deliverer.spawn();
     let job = omni_test_support::pending_job("ci", "rpm", "default");
     store.create_job(&job, None).await.unwrap();
@@ -136,4 +133,12 @@ async fn an_allowed_range_is_delivered_to_and_a_closed_port_shows_a_generic_erro
     assert!(requests.load(Ordering::SeqCst) >= 1);
     // "Connection refused" would tell the owner the port is closed.
     assert_eq!(states[1].last_error.as_deref(), Some(UNREACHABLE));
+}
+
+/// Registration with the test key (the same in every call).
+fn webhooks() -> omni_webhooks::Webhooks {
+    omni_webhooks::Webhooks::new(
+        &WebhooksConfig::default(),
+        omni_webhooks::Keyring::new(vec![[7; 32]]).unwrap(),
+    )
 }

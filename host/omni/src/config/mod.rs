@@ -59,6 +59,10 @@
 //!                                  # address): loopback, private, link-local, unique-local,
 //!                                  # IPv4-mapped and metadata addresses are refused otherwise
 //! max_per_domain = 100             # webhooks one domain may have (409 beyond)
+//! [[webhooks.secret_keys]]         # seal webhook secrets at rest (current key first; older ones
+//! file = "/etc/omni/webhook-key-2" #   still open what they sealed, until the start that reseals)
+//! [[webhooks.secret_keys]]         # 32 bytes as base64 or hex, inline (key = "...") or in a file;
+//! key = "..."                      #   none: data_dir/webhook-secrets.key is made (embedded store only)
 //!
 //! [plugins]
 //! max_instances = 256              # plugin instances running at once (0: no pooling)
@@ -284,6 +288,11 @@ impl Config {
         absolute(&mut self.data_dir);
         if let Some(file) = &mut self.auth.users_file {
             absolute(file);
+        }
+        for key in &mut self.webhooks.secret_keys {
+            if let Some(file) = &mut key.file {
+                absolute(file);
+            }
         }
         for engine in &mut self.engines {
             match engine {
