@@ -96,12 +96,15 @@ pub struct AppState {
     /// The largest answer of a listing or a page of log lines, in bytes (a page is cut short
     /// before it; one item is always sent).
     pub answer_limit: usize,
+    /// What registering a webhook checks beyond its fields (its destination).
+    pub webhooks: omni_webhooks::Webhooks,
 }
 
 impl AppState {
     /// The state over `jobs`, whose plugins are `registry`'s, with the defaults: namespace
     /// `omni-jobs`, the default body, answer and time limits, no engines, the default event
-    /// stream settings and stream cap, auth off, and no metrics.
+    /// stream settings and stream cap, auth off, no metrics, and the default `[webhooks]` (no
+    /// internal address allowed).
     pub fn new(jobs: JobService, registry: Arc<Registry>) -> Self {
         Self {
             jobs,
@@ -115,6 +118,7 @@ impl AppState {
             streams: Streams::default(),
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             answer_limit: DEFAULT_ANSWER_LIMIT,
+            webhooks: omni_webhooks::Webhooks::default(),
         }
     }
 

@@ -226,7 +226,8 @@ problem_response!(
 );
 problem_response!(
     Conflict,
-    "An `Idempotency-Key` reused with a different body, or a move the job's state does not allow"
+    "An `Idempotency-Key` reused with a different body, a move the job's state does not allow, \
+     or a domain that has as many webhooks as it may have"
 );
 problem_response!(
     PayloadTooLarge,
@@ -239,7 +240,8 @@ problem_response!(
 problem_response!(
     Unprocessable,
     "The plugin rejected the params (`errors` lists them under `/params`), the task does not \
-     build for the arch, or no engine runs the arch"
+     build for the arch, no engine runs the arch, or a webhook's URL names an address webhooks \
+     may not reach (`/url`)"
 );
 /// The `Retry-After` header of an answer the client may retry.
 fn retry_after(response: ResponseBuilder) -> ResponseBuilder {

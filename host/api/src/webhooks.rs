@@ -10,6 +10,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use omni_store::{Delivery, EventFilter, Webhook};
+use omni_webhooks::RegisterError;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -31,7 +32,8 @@ pub(crate) fn routes() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct CreateWebhook {
     /// Where events are POSTed: an http or https URL with a host, without credentials or a
-    /// fragment (400 otherwise).
+    /// fragment (400 otherwise); a literal address in an internal range (loopback, private,
+    /// link-local...) answers 422 unless the operator allows it.
     #[schema(max_length = 2048, pattern = "^https?://")]
     pub url: String,
     /// Which events (`job.succeeded`, ...) or `["*"]`.
@@ -173,7 +175,9 @@ fn scope(domain: Option<&str>) -> &str {
         (status = 429, response = crate::openapi::TooManyRequests),
         (status = 403, response = crate::openapi::Forbidden),
         (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 409, response = crate::openapi::Conflict),
         (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 422, response = crate::openapi::Unprocessable),
         (status = 503, response = crate::openapi::Unavailable),
     )
 )]
@@ -199,6 +203,14 @@ pub(crate) async fn create(
         return Err(Problem::bad_request("some fields are wrong", errors));
     }
     caller.require(Role::Admin, scope(request.domain.as_deref()))?;
+    if let Some(message) = state.webhooks.check_destination(&request.url) {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "destination not allowed",
+            message.clone(),
+        )
+        .with_errors(vec![Problem::field("/url", message)]));
+    }
     let hook = Webhook {
         id: Uuid::new_v4(),
         domain: request.domain,
@@ -207,9 +219,17 @@ pub(crate) async fn create(
         secret: request.secret,
         created_at: omni_store::now(),
     };
-    let delivery = omni_webhooks::register(&state.jobs, &hook)
-        .await
-        .map_err(Problem::from_jobs)?;
+    let delivery =
+        state
+            .webhooks
+            .register(&state.jobs, &hook)
+            .await
+            .map_err(|error| match error {
+                error @ RegisterError::TooMany { .. } => {
+                    Problem::new(StatusCode::CONFLICT, "too many webhooks", error.to_string())
+                }
+                RegisterError::Jobs(error) => Problem::from_jobs(error),
+            })?;
     let location = format!("/v1/webhooks/{}", hook.id);
     let mut response = (
         StatusCode::CREATED,

@@ -76,7 +76,7 @@ fn job(domain: &str) -> Value {
 }
 
 fn hook(domain: Option<&str>) -> Value {
-    let mut hook = json!({"url": "http://127.0.0.1:9/hook", "events": ["*"], "secret": "s"});
+    let mut hook = json!({"url": "https://ci.example.com/hook", "events": ["*"], "secret": "s"});
     if let Some(domain) = domain {
         hook["domain"] = json!(domain);
     }

@@ -22,6 +22,11 @@ struct Server {
 }
 
 async fn server() -> Server {
+    server_with(omni_webhooks::Webhooks::default()).await
+}
+
+/// [`server`] with these webhook settings.
+async fn server_with(webhooks: omni_webhooks::Webhooks) -> Server {
     let data = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> =
         Arc::new(EmbeddedStore::open(data.path(), EmbeddedConfig::default()).unwrap());
@@ -31,6 +36,7 @@ async fn server() -> Server {
             poll_interval: Duration::from_millis(100),
             keep_alive: Duration::from_millis(500),
         },
+        webhooks,
         ..AppState::new(jobs.clone(), Arc::clone(&plugins.registry))
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -470,6 +476,21 @@ async fn webhooks_are_validated_each_bad_field_named() {
             assert_eq!(answer["errors"][0]["path"], path, "{what}: {answer}");
         }
     }
+    // Well-formed, but a literal address in a range deliveries may not reach: 422, early (the
+    // deliverer checks every destination again when connecting).
+    for url in [
+        "http://127.0.0.1:9/hook",
+        "http://[::ffff:127.0.0.1]:9/hook",
+        "http://[::1]/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[fd00:ec2::254]/",
+        "http://10.0.0.1/",
+    ] {
+        let (status, _, answer) = server.post("/v1/webhooks", &with("url", json!(url))).await;
+        assert_eq!(status, 422, "{url}: {answer}");
+        assert_eq!(answer["title"], "destination not allowed", "{url}");
+        assert_eq!(answer["errors"][0]["path"], "/url", "{url}: {answer}");
+    }
     let (_, _, list) = server.get("/v1/webhooks").await;
     assert_eq!(list["items"], json!([]), "nothing was stored");
 }
@@ -480,7 +501,7 @@ async fn webhooks_are_registered_shown_without_their_secret_and_deleted() {
     let (status, headers, made) = server
         .post(
             "/v1/webhooks",
-            &json!({"url": "http://127.0.0.1:9/hook", "events": ["job.pending", "job.cancelled"],
+            &json!({"url": "https://ci.example.com/hook", "events": ["job.pending", "job.cancelled"],
                     "secret": "s3cret", "domain": "tenant-a"})
             .to_string(),
         )
@@ -524,4 +545,62 @@ async fn webhooks_are_registered_shown_without_their_secret_and_deleted() {
     );
     assert_eq!(server.get("/v1/webhooks/not-a-uuid").await.0, 404);
     assert_eq!(server.delete("/v1/webhooks/not-a-uuid").await, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_domain_has_at_most_max_per_domain_webhooks() {
+    let server = server_with(omni_webhooks::Webhooks::new(
+        &omni_webhooks::WebhooksConfig {
+            max_per_domain: 2,
+            ..omni_webhooks::WebhooksConfig::default()
+        },
+        omni_webhooks::Keyring::ephemeral(),
+    ))
+    .await;
+    let register = |domain: Option<&str>| {
+        let mut body =
+            json!({"url": "https://ci.example.com/hook", "events": ["*"], "secret": "s"});
+        if let Some(domain) = domain {
+            body["domain"] = json!(domain);
+        }
+        body.to_string()
+    };
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let (status, _, made) = server
+            .post("/v1/webhooks", &register(Some("tenant-a")))
+            .await;
+        assert_eq!(status, 201, "{made}");
+        ids.push(made["id"].as_str().unwrap().to_owned());
+    }
+    let (status, headers, problem) = server
+        .post("/v1/webhooks", &register(Some("tenant-a")))
+        .await;
+    assert_eq!(status, 409, "{problem}");
+    assert_eq!(headers["content-type"], "application/problem+json");
+    assert_eq!(problem["title"], "too many webhooks");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("tenant-a"),
+        "{problem}"
+    );
+    // Other domains, and the webhooks without one, have their own count.
+    for domain in [Some("tenant-b"), None, None] {
+        let (status, _, made) = server.post("/v1/webhooks", &register(domain)).await;
+        assert_eq!(status, 201, "{domain:?}: {made}");
+    }
+    assert_eq!(server.post("/v1/webhooks", &register(None)).await.0, 409);
+    // A deleted one makes room.
+    assert_eq!(
+        server.delete(&format!("/v1/webhooks/{}", ids[0])).await,
+        204
+    );
+    assert_eq!(
+        server
+            .post("/v1/webhooks", &register(Some("tenant-a")))
+            .await
+            .0,
+        201
+    );
+    let (_, _, list) = server.get("/v1/webhooks").await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 5);
 }

@@ -85,7 +85,21 @@ pub async fn serve(
     let jobs = JobService::new(store, Arc::clone(&registry) as _).with_log_limits(config.logs);
     let scheduler = Scheduler::new(jobs.clone(), engines.clone(), config.scheduler.clone())?;
     let _scheduler = scheduler.spawn();
-    let deliverer = omni_webhooks::Deliverer::new(jobs.clone(), config.webhooks.clone())?;
+    let webhooks = omni_webhooks::Webhooks::new(&config.webhooks, keyring(&config)?);
+    let resealed = webhooks
+        .reseal(&jobs)
+        .await
+        .context("cannot reseal the webhooks' secrets")?;
+    if resealed.resealed > 0 || resealed.failed > 0 {
+        tracing::info!(
+            key = webhooks.keyring().current_id(),
+            resealed = resealed.resealed,
+            failed = resealed.failed,
+            "webhook secrets resealed with the current key"
+        );
+    }
+    let deliverer =
+        omni_webhooks::Deliverer::new(jobs.clone(), config.webhooks.clone(), &webhooks)?;
     let _deliverer = deliverer.spawn();
 
     if auth.is_enabled() {
@@ -106,12 +120,38 @@ pub async fn serve(
         streams: streams.clone(),
         request_timeout: config.http.request_timeout,
         answer_limit: config.http.max_answer_kib << 10,
+        webhooks,
     });
     tracing::info!("omni listening on http://{}", listener.local_addr()?);
     crate::http::serve(listener, app, &config.http, shutdown, || streams.stop()).await;
     tracing::info!("omni stopped");
     Ok(())
 }
+
+/// The keys of webhook secrets: `[webhooks] secret_keys`, or without them a key made once in
+/// the data directory (`webhook-secrets.key`, readable by its owner only) for the embedded
+/// store, whose data is there too. Replicas sharing Cassandra must share keys: there, keys must
+/// be configured.
+///
+/// # Errors
+/// A configured key that is not one, a key file that cannot be read or made, or Cassandra
+/// without keys.
+pub fn keyring(config: &Config) -> anyhow::Result<omni_webhooks::Keyring> {
+    if !config.webhooks.secret_keys.is_empty() {
+        return Ok(omni_webhooks::Keyring::load(&config.webhooks.secret_keys)?);
+    }
+    match config.store.selected()? {
+        SelectedStore::Cassandra(_) => anyhow::bail!(
+            "[webhooks] secret_keys is required with the cassandra store: every replica seals and opens webhook secrets with the same keys (32 bytes as base64 or hex, e.g. from `head -c 32 /dev/urandom | base64`)"
+        ),
+        SelectedStore::Embedded(_) => Ok(omni_webhooks::Keyring::load_or_create(
+            &config.data_dir.join(WEBHOOK_KEY_FILE),
+        )?),
+    }
+}
+
+/// The key file made in the data directory when no key is configured (embedded store).
+pub const WEBHOOK_KEY_FILE: &str = "webhook-secrets.key";
 
 /// The configured engines. One that cannot be reached now is not an error: its jobs wait, and
 /// `/readyz` shows it.

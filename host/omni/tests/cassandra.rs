@@ -29,9 +29,17 @@ async fn a_killed_node_is_503_then_recovered_and_nothing_acknowledged_is_lost() 
     let plugins = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
     install(plugins.path(), "srpm");
+    // With Cassandra, the key of webhook secrets must be configured.
+    let config = data.path().join("omni.toml");
+    std::fs::write(
+        &config,
+        format!("[[webhooks.secret_keys]]\nkey = \"{}\"\n", "ab".repeat(32)),
+    )
+    .unwrap();
     let env = [
         ("OMNI_CASSANDRA_CONTACT_POINTS", point.as_str()),
         ("OMNI_CASSANDRA_KEYSPACE", "omni_e2e"),
+        ("OMNI_CONFIG", config.to_str().unwrap()),
     ];
     let server = serve_with(plugins.path(), data.path(), &env);
     let url = server.url.clone();

@@ -11,8 +11,9 @@
 //!   omni-api's `events.rs`.
 //! - Valid data per the document may still be refused for what a document cannot say: a task's
 //!   params are checked by its plugin (422), a page token, event id or log step must be one this
-//!   server gave (400), a webhook URL must parse (400). `contract.toml` accepts those statuses
-//!   on those routes only.
+//!   server gave (400), a webhook URL must parse (400) and not be a literal internal address
+//!   (422), and a domain's webhooks are capped (409). `contract.toml` accepts those statuses on
+//!   those routes only.
 //! - `use_after_free` is off: a plain `DELETE /v1/jobs/{id}` cancels and keeps the job (see
 //!   `run`).
 //!

@@ -242,8 +242,10 @@ async fn a_million_empty_lines_keep_to_the_caps_and_the_memory_comes_back() {
     };
     let response = reqwest::Client::new()
         .post(format!("{}/v1/jobs", server.url))
-        .json(&json!({"service": "obs", "task": "hostile", "arch": std::env::consts::ARCH,
-                      "params": {"behaviour": "print", "lines": 1_000_000, "blank": true}}))
+        .json(
+            &json!({"service": "obs", "task": "hostile", "arch": std::env::consts::ARCH,
+                      "params": {"behaviour": "print", "lines": 1_000_000, "blank": true}}),
+        )
         .send()
         .await
         .unwrap();

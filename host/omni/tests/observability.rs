@@ -459,7 +459,11 @@ async fn webhook_deliveries_are_counted_by_outcome() {
     let hook = format!("http://{}/hook", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, receiver).await.unwrap() });
 
-    let (server, _plugins, _data) = server(&[]);
+    // The receiver is on loopback, which deliveries may not reach unless allowed.
+    let config = tempfile::tempdir().unwrap();
+    let file = config.path().join("omni.toml");
+    std::fs::write(&file, "[webhooks]\nallow_addresses = [\"127.0.0.1/32\"]\n").unwrap();
+    let (server, _plugins, _data) = server(&[("OMNI_CONFIG", file.to_str().unwrap())]);
     let response = reqwest::Client::new()
         .post(format!("{}/v1/webhooks", server.url))
         .json(&json!({"url": hook, "events": ["job.succeeded"], "secret": "s"}))

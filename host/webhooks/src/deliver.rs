@@ -14,9 +14,11 @@ use tokio::task::{AbortHandle, JoinSet};
 use tracing::Instrument as _;
 use uuid::Uuid;
 
+use crate::guard::{AddressGuard, AddressRefused, GuardedResolver};
+use crate::secrets::Keyring;
 use crate::{
-    DELIVERIES, EVENT_HEADER, EVENT_ID_HEADER, LEASE, SAVE_EVERY, SIGNATURE_HEADER,
-    WEBHOOK_ID_HEADER, WebhookError, WebhooksConfig, sign, wants,
+    DELIVERIES, EVENT_HEADER, EVENT_ID_HEADER, LEASE, NOT_ALLOWED, SAVE_EVERY, SIGNATURE_HEADER,
+    UNREACHABLE, WEBHOOK_ID_HEADER, WebhookError, Webhooks, WebhooksConfig, sign, wants,
 };
 
 /// Delivers events to every webhook while this replica holds the `webhooks` lease. Cloning
@@ -32,6 +34,8 @@ struct Inner {
     config: WebhooksConfig,
     replica: String,
     client: reqwest::Client,
+    guard: AddressGuard,
+    keyring: Arc<Keyring>,
     leading: AtomicBool,
 }
 
@@ -47,12 +51,17 @@ impl Drop for DelivererHandle {
 }
 
 impl Deliverer {
-    /// A deliverer for the webhooks in `jobs`' store, woken by `jobs`' changes.
+    /// A deliverer for the webhooks in `jobs`' store, woken by `jobs`' changes, opening their
+    /// secrets with `webhooks`' keys.
     ///
     /// # Errors
     /// [`WebhookError::Config`] for a zero timeout, window or concurrency;
     /// [`WebhookError::Client`] when the HTTP client cannot be built.
-    pub fn new(jobs: JobService, config: WebhooksConfig) -> Result<Self, WebhookError> {
+    pub fn new(
+        jobs: JobService,
+        config: WebhooksConfig,
+        webhooks: &Webhooks,
+    ) -> Result<Self, WebhookError> {
         if config.timeout.is_zero() || config.window == 0 || config.concurrency == 0 {
             return Err(WebhookError::Config(
                 "timeout, window and concurrency must be above zero".into(),
@@ -61,10 +70,19 @@ impl Deliverer {
         if config.lease_ttl < Duration::from_secs(1) {
             return Err(WebhookError::Config("lease_ttl must be at least 1s".into()));
         }
+        let guard = AddressGuard::new(&config.allow_addresses);
         let client = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
-            // A receiver answers; it does not send deliveries elsewhere.
+            // Every name is resolved through the guard when connecting (literal addresses are
+            // checked before each request, in `deliver_one`).
+            .dns_resolver(Arc::new(GuardedResolver {
+                guard: guard.clone(),
+            }))
+            // A proxy would be resolved instead of the destination, and reach what it likes.
+            .no_proxy()
+            // A receiver answers; it does not send deliveries elsewhere (nor past the guard's
+            // literal check).
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("omni-webhooks/", env!("CARGO_PKG_VERSION")))
             .pool_max_idle_per_host(config.concurrency)
@@ -76,6 +94,8 @@ impl Deliverer {
                 config,
                 replica: format!("replica-{}", Uuid::new_v4().simple()),
                 client,
+                guard,
+                keyring: Arc::new(webhooks.keyring().clone()),
                 leading: AtomicBool::new(false),
             }),
         })
@@ -157,6 +177,14 @@ impl Inner {
 
     /// Delivers `hook`'s events for as long as the task runs.
     async fn deliver(self: Arc<Self>, hook: Webhook) {
+        // Opened once per task: a stored webhook that changes starts a new task.
+        let hook = match self.keyring.open(hook.id, &hook.secret) {
+            Ok(secret) => Webhook { secret, ..hook },
+            Err(error) => {
+                tracing::error!(webhook = %hook.id, %error, "cannot open a webhook's secret: its deliveries wait until its key is configured");
+                return;
+            }
+        };
         let mut wake = self.jobs.subscribe();
         let mut delivery = loop {
             let found: Result<Delivery, Box<dyn std::error::Error + Send + Sync>> =
@@ -304,39 +332,31 @@ impl Inner {
         let name = event.name();
         let mut attempt: u32 = 0;
         loop {
-            let sent = self
-                .client
-                .post(&hook.url)
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .header(SIGNATURE_HEADER, &signature)
-                .header(EVENT_ID_HEADER, &event.id)
-                .header(EVENT_HEADER, name)
-                .header(WEBHOOK_ID_HEADER, hook.id.to_string())
-                .body(body.clone())
-                .send()
-                .await;
-            let outcome = match &sent {
-                Ok(answer) if answer.status().is_success() => "delivered",
-                Ok(_) => "rejected",
-                Err(error) if error.is_timeout() => "timeout",
-                Err(_) => "unreachable",
-            };
-            metrics::counter!(DELIVERIES, "outcome" => outcome).increment(1);
-            let error = match sent {
-                Ok(answer) if answer.status().is_success() => {
-                    // Read the answer so that the connection is kept for the next delivery.
-                    let _ = answer.bytes().await;
+            // The tenant's error is generic for anything about the connection; the log has the
+            // real one.
+            let (outcome, error, cause) = match self
+                .attempt(hook, event, name, &signature, &body)
+                .await
+            {
+                Ok(()) => {
+                    metrics::counter!(DELIVERIES, "outcome" => "delivered").increment(1);
                     let mut status = status.lock().unwrap_or_else(PoisonError::into_inner);
                     status.delivered += 1;
                     status.last_success_at = Some(Utc::now());
                     return;
                 }
-                Ok(answer) => format!("the receiver answered {}", answer.status()),
-                Err(error) if error.is_timeout() => {
-                    format!("no answer within {:?}", self.config.timeout)
+                Err(Failure::Refused(cause)) => ("refused", NOT_ALLOWED.to_owned(), cause),
+                Err(Failure::Unreachable(cause)) => ("unreachable", UNREACHABLE.to_owned(), cause),
+                Err(Failure::Timeout) => {
+                    let error = format!("no answer within {:?}", self.config.timeout);
+                    ("timeout", error.clone(), error)
                 }
-                Err(error) => format!("cannot reach the receiver: {}", error_chain(&error)),
+                Err(Failure::Rejected(answer)) => {
+                    let error = format!("the receiver answered {answer}");
+                    ("rejected", error.clone(), error)
+                }
             };
+            metrics::counter!(DELIVERIES, "outcome" => outcome).increment(1);
             attempt = attempt.saturating_add(1);
             let snapshot = {
                 let mut status = status.lock().unwrap_or_else(PoisonError::into_inner);
@@ -345,7 +365,7 @@ impl Inner {
                 status.last_error_at = Some(Utc::now());
                 status.clone()
             };
-            tracing::debug!(webhook = %hook.id, event = %event.id, attempt, %error, "a delivery failed; retrying");
+            tracing::warn!(webhook = %hook.id, url = %hook.url, event = %event.id, attempt, error = %cause, "a delivery failed; retrying");
             // The failure is visible through the API while the retries go on (the place is the
             // window's start until the window is done).
             if let Err(error) = self.webhooks().put_delivery(&snapshot).await {
@@ -354,6 +374,75 @@ impl Inner {
             tokio::time::sleep(backoff(&self.config, attempt)).await;
         }
     }
+}
+
+/// Why one attempt did not deliver.
+enum Failure {
+    /// The destination is (or resolved only to) addresses webhooks may not reach.
+    Refused(String),
+    /// No connection, or it failed before an answer (refused, reset, TLS, name not found...).
+    Unreachable(String),
+    /// Connected, but no answer in time.
+    Timeout,
+    /// Answered with a status that is not 2xx.
+    Rejected(reqwest::StatusCode),
+}
+
+impl Inner {
+    /// One POST of `event` to `hook`: after the guard's check of a literal address, through the
+    /// client whose resolver checks every name.
+    async fn attempt(
+        &self,
+        hook: &Webhook,
+        event: &Event,
+        name: &str,
+        signature: &str,
+        body: &[u8],
+    ) -> Result<(), Failure> {
+        let url = reqwest::Url::parse(&hook.url)
+            .map_err(|error| Failure::Unreachable(format!("{}: {error}", hook.url)))?;
+        if let Some(ip) = self.guard.refused_literal(&url) {
+            let refused = AddressRefused {
+                host: url.host_str().unwrap_or_default().to_owned(),
+                addresses: vec![ip],
+            };
+            return Err(Failure::Refused(refused.to_string()));
+        }
+        let sent = self
+            .client
+            .post(url)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(SIGNATURE_HEADER, signature)
+            .header(EVENT_ID_HEADER, &event.id)
+            .header(EVENT_HEADER, name)
+            .header(WEBHOOK_ID_HEADER, hook.id.to_string())
+            .body(body.to_vec())
+            .send()
+            .await;
+        match sent {
+            Ok(answer) if answer.status().is_success() => {
+                // Read the answer so that the connection is kept for the next delivery.
+                let _ = answer.bytes().await;
+                Ok(())
+            }
+            Ok(answer) => Err(Failure::Rejected(answer.status())),
+            Err(error) if refused(&error) => Err(Failure::Refused(error_chain(&error))),
+            Err(error) if error.is_timeout() && !error.is_connect() => Err(Failure::Timeout),
+            Err(error) => Err(Failure::Unreachable(error_chain(&error))),
+        }
+    }
+}
+
+/// Whether the guard's resolver refused `error`'s destination.
+fn refused(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(cause) = source {
+        if cause.is::<AddressRefused>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// Full jitter: a random wait from zero to `min_backoff * 2^(attempt - 1)`, capped at

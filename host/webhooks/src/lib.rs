@@ -17,6 +17,17 @@
 //! when it returns (events are kept for the store's event TTL). Attempts and the last error are
 //! written to the delivery state, which the API shows.
 //!
+//! Where a delivery may go is checked when connecting ([`AddressGuard`], `guard`): loopback,
+//! private, link-local, unique-local, metadata and the other internal ranges are refused unless
+//! `[webhooks] allow_addresses` allows them. The webhook's owner (a tenant) sees only a generic
+//! error for a refused or failed connection ([`NOT_ALLOWED`], [`UNREACHABLE`]); the server's log
+//! has the real one.
+//!
+//! Secrets are stored sealed ([`Keyring`], `secrets`): ChaCha20-Poly1305 under the operator's
+//! current key, with the key's id beside it, so that keys rotate by configuring a new one first
+//! while the old ones still open what they sealed, and [`Webhooks::reseal`] (run at every start)
+//! moves every stored secret to the current key.
+//!
 //! Each request: `POST` of the event's JSON, `Content-Type: application/json`,
 //! `X-Omni-Signature: sha256=<hex HMAC-SHA256 of the body with the webhook's secret>`,
 //! `X-Omni-Event-Id`, `X-Omni-Event` (`job.succeeded`, ...), `X-Omni-Webhook-Id`.
@@ -27,24 +38,41 @@
 //! # Layout
 //! - [`WebhooksConfig`]: `[webhooks]` in the configuration.
 //! - [`sign`], [`verify`]: the signature.
-//! - [`check`], [`wants`], [`register`]: what a webhook may be, what it gets,
-//!   and how it is stored with its starting place.
+//! - [`AddressGuard`] (`guard`): which addresses deliveries may reach, and the resolver that
+//!   enforces it when connecting.
+//! - [`check`], [`Webhooks::check_destination`], [`wants`], [`Webhooks::register`]: what a
+//!   webhook may be, what it gets, and how it is stored with its starting place (at most
+//!   `max_per_domain` per domain, its secret sealed).
+//! - [`Keyring`] (`secrets`): sealing and opening secrets, the keys from the configuration.
 //! - [`Deliverer`] (`deliver`): the lease, one delivery task per webhook, the retries; each job's events
 //!   are delivered in its [`omni_jobs::job_span`], and every attempt is counted
 //!   ([`DELIVERIES`], [`describe_metrics`]).
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
+use ipnet::IpNet;
 use omni_core::EventKind;
 use omni_core::event::EVERY_EVENT;
 use omni_jobs::{JobError, JobService};
 use omni_store::{Delivery, Event, Webhook};
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use sha2::Sha256;
 
 mod deliver;
+mod guard;
+mod secrets;
 pub use deliver::{Deliverer, DelivererHandle};
+pub use guard::{AddressGuard, AddressRefused};
+pub use secrets::{Keyring, SEALED, SecretError, SecretKeyConfig};
+
+/// The delivery error a webhook's owner sees when its destination is an address webhooks may
+/// not reach (the log says which).
+pub const NOT_ALLOWED: &str = "the destination address is not allowed";
+/// The delivery error a webhook's owner sees when the connection failed (refused, reset, no
+/// route, TLS, a name that does not resolve...; the log says which).
+pub const UNREACHABLE: &str = "the destination refused the connection or could not be reached";
 
 /// Counter of delivery attempts, by `outcome`.
 pub const DELIVERIES: &str = "omni_webhook_deliveries_total";
@@ -54,7 +82,8 @@ pub fn describe_metrics() {
     metrics::describe_counter!(
         DELIVERIES,
         "Webhook delivery attempts this replica made, by outcome (delivered: a 2xx answer; \
-         rejected: another status; timeout; unreachable). All but delivered are retried."
+         rejected: another status; timeout; unreachable; refused: an address webhooks may not \
+         reach). All but delivered are retried."
     );
 }
 
@@ -103,6 +132,32 @@ pub struct WebhooksConfig {
     pub window: usize,
     /// Jobs whose events go out at once, per webhook.
     pub concurrency: usize,
+    /// Addresses deliveries may reach although they are in a refused range (loopback, private,
+    /// link-local, ...; see [`AddressGuard`]): CIDR ranges or single addresses. None by default.
+    #[serde(deserialize_with = "ranges")]
+    pub allow_addresses: Vec<IpNet>,
+    /// The most webhooks one domain may have (those without a domain count as one more
+    /// domain's); registering another answers 409.
+    pub max_per_domain: usize,
+    /// The keys webhook secrets are sealed with, the current one first (the others only open
+    /// what they sealed, until [`Webhooks::reseal`] has moved it). None: the server makes one.
+    pub secret_keys: Vec<SecretKeyConfig>,
+}
+
+/// `allow_addresses`: each a CIDR range (`10.0.0.0/8`) or one address (`127.0.0.1`).
+fn ranges<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<IpNet>, D::Error> {
+    Vec::<String>::deserialize(deserializer)?
+        .iter()
+        .map(|text| {
+            text.parse::<IpNet>()
+                .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    serde::de::Error::custom(format!(
+                        "{text:?} is neither an address nor a CIDR range (10.0.0.0/8, fd00::/8)"
+                    ))
+                })
+        })
+        .collect()
 }
 
 impl Default for WebhooksConfig {
@@ -115,6 +170,9 @@ impl Default for WebhooksConfig {
             poll_interval: Duration::from_secs(1),
             window: 512,
             concurrency: 64,
+            allow_addresses: Vec::new(),
+            max_per_domain: 100,
+            secret_keys: Vec::new(),
         }
     }
 }
@@ -216,6 +274,152 @@ pub fn check(url: &str, events: &[String], secret: &str) -> Vec<(&'static str, S
     errors
 }
 
+/// Why a webhook was not registered.
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    /// Its domain has as many webhooks as `[webhooks] max_per_domain` allows.
+    #[error("domain {domain} has {limit} webhooks already, the most it may have; delete one first")]
+    TooMany {
+        /// The domain (`*` for webhooks without one).
+        domain: String,
+        /// `max_per_domain`.
+        limit: usize,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Jobs(#[from] JobError),
+}
+
+/// What registration needs beyond the webhook itself: which destinations are refused early,
+/// how many webhooks a domain may have, and the keys secrets are sealed with (which the
+/// [`Deliverer`] opens them with). Cloning shares it.
+#[derive(Debug, Clone)]
+pub struct Webhooks {
+    guard: AddressGuard,
+    max_per_domain: usize,
+    keyring: std::sync::Arc<Keyring>,
+}
+
+impl Default for Webhooks {
+    /// The default settings with a key of this process only ([`Keyring::ephemeral`]).
+    fn default() -> Self {
+        Webhooks::new(&WebhooksConfig::default(), Keyring::ephemeral())
+    }
+}
+
+/// What [`Webhooks::reseal`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Resealed {
+    /// Secrets moved to the current key (or sealed for the first time).
+    pub resealed: usize,
+    /// Secrets that do not open with any configured key (left as they are; logged).
+    pub failed: usize,
+}
+
+impl Webhooks {
+    /// Registration under `config`'s `allow_addresses` and `max_per_domain`, sealing secrets
+    /// with `keyring`.
+    pub fn new(config: &WebhooksConfig, keyring: Keyring) -> Self {
+        Webhooks {
+            guard: AddressGuard::new(&config.allow_addresses),
+            max_per_domain: config.max_per_domain,
+            keyring: std::sync::Arc::new(keyring),
+        }
+    }
+
+    /// The keys secrets are sealed and opened with.
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
+    /// Seals every stored secret that is not sealed with the current key (sealed with an older
+    /// one, or stored in plain text before secrets were sealed): after it, the older keys can
+    /// be removed from the configuration. A secret that opens with no configured key is left
+    /// as it is and logged (its webhook's deliveries wait).
+    ///
+    /// Like every write of a webhook, it replaces the row: a webhook deleted between the read
+    /// and the write comes back (run it at start, as the server does, not in a loop).
+    ///
+    /// # Errors
+    /// [`JobError::Store`] when the store fails.
+    pub async fn reseal(&self, jobs: &JobService) -> Result<Resealed, JobError> {
+        let store = jobs.webhooks();
+        let mut done = Resealed::default();
+        for mut hook in store.list_webhooks(None).await? {
+            if !self.keyring.needs_reseal(&hook.secret) {
+                continue;
+            }
+            match self.keyring.open(hook.id, &hook.secret) {
+                Ok(secret) => {
+                    hook.secret = self.keyring.seal(hook.id, &secret);
+                    store.put_webhook(&hook).await?;
+                    done.resealed += 1;
+                }
+                Err(error) => {
+                    tracing::error!(webhook = %hook.id, %error, "cannot reseal a webhook's secret");
+                    done.failed += 1;
+                }
+            }
+        }
+        Ok(done)
+    }
+
+    /// Stores a new webhook, its secret (given in plain text) sealed with the current key, with
+    /// its place in the event stream at the end of the stream now (it gets the events from its
+    /// registration on). The place is written first: a webhook never exists without one.
+    ///
+    /// The cap is checked against the stored webhooks, not under a lock: registrations of one
+    /// domain at the same moment on several replicas may pass it by as many.
+    ///
+    /// # Errors
+    /// [`RegisterError::TooMany`] when the domain has `max_per_domain` webhooks already;
+    /// [`RegisterError::Jobs`] ([`omni_store::StoreError::Unavailable`]).
+    pub async fn register(
+        &self,
+        jobs: &JobService,
+        webhook: &Webhook,
+    ) -> Result<Delivery, RegisterError> {
+        let store = jobs.webhooks();
+        let same_domain = store
+            .list_webhooks(None)
+            .await
+            .map_err(JobError::from)?
+            .iter()
+            .filter(|other| other.domain == webhook.domain)
+            .count();
+        if same_domain >= self.max_per_domain {
+            return Err(RegisterError::TooMany {
+                domain: webhook.domain.clone().unwrap_or_else(|| "*".to_owned()),
+                limit: self.max_per_domain,
+            });
+        }
+        let delivery = Delivery::starting_at(webhook.id, jobs.events_head().await?);
+        store
+            .put_delivery(&delivery)
+            .await
+            .map_err(JobError::from)?;
+        let sealed = Webhook {
+            secret: self.keyring.seal(webhook.id, &webhook.secret),
+            ..webhook.clone()
+        };
+        store.put_webhook(&sealed).await.map_err(JobError::from)?;
+        Ok(delivery)
+    }
+
+    /// Why `url` may not be registered although it is a well-formed URL: its host is a literal
+    /// address deliveries may not reach. A name is resolved only when delivering (where every
+    /// destination is checked again), so this is an early answer, not the guarantee.
+    pub fn check_destination(&self, url: &str) -> Option<String> {
+        let parsed = url::Url::parse(url).ok()?;
+        self.guard.refused_literal(&parsed).map(|ip| {
+            format!(
+                "{ip} is an address webhooks may not reach (loopback, private, link-local or \
+                 another internal range); the operator can allow it in [webhooks] allow_addresses"
+            )
+        })
+    }
+}
+
 /// Whether `webhook` gets `event`: its domain (if it has one) and one of its events (or `*`).
 pub fn wants(webhook: &Webhook, event: &Event) -> bool {
     webhook.domain.as_ref().is_none_or(|d| *d == event.domain)
@@ -223,20 +427,6 @@ pub fn wants(webhook: &Webhook, event: &Event) -> bool {
             .events
             .iter()
             .any(|name| name == EVERY_EVENT || *name == event.name())
-}
-
-/// Stores a new webhook with its place in the event stream at the end of the stream now (it
-/// gets the events from its registration on). The place is written first: a webhook never
-/// exists without one.
-///
-/// # Errors
-/// [`JobError::Store`] ([`omni_store::StoreError::Unavailable`]).
-pub async fn register(jobs: &JobService, webhook: &Webhook) -> Result<Delivery, JobError> {
-    let delivery = Delivery::starting_at(webhook.id, jobs.events_head().await?);
-    let store = jobs.webhooks();
-    store.put_delivery(&delivery).await?;
-    store.put_webhook(webhook).await?;
-    Ok(delivery)
 }
 
 #[cfg(test)]

@@ -138,6 +138,9 @@ fn config() -> WebhooksConfig {
         poll_interval: Duration::from_millis(100),
         window: 64,
         concurrency: 8,
+        // The receivers are on loopback, which deliveries may not reach by default.
+        allow_addresses: vec!["127.0.0.1/32".parse().unwrap()],
+        ..WebhooksConfig::default()
     }
 }
 
@@ -204,9 +207,9 @@ async fn every_event_arrives_signed_and_in_order_per_job_through_failures_and_ti
         "s3cret-ok",
         Some("default"),
     );
-    omni_webhooks::register(&jobs, &hook_all).await.unwrap();
-    omni_webhooks::register(&jobs, &hook_ok).await.unwrap();
-    let deliverer = Deliverer::new(jobs.clone(), config()).unwrap();
+    webhooks().register(&jobs, &hook_all).await.unwrap();
+    webhooks().register(&jobs, &hook_ok).await.unwrap();
+    let deliverer = Deliverer::new(jobs.clone(), config(), &webhooks()).unwrap();
     let _running = deliverer.spawn();
 
     let mut expected: HashMap<JobId, Vec<JobState>> = HashMap::new();
@@ -285,8 +288,8 @@ async fn a_restart_of_the_delivery_loses_nothing() {
     {
         let store = open(dir.path());
         let (_plugins, jobs) = omni_test_support::job_service_over(store.clone());
-        omni_webhooks::register(&jobs, &hook).await.unwrap();
-        let deliverer = Deliverer::new(jobs.clone(), config()).unwrap();
+        webhooks().register(&jobs, &hook).await.unwrap();
+        let deliverer = Deliverer::new(jobs.clone(), config(), &webhooks()).unwrap();
         let running = deliverer.spawn();
         for _ in 0..30 {
             expected.insert(run_job(&store, &jobs, "default", &DONE).await, path());
@@ -315,7 +318,7 @@ async fn a_restart_of_the_delivery_loses_nothing() {
         }
     };
     let (_plugins, jobs) = omni_test_support::job_service_over(store.clone());
-    let deliverer = Deliverer::new(jobs.clone(), config()).unwrap();
+    let deliverer = Deliverer::new(jobs.clone(), config(), &webhooks()).unwrap();
     let _running = deliverer.spawn();
     wait_for("every event after the restart", || {
         receiver.unique() == 35 * 4
@@ -340,10 +343,10 @@ async fn one_replica_delivers_and_a_deleted_webhook_gets_nothing_more() {
         "two",
         None,
     );
-    omni_webhooks::register(&jobs, &hook).await.unwrap();
+    webhooks().register(&jobs, &hook).await.unwrap();
     // Two deliverers over one store, as two replicas would be.
-    let a = Deliverer::new(jobs.clone(), config()).unwrap();
-    let b = Deliverer::new(jobs.clone(), config()).unwrap();
+    let a = Deliverer::new(jobs.clone(), config(), &webhooks()).unwrap();
+    let b = Deliverer::new(jobs.clone(), config(), &webhooks()).unwrap();
     let _a = a.spawn();
     let _b = b.spawn();
     for _ in 0..10 {
@@ -357,7 +360,7 @@ async fn one_replica_delivers_and_a_deleted_webhook_gets_nothing_more() {
     // stops the deleted one's delivery: once it has an event, the deleted one gets no more.
     let witness = Receiver::start("three", 0, 0, Duration::ZERO).await;
     let seen = webhook(witness.url(), &["job.succeeded"], "three", None);
-    omni_webhooks::register(&jobs, &seen).await.unwrap();
+    webhooks().register(&jobs, &seen).await.unwrap();
     let first = run_job(&store, &jobs, "default", &DONE).await;
     wait_for("the new webhook's first event", || {
         witness.acked().iter().any(|e| e.job_id == first)
@@ -372,4 +375,12 @@ async fn one_replica_delivers_and_a_deleted_webhook_gets_nothing_more() {
         receiver.acked().iter().all(|e| e.job_id != last),
         "the deleted webhook got an event of a job run after its delete was seen"
     );
+}
+
+/// Registration with the test key (the same in every call).
+fn webhooks() -> omni_webhooks::Webhooks {
+    omni_webhooks::Webhooks::new(
+        &WebhooksConfig::default(),
+        omni_webhooks::Keyring::new(vec![[7; 32]]).unwrap(),
+    )
 }

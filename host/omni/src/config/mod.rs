@@ -68,6 +68,14 @@
 //! poll_interval = "1s"             # the store is read this often for other replicas' events
 //! window = 512                     # events per webhook in flight (the most a restart sends again)
 //! concurrency = 64                 # jobs whose events go out at once, per webhook
+//! allow_addresses = []             # internal addresses deliveries may reach anyway (CIDR or one
+//!                                  # address): loopback, private, link-local, unique-local,
+//!                                  # IPv4-mapped and metadata addresses are refused otherwise
+//! max_per_domain = 100             # webhooks one domain may have (409 beyond)
+//! [[webhooks.secret_keys]]         # seal webhook secrets at rest (current key first; older ones
+//! file = "/etc/omni/webhook-key-2" #   still open what they sealed, until the start that reseals)
+//! [[webhooks.secret_keys]]         # 32 bytes as base64 or hex, inline (key = "...") or in a file;
+//! key = "..."                      #   none: data_dir/webhook-secrets.key is made (embedded store only)
 //!
 //! [plugins]
 //! max_instances = 256              # plugin instances running at once (0: no pooling)
@@ -296,6 +304,11 @@ impl Config {
         absolute(&mut self.data_dir);
         if let Some(file) = &mut self.auth.users_file {
             absolute(file);
+        }
+        for key in &mut self.webhooks.secret_keys {
+            if let Some(file) = &mut key.file {
+                absolute(file);
+            }
         }
         for engine in &mut self.engines {
             match engine {
