@@ -454,6 +454,12 @@ mod tests {
         };
         let auth = omni_api::Authenticator::new(&users.resolve().unwrap()).unwrap();
         assert!(auth.is_enabled());
+        // The example's webhook key is one the server takes (as the Secret mounts it).
+        let key = omni_webhooks::SecretKeyConfig {
+            key: None,
+            file: Some(deploy.join("example/webhook-key")),
+        };
+        omni_webhooks::Keyring::load(&[key]).unwrap();
     }
 
     #[test]
