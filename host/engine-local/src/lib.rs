@@ -34,7 +34,7 @@
 //! Layout: the runner here; `engine` ([`LocalEngine`]) tracks jobs for the `Engine` trait,
 //! `config` ([`LocalEngineConfig`]), `spool` (a job's log in `log.jsonl`, read back by each
 //! follower), `sweep` (removing old job directories), [`sandbox`] and `plan` (what a rendered
-//! Job becomes).
+//! Job becomes), `error` (why a run or the sandbox probe could not start).
 //!
 //! This crate knows rendered manifests and processes, nothing of the store, HTTP or plugins.
 
@@ -50,6 +50,7 @@ use tokio::sync::{Notify, mpsc};
 
 mod config;
 mod engine;
+mod error;
 mod plan;
 pub mod sandbox;
 mod spool;
@@ -57,6 +58,7 @@ mod sweep;
 
 pub use config::LocalEngineConfig;
 pub use engine::LocalEngine;
+pub use error::{ProbeError, RunError};
 pub use plan::{Mount, NETWORK_ANNOTATION, Plan, PlanError, StepPlan, Volume};
 pub use sandbox::{JobUid, Sandbox, SandboxConfig, SandboxError};
 
@@ -100,50 +102,6 @@ pub enum Outcome {
     /// `activeDeadlineSeconds` passed; the running step was killed.
     DeadlineExceeded(String),
     /// [`Run::cancel`] killed it.
-    Cancelled,
-}
-
-/// Why a run could not start.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    /// The job's directory could not be prepared.
-    #[error("cannot prepare {path}: {source}")]
-    Io {
-        /// Where.
-        path: PathBuf,
-        /// What the OS said.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A ConfigMap file path that would leave its volume.
-    #[error("ConfigMap file {0:?} of volume {1:?} is not a plain relative path")]
-    BadKey(String, String),
-    /// The sandbox cannot take the job.
-    #[error(transparent)]
-    Sandbox(#[from] SandboxError),
-    /// The job was started before (its directory exists): it is not run a second time.
-    #[error(
-        "job {0} was started before, by this engine or by an earlier run of the server that stopped while it ran; it is not run a second time"
-    )]
-    Started(String),
-}
-
-/// Why the sandbox cannot run jobs on this host ([`LocalRunner::probe`]).
-#[derive(Debug, thiserror::Error)]
-pub enum ProbeError {
-    /// The probe's run could not start.
-    #[error("the sandbox probe cannot start: {0}")]
-    Start(#[source] RunError),
-    /// The probe's step failed: the sandbox cannot start here.
-    #[error("the sandbox (bubblewrap) cannot start here: {message}: {said}")]
-    Failed {
-        /// How the step ended.
-        message: String,
-        /// What the sandbox's tools printed, its lines joined with `; `.
-        said: String,
-    },
-    /// The probe was cancelled.
-    #[error("the sandbox probe was cancelled")]
     Cancelled,
 }
 
