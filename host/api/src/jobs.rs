@@ -441,14 +441,7 @@ pub(crate) async fn list(
             job
         })
         .collect();
-    // Cut short before the answer limit, to be read on from the last job sent.
-    let fit = crate::fitting(&items, state.answer_limit);
-    let next = if fit < items.len() {
-        items.truncate(fit);
-        Some(ids[fit - 1])
-    } else {
-        page.next
-    };
+    let next = crate::cut_to_fit(&mut items, &ids, state.answer_limit, page.next);
     Ok(Json(JobList {
         next_page_token: next.map(|last| token::encode(&query, last)),
         items,

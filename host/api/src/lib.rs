@@ -228,11 +228,16 @@ async fn answer_within(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let route = request.uri().path().to_owned();
+    // A Uri's clone shares its bytes: nothing is copied unless the request times out.
+    let uri = request.uri().clone();
     match tokio::time::timeout(timeout, next.run(request)).await {
         Ok(response) => response,
         Err(_) => {
-            tracing::warn!(%route, ?timeout, "a request was not answered in time");
+            tracing::warn!(
+                route = uri.path(),
+                ?timeout,
+                "a request was not answered in time"
+            );
             let mut problem = Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "request timeout",
@@ -246,9 +251,15 @@ async fn answer_within(
     }
 }
 
-/// How many of `items` fit in `limit` bytes of JSON (at least one): the rest go to the next
-/// page.
-pub(crate) fn fitting<T: serde::Serialize>(items: &[T], limit: usize) -> usize {
+/// Cuts a page short before its answer would pass `limit` bytes of JSON (at least one item
+/// stays): answers the cursor to read on from, the key of the last item kept, or `next` (the
+/// store's) when every item fits. `keys` are the items' cursors, in order.
+pub(crate) fn cut_to_fit<T: serde::Serialize, K: Copy>(
+    items: &mut Vec<T>,
+    keys: &[K],
+    limit: usize,
+    next: Option<K>,
+) -> Option<K> {
     /// Counts what is written, keeps nothing.
     struct Counter(usize);
     impl std::io::Write for Counter {
@@ -265,10 +276,11 @@ pub(crate) fn fitting<T: serde::Serialize>(items: &[T], limit: usize) -> usize {
         // An item that does not serialize fails the answer later, where it is sent.
         let _ = serde_json::to_writer(&mut counter, item);
         if i > 0 && counter.0 > limit {
-            return i;
+            items.truncate(i);
+            return Some(keys[i - 1]);
         }
     }
-    items.len()
+    next
 }
 
 async fn not_found() -> Problem {

@@ -184,14 +184,7 @@ pub(crate) async fn logs(
         .map_err(Problem::from_jobs)?;
     let seqs: Vec<u64> = page.items.iter().map(|line| line.seq).collect();
     let mut items: Vec<LogLine> = page.items.into_iter().map(LogLine::from).collect();
-    // Cut short before the answer limit, to be read on from the last line sent.
-    let fit = crate::fitting(&items, state.answer_limit);
-    let next = if fit < items.len() {
-        items.truncate(fit);
-        Some(seqs[fit - 1])
-    } else {
-        page.next
-    };
+    let next = crate::cut_to_fit(&mut items, &seqs, state.answer_limit, page.next);
     Ok(Json(LogList {
         next: next.map(|n| n.to_string()),
         items,

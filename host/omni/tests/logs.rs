@@ -24,11 +24,20 @@ fn server(config: &str) -> (Server, tempfile::TempDir, tempfile::TempDir) {
 }
 
 async fn print_job(server: &Server, lines: u64, pause: u32) -> String {
+    submit(
+        server,
+        json!({"behaviour": "print", "lines": lines, "pause": pause}),
+    )
+    .await
+}
+
+/// Submits a hostile job with `params`; its id.
+async fn submit(server: &Server, params: Value) -> String {
     let response = reqwest::Client::new()
         .post(format!("{}/v1/jobs", server.url))
         .json(
             &json!({"service": "obs", "task": "hostile", "arch": std::env::consts::ARCH,
-                      "params": {"behaviour": "print", "lines": lines, "pause": pause}}),
+                      "params": params}),
         )
         .send()
         .await
@@ -240,20 +249,8 @@ async fn a_million_empty_lines_keep_to_the_caps_and_the_memory_comes_back() {
             }
         })
     };
-    let response = reqwest::Client::new()
-        .post(format!("{}/v1/jobs", server.url))
-        .json(
-            &json!({"service": "obs", "task": "hostile", "arch": std::env::consts::ARCH,
-                      "params": {"behaviour": "print", "lines": 1_000_000, "blank": true}}),
-        )
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let id = response.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let blank = json!({"behaviour": "print", "lines": 1_000_000, "blank": true});
+    let id = submit(&server, blank).await;
     assert_eq!(ended(&server.url, &id).await["state"], "succeeded");
     sampler.abort();
     let peak = peak.load(std::sync::atomic::Ordering::Relaxed);
