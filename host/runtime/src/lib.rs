@@ -16,7 +16,8 @@
 //!   acts on the host: preopens, environment and arguments answer empty, a file open fails as a
 //!   call, sockets trap, a clock wait is ready at once or, past the deadline, stops the call).
 //! - [`plugin`]: one loaded component and its calls, each in a fresh instance under a deadline,
-//!   a memory cap (on all the instance's memories together) and an output-size cap; `describe`
+//!   a memory cap (on all the instance's memories together; at most
+//!   [`sandbox::MAX_MEMORIES_PER_COMPONENT`] memories) and an output-size cap; `describe`
 //!   at load under the limits of the task its file is named for.
 //! - [`prepare`]: pre-initialization — a component's `wizer-initialize` run once and the
 //!   instance snapshotted, so calls start with settings parsed and templates compiled.

@@ -341,6 +341,27 @@ fn a_plugin_that_sleeps_in_describe_fails_to_load_with_its_own_error_and_others_
 }
 
 #[test]
+fn a_plugin_whose_memories_together_are_past_the_cap_fails_to_load_and_others_load() {
+    let (dir, registry) = registry(sandbox(json!({})), &["srpm"]);
+    let spliced = omni_test_support::memories::many_memories(&component("hostile"), 7, 9);
+    std::fs::write(dir.path().join("hostile.wasm"), spliced).unwrap();
+    registry.scan();
+    let list = registry.list();
+    let hostile = status(&list, "hostile.wasm");
+    assert_eq!(hostile.status, "error");
+    assert!(
+        hostile
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("exceeded its memory limit of 67108864 bytes"),
+        "{hostile:?}"
+    );
+    assert_eq!(status(&list, "srpm.wasm").status, "ready");
+    assert!(registry.get("hostile").is_none());
+}
+
+#[test]
 fn a_describe_that_runs_on_holds_back_no_other_reload() {
     // Its task's own limits let it run for ten minutes (the default would stop it after 1 s):
     // only ending its loop, below, lets its load finish.

@@ -5,6 +5,7 @@
 
 pub mod cassandra;
 pub mod kubernetes;
+pub mod memories;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
