@@ -294,3 +294,14 @@ pub fn pending_job(service: &str, task: &str, domain: &str) -> omni_store::Job {
         finished_at: None,
     }
 }
+
+/// Whether a live process of this machine runs `sleep <seconds>` (a value unique to one test,
+/// so that a test finds the processes its job left, and no other); a zombie does not count.
+pub fn sleeping(seconds: &str) -> bool {
+    let cmdline = format!("sleep\0{seconds}\0");
+    std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+        let path = entry.path();
+        std::fs::read(path.join("cmdline")).is_ok_and(|c| c == cmdline.as_bytes())
+            && !std::fs::read_to_string(path.join("stat")).is_ok_and(|s| s.contains(") Z "))
+    })
+}
