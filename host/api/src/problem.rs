@@ -150,6 +150,11 @@ impl Problem {
                 "no engine runs jobs for this arch",
             )]),
             JobError::Plugin(error) => Self::from_plugin(error),
+            error @ JobError::VersionGone { .. } => Self::new(
+                StatusCode::CONFLICT,
+                "plugin version gone",
+                error.to_string(),
+            ),
             JobError::NotFound(id) => Self::no_such_job(&id.to_string()),
             JobError::Illegal { id, from, to } => Self::new(
                 StatusCode::CONFLICT,

@@ -27,16 +27,24 @@ pub struct Submission {
 }
 
 impl JobService {
-    /// Renders a job's objects for `namespace` with its task's plugin as loaded now.
+    /// Renders a job's objects for `namespace` with the version of its task's plugin that
+    /// accepted it (the component with the digest the job records), whatever serves the task
+    /// now: a plugin replaced between submission and start does not change what the job runs.
     ///
     /// # Errors
-    /// [`JobError::NoSuchTask`] when no plugin serves the task; [`JobError::Plugin`] when it
-    /// fails.
+    /// [`JobError::VersionGone`] when that version is no longer kept; [`JobError::Plugin`]
+    /// when it fails.
     pub async fn render(&self, job: &Job, namespace: &str) -> Result<Rendered, JobError> {
+        let accepted = &job.plugin;
         let plugin = self
             .plugins
-            .plugin(&job.task)
-            .ok_or_else(|| JobError::NoSuchTask(job.task.clone()))?;
+            .version(&job.task, &accepted.digest)
+            .await
+            .ok_or_else(|| JobError::VersionGone {
+                task: job.task.clone(),
+                version: accepted.version.clone(),
+                digest: accepted.digest.clone(),
+            })?;
         let context = JobContext::new(job.id, &job.service, &job.domain, namespace, &job.arch);
         Ok(plugin.serialize(context, job.params.to_string()).await?)
     }

@@ -24,6 +24,8 @@
 //! - [`registry`]: the plugins directory — scans (each file loading on its own thread, scans
 //!   at once), atomic swaps, per-file status, the watcher.
 //! - [`templates`]: `templates/<task>/` files served to plugins through the `template` import.
+//! - [`versions`]: every loaded component kept by its sha256, so a job is rendered by the version
+//!   that validated it.
 //! - [`limits`]: per-plugin limits with defaults.
 //! - [`error`]: what can go wrong, each error naming the plugin and its version.
 //! - [`metrics`]: plugin calls (latency, errors by kind) and loads, through the `metrics` facade.
@@ -37,6 +39,7 @@ pub mod registry;
 pub mod sandbox;
 mod state;
 pub mod templates;
+pub mod versions;
 
 pub use error::{LoadError, PluginError, PrepareError};
 pub use limits::{Limits, LimitsConfig};

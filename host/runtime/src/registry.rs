@@ -31,6 +31,7 @@ use serde_json::Value;
 use crate::error::LoadError;
 use crate::plugin::Plugin;
 use crate::sandbox::{Sandbox, Tier, digest};
+use crate::versions::Kept;
 
 /// The largest plugin file loaded, in bytes.
 pub const MAX_PLUGIN_BYTES: u64 = 64 << 20;
@@ -143,6 +144,8 @@ pub struct Registry {
     /// The files being loaded, and which version of each.
     loading: Mutex<HashMap<PathBuf, Version>>,
     scanned: AtomicBool,
+    /// The versions that no longer serve, kept for the jobs they accepted.
+    kept: Arc<Kept>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -153,9 +156,15 @@ impl std::fmt::Debug for Registry {
     }
 }
 
+#[async_trait::async_trait]
 impl omni_core::Plugins for Registry {
     fn plugin(&self, task: &str) -> Option<Arc<dyn omni_core::TaskPlugin>> {
         let plugin = self.get(task)?;
+        Some(Arc::new(crate::plugin::Shared(plugin)))
+    }
+
+    async fn version(&self, task: &str, digest: &str) -> Option<Arc<dyn omni_core::TaskPlugin>> {
+        let plugin = self.version(task, digest).await?;
         Some(Arc::new(crate::plugin::Shared(plugin)))
     }
 }
@@ -170,7 +179,32 @@ impl Registry {
             swap_lock: Mutex::new(()),
             loading: Mutex::new(HashMap::new()),
             scanned: AtomicBool::new(false),
+            kept: Arc::new(Kept::new(None)),
         }
+    }
+
+    /// Keeps a copy of every component it loads in `dir`, by sha256, so that the versions
+    /// that no longer serve can be loaded again for the jobs they accepted (see
+    /// [`crate::versions`]); without it only the few still loaded are found.
+    #[must_use]
+    pub fn keeping_versions_in(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.kept = Arc::new(Kept::new(Some(dir.into())));
+        self
+    }
+
+    /// The version of `task`'s plugin whose component has the sha256 `digest`: the one serving
+    /// now, one that served before and is still loaded, or one loaded again from its kept copy
+    /// (compiled on a blocking thread, usually from the compile cache).
+    pub async fn version(&self, task: &str, digest: &str) -> Option<Arc<Plugin>> {
+        if let Some(serving) = self.get(task).filter(|p| p.digest() == digest) {
+            return Some(serving);
+        }
+        let (kept, sandbox) = (Arc::clone(&self.kept), Arc::clone(&self.sandbox));
+        let (task, digest) = (task.to_owned(), digest.to_owned());
+        tokio::task::spawn_blocking(move || kept.find(&sandbox, &task, &digest))
+            .await
+            .ok()
+            .flatten()
     }
 
     /// The plugins directory.
@@ -349,6 +383,11 @@ impl Registry {
         for task in old.tasks.keys().filter(|t| !tasks.contains_key(*t)) {
             tracing::info!(task, "plugin unloaded");
         }
+        for (task, plugin) in &old.tasks {
+            if !tasks.get(task).is_some_and(|p| Arc::ptr_eq(p, plugin)) {
+                self.kept.remember(Arc::clone(plugin));
+            }
+        }
         self.state.store(Arc::new(Snapshot { tasks, files }));
     }
 
@@ -441,8 +480,18 @@ impl Registry {
             };
         }
         entry.digest = Some(digest.clone());
-        match Plugin::load_tiered(&self.sandbox, path, bytes, digest) {
+        // A copy to keep once it has loaded (none when one is kept already).
+        let copy = self.kept.wants(&digest).then(|| bytes.clone());
+        match Plugin::load_tiered(&self.sandbox, path, bytes, digest.clone()) {
             Ok(plugin) => {
+                if let Some(copy) = copy
+                    && let Err(error) = self.kept.keep(&digest, &copy)
+                {
+                    // Jobs it accepts render while it serves or stays loaded, but not later.
+                    tracing::error!(
+                        path = %path.display(), %error, "cannot keep a copy of a plugin version"
+                    );
+                }
                 crate::metrics::load(true);
                 entry.plugin = Some(plugin);
                 entry

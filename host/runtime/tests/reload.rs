@@ -393,3 +393,53 @@ fn a_describe_that_runs_on_holds_back_no_other_reload() {
     assert!(registry.get("hostile").is_some());
     assert!(registry.get("srpm").is_some());
 }
+
+#[tokio::test]
+async fn a_replaced_version_is_still_found_by_its_digest_and_loaded_again_from_its_copy() {
+    let sandbox = sandbox(json!({}));
+    let (dir, first) = registry(Arc::clone(&sandbox), &["hostile"]);
+    let old = first.get("hostile").unwrap().digest().to_owned();
+    write_then_rename(
+        dir.path(),
+        "hostile.wasm",
+        &rebuilt(&component("hostile"), "2"),
+    );
+    first.scan();
+    let new = first.get("hostile").unwrap().digest().to_owned();
+    assert_ne!(old, new);
+
+    // The replaced version stays loaded; the serving one is found by its own digest.
+    let found = first
+        .version("hostile", &old)
+        .await
+        .expect("the replaced version");
+    assert_eq!(found.digest(), old);
+    assert!(
+        found
+            .serialize_blocking(&job("x86_64"), r#"{"behaviour":"behave"}"#)
+            .is_ok()
+    );
+    assert_eq!(first.version("hostile", &new).await.unwrap().digest(), new);
+
+    // A registry over the same directories (a restarted server) has only the new file, and
+    // loads the old version from its kept copy.
+    let versions = dir.path().join(omni_test_support::VERSIONS);
+    let second = Registry::new(Arc::clone(&sandbox), dir.path()).keeping_versions_in(&versions);
+    second.scan();
+    assert_eq!(second.version("hostile", &old).await.unwrap().digest(), old);
+
+    // Not a version of that task, not a digest, not kept: nothing.
+    assert!(second.version("srpm", &old).await.is_none());
+    assert!(second.version("hostile", "../hostile").await.is_none());
+    assert!(second.version("hostile", &"0".repeat(64)).await.is_none());
+
+    // A kept copy whose bytes are not its digest's is never run.
+    let third = Registry::new(sandbox, dir.path()).keeping_versions_in(&versions);
+    third.scan();
+    std::fs::write(
+        versions.join(format!("{old}.wasm")),
+        rebuilt(&component("hostile"), "3"),
+    )
+    .unwrap();
+    assert!(third.version("hostile", &old).await.is_none());
+}

@@ -127,16 +127,21 @@ where
     }
 }
 
-/// A registry over a fresh temporary plugins directory holding the named components.
+/// A registry over a fresh temporary plugins directory holding the named components, keeping
+/// the versions it loads in [`VERSIONS`] under it (which the registry does not scan).
 pub fn registry(sandbox: Arc<Sandbox>, names: &[&str]) -> (tempfile::TempDir, Arc<Registry>) {
     let dir = tempfile::tempdir().unwrap();
     for name in names {
         std::fs::write(dir.path().join(format!("{name}.wasm")), component(name)).unwrap();
     }
-    let registry = Arc::new(Registry::new(sandbox, dir.path()));
+    let registry =
+        Arc::new(Registry::new(sandbox, dir.path()).keeping_versions_in(dir.path().join(VERSIONS)));
     registry.scan();
     (dir, registry)
 }
+
+/// Where [`registry`] keeps plugin versions, under its plugins directory.
+pub const VERSIONS: &str = ".versions";
 
 /// A job service over the named plugins and an embedded store, both in temporary directories
 /// that live as long as the returned guard.
