@@ -288,4 +288,12 @@ pub trait Plugins: Send + Sync + fmt::Debug {
     async fn version(&self, task: &str, digest: &str) -> Option<Arc<dyn TaskPlugin>> {
         self.plugin(task).filter(|plugin| plugin.digest() == digest)
     }
+
+    /// The digest of the version of `task`'s plugin that calls itself `version`: the serving
+    /// one if it does, else the most recently kept one that does.
+    fn digest_of(&self, task: &str, version: &str) -> Option<String> {
+        self.plugin(task)
+            .filter(|plugin| plugin.info().version == version)
+            .map(|plugin| plugin.digest().to_owned())
+    }
 }

@@ -30,6 +30,14 @@ pub enum JobError {
     /// The plugin failed (rejected the params, or broke).
     #[error(transparent)]
     Plugin(#[from] PluginError),
+    /// A submission asks for a version of its task's plugin that is not kept.
+    #[error("no version of task {task}'s plugin with {pin} is kept")]
+    NoSuchVersion {
+        /// The task.
+        task: String,
+        /// What it asked for.
+        pin: crate::Pin,
+    },
     /// The version of the plugin that accepted a job is no longer kept, so the job cannot be
     /// rendered by the code that validated it.
     #[error(

@@ -13,6 +13,7 @@ fn submission(name: &str) -> Submission {
         arch: "x86_64".into(),
         params: json!({"spec": format!("Name: {name}\n")}),
         idempotency: None,
+        plugin: None,
     }
 }
 

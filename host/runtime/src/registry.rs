@@ -145,7 +145,7 @@ pub struct Registry {
     loading: Mutex<HashMap<PathBuf, Version>>,
     scanned: AtomicBool,
     /// The versions that no longer serve, kept for the jobs they accepted.
-    kept: Arc<Kept>,
+    pub(crate) kept: Arc<Kept>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -167,6 +167,10 @@ impl omni_core::Plugins for Registry {
         let plugin = self.version(task, digest).await?;
         Some(Arc::new(crate::plugin::Shared(plugin)))
     }
+
+    fn digest_of(&self, task: &str, version: &str) -> Option<String> {
+        self.digest_of(task, version)
+    }
 }
 
 impl Registry {
@@ -181,30 +185,6 @@ impl Registry {
             scanned: AtomicBool::new(false),
             kept: Arc::new(Kept::new(None)),
         }
-    }
-
-    /// Keeps a copy of every component it loads in `dir`, by sha256, so that the versions
-    /// that no longer serve can be loaded again for the jobs they accepted (see
-    /// [`crate::versions`]); without it only the few still loaded are found.
-    #[must_use]
-    pub fn keeping_versions_in(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.kept = Arc::new(Kept::new(Some(dir.into())));
-        self
-    }
-
-    /// The version of `task`'s plugin whose component has the sha256 `digest`: the one serving
-    /// now, one that served before and is still loaded, or one loaded again from its kept copy
-    /// (compiled on a blocking thread, usually from the compile cache).
-    pub async fn version(&self, task: &str, digest: &str) -> Option<Arc<Plugin>> {
-        if let Some(serving) = self.get(task).filter(|p| p.digest() == digest) {
-            return Some(serving);
-        }
-        let (kept, sandbox) = (Arc::clone(&self.kept), Arc::clone(&self.sandbox));
-        let (task, digest) = (task.to_owned(), digest.to_owned());
-        tokio::task::spawn_blocking(move || kept.find(&sandbox, &task, &digest))
-            .await
-            .ok()
-            .flatten()
     }
 
     /// The plugins directory.
@@ -484,8 +464,9 @@ impl Registry {
         let copy = self.kept.wants(&digest).then(|| bytes.clone());
         match Plugin::load_tiered(&self.sandbox, path, bytes, digest.clone()) {
             Ok(plugin) => {
+                let info = plugin.info();
                 if let Some(copy) = copy
-                    && let Err(error) = self.kept.keep(&digest, &copy)
+                    && let Err(error) = self.kept.keep(&info.task, &info.version, &digest, &copy)
                 {
                     // Jobs it accepts render while it serves or stays loaded, but not later.
                     tracing::error!(
