@@ -156,4 +156,13 @@ async fn a_rollback_makes_a_kept_version_serve_new_jobs() {
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
     assert_eq!(problem["errors"][0]["path"], "/digest");
     assert_eq!(dirs.registry.get("srpm").unwrap().digest(), second);
+
+    // A task that is a path: nothing is kept under it, nothing is written anywhere.
+    let body = json!({"digest": first});
+    let (status, _, _) =
+        call(&app, "POST", "/v1/plugins/..%2F..%2Fevil/rollback", json_body(&body)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let parent = dirs.plugins.path().parent().unwrap();
+    assert!(!parent.join("evil.wasm").exists());
+    assert!(!parent.parent().unwrap().join("evil.wasm").exists());
 }

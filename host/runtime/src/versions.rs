@@ -215,7 +215,10 @@ impl Registry {
             task: task.to_owned(),
             digest: digest.to_owned(),
         };
-        if !self.kept.list(task).iter().any(|k| k.digest == digest) {
+        // A task name is a plain name (as `describe` must give): it makes a file name below.
+        if !omni_core::Name::is_valid(task)
+            || !self.kept.list(task).iter().any(|k| k.digest == digest)
+        {
             return Err(not_kept());
         }
         let bytes = self.kept.bytes(digest).ok_or_else(not_kept)?;
