@@ -42,10 +42,11 @@ lint:
 
 ## test: lint, build the plugins, start the Kubernetes testbed (built once, cached; recover.sh
 ## checks that start recovers from killed components), validate deploy/kubernetes on it
-## (server-side dry run), run every
-## test (the Cassandra and Kubernetes tests find their testbeds through omni-test-support).
+## (server-side dry run), start the S3 testbed (SeaweedFS, built once, cached), run every
+## test (the Cassandra, Kubernetes and S3 tests find their testbeds through omni-test-support).
 test: lint plugins
 	./tests/testbed/kubernetes.sh start >/dev/null
+	./tests/testbed/s3.sh start >/dev/null
 	./tests/testbed/kubernetes/recover.sh
 	./tests/deploy.sh
 	$(CARGO) test --locked --workspace

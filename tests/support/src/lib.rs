@@ -5,6 +5,7 @@
 
 pub mod cassandra;
 pub mod kubernetes;
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
