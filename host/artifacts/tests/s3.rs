@@ -139,3 +139,104 @@ fn uuid_like() -> String {
             .as_nanos()
     )
 }
+
+/// Signs `method url` with the tests' keys through `curl --aws-sigv4` (the testbed's own
+/// probe), for what the backend does not expose: multipart uploads in progress.
+fn signed_curl(method: &str, url: &str) -> String {
+    let server = omni_test_support::s3::server();
+    let text = std::fs::read_to_string(&server.credentials_file).unwrap();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().strip_prefix('='))
+            .unwrap()
+            .trim()
+            .to_owned()
+    };
+    let user = format!(
+        "{}:{}",
+        field("aws_access_key_id"),
+        field("aws_secret_access_key")
+    );
+    let out = std::process::Command::new("curl")
+        .args([
+            "-sf",
+            "-X",
+            method,
+            "--aws-sigv4",
+            "aws:amz:us-east-1:s3",
+            "--user",
+        ])
+        .arg(user)
+        .arg(url)
+        .output()
+        .expect("curl");
+    assert!(out.status.success(), "curl {method} {url}: {}", out.status);
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The multipart uploads in progress under `prefix/` (ListMultipartUploads).
+fn uploads_in_progress(prefix: &str) -> Vec<String> {
+    let server = omni_test_support::s3::server();
+    let xml = signed_curl(
+        "GET",
+        &format!(
+            "{}/{}?prefix={prefix}%2F&uploads=",
+            server.endpoint, server.bucket
+        ),
+    );
+    xml.split("<Key>")
+        .skip(1)
+        .filter_map(|s| s.split_once("</Key>").map(|(key, _)| key.to_owned()))
+        .filter(|key| !key.is_empty())
+        .collect()
+}
+
+/// A multipart upload that fails (its body breaks after two parts, its hash is wrong, it passes
+/// the cap) is aborted: the server keeps no upload in progress under its key. An upload left
+/// open on purpose is listed, so the check sees what it looks for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_multipart_uploads_are_aborted() {
+    let prefix = format!("abort-{}", uuid_like());
+    let store = build(&config_toml(&prefix)).unwrap();
+    let bytes = data(omni_artifacts::conformance::LARGE, 4);
+    let failing = futures::StreamExt::boxed(futures::StreamExt::chain(
+        body(&bytes, 1 << 16),
+        futures::stream::iter([Err(std::io::Error::other("gone"))]),
+    ));
+    assert!(matches!(
+        store.put("broken", failing, PutLimits::default()).await,
+        Err(ArtifactError::Body(_))
+    ));
+    let wrong = PutLimits {
+        sha256: Some(Sha256::of(b"other")),
+        max_size: None,
+    };
+    assert!(matches!(
+        store.put("wrong", body(&bytes, 1 << 16), wrong).await,
+        Err(ArtifactError::Sha256Mismatch { .. })
+    ));
+    let capped = PutLimits {
+        sha256: None,
+        max_size: Some(11 * 1024 * 1024),
+    };
+    assert!(matches!(
+        store.put("capped", body(&bytes, 1 << 16), capped).await,
+        Err(ArtifactError::TooLarge { .. })
+    ));
+    assert_eq!(uploads_in_progress(&prefix), Vec::<String>::new());
+    assert!(store.list("").await.unwrap().is_empty());
+
+    let server = omni_test_support::s3::server();
+    let open = format!("{}/{}/{prefix}/left-open", server.endpoint, server.bucket);
+    let answer = signed_curl("POST", &format!("{open}?uploads="));
+    let upload_id = answer
+        .split_once("<UploadId>")
+        .and_then(|(_, rest)| rest.split_once("</UploadId>"))
+        .map(|(id, _)| id.to_owned())
+        .expect("an upload id");
+    assert_eq!(
+        uploads_in_progress(&prefix),
+        vec![format!("{prefix}/left-open")]
+    );
+    signed_curl("DELETE", &format!("{open}?uploadId={upload_id}"));
+}
