@@ -4,8 +4,12 @@
 //! the user metadata `sha256` (`x-amz-meta-sha256`); a larger one goes as a multipart upload of
 //! [`S3Config::part_size_mib`] parts, at most [`S3Config::parts_in_flight`] sent at once, which
 //! the server shows only once completed and which is aborted on any error (a failed body, a
-//! broken limit). Its metadata is sent when the upload starts, so it carries the sha256 only
-//! when the caller gave the expected one.
+//! broken limit, or the put's future dropped). Its metadata is sent when the upload starts, so
+//! it carries the sha256 only when the caller gave the expected one.
+//!
+//! An upload a crashed server left in progress is invisible but keeps its parts' storage: give
+//! the bucket a lifecycle rule that aborts incomplete multipart uploads after a day
+//! (`AbortIncompleteMultipartUpload`), as for any bucket written with multipart uploads.
 
 use std::io;
 use std::time::Duration;
@@ -146,7 +150,11 @@ impl S3 {
             .put_multipart_opts(path, options)
             .await
             .map_err(|e| backend(format!("starting the upload of {path}"), e))?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, self.part_size);
+        let mut upload = Upload(Some(WriteMultipart::new_with_chunk_size(
+            upload,
+            self.part_size,
+        )));
+        let writer = upload.0.as_mut().expect("set above");
         let streamed = async {
             for chunk in first {
                 writer.put(chunk);
@@ -162,9 +170,15 @@ impl S3 {
                     .map_err(|e| backend(format!("uploading a part of {path}"), e))?;
                 writer.put(chunk);
             }
+            // Every part sent but the last, before the hash decides whether to complete.
+            writer
+                .wait_for_capacity(0)
+                .await
+                .map_err(|e| backend(format!("uploading a part of {path}"), e))?;
             meter.finish()
         }
         .await;
+        let writer = upload.0.take().expect("set above");
         match streamed {
             Ok(stored) => {
                 writer
@@ -180,6 +194,24 @@ impl S3 {
                 }
                 Err(e)
             }
+        }
+    }
+}
+
+/// A multipart upload that is aborted if the put is dropped before it ends (a request
+/// cancelled by its timeout): S3 keeps the parts of an upload until it is completed or aborted.
+struct Upload(Option<WriteMultipart>);
+
+impl Drop for Upload {
+    fn drop(&mut self) {
+        if let Some(writer) = self.0.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                if let Err(e) = writer.abort().await {
+                    tracing::warn!(error = %e, "aborting a cancelled upload");
+                }
+            });
         }
     }
 }

@@ -240,3 +240,31 @@ async fn failed_multipart_uploads_are_aborted() {
     );
     signed_curl("DELETE", &format!("{open}?uploadId={upload_id}"));
 }
+
+/// A put dropped half way (a request cancelled by its timeout) aborts its multipart upload: it
+/// is listed in progress while the body hangs, and gone once the put's task is cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_put_aborts_its_upload() {
+    let prefix = format!("cancel-{}", uuid_like());
+    let store = build(&config_toml(&prefix)).unwrap();
+    let bytes = data(omni_artifacts::conformance::LARGE, 5);
+    let hanging = futures::StreamExt::boxed(futures::StreamExt::chain(
+        body(&bytes, 1 << 16),
+        futures::stream::pending(),
+    ));
+    let put = tokio::spawn(async move { store.put("hangs", hanging, PutLimits::default()).await });
+    let key = format!("{prefix}/hangs");
+    omni_test_support::eventually("the upload in progress", || {
+        let listed = uploads_in_progress(&prefix);
+        let key = key.clone();
+        async move { (listed == [key]).then_some(()) }
+    })
+    .await;
+    put.abort();
+    assert!(put.await.unwrap_err().is_cancelled());
+    omni_test_support::eventually("the upload aborted", || {
+        let listed = uploads_in_progress(&prefix);
+        async move { listed.is_empty().then_some(()) }
+    })
+    .await;
+}

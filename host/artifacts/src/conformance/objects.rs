@@ -123,6 +123,7 @@ pub async fn names_with_subdirectories(store: Arc<dyn ArtifactStore>) {
         "repodata/repomd.xml",
         "repodata/0a1b-primary.xml.zst",
         "Packages/h/hello-2.12-1.x86_64.rpm",
+        "Packages/h/hello world+1 (ünï)&=?#%.rpm",
         "hello-2.12-1.src.rpm",
         ".treeinfo",
         "images/pxeboot/vmlinuz",
