@@ -54,7 +54,9 @@ test: lint plugins
 ## bench: the performance figures of the README ("Performance"): the plugin host, running jobs
 ## (the local engine, then 1,000 and 10,000 jobs at once on the Kubernetes testbed, started as
 ## for `make test`), then the job service on each store (the Cassandra testbed is started, or
-## OMNI_TEST_CASSANDRA is used), then webhook deliveries and the SSE stream's lag, then a sign-in under a flood of wrong passwords.
+## OMNI_TEST_CASSANDRA is used), then webhook deliveries and the SSE stream's lag, then a sign-in under a flood of wrong passwords,
+## then artifact throughput and memory (a 2 GiB file in and out of the directory store and the
+## S3 testbed).
 bench: plugins
 	$(CARGO) bench --locked -p omni-runtime --bench plugins
 	$(CARGO) bench --locked -p omni-scheduler --bench local
@@ -66,6 +68,8 @@ bench: plugins
 		$(CARGO) bench --locked -p omni-api --bench jobs
 	$(CARGO) bench --locked -p omni-api --bench events
 	$(CARGO) bench --locked -p omni-api --bench signin
+	./tests/testbed/s3.sh start >/dev/null
+	$(CARGO) bench --locked -p omni-artifacts --bench throughput -- 2048
 
 fmt:
 	$(CARGO) fmt --all

@@ -196,6 +196,7 @@ launch() {
         "-admin.port.grpc=$((port + 16))" -admin.port.legacy=0 \
         -webdav=false -admin.ui=false -s3.port.iceberg=0 -s3.port.lance=0 \
         -master.telemetry=false "-s3.config=$identities" "-bucket=$bucket" \
+        -master.vacuumIntervalSeconds=60 -master.garbageThreshold=0.1 \
         "-filer.localSocket=$state/filer.sock" "-s3.localSocket=$state/s3.sock" ||
         die "weed did not start (no pid file); see $logdir/weed.log"
     echo "$endpoint" >"$endpoint_file"
