@@ -42,10 +42,11 @@ lint:
 
 ## test: lint, build the plugins, start the Kubernetes testbed (built once, cached; recover.sh
 ## checks that start recovers from killed components), validate deploy/kubernetes on it
-## (server-side dry run), run every
-## test (the Cassandra and Kubernetes tests find their testbeds through omni-test-support).
+## (server-side dry run), start the S3 testbed (SeaweedFS, built once, cached), run every
+## test (the Cassandra, Kubernetes and S3 tests find their testbeds through omni-test-support).
 test: lint plugins
 	./tests/testbed/kubernetes.sh start >/dev/null
+	./tests/testbed/s3.sh start >/dev/null
 	./tests/testbed/kubernetes/recover.sh
 	./tests/deploy.sh
 	$(CARGO) test --locked --workspace
@@ -53,7 +54,9 @@ test: lint plugins
 ## bench: the performance figures of the README ("Performance"): the plugin host, running jobs
 ## (the local engine, then 1,000 and 10,000 jobs at once on the Kubernetes testbed, started as
 ## for `make test`), then the job service on each store (the Cassandra testbed is started, or
-## OMNI_TEST_CASSANDRA is used), then webhook deliveries and the SSE stream's lag, then a sign-in under a flood of wrong passwords.
+## OMNI_TEST_CASSANDRA is used), then webhook deliveries and the SSE stream's lag, then a sign-in under a flood of wrong passwords,
+## then artifact throughput and memory (a 2 GiB file in and out of the directory store and the
+## S3 testbed).
 bench: plugins
 	$(CARGO) bench --locked -p omni-runtime --bench plugins
 	$(CARGO) bench --locked -p omni-scheduler --bench local
@@ -65,6 +68,8 @@ bench: plugins
 		$(CARGO) bench --locked -p omni-api --bench jobs
 	$(CARGO) bench --locked -p omni-api --bench events
 	$(CARGO) bench --locked -p omni-api --bench signin
+	./tests/testbed/s3.sh start >/dev/null
+	$(CARGO) bench --locked -p omni-artifacts --bench throughput -- 2048
 
 fmt:
 	$(CARGO) fmt --all

@@ -36,7 +36,9 @@ command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 command -v git >/dev/null 2>&1 || missing+=(git)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 # The Kubernetes testbed (tests/testbed/kubernetes.sh) builds its binaries with Go and makes its
-# keys with the openssl CLI.
+# keys with the openssl CLI. The S3 testbed (tests/testbed/s3.sh) builds SeaweedFS with Go too
+# (its go.mod asks for Go 1.26: Debian's golang-go is older, so a newer Go on PATH or
+# GOTOOLCHAIN=auto is needed there), and its readiness probe signs requests with curl (above).
 command -v go >/dev/null 2>&1 || missing+=(golang-go)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -6,6 +6,7 @@
 pub mod cassandra;
 pub mod kubernetes;
 pub mod memories;
+pub mod s3;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
