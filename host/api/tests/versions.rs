@@ -159,8 +159,13 @@ async fn a_rollback_makes_a_kept_version_serve_new_jobs() {
 
     // A task that is a path: nothing is kept under it, nothing is written anywhere.
     let body = json!({"digest": first});
-    let (status, _, _) =
-        call(&app, "POST", "/v1/plugins/..%2F..%2Fevil/rollback", json_body(&body)).await;
+    let (status, _, _) = call(
+        &app,
+        "POST",
+        "/v1/plugins/..%2F..%2Fevil/rollback",
+        json_body(&body),
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let parent = dirs.plugins.path().parent().unwrap();
     assert!(!parent.join("evil.wasm").exists());
