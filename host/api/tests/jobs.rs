@@ -472,7 +472,10 @@ impl omni_store::LeaseStore for Unreachable {
 
 #[async_trait::async_trait]
 impl omni_store::WebhookStore for Unreachable {
-    async fn put_webhook(&self, _: &omni_store::Webhook) -> omni_store::Result<()> {
+    async fn create_webhook(&self, _: &omni_store::Webhook, _: usize) -> omni_store::Result<bool> {
+        Err(down())
+    }
+    async fn replace_secret(&self, _: uuid::Uuid, _: &str, _: &str) -> omni_store::Result<bool> {
         Err(down())
     }
     async fn list_webhooks(&self, _: Option<&str>) -> omni_store::Result<Vec<omni_store::Webhook>> {

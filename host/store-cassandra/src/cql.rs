@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use scylla::client::session::Session;
 use scylla::errors::{DbError, ExecutionError, RequestAttemptError, WriteType};
 use scylla::response::query_result::QueryResult;
+use scylla::serialize::batch::BatchValues;
 use scylla::serialize::row::SerializeRow;
+use scylla::statement::batch::Batch;
 use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::{Consistency, SerialConsistency};
 use scylla::value::{CqlTimeuuid, CqlValue, Row};
@@ -80,7 +82,8 @@ fn outcome_unknown(error: &ExecutionError) -> bool {
 }
 
 /// What a lightweight transaction answered: whether it applied, and the row's current values of
-/// the columns it tested (or all columns, for `IF NOT EXISTS`) when it did not.
+/// the columns it tested (or all columns, for `IF NOT EXISTS`) when it did not. (A conditional
+/// batch that did not apply answers a row per row it tested; this keeps the first.)
 #[derive(Debug)]
 pub(crate) struct LwtAnswer {
     pub applied: bool,
@@ -101,7 +104,7 @@ impl LwtAnswer {
             .map(|spec| spec.name().to_owned())
             .collect();
         let row: Row = rows
-            .single_row()
+            .first_row()
             .map_err(|e| corrupt(format!("an LWT answered oddly: {e}")))?;
         let mut columns: HashMap<String, CqlValue> = names
             .into_iter()
@@ -174,6 +177,28 @@ pub(crate) async fn lwt(
     }
 }
 
+/// Runs a conditional batch (of one partition: Paxos covers no more), sending it again while
+/// the cluster cannot tell whether it applied. `batch` carries its consistency; the serial
+/// consistency is the session's.
+pub(crate) async fn lwt_batch(
+    session: &Session,
+    batch: &Batch,
+    values: impl BatchValues,
+    what: &str,
+) -> Result<LwtAnswer, StoreError> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match session.batch(batch, &values).await {
+            Ok(result) => return LwtAnswer::parse(result, attempt > 1),
+            Err(e) if outcome_unknown(&e) && attempt < LWT_ATTEMPTS => {
+                tracing::warn!(error = %e, attempt, "{what}: outcome unknown, asking again");
+            }
+            Err(e) => return Err(unavailable(what, e)),
+        }
+    }
+}
+
 /// A timeuuid column's value.
 pub(crate) fn timeuuid(id: uuid::Uuid) -> CqlTimeuuid {
     CqlTimeuuid::from(id)
@@ -206,7 +231,14 @@ pub(crate) struct Statements {
     pub release_lease: PreparedStatement,
     pub insert_webhook: PreparedStatement,
     pub insert_webhook_by_domain: PreparedStatement,
+    pub copy_webhook_by_domain: PreparedStatement,
     pub webhook_domain: PreparedStatement,
+    pub webhook_count: PreparedStatement,
+    pub set_webhook_count: PreparedStatement,
+    pub webhook_ids_by_domain: PreparedStatement,
+    pub webhook_in_domain: PreparedStatement,
+    pub replace_secret: PreparedStatement,
+    pub replace_secret_by_domain: PreparedStatement,
     pub delete_webhook: PreparedStatement,
     pub delete_webhook_by_domain: PreparedStatement,
     pub list_webhooks: PreparedStatement,
@@ -362,21 +394,58 @@ impl Statements {
             release_lease: prepare("DELETE FROM leases WHERE name = ? IF holder = ?", Lwt).await?,
             insert_webhook: prepare(
                 "INSERT INTO webhooks (id, domain, url, events, secret, created_at) \
-                 VALUES (?, ?, ?, ?, ?, ?)",
-                Plain,
+                 VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS",
+                Lwt,
             )
             .await?,
             insert_webhook_by_domain: prepare(
                 "INSERT INTO webhooks_by_domain (domain, id, url, events, secret, created_at) \
-                 VALUES (?, ?, ?, ?, ?, ?)",
-                Plain,
+                 VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS",
+                Lwt,
             )
             .await?,
-            webhook_domain: prepare("SELECT domain FROM webhooks WHERE id = ?", Plain).await?,
-            delete_webhook: prepare("DELETE FROM webhooks WHERE id = ?", Plain).await?,
+            copy_webhook_by_domain: prepare(
+                "UPDATE webhooks_by_domain SET url = ?, events = ?, secret = ?, created_at = ? \
+                 WHERE domain = ? AND id = ? IF webhook_count = null",
+                Lwt,
+            )
+            .await?,
+            webhook_domain: prepare("SELECT domain FROM webhooks WHERE id = ?", SerialRead).await?,
+            webhook_count: prepare(
+                "SELECT webhook_count FROM webhooks_by_domain WHERE domain = ? LIMIT 1",
+                SerialRead,
+            )
+            .await?,
+            set_webhook_count: prepare(
+                "UPDATE webhooks_by_domain SET webhook_count = ? WHERE domain = ? \
+                 IF webhook_count = ?",
+                Lwt,
+            )
+            .await?,
+            webhook_ids_by_domain: prepare(
+                "SELECT id FROM webhooks_by_domain WHERE domain = ?",
+                SerialRead,
+            )
+            .await?,
+            webhook_in_domain: prepare(
+                "SELECT id FROM webhooks_by_domain WHERE domain = ? AND id = ?",
+                SerialRead,
+            )
+            .await?,
+            replace_secret: prepare(
+                "UPDATE webhooks SET secret = ? WHERE id = ? IF secret = ?",
+                Lwt,
+            )
+            .await?,
+            replace_secret_by_domain: prepare(
+                "UPDATE webhooks_by_domain SET secret = ? WHERE domain = ? AND id = ? IF EXISTS",
+                Lwt,
+            )
+            .await?,
+            delete_webhook: prepare("DELETE FROM webhooks WHERE id = ? IF EXISTS", Lwt).await?,
             delete_webhook_by_domain: prepare(
-                "DELETE FROM webhooks_by_domain WHERE domain = ? AND id = ?",
-                Plain,
+                "DELETE FROM webhooks_by_domain WHERE domain = ? AND id = ? IF EXISTS",
+                Lwt,
             )
             .await?,
             list_webhooks: prepare(

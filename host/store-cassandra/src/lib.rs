@@ -1,7 +1,7 @@
 //! # omni-store-cassandra: the store for a cluster
 //!
 //! [`CassandraStore`] keeps Omni's jobs, their state history, log lines, leases, webhooks and
-//! idempotency keys in Apache Cassandra (4.x, 5.x) or ScyllaDB through the `scylla` driver, for
+//! idempotency keys in Apache Cassandra (4.1 or later) or ScyllaDB through the `scylla` driver, for
 //! as many API replicas as the cluster can serve. It owns one keyspace: it creates it when it is
 //! missing (with the replication from [`CassandraConfig`]), applies the versioned CQL migrations
 //! in `migrations/` at start and records them in `schema_migrations` ([`migrate`]), and prepares
@@ -17,9 +17,10 @@
 //!
 //! Consistency: plain reads and writes at the configured level (`LOCAL_QUORUM` by default);
 //! lightweight transactions (Paxos, `SERIAL`) only where correctness needs a compare-and-set:
-//! an idempotency key is claimed once, a lease has one holder, and every change of a job row is
+//! an idempotency key is claimed once, a lease has one holder, every change of a job row is
 //! a compare-and-set on its `version` (so a cancel racing a completion has exactly one winner,
-//! and steps never change after the end). A new job is a plain write (its id is unique), at a
+//! and steps never change after the end), a domain's webhooks are counted against their cap by
+//! conditional batches, and a webhook's secret is resealed only while it is the one read. A new job is a plain write (its id is unique), at a
 //! timestamp a day before its id's time, so that no retry of it can ever undo a later change.
 //!
 //! Retention: every row of a job is written with `USING TTL job_ttl` and gets it again whenever

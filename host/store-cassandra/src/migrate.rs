@@ -72,6 +72,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0002_events",
         cql: include_str!("../migrations/0002_events.cql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_webhook_count",
+        cql: include_str!("../migrations/0003_webhook_count.cql"),
+    },
 ];
 
 /// How long a migration lock holds without its holder.

@@ -11,12 +11,50 @@ use crate::tables::*;
 
 #[async_trait]
 impl WebhookStore for EmbeddedStore {
-    async fn put_webhook(&self, webhook: &Webhook) -> Result<()> {
+    async fn create_webhook(&self, webhook: &Webhook, max: usize) -> Result<bool> {
         let webhook = webhook.clone();
+        // One write transaction: redb runs them one at a time, so the count cannot change
+        // between the check and the insert. A scan: webhooks are configuration (hundreds).
         self.write(move |txn| {
-            txn.open_table(WEBHOOKS)?
-                .insert(webhook.id.as_u128(), encode(&webhook)?.as_slice())?;
-            Ok(())
+            let mut hooks = txn.open_table(WEBHOOKS)?;
+            let key = webhook.id.as_u128();
+            if hooks.get(key)?.is_some() {
+                return Ok(true);
+            }
+            let mut same_domain = 0;
+            for entry in hooks.iter()? {
+                let stored: Webhook = decode(entry?.1.value())?;
+                if stored.domain == webhook.domain {
+                    same_domain += 1;
+                }
+            }
+            if same_domain >= max {
+                return Ok(false);
+            }
+            hooks.insert(key, encode(&webhook)?.as_slice())?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn replace_secret(&self, id: Uuid, expected: &str, secret: &str) -> Result<bool> {
+        let (expected, secret) = (expected.to_owned(), secret.to_owned());
+        self.write(move |txn| {
+            let mut hooks = txn.open_table(WEBHOOKS)?;
+            // As a JSON object, so that fields a newer server wrote are kept.
+            let Some(mut stored) = hooks
+                .get(id.as_u128())?
+                .map(|v| decode::<serde_json::Map<String, serde_json::Value>>(v.value()))
+                .transpose()?
+            else {
+                return Ok(false);
+            };
+            if stored.get("secret").and_then(serde_json::Value::as_str) != Some(expected.as_str()) {
+                return Ok(false);
+            }
+            stored.insert("secret".to_owned(), secret.into());
+            hooks.insert(id.as_u128(), encode(&stored)?.as_slice())?;
+            Ok(true)
         })
         .await
     }

@@ -127,7 +127,8 @@ timed!(LeaseStore {
 });
 
 timed!(WebhookStore {
-    async fn put_webhook(&self, webhook: &Webhook) -> Result<()>;
+    async fn create_webhook(&self, webhook: &Webhook, max: usize) -> Result<bool>;
+    async fn replace_secret(&self, id: Uuid, expected: &str, secret: &str) -> Result<bool>;
     async fn list_webhooks(&self, domain: Option<&str>) -> Result<Vec<Webhook>>;
     async fn delete_webhook(&self, id: Uuid) -> Result<bool>;
     async fn get_delivery(&self, webhook_id: Uuid) -> Result<Option<Delivery>>;

@@ -12,11 +12,24 @@ use crate::StoreError;
 /// Webhooks and their delivery state.
 #[async_trait]
 pub trait WebhookStore: Send + Sync + std::fmt::Debug + 'static {
-    /// Stores a webhook (a new one, or replaces the one with its id).
+    /// Stores a new webhook unless its domain (or, for one without a domain, the webhooks for
+    /// every domain, which count as one more domain) has `max` webhooks already. Returns
+    /// whether it was stored. Atomic against every other create and delete of the same domain,
+    /// on every replica: of registrations racing for the last places, at most `max` are
+    /// stored. A webhook whose id is stored already is left as it is (ids are fresh; a repeat is
+    /// the caller's own retry) and counts as stored.
     ///
     /// # Errors
-    /// [`StoreError::Unavailable`].
-    async fn put_webhook(&self, webhook: &Webhook) -> Result<()>;
+    /// [`StoreError::Unavailable`], [`StoreError::Corrupt`].
+    async fn create_webhook(&self, webhook: &Webhook, max: usize) -> Result<bool>;
+
+    /// Replaces a webhook's secret with `secret` if the webhook still exists and its secret is
+    /// still `expected` (a compare-and-set). Returns whether it did: a webhook deleted (or
+    /// changed) since `expected` was read stays as it is, deleted.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`], [`StoreError::Corrupt`].
+    async fn replace_secret(&self, id: Uuid, expected: &str, secret: &str) -> Result<bool>;
 
     /// Webhooks, all or those registered for `domain`, oldest first.
     ///
@@ -24,10 +37,12 @@ pub trait WebhookStore: Send + Sync + std::fmt::Debug + 'static {
     /// [`StoreError::Unavailable`], [`StoreError::Corrupt`].
     async fn list_webhooks(&self, domain: Option<&str>) -> Result<Vec<Webhook>>;
 
-    /// Deletes a webhook and its delivery state. Returns whether it existed.
+    /// Deletes a webhook and its delivery state (the delivery state also when there is no such
+    /// webhook), freeing its place in its domain's [`create_webhook`](WebhookStore::create_webhook)
+    /// cap. Returns whether the webhook existed.
     ///
     /// # Errors
-    /// [`StoreError::Unavailable`].
+    /// [`StoreError::Unavailable`], [`StoreError::Corrupt`].
     async fn delete_webhook(&self, id: Uuid) -> Result<bool>;
 
     /// A webhook's delivery state, if it has one.

@@ -337,23 +337,25 @@ impl Webhooks {
     /// be removed from the configuration. A secret that opens with no configured key is left
     /// as it is and logged (its webhook's deliveries wait).
     ///
-    /// Like every write of a webhook, it replaces the row: a webhook deleted between the read
-    /// and the write comes back (run it at start, as the server does, not in a loop).
+    /// Each secret is replaced by compare-and-set against the one read: a webhook deleted
+    /// meanwhile stays deleted, and one whose secret another replica resealed first is left to
+    /// that replica's.
     ///
     /// # Errors
     /// [`JobError::Store`] when the store fails.
     pub async fn reseal(&self, jobs: &JobService) -> Result<Resealed, JobError> {
         let store = jobs.webhooks();
         let mut done = Resealed::default();
-        for mut hook in store.list_webhooks(None).await? {
+        for hook in store.list_webhooks(None).await? {
             if !self.keyring.needs_reseal(&hook.secret) {
                 continue;
             }
             match self.keyring.open(hook.id, &hook.secret) {
                 Ok(secret) => {
-                    hook.secret = self.keyring.seal(hook.id, &secret);
-                    store.put_webhook(&hook).await?;
-                    done.resealed += 1;
+                    let sealed = self.keyring.seal(hook.id, &secret);
+                    if store.replace_secret(hook.id, &hook.secret, &sealed).await? {
+                        done.resealed += 1;
+                    }
                 }
                 Err(error) => {
                     tracing::error!(webhook = %hook.id, %error, "cannot reseal a webhook's secret");
@@ -368,8 +370,8 @@ impl Webhooks {
     /// its place in the event stream at the end of the stream now (it gets the events from its
     /// registration on). The place is written first: a webhook never exists without one.
     ///
-    /// The cap is checked against the stored webhooks, not under a lock: registrations of one
-    /// domain at the same moment on several replicas may pass it by as many.
+    /// The cap is the store's: of registrations of one domain racing on several replicas, at
+    /// most `max_per_domain` are stored ([`omni_store::WebhookStore::create_webhook`]).
     ///
     /// # Errors
     /// [`RegisterError::TooMany`] when the domain has `max_per_domain` webhooks already;
@@ -380,19 +382,6 @@ impl Webhooks {
         webhook: &Webhook,
     ) -> Result<Delivery, RegisterError> {
         let store = jobs.webhooks();
-        let same_domain = store
-            .list_webhooks(None)
-            .await
-            .map_err(JobError::from)?
-            .iter()
-            .filter(|other| other.domain == webhook.domain)
-            .count();
-        if same_domain >= self.max_per_domain {
-            return Err(RegisterError::TooMany {
-                domain: webhook.domain.clone().unwrap_or_else(|| "*".to_owned()),
-                limit: self.max_per_domain,
-            });
-        }
         let delivery = Delivery::starting_at(webhook.id, jobs.events_head().await?);
         store
             .put_delivery(&delivery)
@@ -402,7 +391,22 @@ impl Webhooks {
             secret: self.keyring.seal(webhook.id, &webhook.secret),
             ..webhook.clone()
         };
-        store.put_webhook(&sealed).await.map_err(JobError::from)?;
+        if !store
+            .create_webhook(&sealed, self.max_per_domain)
+            .await
+            .map_err(JobError::from)?
+        {
+            // The place written above goes with the webhook that was not stored (a delete of
+            // a webhook that does not exist deletes its delivery state).
+            store
+                .delete_webhook(webhook.id)
+                .await
+                .map_err(JobError::from)?;
+            return Err(RegisterError::TooMany {
+                domain: webhook.domain.clone().unwrap_or_else(|| "*".to_owned()),
+                limit: self.max_per_domain,
+            });
+        }
         Ok(delivery)
     }
 

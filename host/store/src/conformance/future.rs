@@ -240,7 +240,7 @@ pub async fn a_newer_delivery_state_keeps_its_unknown_fields(
         secret: "s".into(),
         created_at: now(),
     };
-    store.put_webhook(&webhook).await.unwrap();
+    assert!(store.create_webhook(&webhook, 1).await.unwrap());
     let first = Delivery::starting_at(webhook.id, store.events_head().await.unwrap());
     store.put_delivery(&first).await.unwrap();
     let mut future: Value = serde_json::from_str(&raw.delivery(webhook.id).await).unwrap();

@@ -61,6 +61,10 @@ macro_rules! conformance_tests {
         );
         $crate::conformance_tests!(@cases $make; webhooks:
             webhooks_are_stored_by_domain,
+            racing_creates_of_one_domain_stop_at_the_cap,
+            deletes_free_places_exactly,
+            a_secret_is_replaced_only_while_it_is_the_one_read,
+            a_secret_replaced_after_a_delete_stays_deleted,
             delivery_state_round_trips_and_goes_with_its_webhook,
         );
     };
