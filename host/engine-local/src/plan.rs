@@ -67,6 +67,12 @@ pub struct StepPlan {
     pub memory: Option<u64>,
     /// Whether the pod's annotation [`NETWORK_ANNOTATION`] names it: the step asks for network.
     pub network: bool,
+    /// The uid it runs as inside its sandbox (`securityContext.runAsUser`; the build user
+    /// without it). Uid 0 there is root of the job's own root only: outside it is the job's uid.
+    pub user: Option<u32>,
+    /// `securityContext.readOnlyRootFilesystem`: it sees the job's root as it stands, read-only
+    /// (so a root step needs no writable root prepared for it).
+    pub read_only_root: bool,
 }
 
 /// The pod template annotation naming, comma-separated, the steps that need network (a `fetch`
@@ -83,6 +89,9 @@ pub struct Plan {
     pub volumes: BTreeMap<String, Volume>,
     /// `activeDeadlineSeconds`.
     pub deadline: Option<Duration>,
+    /// The job's API arch, which picks its build root (`[engines.sandbox.roots]`); the engine
+    /// sets it, the manifests do not say it.
+    pub arch: Option<String>,
 }
 
 fn invalid(kind: &str, name: &str, error: impl std::fmt::Display) -> PlanError {
@@ -207,6 +216,7 @@ impl Plan {
             steps,
             volumes,
             deadline,
+            arch: None,
         })
     }
 }
@@ -283,7 +293,28 @@ fn step(
             })
         })
         .transpose()?;
+    let user = container
+        .security_context
+        .as_ref()
+        .and_then(|c| c.run_as_user)
+        .map(|uid| {
+            u32::try_from(uid).map_err(|_| {
+                invalid(
+                    "Job",
+                    &name,
+                    format!("runAsUser {uid} of container {name:?} is not a uid"),
+                )
+            })
+        })
+        .transpose()?;
+    let read_only_root = container
+        .security_context
+        .as_ref()
+        .and_then(|c| c.read_only_root_filesystem)
+        == Some(true);
     Ok(StepPlan {
+        user,
+        read_only_root,
         network: networked.contains(&name),
         name,
         argv,
