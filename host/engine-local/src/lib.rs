@@ -243,21 +243,10 @@ impl LocalRunner {
         };
         own(&home)?;
         let job_root = match &self.isolation {
-            Isolation::Sandboxed(sandbox) => {
-                let root = sandbox.job_root(plan.arch.as_deref());
-                if let (true, Some(uid)) = (root.writable, &uid) {
-                    // Root steps install into it: the job's uid owns its directories.
-                    let owned_tree = plan
-                        .steps
-                        .iter()
-                        .any(|s| s.user == Some(0) && !s.read_only_root);
-                    let started = std::time::Instant::now();
-                    let made = root::prepare(&dir, &root, uid.uid(), owned_tree)
-                        .map_err(io(&dir.join(root::ROOT_DIR)))?;
-                    tracing::debug!(made, elapsed = ?started.elapsed(), "a job's build root prepared");
-                }
-                Some(root)
-            }
+            Isolation::Sandboxed(sandbox) => Some(
+                root::prepare_for(sandbox, &plan, &dir, uid.as_ref().map(JobUid::uid))
+                    .map_err(io(&dir.join(root::ROOT_DIR)))?,
+            ),
             Isolation::Unsandboxed => None,
         };
         let mut volume_dirs = BTreeMap::new();
@@ -404,10 +393,7 @@ impl Job {
         }
         if self.root.as_ref().is_some_and(|r| r.writable) {
             let dir = self.dir.clone();
-            let removed = tokio::task::spawn_blocking(move || root::remove(&dir)).await;
-            if let Ok(Err(error)) = removed {
-                tracing::warn!(%error, "cannot remove a job's build root");
-            }
+            let _ = tokio::task::spawn_blocking(move || root::remove(&dir)).await;
         }
         let _ = self.events.send(Event::Ended(outcome)).await;
     }

@@ -27,6 +27,8 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::{Plan, Sandbox};
+
 /// The job directory's part for its root.
 pub const ROOT_DIR: &str = "root";
 
@@ -139,14 +141,39 @@ fn copy_dirs(lower: &Path, upper: &Path, uid: u32) -> std::io::Result<u64> {
     Ok(made)
 }
 
-/// Removes the job's root (its upper layers): what the job installed there is not an artifact.
+/// The build root of a job about to run `plan` in `job_dir` as `uid`, prepared ([`prepare`])
+/// when it is writable: with every directory owned by the job when a step runs as root and
+/// may write it.
 ///
 /// # Errors
-/// The OS's, except that a root already gone is fine.
-pub fn remove(job_dir: &Path) -> std::io::Result<()> {
+/// The file system's.
+pub fn prepare_for(
+    sandbox: &Sandbox,
+    plan: &Plan,
+    job_dir: &Path,
+    uid: Option<u32>,
+) -> std::io::Result<JobRoot> {
+    let root = sandbox.job_root(plan.arch.as_deref());
+    if let (true, Some(uid)) = (root.writable, uid) {
+        let owned_tree = plan
+            .steps
+            .iter()
+            .any(|s| s.user == Some(0) && !s.read_only_root);
+        let started = std::time::Instant::now();
+        let made = prepare(job_dir, &root, uid, owned_tree)?;
+        tracing::debug!(made, elapsed = ?started.elapsed(), "a job's build root prepared");
+    }
+    Ok(root)
+}
+
+/// Removes the job's root (its upper layers): what the job installed there is not an artifact.
+/// A failure is logged: the directory goes with the job's anyway.
+pub fn remove(job_dir: &Path) {
     match std::fs::remove_dir_all(job_dir.join(ROOT_DIR)) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        other => other,
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            tracing::warn!(error = %e, "cannot remove a job's build root");
+        }
+        _ => {}
     }
 }
 
@@ -210,8 +237,8 @@ mod tests {
         assert!(
             job.path().join("root/merged/0").is_dir() && job.path().join("root/work/0").is_dir()
         );
-        remove(job.path()).unwrap();
+        remove(job.path());
         assert!(!job.path().join(ROOT_DIR).exists());
-        remove(job.path()).unwrap();
+        remove(job.path());
     }
 }
