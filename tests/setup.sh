@@ -34,6 +34,8 @@ command -v rpmbuild >/dev/null 2>&1 || missing+=(rpm)
 command -v dnf >/dev/null 2>&1 || missing+=(dnf)
 [ -e /usr/lib/python3/dist-packages/dnf-plugins/builddep.py ] || missing+=(dnf-plugins-core)
 command -v createrepo_c >/dev/null 2>&1 || missing+=(createrepo-c)
+# The local engine's build-root test makes a root of a static busybox.
+command -v busybox >/dev/null 2>&1 || missing+=(busybox-static)
 command -v xorriso >/dev/null 2>&1 || missing+=(xorriso)
 # Every step of a local job runs in a bubblewrap sandbox (host/engine-local/src/sandbox.rs).
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)

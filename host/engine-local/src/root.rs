@@ -68,7 +68,8 @@ impl JobRoot {
 
 /// Makes the upper, work and mount directories of `root`'s layers under `job_dir/root`, owned
 /// by `uid` where the job writes; with `owned_tree`, every directory of every lower layer is
-/// made in its upper layer too, with its mode, owned by `uid` (see the module's documentation).
+/// made in its upper layer too, with its mode, owned by `uid` (see the module's documentation);
+/// without, a whole root's top directories are (its mount points go there).
 /// Returns how many directories it made.
 ///
 /// # Errors
@@ -94,9 +95,14 @@ pub fn prepare(job_dir: &Path, root: &JobRoot, uid: u32, owned_tree: bool) -> st
             )?;
         }
         own(&upper)?;
-        if owned_tree {
-            made += copy_dirs(lower, &upper, uid)?;
-        }
+        // A whole root's top directories hold the sandbox's mount points (`/var/tmp`,
+        // `/home/omni`, `/etc/passwd`), which bubblewrap makes as the job's uid when missing.
+        let depth = match (owned_tree, root.whole) {
+            (true, _) => usize::MAX,
+            (false, true) => 1,
+            (false, false) => 0,
+        };
+        made += copy_dirs(lower, &upper, uid, depth)?;
     }
     if !root.whole {
         let var = base.join("var");
@@ -106,13 +112,17 @@ pub fn prepare(job_dir: &Path, root: &JobRoot, uid: u32, owned_tree: bool) -> st
     Ok(made)
 }
 
-/// Makes under `upper` every directory below `lower` (on its file system, not following links),
-/// with its mode, owned by `uid`. Directories it cannot read are left out.
-fn copy_dirs(lower: &Path, upper: &Path, uid: u32) -> std::io::Result<u64> {
+/// Makes under `upper` every directory below `lower` down to `depth` levels (on its file
+/// system, not following links), with its mode, owned by `uid`. Directories it cannot read are
+/// left out.
+fn copy_dirs(lower: &Path, upper: &Path, uid: u32, depth: usize) -> std::io::Result<u64> {
+    if depth == 0 {
+        return Ok(0);
+    }
     let device = std::fs::symlink_metadata(lower)?.dev();
-    let mut pending = vec![PathBuf::new()];
+    let mut pending = vec![(PathBuf::new(), 1)];
     let mut made = 0;
-    while let Some(relative) = pending.pop() {
+    while let Some((relative, level)) = pending.pop() {
         let Ok(entries) = std::fs::read_dir(lower.join(&relative)) else {
             continue;
         };
@@ -135,7 +145,9 @@ fn copy_dirs(lower: &Path, upper: &Path, uid: u32) -> std::io::Result<u64> {
                 std::fs::Permissions::from_mode(meta.mode() & 0o7777),
             )?;
             std::os::unix::fs::chown(&target, Some(uid), Some(uid))?;
-            pending.push(relative);
+            if level < depth {
+                pending.push((relative, level + 1));
+            }
         }
     }
     Ok(made)
@@ -227,6 +239,10 @@ mod tests {
             writable: true,
         };
         let uid = rustix::process::geteuid().as_raw();
+        // Without root steps, a whole root's top directories only: its mount points.
+        let shallow = tempfile::tempdir().unwrap();
+        assert_eq!(prepare(shallow.path(), &root, uid, false).unwrap(), 1);
+        assert!(!shallow.path().join("root/upper/0/usr/share").exists());
         assert_eq!(prepare(job.path(), &root, uid, true).unwrap(), 3);
         let upper = job.path().join("root/upper/0");
         let share = std::fs::metadata(upper.join("usr/share")).unwrap();
