@@ -63,7 +63,9 @@ mod sweep;
 pub use config::LocalEngineConfig;
 pub use engine::LocalEngine;
 pub use error::{ProbeError, RunError};
-pub use plan::{Mount, NETWORK_ANNOTATION, Plan, PlanError, StepPlan, Volume};
+pub use plan::{
+    Mount, NETWORK_ANNOTATION, Plan, PlanError, READ_ONLY_ROOT_ANNOTATION, StepPlan, Volume,
+};
 pub use root::JobRoot;
 pub use sandbox::{JobUid, Sandbox, SandboxConfig, SandboxError};
 

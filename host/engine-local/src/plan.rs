@@ -70,8 +70,9 @@ pub struct StepPlan {
     /// The uid it runs as inside its sandbox (`securityContext.runAsUser`; the build user
     /// without it). Uid 0 there is root of the job's own root only: outside it is the job's uid.
     pub user: Option<u32>,
-    /// `securityContext.readOnlyRootFilesystem`: it sees the job's root as it stands, read-only
-    /// (so a root step needs no writable root prepared for it).
+    /// `securityContext.readOnlyRootFilesystem`, or named by [`READ_ONLY_ROOT_ANNOTATION`]: it
+    /// sees the job's root as it stands, read-only (so a root step needs no writable root
+    /// prepared for it).
     pub read_only_root: bool,
 }
 
@@ -79,6 +80,12 @@ pub struct StepPlan {
 /// that clones a repository). Kubernetes ignores it; the local engine gives every other step
 /// none.
 pub const NETWORK_ANNOTATION: &str = "omni.io/network";
+
+/// The pod template annotation naming, comma-separated, the steps that leave the job's root
+/// as it is (as `securityContext.readOnlyRootFilesystem` says, without making Kubernetes mount
+/// the container's root read-only): a root step so named needs no writable root prepared for it
+/// on the local engine ([`crate::root`]). Kubernetes ignores it.
+pub const READ_ONLY_ROOT_ANNOTATION: &str = "omni.io/read-only-root";
 
 /// Everything a local run needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,31 +189,39 @@ impl Plan {
             volumes.insert(volume.name, kind);
         }
 
-        let networked: Vec<String> = spec
-            .template
-            .metadata
-            .as_ref()
-            .and_then(|m| m.annotations.as_ref())
-            .and_then(|a| a.get(NETWORK_ANNOTATION))
-            .map(|names| names.split(',').map(|n| n.trim().to_owned()).collect())
-            .unwrap_or_default();
+        let named = |annotation: &str| -> Vec<String> {
+            spec.template
+                .metadata
+                .as_ref()
+                .and_then(|m| m.annotations.as_ref())
+                .and_then(|a| a.get(annotation))
+                .map(|names| names.split(',').map(|n| n.trim().to_owned()).collect())
+                .unwrap_or_default()
+        };
+        let networked = named(NETWORK_ANNOTATION);
+        let read_only = named(READ_ONLY_ROOT_ANNOTATION);
         let containers = pod
             .init_containers
             .unwrap_or_default()
             .into_iter()
             .chain(pod.containers);
-        let steps: Vec<StepPlan> = containers
+        let mut steps: Vec<StepPlan> = containers
             .map(|container| step(container, &config_maps, &volumes, &networked))
             .collect::<Result<_, _>>()?;
-        if let Some(name) = networked
-            .iter()
-            .find(|n| !steps.iter().any(|s| &s.name == *n))
-        {
-            return Err(invalid(
-                "Job",
-                &rendered.primary,
-                format!("annotation {NETWORK_ANNOTATION} names {name:?}, which is not a container"),
-            ));
+        for (annotation, names) in [
+            (NETWORK_ANNOTATION, &networked),
+            (READ_ONLY_ROOT_ANNOTATION, &read_only),
+        ] {
+            if let Some(name) = names.iter().find(|n| !steps.iter().any(|s| &s.name == *n)) {
+                return Err(invalid(
+                    "Job",
+                    &rendered.primary,
+                    format!("annotation {annotation} names {name:?}, which is not a container"),
+                ));
+            }
+        }
+        for step in &mut steps {
+            step.read_only_root |= read_only.contains(&step.name);
         }
         let deadline = spec
             .active_deadline_seconds

@@ -12,7 +12,8 @@
 //! Writing into an overlay is checked against the lower files' owners, and the host's root owns
 //! them: to the job's user namespace, where only the job's uid is mapped, they belong to no one.
 //! So when a step asks to run as root (`securityContext.runAsUser: 0`, the `rpm` task's `deps`
-//! and `build`) with a writable root (not `readOnlyRootFilesystem`), every directory of the lower layers is made in the upper one beforehand, owned
+//! and `build`) with a writable root (not `readOnlyRootFilesystem` nor named by the
+//! `omni.io/read-only-root` annotation, as `srpm`'s `build` is), every directory of the lower layers is made in the upper one beforehand, owned
 //! by the job's uid ([`prepare`]); overlayfs takes a merged directory's owner from its upper
 //! copy, so that root (the job's uid outside) may add and replace files anywhere in its own
 //! root, while the lower files themselves stay unwritable. The job's `root/` is removed when

@@ -124,6 +124,13 @@ async fn omni_builds_what_rpmbuild_builds() {
     let scratch = tempfile::tempdir().unwrap();
     for (task, mode) in [("srpm", "-bs"), ("rpm", "-bb")] {
         let plan = Plan::from_rendered(&render(task, params()).await).unwrap();
+        // Root of the job's own root where rpm writes as root; srpm's build changes nothing of
+        // it (so no writable root is prepared), rpm's build installs into it.
+        let build = plan.steps.iter().find(|s| s.name == "build").unwrap();
+        assert_eq!(
+            (build.user, build.read_only_root),
+            (Some(0), task == "srpm")
+        );
         let mut run = runner.start(task, plan).unwrap();
         let (events, outcome) = finish(&mut run).await;
         assert_eq!(outcome, Outcome::Succeeded, "{events:#?}");
