@@ -63,6 +63,11 @@ pub struct CreateJob {
     /// `params_schema`).
     #[schema(value_type = Object)]
     pub params: Value,
+    /// The version of the task's plugin to validate and render the job with
+    /// (`GET /v1/plugins/{task}/versions`); the one serving now when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::versions::PluginPinSchema>)]
+    pub plugin: Option<crate::versions::PluginPin>,
 }
 
 fn default_domain() -> String {
@@ -93,6 +98,9 @@ impl CreateJob {
         if !self.params.is_object() {
             errors.push(Problem::field("/params", "must be a JSON object"));
         }
+        if let Some(pin) = &self.plugin {
+            errors.extend(pin.check("/plugin"));
+        }
         errors
     }
 
@@ -105,6 +113,7 @@ impl CreateJob {
             "domain": self.domain,
             "arch": self.arch,
             "params": self.params,
+            "plugin": self.plugin,
         });
         canonical(&value).to_string().into_bytes()
     }
@@ -201,6 +210,10 @@ pub(crate) async fn create(
             arch: request.arch,
             params: request.params,
             idempotency,
+            plugin: request
+                .plugin
+                .as_ref()
+                .and_then(crate::versions::PluginPin::to_pin),
         })
         .await
         .map_err(Problem::from_jobs)?;

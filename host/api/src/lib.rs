@@ -51,6 +51,7 @@ pub mod plugins;
 pub mod problem;
 pub mod streams;
 pub mod types;
+pub mod versions;
 pub mod webhooks;
 
 pub use auth::{AuthConfig, AuthConfigError, Authenticator, Caller, ClientAddress, Role};

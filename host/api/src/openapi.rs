@@ -52,6 +52,8 @@ pub const SWAGGER_PATH: &str = "/v1/swagger";
         crate::plugins::one,
         crate::plugins::render,
         crate::plugins::reload,
+        crate::versions::list,
+        crate::versions::rollback,
         crate::healthz,
         crate::readyz,
         crate::metrics::metrics,

@@ -22,6 +22,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/reload", post(reload))
         .route("/{task}", get(one))
         .route("/{task}/render", post(render))
+        .route("/{task}/versions", get(crate::versions::list))
+        .route("/{task}/rollback", post(crate::versions::rollback))
 }
 
 /// Every plugin file of the plugins directory and its state. Plugins are the same for every
@@ -190,6 +192,7 @@ pub(crate) async fn render(
         arch: request.arch,
         params: request.params,
         idempotency: None,
+        plugin: None,
     };
     let rendered = state
         .jobs

@@ -150,6 +150,12 @@ impl Problem {
                 "no engine runs jobs for this arch",
             )]),
             JobError::Plugin(error) => Self::from_plugin(error),
+            JobError::NoSuchVersion { task, pin } => Self::no_such_version(&task, &pin, "/plugin"),
+            error @ JobError::VersionGone { .. } => Self::new(
+                StatusCode::CONFLICT,
+                "plugin version gone",
+                error.to_string(),
+            ),
             JobError::NotFound(id) => Self::no_such_job(&id.to_string()),
             JobError::Illegal { id, from, to } => Self::new(
                 StatusCode::CONFLICT,
@@ -165,6 +171,23 @@ impl Problem {
             ),
             JobError::Store(error) => Self::from_store(error),
         }
+    }
+
+    /// 422 for a pin no kept version of `task`'s plugin matches; the field is under `at`.
+    pub fn no_such_version(task: &str, pin: &omni_jobs::Pin, at: &str) -> Self {
+        let field = match pin {
+            omni_jobs::Pin::Version(_) => "version",
+            omni_jobs::Pin::Digest(_) => "digest",
+        };
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no such plugin version",
+            format!("no version of task {task}'s plugin with {pin} is kept"),
+        )
+        .with_errors(vec![Self::field(
+            &format!("{at}/{field}"),
+            "no such version is kept",
+        )])
     }
 
     /// 404 for a task no plugin serves.

@@ -276,8 +276,24 @@ pub trait TaskPlugin: Send + Sync + fmt::Debug {
     async fn serialize(&self, job: JobContext, params: String) -> Result<Rendered, PluginError>;
 }
 
-/// The loaded plugins, by task.
+/// The loaded plugins, by task, and the versions of them kept to render the jobs they accepted.
+#[async_trait]
 pub trait Plugins: Send + Sync + fmt::Debug {
     /// The plugin serving `task` now, if one is loaded.
     fn plugin(&self, task: &str) -> Option<Arc<dyn TaskPlugin>>;
+
+    /// The version of `task`'s plugin whose component has the sha256 `digest`: the one serving
+    /// now, or an earlier one still kept (loaded again if it must be), whatever serves now.
+    /// `None` when no version with that digest is kept for the task.
+    async fn version(&self, task: &str, digest: &str) -> Option<Arc<dyn TaskPlugin>> {
+        self.plugin(task).filter(|plugin| plugin.digest() == digest)
+    }
+
+    /// The digest of the version of `task`'s plugin that calls itself `version`: the serving
+    /// one if it does, else the most recently kept one that does.
+    fn digest_of(&self, task: &str, version: &str) -> Option<String> {
+        self.plugin(task)
+            .filter(|plugin| plugin.info().version == version)
+            .map(|plugin| plugin.digest().to_owned())
+    }
 }

@@ -30,6 +30,27 @@ pub enum JobError {
     /// The plugin failed (rejected the params, or broke).
     #[error(transparent)]
     Plugin(#[from] PluginError),
+    /// A submission asks for a version of its task's plugin that is not kept.
+    #[error("no version of task {task}'s plugin with {pin} is kept")]
+    NoSuchVersion {
+        /// The task.
+        task: String,
+        /// What it asked for.
+        pin: crate::Pin,
+    },
+    /// The version of the plugin that accepted a job is no longer kept, so the job cannot be
+    /// rendered by the code that validated it.
+    #[error(
+        "the plugin version that accepted the job ({task}@{version}, sha256 {digest}) is no longer kept"
+    )]
+    VersionGone {
+        /// The task.
+        task: String,
+        /// The version the job records.
+        version: String,
+        /// The sha256 of its component.
+        digest: String,
+    },
     /// No job has that id.
     #[error("no job {0}")]
     NotFound(JobId),

@@ -45,7 +45,7 @@ pub use error::JobError;
 pub use lease::Lease;
 pub use logs::{Batch, FollowEvent, LogHub, LogLimits, Publisher, Stored};
 pub use moves::{Cancelled, JobEvent};
-pub use submit::Submission;
+pub use submit::{Pin, Submission};
 
 /// How many events a slow subscriber may fall behind before it misses some (it is told).
 const EVENT_BUFFER: usize = 4096;

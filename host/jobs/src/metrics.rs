@@ -61,6 +61,8 @@ fn reason(error: &JobError) -> String {
     use omni_store::StoreError;
     match error {
         JobError::NoSuchTask(_) => "no_such_task".to_owned(),
+        JobError::VersionGone { .. } => "version_gone".to_owned(),
+        JobError::NoSuchVersion { .. } => "no_such_version".to_owned(),
         JobError::UnsupportedArch { .. } => "unsupported_arch".to_owned(),
         JobError::NoEngine { .. } => "no_engine".to_owned(),
         JobError::Plugin(error) => error.kind().to_owned(),

@@ -24,19 +24,49 @@ pub struct Submission {
     pub params: serde_json::Value,
     /// The client's idempotency key, if it sent one.
     pub idempotency: Option<IdempotencyKey>,
+    /// The version of the task's plugin to validate and render it with; the serving one when
+    /// `None`.
+    pub plugin: Option<Pin>,
+}
+
+/// A version of a task's plugin a submission asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pin {
+    /// The version the plugin calls itself (the serving one if it is that version, else the
+    /// most recently kept one that is).
+    Version(String),
+    /// The sha256 of its component.
+    Digest(String),
+}
+
+impl std::fmt::Display for Pin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Pin::Version(version) => write!(f, "version {version:?}"),
+            Pin::Digest(digest) => write!(f, "sha256 {digest}"),
+        }
+    }
 }
 
 impl JobService {
-    /// Renders a job's objects for `namespace` with its task's plugin as loaded now.
+    /// Renders a job's objects for `namespace` with the version of its task's plugin that
+    /// accepted it (the component with the digest the job records), whatever serves the task
+    /// now: a plugin replaced between submission and start does not change what the job runs.
     ///
     /// # Errors
-    /// [`JobError::NoSuchTask`] when no plugin serves the task; [`JobError::Plugin`] when it
-    /// fails.
+    /// [`JobError::VersionGone`] when that version is no longer kept; [`JobError::Plugin`]
+    /// when it fails.
     pub async fn render(&self, job: &Job, namespace: &str) -> Result<Rendered, JobError> {
+        let accepted = &job.plugin;
         let plugin = self
             .plugins
-            .plugin(&job.task)
-            .ok_or_else(|| JobError::NoSuchTask(job.task.clone()))?;
+            .version(&job.task, &accepted.digest)
+            .await
+            .ok_or_else(|| JobError::VersionGone {
+                task: job.task.clone(),
+                version: accepted.version.clone(),
+                digest: accepted.digest.clone(),
+            })?;
         let context = JobContext::new(job.id, &job.service, &job.domain, namespace, &job.arch);
         Ok(plugin.serialize(context, job.params.to_string()).await?)
     }
@@ -88,6 +118,45 @@ impl JobService {
             .plugins
             .plugin(task)
             .ok_or_else(|| JobError::NoSuchTask(task.to_owned()))?;
+        Self::builds_for(plugin, task, arch)
+    }
+
+    /// The version of `task`'s plugin `pin` names (the serving one without a pin), if it
+    /// builds for `arch`.
+    async fn pinned_for(
+        &self,
+        task: &str,
+        arch: &str,
+        pin: Option<&Pin>,
+    ) -> Result<Arc<dyn TaskPlugin>, JobError> {
+        let Some(pin) = pin else {
+            return self.plugin_for(task, arch);
+        };
+        let digest = match pin {
+            Pin::Digest(digest) => Some(digest.clone()),
+            Pin::Version(version) => self.plugins.digest_of(task, version),
+        };
+        let found = match digest {
+            Some(digest) => self.plugins.version(task, &digest).await,
+            None => None,
+        };
+        match found {
+            Some(plugin) => Self::builds_for(plugin, task, arch),
+            None if self.plugins.plugin(task).is_none() => {
+                Err(JobError::NoSuchTask(task.to_owned()))
+            }
+            None => Err(JobError::NoSuchVersion {
+                task: task.to_owned(),
+                pin: pin.clone(),
+            }),
+        }
+    }
+
+    fn builds_for(
+        plugin: Arc<dyn TaskPlugin>,
+        task: &str,
+        arch: &str,
+    ) -> Result<Arc<dyn TaskPlugin>, JobError> {
         let supported = &plugin.info().arches;
         if !supported.iter().any(|a| a == arch) {
             return Err(JobError::UnsupportedArch {
@@ -100,7 +169,13 @@ impl JobService {
     }
 
     async fn submit_unmeasured(&self, submission: Submission) -> Result<Created, JobError> {
-        let plugin = self.plugin_for(&submission.task, &submission.arch)?;
+        let plugin = self
+            .pinned_for(
+                &submission.task,
+                &submission.arch,
+                submission.plugin.as_ref(),
+            )
+            .await?;
         let info = plugin.info();
         if let Some(dispatch) = self.dispatch.get() {
             let served = dispatch.arches();

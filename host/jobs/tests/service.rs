@@ -13,6 +13,7 @@ fn submission(name: &str) -> Submission {
         arch: "x86_64".into(),
         params: json!({"spec": format!("Name: {name}\n")}),
         idempotency: None,
+        plugin: None,
     }
 }
 
@@ -131,4 +132,37 @@ async fn submissions_the_plugin_cannot_take_are_not_stored() {
     assert_eq!(error.field_errors().unwrap()[0].path, "/colour");
     let page = jobs.list(&omni_store::JobQuery::default()).await.unwrap();
     assert!(page.items.is_empty());
+}
+
+#[tokio::test]
+async fn a_job_is_rendered_by_the_plugin_version_that_accepted_it() {
+    let (dirs, jobs) = omni_test_support::job_service(&["srpm"]);
+    let Created::New(job) = jobs.submit(submission("a")).await.unwrap() else {
+        panic!("a new job")
+    };
+    let accepted = job.plugin.digest.clone();
+
+    // The plugin is replaced before the job starts: the job still renders, with the version it
+    // records (kept), not with the one serving now.
+    let path = dirs.plugins.path().join("srpm.wasm");
+    let replaced = omni_test_support::rebuilt(&std::fs::read(&path).unwrap(), "2");
+    std::fs::write(&path, replaced).unwrap();
+    dirs.registry.scan();
+    assert_ne!(dirs.registry.get("srpm").unwrap().digest(), accepted);
+    let rendered = jobs.render(&job, "omni-jobs").await.unwrap();
+    assert!(!rendered.manifests.is_empty());
+
+    // A job whose version is kept nowhere fails to render, saying which version it needs.
+    let mut lost = job.clone();
+    lost.plugin.digest = "0".repeat(64);
+    let error = jobs.render(&lost, "omni-jobs").await.unwrap_err();
+    assert!(matches!(error, JobError::VersionGone { .. }), "{error:?}");
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "the plugin version that accepted the job (srpm@{}, sha256 {}) is no longer kept",
+            job.plugin.version,
+            "0".repeat(64)
+        )
+    );
 }

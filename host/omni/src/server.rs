@@ -67,7 +67,11 @@ pub async fn serve(
         },
         templates,
     )?;
-    let registry = Arc::new(Registry::new(Arc::new(sandbox), &config.plugin_dir));
+    // Every version loaded is kept, so a job renders with the one that accepted it.
+    let registry = Arc::new(
+        Registry::new(Arc::new(sandbox), &config.plugin_dir)
+            .keeping_versions_in(config.data_dir.join("plugin-versions")),
+    );
     let store: Arc<dyn Store> = Arc::new(omni_store::Timed::new(open_store(&config).await?));
     store
         .ping()

@@ -161,6 +161,104 @@ async fn exit_codes_say_what_went_wrong() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_versions_are_listed_pinned_and_rolled_back() {
+    let (server, dirs) = server();
+    let url = server.url.as_str();
+    let arch = std::env::consts::ARCH;
+    let first = run(url, &["plugins", "get", "hostile"]).await;
+    let first: Value = serde_json::from_slice(&first.stdout).unwrap();
+    let first = first["digest"].as_str().unwrap().to_owned();
+
+    // A changed file replaces it; both are kept.
+    let changed = omni_test_support::rebuilt(
+        &std::fs::read(dirs[0].path().join("hostile.wasm")).unwrap(),
+        "2",
+    );
+    std::fs::write(dirs[0].path().join(".hostile.tmp"), changed).unwrap();
+    std::fs::rename(
+        dirs[0].path().join(".hostile.tmp"),
+        dirs[0].path().join("hostile.wasm"),
+    )
+    .unwrap();
+    // The watcher loads it (a reload while it does leaves the file to it).
+    omni_test_support::eventually("the changed file to serve", || async {
+        let now = run(url, &["plugins", "get", "hostile"]).await;
+        let now: Value = serde_json::from_slice(&now.stdout).ok()?;
+        (now["digest"].as_str()? != first).then_some(())
+    })
+    .await;
+    let listed = run(url, &["plugins", "versions", "hostile"]).await;
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let table = stdout(&listed);
+    let rows: Vec<&str> = table.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "{table}");
+    assert!(
+        rows.iter()
+            .any(|r| r.contains(&first) && !r.ends_with("yes")),
+        "{table}"
+    );
+
+    // A job pinned to the replaced version records it; an unknown one is refused with 2.
+    let pinned = run(
+        url,
+        &[
+            "submit",
+            "hostile",
+            "-p",
+            "behaviour=print",
+            "--arch",
+            arch,
+            "--plugin-digest",
+            &first,
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert!(pinned.status.success(), "{}", stderr(&pinned));
+    let job: Value = serde_json::from_slice(&pinned.stdout).unwrap();
+    assert_eq!(job["plugin"]["digest"], first.as_str());
+    let unknown = run(
+        url,
+        &[
+            "submit",
+            "hostile",
+            "-p",
+            "behaviour=print",
+            "--plugin-version",
+            "9",
+        ],
+    )
+    .await;
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(
+        stderr(&unknown).contains("  /plugin/version: "),
+        "{}",
+        stderr(&unknown)
+    );
+
+    // Rolled back: the old version serves again; naming no version is a usage error.
+    let back = run(
+        url,
+        &["plugins", "rollback", "hostile", "--plugin-digest", &first],
+    )
+    .await;
+    assert!(back.status.success(), "{}", stderr(&back));
+    assert!(
+        stdout(&back).ends_with(&format!("serves {first}\n")),
+        "{}",
+        stdout(&back)
+    );
+    assert_eq!(
+        run(url, &["plugins", "rollback", "hostile"])
+            .await
+            .status
+            .code(),
+        Some(2)
+    );
+}
+
 /// Submits a `print` job of one line and waits for it to succeed; its id.
 async fn printed(url: &str) -> String {
     let arch = std::env::consts::ARCH;

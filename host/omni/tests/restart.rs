@@ -6,26 +6,8 @@
 mod common;
 
 use common::{ended, install, serve_with};
-use omni_test_support::eventually;
+use omni_test_support::{eventually, sleeping};
 use serde_json::{Value, json};
-
-/// The pids of processes whose command line is `sleep <seconds>`.
-fn sleepers(seconds: &str) -> Vec<u32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-            continue;
-        };
-        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-        if args.len() >= 2 && args[0].ends_with(b"sleep") && args[1] == seconds.as_bytes() {
-            found.push(pid);
-        }
-    }
-    found
-}
 
 async fn submit(url: &str, params: Value) -> String {
     let response = reqwest::Client::new()
@@ -57,14 +39,14 @@ async fn a_killed_server_leaves_no_process_and_does_not_run_the_job_again() {
     )
     .await;
     eventually("the step to be sleeping", || async {
-        (!sleepers(&seconds).is_empty()).then_some(())
+        sleeping(&seconds).then_some(())
     })
     .await;
 
     server.child.kill().unwrap();
     server.child.wait().unwrap();
     eventually("the job's processes to be gone", || async {
-        sleepers(&seconds).is_empty().then_some(())
+        (!sleeping(&seconds)).then_some(())
     })
     .await;
 
@@ -77,10 +59,7 @@ async fn a_killed_server_leaves_no_process_and_does_not_run_the_job_again() {
             .is_some_and(|m| m.contains("no longer has the job")),
         "{lost:#}"
     );
-    assert!(
-        sleepers(&seconds).is_empty(),
-        "the job was not started again"
-    );
+    assert!(!sleeping(&seconds), "the job was not started again");
     let next = submit(&again.url, json!({"behaviour": "print", "lines": 2})).await;
     assert_eq!(ended(&again.url, &next).await["state"], "succeeded");
 }

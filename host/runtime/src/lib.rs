@@ -16,13 +16,16 @@
 //!   acts on the host: preopens, environment and arguments answer empty, a file open fails as a
 //!   call, sockets trap, a clock wait is ready at once or, past the deadline, stops the call).
 //! - [`plugin`]: one loaded component and its calls, each in a fresh instance under a deadline,
-//!   a memory cap (on all the instance's memories together) and an output-size cap; `describe`
+//!   a memory cap (on all the instance's memories together; at most
+//!   [`sandbox::MAX_MEMORIES_PER_COMPONENT`] memories) and an output-size cap; `describe`
 //!   at load under the limits of the task its file is named for.
 //! - [`prepare`]: pre-initialization — a component's `wizer-initialize` run once and the
 //!   instance snapshotted, so calls start with settings parsed and templates compiled.
 //! - [`registry`]: the plugins directory — scans (each file loading on its own thread, scans
 //!   at once), atomic swaps, per-file status, the watcher.
 //! - [`templates`]: `templates/<task>/` files served to plugins through the `template` import.
+//! - [`versions`]: every loaded component kept by its sha256, so a job is rendered by the version
+//!   that validated it.
 //! - [`limits`]: per-plugin limits with defaults.
 //! - [`error`]: what can go wrong, each error naming the plugin and its version.
 //! - [`metrics`]: plugin calls (latency, errors by kind) and loads, through the `metrics` facade.
@@ -36,6 +39,7 @@ pub mod registry;
 pub mod sandbox;
 mod state;
 pub mod templates;
+pub mod versions;
 
 pub use error::{LoadError, PluginError, PrepareError};
 pub use limits::{Limits, LimitsConfig};

@@ -31,6 +31,7 @@ use serde_json::Value;
 use crate::error::LoadError;
 use crate::plugin::Plugin;
 use crate::sandbox::{Sandbox, Tier, digest};
+use crate::versions::Kept;
 
 /// The largest plugin file loaded, in bytes.
 pub const MAX_PLUGIN_BYTES: u64 = 64 << 20;
@@ -143,6 +144,8 @@ pub struct Registry {
     /// The files being loaded, and which version of each.
     loading: Mutex<HashMap<PathBuf, Version>>,
     scanned: AtomicBool,
+    /// The versions that no longer serve, kept for the jobs they accepted.
+    pub(crate) kept: Arc<Kept>,
 }
 
 impl std::fmt::Debug for Registry {
@@ -153,10 +156,20 @@ impl std::fmt::Debug for Registry {
     }
 }
 
+#[async_trait::async_trait]
 impl omni_core::Plugins for Registry {
     fn plugin(&self, task: &str) -> Option<Arc<dyn omni_core::TaskPlugin>> {
         let plugin = self.get(task)?;
         Some(Arc::new(crate::plugin::Shared(plugin)))
+    }
+
+    async fn version(&self, task: &str, digest: &str) -> Option<Arc<dyn omni_core::TaskPlugin>> {
+        let plugin = self.version(task, digest).await?;
+        Some(Arc::new(crate::plugin::Shared(plugin)))
+    }
+
+    fn digest_of(&self, task: &str, version: &str) -> Option<String> {
+        self.digest_of(task, version)
     }
 }
 
@@ -170,6 +183,7 @@ impl Registry {
             swap_lock: Mutex::new(()),
             loading: Mutex::new(HashMap::new()),
             scanned: AtomicBool::new(false),
+            kept: Arc::new(Kept::new(None)),
         }
     }
 
@@ -349,6 +363,11 @@ impl Registry {
         for task in old.tasks.keys().filter(|t| !tasks.contains_key(*t)) {
             tracing::info!(task, "plugin unloaded");
         }
+        for (task, plugin) in &old.tasks {
+            if !tasks.get(task).is_some_and(|p| Arc::ptr_eq(p, plugin)) {
+                self.kept.remember(Arc::clone(plugin));
+            }
+        }
         self.state.store(Arc::new(Snapshot { tasks, files }));
     }
 
@@ -441,8 +460,19 @@ impl Registry {
             };
         }
         entry.digest = Some(digest.clone());
-        match Plugin::load_tiered(&self.sandbox, path, bytes, digest) {
+        // A copy to keep once it has loaded (none when one is kept already).
+        let copy = self.kept.wants(&digest).then(|| bytes.clone());
+        match Plugin::load_tiered(&self.sandbox, path, bytes, digest.clone()) {
             Ok(plugin) => {
+                let info = plugin.info();
+                if let Some(copy) = copy
+                    && let Err(error) = self.kept.keep(&info.task, &info.version, &digest, &copy)
+                {
+                    // Jobs it accepts render while it serves or stays loaded, but not later.
+                    tracing::error!(
+                        path = %path.display(), %error, "cannot keep a copy of a plugin version"
+                    );
+                }
                 crate::metrics::load(true);
                 entry.plugin = Some(plugin);
                 entry

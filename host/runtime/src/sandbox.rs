@@ -28,6 +28,10 @@ use crate::templates::Templates;
 /// How often the epoch advances: the resolution of every deadline.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
+/// The most linear memories one plugin instance may have (under the pooling allocator, where
+/// each takes a slot of the pool shared by all plugins); a component with more fails to load.
+pub const MAX_MEMORIES_PER_COMPONENT: u32 = 8;
+
 /// How the sandbox is set up.
 #[derive(Debug, Clone)]
 pub struct SandboxConfig {
@@ -220,6 +224,10 @@ impl Sandbox {
             pool.total_component_instances(n)
                 .total_core_instances(n * 4)
                 .total_memories(n * 2)
+                // A plugin of many memories (empty ones cost the limiter nothing) would take
+                // the pool's slots from the others: components from Rust and componentize-py
+                // have one or two.
+                .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
                 .total_tables(n * 4)
                 .total_stacks(n)
                 .max_memory_size(config.limits.max_memory())

@@ -341,6 +341,27 @@ fn a_plugin_that_sleeps_in_describe_fails_to_load_with_its_own_error_and_others_
 }
 
 #[test]
+fn a_plugin_whose_memories_together_are_past_the_cap_fails_to_load_and_others_load() {
+    let (dir, registry) = registry(sandbox(json!({})), &["srpm"]);
+    let spliced = omni_test_support::memories::many_memories(&component("hostile"), 7, 9);
+    std::fs::write(dir.path().join("hostile.wasm"), spliced).unwrap();
+    registry.scan();
+    let list = registry.list();
+    let hostile = status(&list, "hostile.wasm");
+    assert_eq!(hostile.status, "error");
+    assert!(
+        hostile
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("exceeded its memory limit of 67108864 bytes"),
+        "{hostile:?}"
+    );
+    assert_eq!(status(&list, "srpm.wasm").status, "ready");
+    assert!(registry.get("hostile").is_none());
+}
+
+#[test]
 fn a_describe_that_runs_on_holds_back_no_other_reload() {
     // Its task's own limits let it run for ten minutes (the default would stop it after 1 s):
     // only ending its loop, below, lets its load finish.
@@ -371,4 +392,54 @@ fn a_describe_that_runs_on_holds_back_no_other_reload() {
     slow_scan.join().unwrap();
     assert!(registry.get("hostile").is_some());
     assert!(registry.get("srpm").is_some());
+}
+
+#[tokio::test]
+async fn a_replaced_version_is_still_found_by_its_digest_and_loaded_again_from_its_copy() {
+    let sandbox = sandbox(json!({}));
+    let (dir, first) = registry(Arc::clone(&sandbox), &["hostile"]);
+    let old = first.get("hostile").unwrap().digest().to_owned();
+    write_then_rename(
+        dir.path(),
+        "hostile.wasm",
+        &rebuilt(&component("hostile"), "2"),
+    );
+    first.scan();
+    let new = first.get("hostile").unwrap().digest().to_owned();
+    assert_ne!(old, new);
+
+    // The replaced version stays loaded; the serving one is found by its own digest.
+    let found = first
+        .version("hostile", &old)
+        .await
+        .expect("the replaced version");
+    assert_eq!(found.digest(), old);
+    assert!(
+        found
+            .serialize_blocking(&job("x86_64"), r#"{"behaviour":"behave"}"#)
+            .is_ok()
+    );
+    assert_eq!(first.version("hostile", &new).await.unwrap().digest(), new);
+
+    // A registry over the same directories (a restarted server) has only the new file, and
+    // loads the old version from its kept copy.
+    let versions = dir.path().join(omni_test_support::VERSIONS);
+    let second = Registry::new(Arc::clone(&sandbox), dir.path()).keeping_versions_in(&versions);
+    second.scan();
+    assert_eq!(second.version("hostile", &old).await.unwrap().digest(), old);
+
+    // Not a version of that task, not a digest, not kept: nothing.
+    assert!(second.version("srpm", &old).await.is_none());
+    assert!(second.version("hostile", "../hostile").await.is_none());
+    assert!(second.version("hostile", &"0".repeat(64)).await.is_none());
+
+    // A kept copy whose bytes are not its digest's is never run.
+    let third = Registry::new(sandbox, dir.path()).keeping_versions_in(&versions);
+    third.scan();
+    std::fs::write(
+        versions.join(format!("{old}.wasm")),
+        rebuilt(&component("hostile"), "3"),
+    )
+    .unwrap();
+    assert!(third.version("hostile", &old).await.is_none());
 }

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use omni_runtime::{Plugin, PluginError, Tier};
+use omni_test_support::memories::many_memories;
 use omni_test_support::{component, job, registry, sandbox};
 use serde_json::json;
 
@@ -61,6 +62,30 @@ fn a_plugin_that_allocates_without_end_hits_its_memory_cap() {
             "{err}"
         );
     }
+}
+
+#[test]
+fn the_memory_cap_counts_every_memory_of_an_instance() {
+    // Eight more memories of 9 MiB each: none is near the cap of 64 MiB, together they are past
+    // it. Three of them fit, and the plugin behaves as before.
+    let sandbox = sandbox(json!({}));
+    let path = std::path::Path::new("hostile.wasm");
+    let fits = many_memories(&component("hostile"), 3, 9);
+    let plugin = Plugin::load(&sandbox, path, &fits).expect("hostile with three more memories");
+    assert!(behave(&plugin, "behave").is_ok());
+
+    let err = Plugin::load(&sandbox, path, &many_memories(&component("hostile"), 7, 9))
+        .expect_err("seven more memories of 9 MiB are past the 64 MiB cap");
+    assert!(
+        err.to_string()
+            .contains("exceeded its memory limit of 67108864 bytes"),
+        "{err}"
+    );
+
+    // Empty memories cost the cap nothing, but each takes a slot of the pool all plugins share.
+    let err = Plugin::load(&sandbox, path, &many_memories(&component("hostile"), 8, 0))
+        .expect_err("nine memories are more than a plugin may have");
+    assert!(err.to_string().contains("memories"), "{err}");
 }
 
 #[test]

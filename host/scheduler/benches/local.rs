@@ -110,6 +110,7 @@ async fn through_omni() -> Vec<Duration> {
                 arch: std::env::consts::ARCH.into(),
                 params: json!({"behaviour": "behave"}),
                 idempotency: None,
+                plugin: None,
             })
             .await
             .unwrap();

@@ -47,6 +47,7 @@ async fn submit(jobs: &JobService, lines: u64, burst: u64) -> omni_store::JobId 
         arch: std::env::consts::ARCH.into(),
         params: json!({"behaviour": "print", "lines": lines, "pause": 0, "burst": burst}),
         idempotency: None,
+        plugin: None,
     })
     .await
     .unwrap()

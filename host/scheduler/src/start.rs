@@ -53,9 +53,8 @@ impl Inner {
         };
         let rendered = match self.jobs.render(&queued, engine.namespace()).await {
             Ok(rendered) => rendered,
-            Err(JobError::NoSuchTask(task)) => {
-                let message = format!("no plugin is loaded for task {task:?} to render it");
-                self.end(id, JobState::Failed, message).await;
+            Err(error @ JobError::VersionGone { .. }) => {
+                self.end(id, JobState::Failed, error.to_string()).await;
                 self.release(id);
                 return;
             }

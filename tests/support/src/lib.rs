@@ -5,6 +5,7 @@
 
 pub mod cassandra;
 pub mod kubernetes;
+pub mod memories;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -126,16 +127,21 @@ where
     }
 }
 
-/// A registry over a fresh temporary plugins directory holding the named components.
+/// A registry over a fresh temporary plugins directory holding the named components, keeping
+/// the versions it loads in [`VERSIONS`] under it (which the registry does not scan).
 pub fn registry(sandbox: Arc<Sandbox>, names: &[&str]) -> (tempfile::TempDir, Arc<Registry>) {
     let dir = tempfile::tempdir().unwrap();
     for name in names {
         std::fs::write(dir.path().join(format!("{name}.wasm")), component(name)).unwrap();
     }
-    let registry = Arc::new(Registry::new(sandbox, dir.path()));
+    let registry =
+        Arc::new(Registry::new(sandbox, dir.path()).keeping_versions_in(dir.path().join(VERSIONS)));
     registry.scan();
     (dir, registry)
 }
+
+/// Where [`registry`] keeps plugin versions, under its plugins directory.
+pub const VERSIONS: &str = ".versions";
 
 /// A job service over the named plugins and an embedded store, both in temporary directories
 /// that live as long as the returned guard.
@@ -292,4 +298,15 @@ pub fn pending_job(service: &str, task: &str, domain: &str) -> omni_store::Job {
         started_at: None,
         finished_at: None,
     }
+}
+
+/// Whether a live process of this machine runs `sleep <seconds>` (a value unique to one test,
+/// so that a test finds the processes its job left, and no other); a zombie does not count.
+pub fn sleeping(seconds: &str) -> bool {
+    let cmdline = format!("sleep\0{seconds}\0");
+    std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+        let path = entry.path();
+        std::fs::read(path.join("cmdline")).is_ok_and(|c| c == cmdline.as_bytes())
+            && !std::fs::read_to_string(path.join("stat")).is_ok_and(|s| s.contains(") Z "))
+    })
 }

@@ -27,6 +27,7 @@ use omni_engine_local::sandbox::Network;
 use omni_engine_local::{
     Event, Isolation, LocalRunner, Outcome, Plan, PlanError, RunError, Sandbox, SandboxConfig,
 };
+use omni_test_support::sleeping;
 use serde_json::{Value, json};
 
 async fn render(task: &str, params: Value) -> Rendered {
@@ -104,16 +105,6 @@ fn sh(name: &str, script: &str) -> Value {
            "env": [{"name": "IN", "value": "/in"}, {"name": "OUT", "value": "/out/sub"},
                    {"name": "WORD", "valueFrom": {"configMapKeyRef": {"name": "in", "key": "word"}}}],
            "volumeMounts": [{"name": "input", "mountPath": "/in"}, {"name": "out", "mountPath": "/out"}]})
-}
-
-/// Whether a process of this machine runs `sleep <seconds>` (a value unique to one test).
-fn sleeping(seconds: &str) -> bool {
-    std::fs::read_dir("/proc").unwrap().any(|entry| {
-        let path = entry.unwrap().path();
-        let cmdline = std::fs::read(path.join("cmdline")).unwrap_or_default();
-        let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
-        cmdline == format!("sleep\0{seconds}\0").as_bytes() && !stat.contains(") Z ")
-    })
 }
 
 async fn started(run: &mut omni_engine_local::Run) {

@@ -26,6 +26,8 @@ pub struct SubmitArgs {
     /// A key that makes retrying this submission safe (the same job comes back).
     #[arg(long)]
     pub idempotency_key: Option<String>,
+    #[command(flatten)]
+    pub pin: super::plugins::PinArgs,
     /// Wait for the job to end; the exit code says how it ended.
     #[arg(long)]
     pub wait: bool,
@@ -86,6 +88,9 @@ pub async fn submit(args: SubmitArgs) -> Outcome {
     let mut body = args.input.body()?;
     body["service"] = json!(args.service);
     body["task"] = json!(args.task);
+    if let Some(pin) = args.pin.body() {
+        body["plugin"] = pin;
+    }
     let mut request = client.request(Method::POST, "/v1/jobs").json(&body);
     if let Some(key) = &args.idempotency_key {
         request = request.header("idempotency-key", key);

@@ -140,6 +140,7 @@ async fn run(client: &Client, kubeconfig: &std::path::Path, n: usize) {
                         arch: if i % 2 == 0 { "x86_64" } else { "aarch64" }.into(),
                         params: json!({"spec": spec}),
                         idempotency: None,
+                        plugin: None,
                     })
                     .await
                     .unwrap();

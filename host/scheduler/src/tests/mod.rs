@@ -50,7 +50,8 @@ impl TaskPlugin for InProcess {
     }
 
     fn digest(&self) -> &str {
-        "0000000000000000000000000000000000000000000000000000000000000000"
+        // What omni_test_support::pending_job records, so the jobs it makes render here.
+        "abababababababababababababababababababababababababababababababab"
     }
 
     async fn validate(&self, _params: String) -> Result<(), PluginError> {
@@ -159,6 +160,7 @@ fn submission(task: &str, domain: &str, arch: &str, params: Value) -> Submission
         arch: arch.into(),
         params,
         idempotency: None,
+        plugin: None,
     }
 }
 

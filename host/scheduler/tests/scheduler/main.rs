@@ -87,6 +87,7 @@ fn submission(task: &str, domain: &str, params: Value) -> Submission {
         arch: "x86_64".into(),
         params,
         idempotency: None,
+        plugin: None,
     }
 }
 
