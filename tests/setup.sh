@@ -30,6 +30,12 @@ command -v python3 >/dev/null 2>&1 || missing+=(python3)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 # The local engine's tests run the task plugins' jobs for real on this machine.
 command -v rpmbuild >/dev/null 2>&1 || missing+=(rpm)
+# The rpm task's deps step (dnf builddep) and the file:// repositories its tests make.
+command -v dnf >/dev/null 2>&1 || missing+=(dnf)
+[ -e /usr/lib/python3/dist-packages/dnf-plugins/builddep.py ] || missing+=(dnf-plugins-core)
+command -v createrepo_c >/dev/null 2>&1 || missing+=(createrepo-c)
+# The local engine's build-root test makes a root of a static busybox.
+command -v busybox >/dev/null 2>&1 || missing+=(busybox-static)
 command -v xorriso >/dev/null 2>&1 || missing+=(xorriso)
 # Every step of a local job runs in a bubblewrap sandbox (host/engine-local/src/sandbox.rs).
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)

@@ -269,10 +269,11 @@ impl Engine for LocalEngine {
     }
 
     async fn submit(&self, job: &EngineJob) -> Result<(), EngineError> {
-        let plan = Plan::from_rendered(&job.rendered).map_err(|e| EngineError::Rejected {
+        let mut plan = Plan::from_rendered(&job.rendered).map_err(|e| EngineError::Rejected {
             engine: self.name.clone(),
             message: e.to_string(),
         })?;
+        plan.arch = Some(job.arch.clone());
         let steps: Vec<String> = plan.steps.iter().map(|s| s.name.clone()).collect();
         self.sandbox_ready().await?;
         self.sweep_now_and_then();

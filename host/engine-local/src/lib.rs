@@ -8,7 +8,8 @@
 //! working directory. Images are not run: the commands use the tools of this machine.
 //!
 //! Every step runs in a sandbox ([`sandbox`]): bubblewrap with new user, mount, pid, ipc, uts
-//! and network namespaces, the host's system directories read-only, the job's volumes
+//! and network namespaces, the job's build root (a root directory per arch, or the host's
+//! system directories; writable by the job alone through overlayfs when the server is root), the job's volumes
 //! bind-mounted at their mount paths (`readOnly` honoured), private `/dev`, `/proc` and `/tmp`,
 //! nothing of the server's (its environment, data, configuration, other jobs), no network
 //! unless the step asks and the engine allows, resource limits, and as a uid that is neither
@@ -33,8 +34,10 @@
 //!
 //! Layout: the runner here; `engine` ([`LocalEngine`]) tracks jobs for the `Engine` trait,
 //! `config` ([`LocalEngineConfig`]), `spool` (a job's log in `log.jsonl`, read back by each
-//! follower), `sweep` (removing old job directories), [`sandbox`] and `plan` (what a rendered
-//! Job becomes), `error` (why a run or the sandbox probe could not start).
+//! follower), `sweep` (removing old job directories), [`sandbox`], [`root`] (a job's build
+//! root: a configured root per arch or the host's directories, writable for the job alone
+//! through overlayfs) and `plan` (what a rendered Job becomes), `error` (why a run or the
+//! sandbox probe could not start).
 //!
 //! This crate knows rendered manifests and processes, nothing of the store, HTTP or plugins.
 
@@ -52,6 +55,7 @@ mod config;
 mod engine;
 mod error;
 mod plan;
+pub mod root;
 pub mod sandbox;
 mod spool;
 mod sweep;
@@ -59,7 +63,10 @@ mod sweep;
 pub use config::LocalEngineConfig;
 pub use engine::LocalEngine;
 pub use error::{ProbeError, RunError};
-pub use plan::{Mount, NETWORK_ANNOTATION, Plan, PlanError, StepPlan, Volume};
+pub use plan::{
+    Mount, NETWORK_ANNOTATION, Plan, PlanError, READ_ONLY_ROOT_ANNOTATION, StepPlan, Volume,
+};
+pub use root::JobRoot;
 pub use sandbox::{JobUid, Sandbox, SandboxConfig, SandboxError};
 
 /// What a run reports, in order.
@@ -237,6 +244,13 @@ impl LocalRunner {
             None => Ok(()),
         };
         own(&home)?;
+        let job_root = match &self.isolation {
+            Isolation::Sandboxed(sandbox) => Some(
+                root::prepare_for(sandbox, &plan, &dir, uid.as_ref().map(JobUid::uid))
+                    .map_err(io(&dir.join(root::ROOT_DIR)))?,
+            ),
+            Isolation::Unsandboxed => None,
+        };
         let mut volume_dirs = BTreeMap::new();
         for (name, volume) in &plan.volumes {
             let path = self.volume_dir(id, name);
@@ -264,6 +278,7 @@ impl LocalRunner {
         let cancel = Arc::new(Notify::new());
         let job = Job {
             plan,
+            root: job_root,
             volume_dirs,
             dir: dir.clone(),
             home,
@@ -303,9 +318,12 @@ impl LocalRunner {
                 mounts: Vec::new(),
                 memory: None,
                 network: false,
+                user: None,
+                read_only_root: false,
             }],
             volumes: BTreeMap::new(),
             deadline: Some(std::time::Duration::from_secs(30)),
+            arch: None,
         };
         // A probe's directory left by an earlier process of the same pid.
         let _ = std::fs::remove_dir_all(self.job_dir(id));
@@ -349,6 +367,8 @@ impl LocalRunner {
 
 struct Job {
     plan: Plan,
+    /// Its build root (sandboxed).
+    root: Option<JobRoot>,
     volume_dirs: BTreeMap<String, PathBuf>,
     dir: PathBuf,
     home: PathBuf,
@@ -372,6 +392,10 @@ impl Job {
                     break;
                 }
             }
+        }
+        if self.root.as_ref().is_some_and(|r| r.writable) {
+            let dir = self.dir.clone();
+            let _ = tokio::task::spawn_blocking(move || root::remove(&dir)).await;
         }
         let _ = self.events.send(Event::Ended(outcome)).await;
     }
@@ -422,7 +446,16 @@ impl Job {
         let name = &step.name;
         let mut command = match &self.isolation {
             Isolation::Sandboxed(sandbox) => {
+                let fallback;
+                let root = match &self.root {
+                    Some(root) => root,
+                    None => {
+                        fallback = sandbox.job_root(None);
+                        &fallback
+                    }
+                };
                 let paths = sandbox::JobPaths {
+                    root,
                     dir: &self.dir,
                     home: &self.home,
                     etc: &self.etc,

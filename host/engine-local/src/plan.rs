@@ -67,12 +67,25 @@ pub struct StepPlan {
     pub memory: Option<u64>,
     /// Whether the pod's annotation [`NETWORK_ANNOTATION`] names it: the step asks for network.
     pub network: bool,
+    /// The uid it runs as inside its sandbox (`securityContext.runAsUser`; the build user
+    /// without it). Uid 0 there is root of the job's own root only: outside it is the job's uid.
+    pub user: Option<u32>,
+    /// `securityContext.readOnlyRootFilesystem`, or named by [`READ_ONLY_ROOT_ANNOTATION`]: it
+    /// sees the job's root as it stands, read-only (so a root step needs no writable root
+    /// prepared for it).
+    pub read_only_root: bool,
 }
 
 /// The pod template annotation naming, comma-separated, the steps that need network (a `fetch`
 /// that clones a repository). Kubernetes ignores it; the local engine gives every other step
 /// none.
 pub const NETWORK_ANNOTATION: &str = "omni.io/network";
+
+/// The pod template annotation naming, comma-separated, the steps that leave the job's root
+/// as it is (as `securityContext.readOnlyRootFilesystem` says, without making Kubernetes mount
+/// the container's root read-only): a root step so named needs no writable root prepared for it
+/// on the local engine ([`crate::root`]). Kubernetes ignores it.
+pub const READ_ONLY_ROOT_ANNOTATION: &str = "omni.io/read-only-root";
 
 /// Everything a local run needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +96,9 @@ pub struct Plan {
     pub volumes: BTreeMap<String, Volume>,
     /// `activeDeadlineSeconds`.
     pub deadline: Option<Duration>,
+    /// The job's API arch, which picks its build root (`[engines.sandbox.roots]`); the engine
+    /// sets it, the manifests do not say it.
+    pub arch: Option<String>,
 }
 
 fn invalid(kind: &str, name: &str, error: impl std::fmt::Display) -> PlanError {
@@ -173,31 +189,39 @@ impl Plan {
             volumes.insert(volume.name, kind);
         }
 
-        let networked: Vec<String> = spec
-            .template
-            .metadata
-            .as_ref()
-            .and_then(|m| m.annotations.as_ref())
-            .and_then(|a| a.get(NETWORK_ANNOTATION))
-            .map(|names| names.split(',').map(|n| n.trim().to_owned()).collect())
-            .unwrap_or_default();
+        let named = |annotation: &str| -> Vec<String> {
+            spec.template
+                .metadata
+                .as_ref()
+                .and_then(|m| m.annotations.as_ref())
+                .and_then(|a| a.get(annotation))
+                .map(|names| names.split(',').map(|n| n.trim().to_owned()).collect())
+                .unwrap_or_default()
+        };
+        let networked = named(NETWORK_ANNOTATION);
+        let read_only = named(READ_ONLY_ROOT_ANNOTATION);
         let containers = pod
             .init_containers
             .unwrap_or_default()
             .into_iter()
             .chain(pod.containers);
-        let steps: Vec<StepPlan> = containers
+        let mut steps: Vec<StepPlan> = containers
             .map(|container| step(container, &config_maps, &volumes, &networked))
             .collect::<Result<_, _>>()?;
-        if let Some(name) = networked
-            .iter()
-            .find(|n| !steps.iter().any(|s| &s.name == *n))
-        {
-            return Err(invalid(
-                "Job",
-                &rendered.primary,
-                format!("annotation {NETWORK_ANNOTATION} names {name:?}, which is not a container"),
-            ));
+        for (annotation, names) in [
+            (NETWORK_ANNOTATION, &networked),
+            (READ_ONLY_ROOT_ANNOTATION, &read_only),
+        ] {
+            if let Some(name) = names.iter().find(|n| !steps.iter().any(|s| &s.name == *n)) {
+                return Err(invalid(
+                    "Job",
+                    &rendered.primary,
+                    format!("annotation {annotation} names {name:?}, which is not a container"),
+                ));
+            }
+        }
+        for step in &mut steps {
+            step.read_only_root |= read_only.contains(&step.name);
         }
         let deadline = spec
             .active_deadline_seconds
@@ -207,6 +231,7 @@ impl Plan {
             steps,
             volumes,
             deadline,
+            arch: None,
         })
     }
 }
@@ -283,7 +308,28 @@ fn step(
             })
         })
         .transpose()?;
+    let user = container
+        .security_context
+        .as_ref()
+        .and_then(|c| c.run_as_user)
+        .map(|uid| {
+            u32::try_from(uid).map_err(|_| {
+                invalid(
+                    "Job",
+                    &name,
+                    format!("runAsUser {uid} of container {name:?} is not a uid"),
+                )
+            })
+        })
+        .transpose()?;
+    let read_only_root = container
+        .security_context
+        .as_ref()
+        .and_then(|c| c.read_only_root_filesystem)
+        == Some(true);
     Ok(StepPlan {
+        user,
+        read_only_root,
         network: networked.contains(&name),
         name,
         argv,

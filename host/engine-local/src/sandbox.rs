@@ -2,12 +2,15 @@
 //! packages) with new user, mount, pid, ipc, uts, cgroup and network namespaces, and resource
 //! limits set by `prlimit`.
 //!
-//! What a step sees: a fresh root (a tmpfs) holding the host's system directories read-only
-//! (`host_paths`: `/usr`, `/etc`, the `/bin` and `/lib` links...), minus what `hide` masks (the
-//! server's own configuration, users file and directories when they lie below those); its own
+//! What a step sees: a fresh root (a tmpfs) holding the job's build root ([`crate::root`]: the
+//! root directory configured for its arch, or the host's system directories, `host_paths`:
+//! `/usr`, `/etc`, the `/bin` and `/lib` links..., read-only or, when the server is root, as
+//! overlays writable by the job alone), minus what `hide` masks (the server's own
+//! configuration, users file and directories when they lie below those); its own
 //! `/dev`, `/proc`, `/tmp` and `/var/tmp`; its job's volumes at their mount paths (`readOnly`
 //! honoured, ConfigMaps always read-only); the job's home at `/home/omni`; an `/etc/passwd` and
-//! `/etc/group` naming only `root`, the build user `omni` (uid and gid 1000) and `nobody`. Its
+//! `/etc/group` naming only `root`, the build user `omni` (uid and gid 1000, or 0 for a step
+//! whose `securityContext.runAsUser` is 0) and `nobody`. Its
 //! environment is exactly the step's (plus `HOME`, `PATH` and `LANG` when it sets none). It
 //! has no network (a loopback of its own) unless it asks for it ([`NETWORK_ANNOTATION`]) and the
 //! engine allows it ([`Network::Host`]). It cannot make user namespaces (`--disable-userns`),
@@ -35,6 +38,7 @@ use serde::Deserialize;
 use tokio::process::Command;
 
 use crate::plan::{NETWORK_ANNOTATION, StepPlan};
+use crate::root::{JobRoot, MOUNT_SCRIPT};
 
 /// The uid and gid a step runs as inside its sandbox.
 pub const BUILD_UID: u32 = 1000;
@@ -66,6 +70,9 @@ pub enum SandboxError {
         /// The volume.
         volume: String,
     },
+    /// The job's build root cannot be used.
+    #[error("the job's build root: {0}")]
+    Root(String),
     /// A path the step needs is not in the job's directory.
     #[error("{} is not in the job's directory", path.display())]
     OutsideJob {
@@ -141,6 +148,10 @@ pub struct SandboxConfig {
     pub hide: Vec<PathBuf>,
     /// Resource limits.
     pub limits: Limits,
+    /// `[engines.sandbox.roots]`: a root directory per API arch (`x86_64 =
+    /// "/srv/roots/openeuler-24.03"`, a tree the operator unpacked), the `/` of that arch's jobs
+    /// instead of `host_paths` ([`crate::root`]).
+    pub roots: BTreeMap<String, PathBuf>,
 }
 
 impl Default for SandboxConfig {
@@ -158,6 +169,7 @@ impl Default for SandboxConfig {
             .collect(),
             hide: Vec::new(),
             limits: Limits::default(),
+            roots: BTreeMap::new(),
         }
     }
 }
@@ -168,8 +180,12 @@ pub struct Sandbox {
     config: SandboxConfig,
     /// The server is root: jobs get uids of their own.
     per_job_uid: bool,
-    /// `--ro-bind`, `--symlink` and masking arguments for the host's paths.
-    host_args: Vec<OsString>,
+    /// The host's paths that are directories: the layers of a root that is the host's.
+    host_dirs: Vec<PathBuf>,
+    /// `--symlink` arguments for the host's paths that are links.
+    link_args: Vec<OsString>,
+    /// Masking arguments for `hide`.
+    hide_args: Vec<OsString>,
     in_use: Mutex<BTreeSet<u32>>,
 }
 
@@ -208,12 +224,16 @@ pub struct JobPaths<'a> {
     pub etc: &'a Path,
     /// Each volume's directory.
     pub volumes: &'a BTreeMap<String, PathBuf>,
+    /// Its build root.
+    pub root: &'a JobRoot,
 }
 
 impl Sandbox {
     /// Prepares the arguments of `config` for this host.
     pub fn new(config: SandboxConfig) -> Sandbox {
-        let mut host_args: Vec<OsString> = Vec::new();
+        let mut link_args: Vec<OsString> = Vec::new();
+        let mut hide_args: Vec<OsString> = Vec::new();
+        let mut host_dirs = Vec::new();
         let mut bound = Vec::new();
         for path in &config.host_paths {
             let Ok(meta) = std::fs::symlink_metadata(path) else {
@@ -222,15 +242,12 @@ impl Sandbox {
             if meta.file_type().is_symlink() {
                 if let Ok(target) = std::fs::read_link(path) {
                     push(
-                        &mut host_args,
+                        &mut link_args,
                         ["--symlink".as_ref(), target.as_os_str(), path.as_os_str()],
                     );
                 }
             } else {
-                push(
-                    &mut host_args,
-                    ["--ro-bind".as_ref(), path.as_os_str(), path.as_os_str()],
-                );
+                host_dirs.push(path.clone());
                 bound.push(std::fs::canonicalize(path).unwrap_or_else(|_| path.clone()));
             }
         }
@@ -242,11 +259,11 @@ impl Sandbox {
                 continue;
             }
             if real.is_dir() {
-                push(&mut host_args, ["--tmpfs".as_ref(), real.as_os_str()]);
-                push(&mut host_args, ["--remount-ro".as_ref(), real.as_os_str()]);
+                push(&mut hide_args, ["--tmpfs".as_ref(), real.as_os_str()]);
+                push(&mut hide_args, ["--remount-ro".as_ref(), real.as_os_str()]);
             } else {
                 push(
-                    &mut host_args,
+                    &mut hide_args,
                     ["--ro-bind".as_ref(), "/dev/null".as_ref(), real.as_os_str()],
                 );
             }
@@ -259,8 +276,27 @@ impl Sandbox {
         Sandbox {
             per_job_uid,
             config,
-            host_args,
+            host_dirs,
+            link_args,
+            hide_args,
             in_use: Mutex::new(BTreeSet::new()),
+        }
+    }
+
+    /// The build root of a job of `arch`: its configured root, else the host's directories;
+    /// writable (overlays) when the server is root.
+    pub fn job_root(&self, arch: Option<&str>) -> JobRoot {
+        match arch.and_then(|arch| self.config.roots.get(arch)) {
+            Some(root) => JobRoot {
+                lowers: vec![root.clone()],
+                whole: true,
+                writable: self.per_job_uid,
+            },
+            None => JobRoot {
+                lowers: self.host_dirs.clone(),
+                whole: false,
+                writable: self.per_job_uid,
+            },
         }
     }
 
@@ -327,6 +363,17 @@ impl Sandbox {
         let memory = step.memory.unwrap_or(limits.memory_mib << 20);
         let mut args: Vec<OsString> = Vec::new();
         let mut program: OsString = "prlimit".into();
+        let root = paths.root;
+        if let Some(message) = root.layer_error() {
+            return Err(SandboxError::Root(message));
+        }
+        if let Some(missing) = root.lowers.iter().find(|l| root.whole && !l.is_dir()) {
+            return Err(SandboxError::Root(format!(
+                "{} is not a directory",
+                missing.display()
+            )));
+        }
+        let overlays = uid.is_some() && root.writable;
         if let Some(uid) = uid {
             program = "unshare".into();
             push(
@@ -338,11 +385,18 @@ impl Sandbox {
                     "--",
                     "/bin/sh",
                     "-c",
-                    "mount --bind -- \"$0\" \"$1\" && shift && exec \"$@\"",
+                    MOUNT_SCRIPT,
+                    "omni-sandbox",
                 ],
             );
             args.push(paths.dir.into());
             args.push(STAGE.into());
+            if overlays {
+                args.push(root.lowers.len().to_string().into());
+                args.extend(root.lowers.iter().map(OsString::from));
+            } else {
+                args.push("0".into());
+            }
             let uid = uid.to_string();
             push(
                 &mut args,
@@ -370,7 +424,7 @@ impl Sandbox {
             .map(OsString::from),
         );
         args.push(self.config.bwrap.clone().into());
-        let build = BUILD_UID.to_string();
+        let build = step.user.unwrap_or(BUILD_UID).to_string();
         push(
             &mut args,
             [
@@ -393,7 +447,40 @@ impl Sandbox {
         if !(step.network && self.config.network == Network::Host) {
             args.push("--unshare-net".into());
         }
-        args.extend(self.host_args.iter().cloned());
+        // The root first: the mounts after it go over it.
+        let layer = |index: usize, args: &mut Vec<OsString>, at: &Path| {
+            if overlays {
+                let merged = Path::new(STAGE).join(JobRoot::merged(index));
+                let how = if step.read_only_root {
+                    "--ro-bind"
+                } else {
+                    "--bind"
+                };
+                push(args, [how.as_ref(), merged.as_os_str(), at.as_os_str()]);
+            } else {
+                let lower = &root.lowers[index];
+                push(
+                    args,
+                    ["--ro-bind".as_ref(), lower.as_os_str(), at.as_os_str()],
+                );
+            }
+        };
+        if root.whole {
+            layer(0, &mut args, Path::new("/"));
+        } else {
+            for (index, dir) in root.lowers.iter().enumerate() {
+                layer(index, &mut args, dir);
+            }
+            args.extend(self.link_args.iter().cloned());
+            args.extend(self.hide_args.iter().cloned());
+            if overlays {
+                let var = Path::new(STAGE).join(crate::root::ROOT_DIR).join("var");
+                push(
+                    &mut args,
+                    ["--bind".as_ref(), var.as_os_str(), "/var".as_ref()],
+                );
+            }
+        }
         let passwd = source(&paths.etc.join("passwd"))?;
         let group = source(&paths.etc.join("group"))?;
         push(

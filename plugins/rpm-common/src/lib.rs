@@ -1,12 +1,20 @@
 //! # omni-plugin-rpm-common: what the `rpm` and `srpm` task types share
 //!
-//! Both tasks build from one spec file, given in one of two forms: inline (`spec`, with optional
-//! base64 `sources`) or from source control (`scm_url`, `ref`, `spec_path`); both take optional
-//! rpm macro `defines`, the build step's `resources` and a `timeout_seconds`. This crate owns
-//! those params ([`Params`]), the operator's settings both tasks read from their `settings.yaml`
+//! Both tasks build from one spec file, given in one of two forms: inline (`spec`, its file name
+//! from its `Name:` tag or `spec_name`, with optional `sources`: base64 contents and modes) or
+//! from source control (`scm_url`, `ref`, `spec_path`); both take optional rpm macro `defines`,
+//! the build step's `resources` and a `timeout_seconds`. This crate owns those params
+//! ([`Params`]), the operator's settings both tasks read from their `settings.yaml`
 //! ([`Settings`]), the rules that need more than one field or the settings ([`check`]), and the
 //! data their templates render with ([`render`]). The two plugins differ only in their steps and
 //! their templates (`rpmbuild -bb` or `-bs`).
+//!
+//! # Layout
+//! - here: params, checks and rendering;
+//! - `settings`: the operator's [`Settings`], and the `.repo` file of their repositories;
+//! - [`sources`]: an inline source's content and mode, the names rpm takes, and how the
+//!   ConfigMap carries them;
+//! - [`spec_name`]: an inline spec's file name from its `Name:` tag.
 //!
 //! It knows nothing of engines or of the host: like a plugin, it sees only a job, its params and
 //! the task's templates directory through [`omni_sdk::Context`].
@@ -14,17 +22,23 @@
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
-use omni_sdk::k8s::{CONFIG_MAP_DATA_LIMIT, JobSettings, Resources, is_config_map_key};
+use omni_sdk::k8s::{CONFIG_MAP_DATA_LIMIT, Resources};
 use omni_sdk::{Context, Error, FieldError, Job, JsonSchema, Level, Pattern, Rendered};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-/// ConfigMap keys the templates use for their own files; a source may not take them.
+mod settings;
+pub mod sources;
+pub mod spec_name;
+
+pub use settings::{Deps, Images, Repository, Settings, settings};
+pub use sources::{Mode, Source, SourceFile};
+
+/// ConfigMap keys the templates use for their own files (sources have keys of their own,
+/// [`sources`]).
 const SPEC_KEY: &str = "spec";
 /// See [`SPEC_KEY`].
 const MACROS_KEY: &str = "macros";
-/// The spec's file name under `SPECS/` when it is given inline.
-const INLINE_SPEC_FILE: &str = "package.spec";
 
 /// Params of an `rpm` or `srpm` job.
 ///
@@ -43,6 +57,7 @@ const INLINE_SPEC_FILE: &str = "package.spec";
         "required": ["scm_url", "ref", "spec_path"],
         "not": {"anyOf": [
             {"required": ["spec"]},
+            {"required": ["spec_name"]},
             {"required": ["sources"], "properties": {"sources": {"minProperties": 1}}}
         ]}
     }
@@ -52,18 +67,41 @@ pub struct Params {
     #[garde(length(min = 1, max = CONFIG_MAP_DATA_LIMIT))]
     pub spec: Option<String>,
 
-    /// Files the inline spec's `Source`/`Patch` tags name: file name -> base64 content
-    /// (standard alphabet, padded). Names are plain file names (`[-._a-zA-Z0-9]`, not starting
-    /// with `.`; `spec` and `macros` are reserved). Spec and sources together must stay under
-    /// the size of one ConfigMap (about 1 MiB); larger inputs come from source control.
+    /// The inline spec's file name under `SPECS/` (and in the source RPM). Without it, the
+    /// spec's `Name:` tag plus `.spec`, with the macros the plugin can expand
+    /// ([`spec_name`]). A file name as a source's is.
+    #[garde(skip)]
+    #[schemars(length(min = 1, max = 255), pattern(r"^[^/\u0000]+$"))]
+    pub spec_name: Option<String>,
+
+    /// Files the inline spec's `Source`/`Patch` tags name, written into `SOURCES/`: file name
+    /// -> base64 content (standard alphabet, padded), or -> `{"content": ..., "mode": "0755"}`
+    /// (mode: octal string or integer value, permission bits only; 0644 without one). A name is
+    /// any file name rpm finds in `SOURCES/`: not empty, not `.` or `..`, no `/` or NUL, at most
+    /// 255 bytes. Spec and sources together must stay under the size of one ConfigMap (about
+    /// 1 MiB); larger inputs come from source control.
     #[serde(default)]
     #[schemars(extend(
-        "propertyNames" = {"pattern": "^[-_a-zA-Z0-9][-._a-zA-Z0-9]*$", "maxLength": 253},
-        "additionalProperties" = {"type": "string", "contentEncoding": "base64"},
+        "propertyNames" = {"minLength": 1, "maxLength": 255, "pattern": "^[^/\\u0000]+$", "not": {"enum": [".", ".."]}},
+        "additionalProperties" = {"oneOf": [
+            {"type": "string", "contentEncoding": "base64"},
+            {
+                "type": "object",
+                "required": ["content"],
+                "additionalProperties": false,
+                "properties": {
+                    "content": {"type": "string", "contentEncoding": "base64"},
+                    "mode": {"oneOf": [
+                        {"type": "string", "pattern": "^[0-7]{3,4}$"},
+                        {"type": "integer", "minimum": 0, "maximum": 511}
+                    ]}
+                }
+            }
+        ]},
         "maxProperties" = 500
     ))]
     #[garde(length(max = 500))]
-    pub sources: BTreeMap<String, String>,
+    pub sources: BTreeMap<String, Source>,
 
     /// Git repository to clone (source control form). `https://` unless the operator allows
     /// `http://` and `git://` too; no credentials in the URL.
@@ -108,42 +146,6 @@ pub struct Params {
 
 fn default_timeout() -> u32 {
     3600
-}
-
-/// The operator's choices, from the task's `settings.yaml`. Image names live only there.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Settings {
-    /// The images the steps run.
-    pub images: Images,
-    /// How the Jobs run (`job:`): pull policy, retries, TTL, helper resources.
-    pub job: JobSettings,
-    /// Whether `scm_url` may be `http://` or `git://` (unauthenticated transports).
-    #[serde(default)]
-    pub allow_insecure_scm: bool,
-}
-
-/// Worker images (name and tag or digest).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Images {
-    /// Runs `fetch`: a POSIX sh, `cp` and `git`.
-    pub fetch: String,
-    /// Runs `build` (and, for `rpm`, `deps`): `rpmbuild` (and `dnf` with dnf-plugins-core).
-    pub builder: String,
-}
-
-/// Reads and checks the task's settings.
-///
-/// # Errors
-/// [`Error::Template`] when `settings.yaml` is missing, does not match [`Settings`] or holds a
-/// bad quantity.
-pub fn settings(ctx: &Context) -> Result<Settings, Error> {
-    let settings: Settings = ctx.settings()?;
-    if let Err(report) = garde::Validate::validate(&settings.job) {
-        return Err(Error::Template(format!("settings.yaml: job: {report}")));
-    }
-    Ok(settings)
 }
 
 /// The spec form a job chose.
@@ -202,7 +204,50 @@ pub fn check(params: &Params, ctx: &Context) -> Vec<FieldError> {
     }
     errors.extend(source_errors(params));
     errors.extend(define_errors(&params.defines));
+    if params.spec.is_some()
+        && let Err(error) = inline_spec_file(params)
+    {
+        errors.push(error);
+    }
     errors
+}
+
+/// The inline spec's file name: `spec_name`, else its `Name:` tag's value and `.spec`
+/// ([`spec_name::package_name`]); a file name as a source's is, and none of the sources'.
+///
+/// # Errors
+/// At `/spec_name` or `/spec`, saying why there is no such name.
+pub fn inline_spec_file(params: &Params) -> Result<String, FieldError> {
+    let (path, file) = match &params.spec_name {
+        Some(name) => ("/spec_name", name.clone()),
+        None => {
+            let spec = params.spec.as_deref().unwrap_or_default();
+            let Some(name) = spec_name::package_name(spec, &params.defines) else {
+                return Err(FieldError::new(
+                    "/spec",
+                    "has no `Name:` tag (rpm needs one); give it, or `spec_name` for the file",
+                ));
+            };
+            ("/spec", format!("{name}.spec"))
+        }
+    };
+    if let Some(message) = sources::name_error(&file) {
+        let what = if path == "/spec" {
+            format!(
+                "the `Name:` tag makes the spec's file name {file:?}, which {message}; give                  `spec_name`"
+            )
+        } else {
+            message.to_owned()
+        };
+        return Err(FieldError::new(path, what));
+    }
+    if params.sources.contains_key(&file) {
+        return Err(FieldError::new(
+            pointer("sources", &file),
+            format!("has the spec's file name ({file}): both would be one file of the source RPM"),
+        ));
+    }
+    Ok(file)
 }
 
 /// Which form `params` chose, if exactly one is complete; [`check`] has vetted them before
@@ -215,7 +260,11 @@ pub fn form(params: &Params) -> Option<Form> {
         &params.spec_path,
     ) {
         (Some(_), None, None, None) => Some(Form::Inline),
-        (None, Some(_), Some(_), Some(_)) if params.sources.is_empty() => Some(Form::Scm),
+        (None, Some(_), Some(_), Some(_))
+            if params.sources.is_empty() && params.spec_name.is_none() =>
+        {
+            Some(Form::Scm)
+        }
         _ => None,
     }
 }
@@ -246,6 +295,12 @@ fn form_errors(params: &Params) -> Vec<FieldError> {
             errors.push(FieldError::new(
                 "/sources",
                 "not allowed with `scm_url`: sources come from the repository",
+            ));
+        }
+        if params.spec_name.is_some() {
+            errors.push(FieldError::new(
+                "/spec_name",
+                "not allowed with `scm_url`: the spec's file name is `spec_path`'s",
             ));
         }
     } else {
@@ -288,32 +343,25 @@ fn config_map_size(params: &Params, decoded_sources: usize) -> usize {
         + MACROS_KEY.len()
         + macros(&params.defines).len()
         + decoded_sources
-        + params.sources.keys().map(String::len).sum::<usize>()
+        + sources::overhead(&params.sources)
 }
 
 fn source_errors(params: &Params) -> Vec<FieldError> {
     let mut errors = Vec::new();
     let mut decoded = 0;
-    for (name, content) in &params.sources {
+    for (name, source) in &params.sources {
         let path = pointer("sources", name);
-        if name == SPEC_KEY || name == MACROS_KEY {
-            errors.push(FieldError::new(
+        let named = sources::check(name, source, &path);
+        if !named.is_empty() {
+            errors.extend(named);
+            continue;
+        }
+        match base64::engine::general_purpose::STANDARD.decode(source.content()) {
+            Ok(bytes) => decoded += bytes.len(),
+            Err(e) => errors.push(FieldError::new(
                 path,
-                format!("`{name}` is a reserved name; rename the file"),
-            ));
-        } else if !is_config_map_key(name) || name.starts_with('.') {
-            errors.push(FieldError::new(
-                path,
-                "must be a plain file name: letters, digits, `-`, `_` and `.`, not starting with `.`",
-            ));
-        } else {
-            match base64::engine::general_purpose::STANDARD.decode(content) {
-                Ok(bytes) => decoded += bytes.len(),
-                Err(e) => errors.push(FieldError::new(
-                    path,
-                    format!("is not base64 (standard alphabet, padded): {e}"),
-                )),
-            }
+                format!("is not base64 (standard alphabet, padded): {e}"),
+            )),
         }
     }
     let size = config_map_size(params, decoded);
@@ -375,6 +423,8 @@ pub fn macros(defines: &BTreeMap<String, String>) -> String {
 ///
 /// The templates see `job`, `node_arch`, `params`, `settings`, `form` (`inline` or `scm`),
 /// `spec_file` (the spec's file name under `SPECS/`), `macros` (the `macros` file's text),
+/// `sources` (what the ConfigMap holds of each inline source, [`sources::entries`]),
+/// `repo_file` (the `.repo` file of `deps.repositories`, empty without any),
 /// `resources` and `helper_resources` (container `resources` objects).
 ///
 /// # Errors
@@ -385,10 +435,14 @@ pub fn render(task: &str, job: &Job, params: &Params, ctx: &Context) -> Result<R
     let form = form(params)
         .ok_or_else(|| Error::Internal("params reached serialize without one spec form".into()))?;
     let spec_file = match form {
-        Form::Inline => INLINE_SPEC_FILE,
+        Form::Inline => inline_spec_file(params).map_err(|e| {
+            Error::Internal(format!(
+                "params reached serialize without a spec name: {e:?}"
+            ))
+        })?,
         Form::Scm => {
             let path = params.spec_path.as_deref().unwrap_or_default();
-            path.rsplit('/').next().unwrap_or(path)
+            path.rsplit('/').next().unwrap_or(path).to_owned()
         }
     };
     let data = json!({
@@ -399,6 +453,8 @@ pub fn render(task: &str, job: &Job, params: &Params, ctx: &Context) -> Result<R
         "form": form.name(),
         "spec_file": spec_file,
         "macros": macros(&params.defines),
+        "sources": sources::entries(&params.sources),
+        "repo_file": settings.deps.repo_file().map_err(Error::Template)?,
         "resources": params.resources.requirements(),
         "helper_resources": settings.job.helper_resources.requirements(),
     });

@@ -90,7 +90,10 @@ fn job_and_config_map_carry_the_job_name_policy_and_inputs() {
     assert_eq!(cm["metadata"]["name"], format!("{job_name}-input"));
     assert_eq!(cm["data"]["spec"], SPEC);
     assert_eq!(cm["data"]["macros"], "%dist .oe2403\n%with_tests 0\n");
-    assert_eq!(cm["binaryData"]["fix-build.patch"], "LS0tIGEKKysrIGIK");
+    // Sources in name order, each under a key of its own with its mode and name beside it.
+    assert_eq!(cm["binaryData"]["source-0"], "LS0tIGEKKysrIGIK");
+    assert_eq!(cm["data"]["source-0.meta"], "0644 fix-build.patch");
+    assert_eq!(cm["data"]["source-1.meta"], "0644 hello-2.12.1.tar.gz");
     let job = &rendered.manifests[1].body;
     assert_eq!(job["spec"]["backoffLimit"], 0);
     assert_eq!(job["spec"]["activeDeadlineSeconds"], 3600);
@@ -105,7 +108,7 @@ fn job_and_config_map_carry_the_job_name_policy_and_inputs() {
         build["command"][2]
             .as_str()
             .unwrap()
-            .contains("rpmbuild -bb --define \"_topdir $OMNI_WORK\"")
+            .contains("rpmbuild -bb ${nodeps:+\"$nodeps\"} --define \"_topdir $OMNI_WORK\"")
     );
     let labels = &job["spec"]["template"]["metadata"]["labels"];
     assert_eq!(labels["omni.io/task"], "rpm");
@@ -351,15 +354,18 @@ fn sources_are_not_allowed_with_scm() {
 fn bad_source_names() {
     for (name, pointer) in [
         ("../etc/passwd", "/sources/..~1etc~1passwd"),
-        ("a b.tar.gz", "/sources/a b.tar.gz"),
-        (".hidden", "/sources/.hidden"),
-        ("..data", "/sources/..data"),
-        ("macros", "/sources/macros"),
-        ("spec", "/sources/spec"),
+        ("a/b", "/sources/a~1b"),
+        ("", "/sources/"),
+        (".", "/sources/."),
+        ("..", "/sources/.."),
+        ("a\0b", "/sources/a\0b"),
     ] {
         let params = with(inline(), "sources", json!({ name: "YQ==" }));
         assert_eq!(harness().error_paths(&params), [pointer], "{name}");
     }
+    let long = "x".repeat(256);
+    let params = with(inline(), "sources", json!({ long.clone(): "YQ==" }));
+    assert_eq!(harness().error_paths(&params), [format!("/sources/{long}")]);
 }
 
 #[test]

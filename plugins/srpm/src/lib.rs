@@ -1,11 +1,12 @@
 //! # omni-plugin-srpm: the `srpm` task type
 //!
 //! Builds a source RPM from one spec file. Params ([`omni_plugin_rpm_common::Params`], shared
-//! with `rpm`): the spec inline (`spec`, with optional base64 `sources`) or from source control
+//! with `rpm`): the spec inline (`spec`, named after its `Name:` tag or `spec_name`, with
+//! optional `sources`: base64 contents, each with an optional mode) or from source control
 //! (`scm_url`, `ref`, `spec_path`), optional rpm macro `defines`, the build step's `resources`
 //! and `timeout_seconds` (default 3600). Steps, in order: `fetch` puts the spec into
-//! `$OMNI_WORK/SPECS` and its sources into `$OMNI_WORK/SOURCES` (copied from the job's ConfigMap,
-//! or cloned with git at `ref`); `build` runs `rpmbuild -bs` with `_topdir` = `$OMNI_WORK` and
+//! `$OMNI_WORK/SPECS` and its sources into `$OMNI_WORK/SOURCES` with their names and modes
+//! (copied from the job's ConfigMap, or cloned with git at `ref`); `build` runs `rpmbuild -bs` with `_topdir` = `$OMNI_WORK` and
 //! copies `SRPMS/*.src.rpm` to `$OMNI_OUTPUT`. Packing sources needs no build dependencies, so
 //! there is no `deps` step.
 //!

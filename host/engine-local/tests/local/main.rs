@@ -5,12 +5,17 @@
 //!
 //! # Layout
 //! - `plugins`: the real plugins' jobs (srpm, rpm, iso) building real packages and images.
+//! - `roots`: a root directory configured for an arch as its jobs' `/`, writable per job.
+//! - `exact`: the srpm and rpm jobs' packages compared with rpmbuild's own; BuildRequires
+//!   installed into the job's root; a root without dnf; rpm's own messages.
 //! - `steps`: how steps run: environment, mounts, working directory, failures, the deadline
 //!   and cancel, output, what the runner refuses.
 //! - `sandbox`: what a step cannot do: reach the network, see the server or other jobs, run a
 //!   spec's commands outside, exceed its limits.
 
+mod exact;
 mod plugins;
+mod roots;
 mod sandbox;
 mod steps;
 

@@ -41,7 +41,7 @@ async fn the_srpm_job_builds_a_real_source_rpm() {
     let files = Command::new("rpm").arg("-qpl").arg(&srpm).output().unwrap();
     let files = String::from_utf8_lossy(&files.stdout);
     assert!(
-        files.contains("hello.sh") && files.contains("package.spec"),
+        files.contains("hello.sh") && files.contains("hello.spec"),
         "{files}"
     );
     // The step's HOME was the job's: the user's ~/.rpmmacros is untouched.

@@ -57,12 +57,12 @@ fn limited(root: &std::path::Path, limits: omni_engine_local::sandbox::Limits) -
 
 /// Spec files are programs: `%(...)` in the spec and in a `defines` value runs when rpm reads
 /// it, inside the sandbox only: the markers it writes are not on the host, and it runs as
-/// uid 1000.
+/// root of the job's own root only, the job's uid outside.
 #[tokio::test]
 async fn a_spec_that_runs_commands_runs_them_in_the_sandbox() {
     let spec = SPEC.replace(
         "Summary: Says hello",
-        "Summary: uid %(id -u)%(touch /tmp/omni-attack-spec)",
+        "Summary: uid %(id -u)%(touch /home/omni/made-by-the-spec)%(touch /tmp/omni-attack-spec)",
     );
     let params = json!({"spec": spec, "sources": {"hello.sh": "IyEvYmluL3NoCmVjaG8gaGVsbG8K"},
                         "defines": {"dist": ".x%(touch /tmp/omni-attack-defines)"}});
@@ -82,11 +82,20 @@ async fn a_spec_that_runs_commands_runs_them_in_the_sandbox() {
         .arg(&srpm)
         .output()
         .unwrap();
+    // srpm's build runs as root of its own root (securityContext.runAsUser: 0), which is the
+    // job's own uid outside, never the host's root: what it made in its home is that uid's.
     assert_eq!(
         String::from_utf8_lossy(&summary.stdout),
-        "uid 1000",
+        "uid 0",
         "{srpm:?}"
     );
+    let made = run.dir().join("home/made-by-the-spec");
+    let outside = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&made).unwrap());
+    if rustix::process::geteuid().is_root() {
+        assert!(outside >= SandboxConfig::default().first_uid, "{outside}");
+    } else {
+        assert_eq!(outside, rustix::process::geteuid().as_raw());
+    }
 }
 
 /// What a step may try to read of the server's: its environment and everything else under
