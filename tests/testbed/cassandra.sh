@@ -312,30 +312,9 @@ cmd_start() {
     echo "$endpoint"
 }
 
-cmd_stop() {
-    local pid
-    if ! pid=$(node_pid); then
-        rm -f "$pidfile"
-        log "not running"
-        return 0
-    fi
-    log "stopping pid $pid (SIGTERM, SIGKILL after $stop_timeout s)"
-    terminate "pid $pid" "$pid" "$stop_timeout"
-    rm -f "$pidfile"
-    log "stopped"
-}
+cmd_stop() { stop_service node_pid; }
 
-cmd_kill() {
-    local pid
-    if ! pid=$(node_pid); then
-        rm -f "$pidfile"
-        log "not running"
-        return 0
-    fi
-    signal_and_wait KILL 10 "$pid" || die "pid $pid survived SIGKILL"
-    rm -f "$pidfile"
-    log "killed pid $pid (SIGKILL)"
-}
+cmd_kill() { kill_service node_pid; }
 
 cmd_status() {
     local pid

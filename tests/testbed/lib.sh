@@ -1,4 +1,4 @@
-# What the testbed scripts (cassandra.sh, kubernetes.sh) share, sourced by each
+# What the testbed scripts (cassandra.sh, kubernetes.sh, s3.sh) share, sourced by each
 # after `set -euo pipefail`: messages, the cache, pid files and background
 # processes, stopping them, and the lock that keeps two runs of a script apart.
 # It defines functions and `cache`, and runs nothing.
@@ -156,4 +156,33 @@ terminate() {
         log "$what still runs after $timeout s: SIGKILL"
         signal_and_wait KILL 10 "$pid" || die "$what survived SIGKILL"
     fi
+}
+
+# stop_service PIDFN: stops the one process a script runs, whose pid the script's
+# function PIDFN prints (failing when it does not run): SIGTERM, then SIGKILL after
+# $stop_timeout s; its $pidfile goes either way.
+stop_service() {
+    local pid
+    if ! pid=$("$1"); then
+        rm -f "$pidfile"
+        log "not running"
+        return 0
+    fi
+    log "stopping pid $pid (SIGTERM, SIGKILL after $stop_timeout s)"
+    terminate "pid $pid" "$pid" "$stop_timeout"
+    rm -f "$pidfile"
+    log "stopped"
+}
+
+# kill_service PIDFN: as stop_service, with SIGKILL at once (a crash, for the tests).
+kill_service() {
+    local pid
+    if ! pid=$("$1"); then
+        rm -f "$pidfile"
+        log "not running"
+        return 0
+    fi
+    signal_and_wait KILL 10 "$pid" || die "pid $pid survived SIGKILL"
+    rm -f "$pidfile"
+    log "killed pid $pid (SIGKILL)"
 }

@@ -151,6 +151,11 @@ async fn a_job_is_rendered_by_the_plugin_version_that_accepted_it() {
     assert_ne!(dirs.registry.get("srpm").unwrap().digest(), accepted);
     let rendered = jobs.render(&job, "omni-jobs").await.unwrap();
     assert!(!rendered.manifests.is_empty());
+    // Even with no plugin serving the task at all: only the kept version can render it.
+    std::fs::remove_file(&path).unwrap();
+    dirs.registry.scan();
+    assert!(dirs.registry.get("srpm").is_none());
+    assert!(jobs.render(&job, "omni-jobs").await.is_ok());
 
     // A job whose version is kept nowhere fails to render, saying which version it needs.
     let mut lost = job.clone();
