@@ -456,6 +456,31 @@ impl omni_store::LogStore for Unreachable {
 }
 
 #[async_trait::async_trait]
+impl omni_store::ArtifactIndex for Unreachable {
+    async fn record_artifacts(
+        &self,
+        _: omni_store::JobId,
+        _: &[omni_store::Artifact],
+    ) -> omni_store::Result<omni_store::Event> {
+        Err(down())
+    }
+    async fn list_artifacts(
+        &self,
+        _: omni_store::JobId,
+        _: &omni_store::ArtifactQuery,
+    ) -> omni_store::Result<omni_store::ArtifactPage> {
+        Err(down())
+    }
+    async fn get_artifact(
+        &self,
+        _: omni_store::JobId,
+        _: &str,
+    ) -> omni_store::Result<Option<omni_store::Artifact>> {
+        Err(down())
+    }
+}
+
+#[async_trait::async_trait]
 impl omni_store::LeaseStore for Unreachable {
     async fn acquire_lease(
         &self,

@@ -1,7 +1,8 @@
 //! The kinds of events Omni records, and the names webhooks filter on.
 //!
-//! Today every event is a job's state change, named `job.<state>` (`job.pending`, ...,
-//! `job.cancelled`); flows and artifacts add kinds of their own here.
+//! An event is a job's state change, named `job.<state>` (`job.pending`, ...,
+//! `job.cancelled`), or the news that a job's artifacts were stored (`job.artifacts`); flows
+//! add kinds of their own here.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -15,6 +16,9 @@ use crate::state::JobState;
 pub enum EventKind {
     /// A job moved to this state (its creation is the move to `pending`).
     Job(JobState),
+    /// Artifacts of a job were stored (a batch of them: the local engine's at the job's end,
+    /// a pod's when its upload step reports).
+    Artifacts,
 }
 
 /// What webhooks may ask for instead of a list of names: every event.
@@ -22,13 +26,14 @@ pub const EVERY_EVENT: &str = "*";
 
 impl EventKind {
     /// Every kind, in order.
-    pub const ALL: [EventKind; 6] = [
+    pub const ALL: [EventKind; 7] = [
         EventKind::Job(JobState::Pending),
         EventKind::Job(JobState::Queued),
         EventKind::Job(JobState::Running),
         EventKind::Job(JobState::Succeeded),
         EventKind::Job(JobState::Failed),
         EventKind::Job(JobState::Cancelled),
+        EventKind::Artifacts,
     ];
 
     /// Its name (`job.succeeded`): the `X-Omni-Event` header of a delivery and what webhooks
@@ -42,6 +47,7 @@ impl EventKind {
             EventKind::Job(JobState::Failed) => "job.failed",
             EventKind::Job(JobState::Cancelled) => "job.cancelled",
             EventKind::Job(JobState::Other(state)) => other_job_event(state),
+            EventKind::Artifacts => "job.artifacts",
         }
     }
 
@@ -101,5 +107,6 @@ mod tests {
         let newer = EventKind::Job(JobState::from_stored("waiting").unwrap());
         assert_eq!(newer.name(), "job.waiting");
         assert_eq!(EventKind::names().count(), EventKind::ALL.len());
+        assert_eq!("job.artifacts".parse(), Ok(EventKind::Artifacts));
     }
 }

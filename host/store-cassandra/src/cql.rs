@@ -224,6 +224,10 @@ pub(crate) struct Statements {
     pub read_logs: PreparedStatement,
     pub delete_logs: PreparedStatement,
     pub delete_log_steps: PreparedStatement,
+    pub insert_artifact: PreparedStatement,
+    pub list_artifacts: PreparedStatement,
+    pub get_artifact: PreparedStatement,
+    pub delete_artifacts: PreparedStatement,
     pub insert_key: PreparedStatement,
     pub delete_key: PreparedStatement,
     pub insert_lease: PreparedStatement,
@@ -368,6 +372,22 @@ impl Statements {
             delete_logs: prepare("DELETE FROM job_logs WHERE job_id = ? AND step = ?", Plain)
                 .await?,
             delete_log_steps: prepare("DELETE FROM job_log_steps WHERE job_id = ?", Plain).await?,
+            insert_artifact: prepare(
+                "INSERT INTO job_artifacts (job_id, name, artifact) VALUES (?, ?, ?) USING TTL ?",
+                Plain,
+            )
+            .await?,
+            list_artifacts: prepare(
+                "SELECT artifact FROM job_artifacts WHERE job_id = ? AND name > ? LIMIT ?",
+                Plain,
+            )
+            .await?,
+            get_artifact: prepare(
+                "SELECT artifact FROM job_artifacts WHERE job_id = ? AND name = ?",
+                Plain,
+            )
+            .await?,
+            delete_artifacts: prepare("DELETE FROM job_artifacts WHERE job_id = ?", Plain).await?,
             insert_key: prepare(
                 "INSERT INTO idempotency_keys (key, fingerprint, job_id, job) \
                  VALUES (?, ?, ?, ?) IF NOT EXISTS USING TTL ?",

@@ -25,10 +25,17 @@ impl CassandraStore {
     /// A new event of `change`: its id, made now (write it at once: see
     /// [`CassandraStore::record_event`]), and the values of `insert_event`.
     pub(crate) fn new_event(&self, job: &Job, change: &StateChange) -> Result<(Uuid, EventRow)> {
+        self.new_event_of(|id| Event::new(id, job, change))
+            .map(|(id, row, _)| (id, row))
+    }
+
+    /// A new event that `make` makes of its id (see [`CassandraStore::new_event`]), with it.
+    fn new_event_of(&self, make: impl FnOnce(String) -> Event) -> Result<(Uuid, EventRow, Event)> {
         let id = omni_store::new_job_id();
-        let text = to_json(&Event::new(id.to_string(), job, change))?;
+        let event = make(id.to_string());
+        let text = to_json(&event)?;
         let hour = hour_of(id_time(id).unwrap_or_else(Utc::now));
-        Ok((id, (hour, timeuuid(id), text, self.inner.event_ttl)))
+        Ok((id, (hour, timeuuid(id), text, self.inner.event_ttl), event))
     }
 
     /// Records a change in the event stream, right after the change itself was stored (the
@@ -44,32 +51,47 @@ impl CassandraStore {
 
     /// [`CassandraStore::record_event`], its first `attempt`s already made.
     pub(crate) async fn record_event_after(&self, job: &Job, change: &StateChange, attempt: usize) {
+        if let Err(error) = self
+            .write_event(job, |id| Event::new(id, job, change), attempt)
+            .await
+        {
+            tracing::error!(job = %job.id, to = %change.to, %error, "an event could not be recorded; readers will not see it");
+        }
+    }
+
+    /// Writes the event `make` makes of its id as [`CassandraStore::record_event`] says, its
+    /// first `attempt`s already made; answers the event written, or the last error.
+    pub(crate) async fn write_event(
+        &self,
+        job: &Job,
+        make: impl Fn(String) -> Event,
+        attempt: usize,
+    ) -> Result<Event> {
         let half_settle = self.inner.event_settle / 2;
+        let mut last = None;
         for attempt in attempt..=EVENT_WRITE_ATTEMPTS {
             let started = Utc::now();
-            let (id, row) = match self.new_event(job, change) {
-                Ok(event) => event,
-                Err(error) => {
-                    tracing::error!(job = %job.id, %error, "cannot encode an event");
-                    return;
-                }
-            };
+            let (id, row, event) = self.new_event_of(&make)?;
             let written = self
                 .inner
                 .session
                 .execute_unpaged(&self.inner.st.insert_event, row)
                 .await;
             match written {
-                Ok(_) if Utc::now() - started <= half_settle => return,
+                Ok(_) if Utc::now() - started <= half_settle => return Ok(event),
                 Ok(_) => {
                     tracing::warn!(job = %job.id, event = %id, attempt, "an event took longer than half the settle time to write; writing it again under a new id");
                 }
                 Err(error) => {
                     tracing::warn!(job = %job.id, %error, attempt, "cannot write an event");
+                    last = Some(unavailable("writing an event", error));
                 }
             }
         }
-        tracing::error!(job = %job.id, to = %change.to, "an event could not be recorded; readers will not see it");
+        Err(last.unwrap_or_else(|| StoreError::Unavailable {
+            message: "an event took longer than half the settle time to write, every time".into(),
+            source: None,
+        }))
     }
 }
 

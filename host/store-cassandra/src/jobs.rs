@@ -505,6 +505,7 @@ impl JobStore for CassandraStore {
             .await?;
         }
         self.delete_logs(id).await?;
+        self.delete_artifacts(id).await?;
         let day = match &found {
             Some(record) => Some(day_of(&record.job)),
             None => id_time(id).map(|t| t.date_naive()),

@@ -1,6 +1,6 @@
 //! # omni-store-cassandra: the store for a cluster
 //!
-//! [`CassandraStore`] keeps Omni's jobs, their state history, log lines, leases, webhooks and
+//! [`CassandraStore`] keeps Omni's jobs, their state history, log lines, artifact records, leases, webhooks and
 //! idempotency keys in Apache Cassandra (4.1 or later) or ScyllaDB through the `scylla` driver, for
 //! as many API replicas as the cluster can serve. It owns one keyspace: it creates it when it is
 //! missing (with the replication from [`CassandraConfig`]), applies the versioned CQL migrations
@@ -11,6 +11,7 @@
 //! [`migrations/README.md`](https://github.com/omni-build/omni/blob/main/host/store-cassandra/migrations/README.md)
 //! (also below). In short: one row per job (`jobs_by_id`, with its history), job listings in day
 //! buckets (`jobs_by_day`), one log partition per job and step (`job_logs`, `job_log_steps`),
+//! one partition of artifact records per job (`job_artifacts`),
 //! `idempotency_keys`, `leases`, `webhooks` and `webhooks_by_domain`, the job-change event stream
 //! in hour buckets (`events_by_hour`) and the webhooks' delivery state (`webhook_deliveries`).
 //! Every partition is bounded.
@@ -37,7 +38,7 @@
 //! # Layout
 //! - here: [`CassandraStore`], connecting (session, keyspace, migrations, prepared statements
 //!   and batches), helpers every capability uses, and [`Store`] itself (`kind`, `ping`).
-//! - `jobs`, `logs`, `events`, `leases`, `webhooks`: one capability each, named as its trait's
+//! - `jobs`, `logs`, `events`, `artifacts`, `leases`, `webhooks`: one capability each, named as its trait's
 //!   module in `omni-store` (`jobs` implements `JobStore`, and so on), with the tables, rows
 //!   and helpers only it uses.
 //! - [`CassandraConfig`] (`config`): contact points, keyspace, replication, TTLs, timeouts.
@@ -61,6 +62,7 @@ use uuid::Uuid;
 
 use omni_store::{Result, Store, StoreError};
 
+mod artifacts;
 mod config;
 mod cql;
 mod events;

@@ -77,6 +77,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0003_webhook_count",
         cql: include_str!("../migrations/0003_webhook_count.cql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_artifacts",
+        cql: include_str!("../migrations/0004_artifacts.cql"),
+    },
 ];
 
 /// How long a migration lock holds without its holder.

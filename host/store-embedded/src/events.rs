@@ -14,14 +14,23 @@ pub(crate) fn record_event(
     job: &Job,
     change: &StateChange,
 ) -> Result<(), OpError> {
+    append_event(txn, |id| Event::new(id, job, change)).map(drop)
+}
+
+/// Appends the event `make` makes of its id to the stream, inside the transaction of the
+/// change it tells of; answers it.
+pub(crate) fn append_event(
+    txn: &redb::WriteTransaction,
+    make: impl FnOnce(String) -> Event,
+) -> Result<Event, OpError> {
     let mut meta = txn.open_table(META)?;
     let last = meta.get(EVENT_SEQ)?.map_or(0, |v| v.value());
     let number = last + 1;
     meta.insert(EVENT_SEQ, number)?;
-    let event = Event::new(number.to_string(), job, change);
+    let event = make(number.to_string());
     txn.open_table(EVENTS)?
         .insert(number, encode(&event)?.as_slice())?;
-    Ok(())
+    Ok(event)
 }
 
 /// An event id of this store: the event's number in decimal.

@@ -59,6 +59,7 @@ pub(crate) fn purge(txn: &redb::WriteTransaction, id: u128) -> Result<bool, OpEr
         .retain_in((id, 0)..=(id, u32::MAX), |_, _| false)?;
     txn.open_table(LOGS)?
         .retain_in((id, 0)..=(id, u64::MAX), |_, _| false)?;
+    crate::artifacts::purge(txn, id)?;
     Ok(true)
 }
 

@@ -12,7 +12,7 @@
 //! Every job change is also an event of the event stream, numbered by a counter and written in
 //! the same transaction as the change (see `tables`).
 //!
-//! Retention: a sweeper removes finished jobs (with their history and logs) once `job_ttl` has
+//! Retention: a sweeper removes finished jobs (with their history, logs and artifact records) once `job_ttl` has
 //! passed since they ended, events after `event_ttl`, and idempotency keys after
 //! `idempotency_ttl`.
 //!
@@ -21,7 +21,7 @@
 //! # Layout
 //! - here: [`EmbeddedStore`], opening the file, reads and writes through the writer, the
 //!   retention sweep, and [`Store`] itself (`kind`, `ping`).
-//! - `jobs`, `logs`, `events`, `leases`, `webhooks`: one capability each, named as its trait's
+//! - `jobs`, `logs`, `events`, `artifacts`, `leases`, `webhooks`: one capability each, named as its trait's
 //!   module in `omni-store` (`jobs` implements `JobStore`, and so on).
 //! - [`EmbeddedConfig`]: the TTLs and the page cache's size.
 //! - `tables`: the tables, their keys and what each serves.
@@ -37,6 +37,7 @@ use omni_store::{Event, Result, Store, StoreError};
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use serde::Deserialize;
 
+mod artifacts;
 mod events;
 #[cfg(test)]
 mod future_rows;

@@ -11,6 +11,7 @@
 //! | `jobs_by_time` | (id's 100 ns ticks, id) | `service\0task\0domain\0state` | listings, newest first; filters without reading jobs |
 //! | `history` | (job id, seq) | a state change | a job's history |
 //! | `logs` | (job id, seq) | a log line | log pages by cursor |
+//! | `artifacts` | (job id, name) | an artifact's record | a job's artifacts by name, in pages |
 //! | `expiry` | (finished at, ms; job id) | () | the retention sweep |
 //! | `idempotency` | key | fingerprint, job id, time | repeated submissions |
 //! | `leases` | name | holder, expiry | once-per-cluster work |
@@ -35,6 +36,8 @@ pub(crate) const JOBS_BY_TIME: TableDefinition<(u64, u128), &str> =
     TableDefinition::new("jobs_by_time");
 pub(crate) const HISTORY: TableDefinition<(u128, u32), &[u8]> = TableDefinition::new("history");
 pub(crate) const LOGS: TableDefinition<(u128, u64), &[u8]> = TableDefinition::new("logs");
+pub(crate) const ARTIFACTS: TableDefinition<(u128, &str), &[u8]> =
+    TableDefinition::new("artifacts");
 pub(crate) const EXPIRY: TableDefinition<(i64, u128), ()> = TableDefinition::new("expiry");
 pub(crate) const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
 pub(crate) const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
@@ -54,6 +57,7 @@ pub(crate) fn create_all(db: &Database) -> Result<(), StoreError> {
         txn.open_table(JOBS_BY_TIME)?;
         txn.open_table(HISTORY)?;
         txn.open_table(LOGS)?;
+        txn.open_table(ARTIFACTS)?;
         txn.open_table(EXPIRY)?;
         txn.open_table(IDEMPOTENCY)?;
         txn.open_table(LEASES)?;

@@ -67,7 +67,8 @@ pub trait JobStore: Send + Sync + std::fmt::Debug + 'static {
     /// [`StoreError::Unavailable`], [`StoreError::Corrupt`].
     async fn history(&self, id: JobId) -> Result<Vec<StateChange>>;
 
-    /// Deletes a job, its history and its logs. Returns whether it existed.
+    /// Deletes a job, its history, its logs and its artifacts' records. Returns whether it
+    /// existed.
     ///
     /// # Errors
     /// [`StoreError::Unavailable`].

@@ -1,8 +1,8 @@
 //! # omni-store: what Omni keeps, and the traits every storage backend implements
 //!
 //! The job records the store keeps and [`Store`], one small trait per capability: jobs and
-//! their state history, the job-change event stream, log lines, leases, webhooks (with their
-//! delivery state) and idempotency keys. Backends live in their
+//! their state history, the job-change event stream, log lines, the records of jobs'
+//! artifacts, leases, webhooks (with their delivery state) and idempotency keys. Backends live in their
 //! own crates (`omni-store-embedded`, `omni-store-cassandra`) and are held as `Arc<dyn Store>`;
 //! every one of them passes the same conformance suite ([`conformance_tests!`], feature
 //! `conformance`). The model it stores (ids, states and the table of allowed moves) is
@@ -10,9 +10,10 @@
 //! nothing of HTTP, plugins or engines.
 //!
 //! # Layout
-//! - `jobs`, `logs`, `events`, `leases`, `webhooks`: one capability each, its trait
-//!   ([`JobStore`], [`LogStore`], [`EventStore`], [`LeaseStore`], [`WebhookStore`]); [`Store`]
-//!   (here) is all of them plus `kind` and `ping`. A new capability (artifacts, flows) is a new
+//! - `jobs`, `logs`, `events`, `artifacts`, `leases`, `webhooks`: one capability each, its
+//!   trait ([`JobStore`], [`LogStore`], [`EventStore`], [`ArtifactIndex`], [`LeaseStore`],
+//!   [`WebhookStore`]); [`Store`]
+//!   (here) is all of them plus `kind` and `ping`. A new capability (flows) is a new
 //!   file like them, a supertrait of [`Store`], a block in [`timed`] and a file of the suite;
 //!   each backend implements it in a file of the same name.
 //! - [`model`]: [`Job`], [`Transition`], [`StateChange`], listings, log lines, leases,
@@ -25,6 +26,7 @@
 
 use async_trait::async_trait;
 
+mod artifacts;
 mod events;
 mod jobs;
 mod leases;
@@ -39,6 +41,7 @@ mod webhooks;
 #[doc(hidden)]
 pub mod conformance;
 
+pub use artifacts::ArtifactIndex;
 pub use events::EventStore;
 pub use jobs::JobStore;
 pub use leases::LeaseStore;
@@ -114,7 +117,9 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// from many tasks and many replicas at once; the conformance suite states the guarantees of
 /// each capability as tests.
 #[async_trait]
-pub trait Store: JobStore + LogStore + EventStore + LeaseStore + WebhookStore {
+pub trait Store:
+    JobStore + LogStore + EventStore + ArtifactIndex + LeaseStore + WebhookStore
+{
     /// The backend's name (`embedded`, `cassandra`), for logs and `/readyz`.
     fn kind(&self) -> &'static str;
 

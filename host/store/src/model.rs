@@ -1,5 +1,5 @@
-//! What the store keeps: jobs and their state history, log lines, leases, webhooks and
-//! idempotency keys.
+//! What the store keeps: jobs and their state history, log lines, the records of jobs'
+//! artifacts, leases, webhooks and idempotency keys.
 
 use std::collections::BTreeSet;
 
@@ -266,6 +266,62 @@ pub struct LogPage {
     pub next: Option<u64>,
 }
 
+/// A file a job made, as the store records it (its bytes are in the artifact store, under
+/// `jobs/<job id>/<name>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Artifact {
+    /// Its name: its path relative to the job's output directory (`repodata/repomd.xml`).
+    pub name: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The sha256 of its bytes, lowercase hex.
+    pub sha256: String,
+    /// Its media type (`application/x-rpm`, ...), from its name.
+    pub media_type: String,
+    /// The step that made it (last wrote it), when the engine can tell.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    /// When it was stored.
+    pub created_at: DateTime<Utc>,
+}
+
+/// What an artifacts read asks for: names after `after`, in name order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactQuery {
+    /// Only names after this one (the cursor).
+    pub after: Option<String>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+/// One page of a job's artifacts, by name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArtifactPage {
+    /// The artifacts, by name (byte order).
+    pub items: Vec<Artifact>,
+    /// The cursor to read on from (the last name) when the page was full.
+    pub next: Option<String>,
+}
+
+/// What a `job.artifacts` event tells: how many artifacts were stored, and their bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArtifactsStored {
+    /// How many.
+    pub count: u64,
+    /// Their sizes together.
+    pub bytes: u64,
+}
+
+impl ArtifactsStored {
+    /// The summary of `artifacts`.
+    pub fn of(artifacts: &[Artifact]) -> Self {
+        ArtifactsStored {
+            count: artifacts.len() as u64,
+            bytes: artifacts.iter().map(|a| a.size).sum(),
+        }
+    }
+}
+
 /// Who holds a piece of once-per-cluster work, until when.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
@@ -332,8 +388,10 @@ impl Created {
     }
 }
 
-/// One job state change as the event stream shows it (`GET /v1/events`, webhooks): the API's
-/// `{"id", "job_id", "service", "task", "domain", "from", "to", "time", "message"}`.
+/// One job's change as the event stream shows it (`GET /v1/events`, webhooks): the API's
+/// `{"id", "job_id", "service", "task", "domain", "from", "to", "time", "message"}`, and
+/// `artifacts` for the event of artifacts stored (`job.artifacts`; `from` and `to` are then
+/// both the state the job was in).
 ///
 /// `id` is opaque: the store that recorded the event made it, ids increase in the order readers
 /// get the events, and [`crate::EventStore::read_events`] after an id yields every later event once.
@@ -357,6 +415,9 @@ pub struct Event {
     pub time: DateTime<Utc>,
     /// Why.
     pub message: Option<String>,
+    /// The artifacts stored, for a `job.artifacts` event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifacts: Option<ArtifactsStored>,
 }
 
 impl Event {
@@ -372,15 +433,36 @@ impl Event {
             to: change.to,
             time: change.time,
             message: change.message.clone(),
+            artifacts: None,
         }
     }
 
-    /// Its kind (a job's move to `to`).
-    pub fn kind(&self) -> EventKind {
-        EventKind::Job(self.to)
+    /// The event of `artifacts` stored for `job` (as it is now), with `id`.
+    pub fn stored(id: String, job: &Job, artifacts: &[Artifact], time: DateTime<Utc>) -> Self {
+        Event {
+            id,
+            job_id: job.id,
+            service: job.service.clone(),
+            task: job.task.clone(),
+            domain: job.domain.clone(),
+            from: Some(job.state),
+            to: job.state,
+            time,
+            message: None,
+            artifacts: Some(ArtifactsStored::of(artifacts)),
+        }
     }
 
-    /// Its name for webhooks: `job.<to>` (`job.pending`, ..., `job.cancelled`).
+    /// Its kind: a job's move to `to`, or its artifacts stored.
+    pub fn kind(&self) -> EventKind {
+        match self.artifacts {
+            Some(_) => EventKind::Artifacts,
+            None => EventKind::Job(self.to),
+        }
+    }
+
+    /// Its name for webhooks: `job.<to>` (`job.pending`, ..., `job.cancelled`) or
+    /// `job.artifacts`.
     pub fn name(&self) -> &'static str {
         self.kind().name()
     }

@@ -12,9 +12,10 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use crate::{
-    Created, Delivery, EventFilter, EventPage, EventStore, IdempotencyKey, Job, JobId, JobPage,
-    JobQuery, JobStore, Lease, LeaseStore, LogLine, LogPage, LogQuery, LogStore, Result,
-    StateChange, Step, Store, StoreError, Transition, Webhook, WebhookStore,
+    Artifact, ArtifactIndex, ArtifactPage, ArtifactQuery, Created, Delivery, Event, EventFilter,
+    EventPage, EventStore, IdempotencyKey, Job, JobId, JobPage, JobQuery, JobStore, Lease,
+    LeaseStore, LogLine, LogPage, LogQuery, LogStore, Result, StateChange, Step, Store, StoreError,
+    Transition, Webhook, WebhookStore,
 };
 
 /// Histogram of store calls, by `operation` (the store trait's method).
@@ -119,6 +120,12 @@ timed!(EventStore {
         limit: usize,
     ) -> Result<EventPage>;
     async fn events_head(&self) -> Result<String>;
+});
+
+timed!(ArtifactIndex {
+    async fn record_artifacts(&self, id: JobId, artifacts: &[Artifact]) -> Result<Event>;
+    async fn list_artifacts(&self, id: JobId, query: &ArtifactQuery) -> Result<ArtifactPage>;
+    async fn get_artifact(&self, id: JobId, name: &str) -> Result<Option<Artifact>>;
 });
 
 timed!(LeaseStore {

@@ -7,7 +7,7 @@
 //! ```
 //!
 //! One file per capability of the store, named as the trait's module is (`jobs`, `logs`,
-//! `events`, `leases`, `webhooks`); this one holds the macro and the helpers the files share.
+//! `events`, `artifacts`, `leases`, `webhooks`); this one holds the macro and the helpers the files share.
 //! `future` holds the cases of rows a newer server wrote, which need raw access to a backend's
 //! rows ([`future::RawRows`], [`future_rows_tests!`](crate::future_rows_tests)).
 //!
@@ -21,6 +21,7 @@ use chrono::TimeDelta;
 use crate::model::*;
 use crate::{JobId, JobState, LogStream, StepState, Store, new_job_id, now};
 
+pub mod artifacts;
 pub mod events;
 pub mod future;
 pub mod jobs;
@@ -55,6 +56,10 @@ macro_rules! conformance_tests {
             events_filter_by_domain_service_and_task,
             racing_writers_events_are_read_exactly_once,
             bad_event_ids_are_refused,
+        );
+        $crate::conformance_tests!(@cases $make; artifacts:
+            artifacts_are_recorded_by_name_and_announced,
+            artifacts_go_with_their_job,
         );
         $crate::conformance_tests!(@cases $make; leases:
             leases_have_one_holder,
