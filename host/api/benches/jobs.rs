@@ -74,7 +74,12 @@ async fn submissions(store: Arc<dyn Store>) -> (f64, Duration, Duration) {
     // Measured as a running server serves: from the plugin's pre-initialized snapshot.
     let srpm = registry.get("srpm").expect("srpm loads");
     omni_test_support::wait_until("srpm's snapshot", || srpm.is_prepared());
-    let jobs = JobService::new(store, Arc::clone(&registry) as _);
+    let artifacts = tempfile::tempdir().unwrap();
+    let jobs = JobService::new(
+        store,
+        Arc::clone(&registry) as _,
+        omni_test_support::artifacts_in(artifacts.path()),
+    );
     let app = router(AppState::new(jobs, registry));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/v1/jobs", listener.local_addr().unwrap());

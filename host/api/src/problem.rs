@@ -170,6 +170,60 @@ impl Problem {
                 vec![Self::field("/query/step", "not a step of this job")],
             ),
             JobError::Store(error) => Self::from_store(error),
+            JobError::NoSuchArtifact { id, name } => Self::new(
+                StatusCode::NOT_FOUND,
+                "no such artifact",
+                format!("job {id} has no artifact {name:?}"),
+            ),
+            JobError::BadArtifactName { name, reason } => Self::bad_request(
+                format!("{name:?} is not an artifact name: {reason}"),
+                vec![Self::field("/path/name", "not an artifact name")],
+            ),
+            JobError::Artifacts(error) => Self::from_artifacts(error),
+        }
+    }
+
+    /// The artifact store's refusals and failures: 413 past a size limit, 422 for bytes of
+    /// another sha256 than the one announced, 416 for a range that selects nothing, 400 for
+    /// a bad name or a body that broke off, 503 with `Retry-After` when the store fails.
+    pub fn from_artifacts(error: omni_artifacts::ArtifactError) -> Self {
+        use omni_artifacts::ArtifactError as E;
+        match error {
+            E::TooLarge { limit } => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body too large",
+                format!("the body is over the limit of {limit} bytes"),
+            ),
+            error @ E::Sha256Mismatch { .. } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "sha256 mismatch",
+                error.to_string(),
+            ),
+            error @ E::RangeNotSatisfiable { .. } => Self::new(
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range not satisfiable",
+                error.to_string(),
+            ),
+            error @ (E::InvalidKey { .. } | E::Body(_)) => Self::new(
+                StatusCode::BAD_REQUEST,
+                "invalid request",
+                error.to_string(),
+            ),
+            E::NotFound { key } => Self::new(
+                StatusCode::NOT_FOUND,
+                "no such artifact",
+                format!("no artifact {key:?}"),
+            ),
+            other => {
+                tracing::warn!(error = %other, "artifact store failed");
+                let mut problem = Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "artifact store unavailable",
+                    "the artifact store failed; retry later (the error is in the server's log)",
+                );
+                problem.retry_after = Some(RETRY_AFTER_SECS);
+                problem
+            }
         }
     }
 

@@ -545,7 +545,11 @@ fn down() -> StoreError {
 #[tokio::test]
 async fn an_unreachable_store_is_503_with_retry_after() {
     let (dirs, _) = omni_test_support::job_service(&["srpm"]);
-    let jobs = omni_jobs::JobService::new(Arc::new(Unreachable), dirs.registry.clone());
+    let jobs = omni_jobs::JobService::new(
+        Arc::new(Unreachable),
+        dirs.registry.clone(),
+        omni_test_support::artifacts_in(dirs.data.path()),
+    );
     let app = router(AppState::new(jobs, dirs.registry.clone()));
     for (method, uri, body) in [
         ("POST", "/v1/jobs", json_body(&srpm("a"))),

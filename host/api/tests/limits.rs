@@ -29,7 +29,11 @@ async fn listings_and_log_pages_are_cut_short_before_the_answer_limit() {
         )
         .unwrap(),
     );
-    let jobs = omni_jobs::JobService::new(store.clone(), Arc::clone(&registry) as _);
+    let jobs = omni_jobs::JobService::new(
+        store.clone(),
+        Arc::clone(&registry) as _,
+        omni_test_support::artifacts_in(data.path()),
+    );
     let app = router(AppState {
         answer_limit: 8 << 10,
         ..AppState::new(jobs, registry)

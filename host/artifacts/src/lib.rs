@@ -93,6 +93,7 @@
 //! - `key`: [`validate_key`] and [`validate_prefix`], the one name rule of every backend.
 //! - `error`: [`ArtifactError`].
 //! - `digest`: [`Sha256`], a digest and its hex form; the hashing, counting reader of puts.
+//! - `media`: [`media_type`], a file's media type by its name.
 //! - `directory`: [`Directory`], files under a root directory.
 //! - `s3`: [`S3`], an S3-compatible object store through `object_store`.
 //! - `config`: [`ArtifactsConfig`], [`S3Config`] and the credentials file.
@@ -111,6 +112,7 @@ mod digest;
 mod directory;
 mod error;
 mod key;
+mod media;
 mod s3;
 
 #[cfg(feature = "conformance")]
@@ -122,6 +124,7 @@ pub use digest::Sha256;
 pub use directory::Directory;
 pub use error::ArtifactError;
 pub use key::{MAX_KEY_LEN, validate_key, validate_prefix};
+pub use media::media_type;
 pub use s3::S3;
 
 /// A stream of bytes going into or coming out of the store.

@@ -21,11 +21,13 @@ use async_trait::async_trait;
 use chrono::Utc;
 use futures::StreamExt;
 use omni_engine::{
-    Engine, EngineError, EngineJob, EngineLine, JobId, LogCursor, LogStream, LogStreamOf, Outcome,
-    Progress, ProgressStream, StepState,
+    Engine, EngineError, EngineJob, EngineLine, JobId, LogCursor, LogStream, LogStreamOf,
+    OUTPUT_VOLUME, Outcome, Output, Progress, ProgressStream, StepState,
 };
 use tokio::sync::watch;
+use tracing::Instrument as _;
 
+use crate::outputs::Outputs;
 use crate::spool::Spool;
 use crate::sweep::{ENDED, sweep};
 use crate::{
@@ -63,6 +65,9 @@ struct Tracked {
     spool: Spool,
     max_log_bytes: u64,
     canceller: Canceller,
+    /// The job's output volume, and its files as last seen (after each step, and at the end).
+    output_dir: PathBuf,
+    outputs: Mutex<Outputs>,
 }
 
 /// A job's log as the engine keeps it: what is in its spool.
@@ -312,17 +317,29 @@ impl Engine for LocalEngine {
             max_log_bytes: self.max_log_bytes,
             canceller: run.canceller(),
             steps,
+            output_dir: self.runner.volume_dir(&job.id.to_string(), OUTPUT_VOLUME),
+            outputs: Mutex::new(Outputs::default()),
         });
         jobs.insert(job.id, Arc::clone(&tracked));
         drop(jobs);
         tracing::info!(engine = %self.name, job = %job.id, dir = %run.dir().display(), "local job started");
-        tokio::spawn(async move {
-            while let Some(event) = run.events.recv().await {
-                if record(&tracked, event) {
-                    break;
+        tokio::spawn(
+            async move {
+                while let Some(event) = run.events.recv().await {
+                    // The outputs are looked at before followers hear of a step's end or the
+                    // job's, so that they are known when the end is.
+                    match &event {
+                        Event::StepEnded { step, .. } => scan(&tracked, Some(step.clone())).await,
+                        Event::Ended(_) => scan(&tracked, None).await,
+                        _ => {}
+                    }
+                    if record(&tracked, event) {
+                        break;
+                    }
                 }
             }
-        });
+            .in_current_span(),
+        );
         Ok(())
     }
 
@@ -434,6 +451,22 @@ impl Engine for LocalEngine {
         Ok(())
     }
 
+    async fn outputs(&self, id: JobId) -> Result<Vec<Output>, EngineError> {
+        let tracked = self.tracked(id).ok_or_else(|| self.unknown(id))?;
+        if tracked.progress.borrow().outcome.is_none() {
+            return Err(EngineError::Failed {
+                engine: self.name.clone(),
+                message: format!("job {id} has not ended: its outputs are not known yet"),
+            });
+        }
+        let outputs = tracked
+            .outputs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .list(&tracked.output_dir);
+        Ok(outputs)
+    }
+
     async fn cleanup(&self, id: JobId) -> Result<(), EngineError> {
         let tracked = self
             .jobs
@@ -459,6 +492,23 @@ impl Engine for LocalEngine {
                 engine: name,
                 message: format!("cannot remove the job's directory: {e}"),
             })
+    }
+}
+
+/// Looks at the job's output volume after `step` ended (`None`: the job's end), off the
+/// runtime's threads (a repository's output is thousands of files).
+async fn scan(tracked: &Arc<Tracked>, step: Option<String>) {
+    let tracked = Arc::clone(tracked);
+    let looked = tokio::task::spawn_blocking(move || {
+        tracked
+            .outputs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .scan(&tracked.output_dir, step.as_deref());
+    })
+    .await;
+    if let Err(error) = looked {
+        tracing::error!(%error, "looking at a job's output failed");
     }
 }
 

@@ -29,12 +29,15 @@
 //! non-zero fails the job and the steps after it do not run; `activeDeadlineSeconds` and
 //! [`Run::cancel`] kill the running step: its sandbox's pid namespace, so every process it
 //! started dies with it (and so does anything it left behind when it ends by itself). What the
-//! job leaves in its volumes stays in the job directory (its artifacts) until
-//! [`LocalRunner::remove`]: a purge, or the engine's sweep `keep_finished` after the job ended.
+//! job leaves in its volumes stays in the job directory until [`LocalRunner::remove`]: a purge,
+//! or the engine's sweep `keep_finished` after the job ended. The regular files of its
+//! `output` volume are its outputs ([`omni_engine::Engine::outputs`], each with the step that
+//! last wrote it), which the scheduler keeps as the job's artifacts when it ends.
 //!
 //! Layout: the runner here; `engine` ([`LocalEngine`]) tracks jobs for the `Engine` trait,
 //! `config` ([`LocalEngineConfig`]), `spool` (a job's log in `log.jsonl`, read back by each
-//! follower), `sweep` (removing old job directories), [`sandbox`], [`root`] (a job's build
+//! follower), `outputs` (a job's output files and the steps that wrote them), `sweep`
+//! (removing old job directories), [`sandbox`], [`root`] (a job's build
 //! root: a configured root per arch or the host's directories, writable for the job alone
 //! through overlayfs) and `plan` (what a rendered Job becomes), `error` (why a run or the
 //! sandbox probe could not start).
@@ -54,6 +57,7 @@ use tokio::sync::{Notify, mpsc};
 mod config;
 mod engine;
 mod error;
+mod outputs;
 mod plan;
 pub mod root;
 pub mod sandbox;

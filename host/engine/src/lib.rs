@@ -15,7 +15,7 @@
 //!
 //! # Layout
 //! - [`Engine`], [`EngineJob`], [`Progress`], [`Outcome`], [`EngineLine`], [`LogCursor`],
-//!   [`EngineError`]: the boundary.
+//!   [`Output`], [`EngineError`]: the boundary.
 //! - [`text`]: what a step prints made into lines the same way by every engine (bounded pieces,
 //!   binary escaped).
 //! - `conformance`: the suite (feature `conformance`).
@@ -175,6 +175,27 @@ fn millis(time: DateTime<Utc>) -> DateTime<Utc> {
     chrono::SubsecRound::trunc_subsecs(time, 3)
 }
 
+/// A file a job left in its `output` volume, as an engine on this machine has it (the local
+/// engine): its name relative to the volume, the step that last wrote it, and where it is.
+/// The job's artifacts are made of these once it ended. An engine whose jobs send their
+/// artifacts themselves (Kubernetes: the upload step) has none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// Its path relative to the output volume, `/`-separated (`repodata/repomd.xml`).
+    pub name: String,
+    /// The step that last wrote it, when the engine can tell.
+    pub step: Option<String>,
+    /// Where it is on this machine: a regular file that no process of the job can change any
+    /// more.
+    pub path: std::path::PathBuf,
+    /// Its size when the engine looked.
+    pub size: u64,
+}
+
+/// The name of the volume whose files become a job's artifacts: every plugin's templates mount
+/// their output there (`OMNI_OUTPUT`).
+pub const OUTPUT_VOLUME: &str = "output";
+
 /// Why an engine call failed.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -282,6 +303,18 @@ pub trait Engine: Send + Sync + fmt::Debug + 'static {
     /// # Errors
     /// [`EngineError::Unavailable`].
     async fn cancel(&self, id: JobId) -> Result<(), EngineError>;
+
+    /// The files the job left in its [`OUTPUT_VOLUME`], once it has ended, in name order;
+    /// none by default (an engine whose jobs upload their artifacts themselves). Files that
+    /// are not regular files (links, devices, sockets) are not outputs.
+    ///
+    /// # Errors
+    /// [`EngineError::UnknownJob`]; [`EngineError::Failed`] when the job has not ended or its
+    /// directory cannot be read.
+    async fn outputs(&self, id: JobId) -> Result<Vec<Output>, EngineError> {
+        let _ = id;
+        Ok(Vec::new())
+    }
 
     /// Removes what the job left on the engine (objects, directories, artifacts); after it, the
     /// engine does not know the job.

@@ -74,9 +74,29 @@ pub enum JobError {
         /// The job's steps.
         steps: Vec<String>,
     },
+    /// The job has no artifact of that name.
+    #[error("job {id} has no artifact {name:?}")]
+    NoSuchArtifact {
+        /// The job.
+        id: JobId,
+        /// The name asked for.
+        name: String,
+    },
+    /// A name that cannot name an artifact.
+    #[error("{name:?} is not an artifact name: {reason}")]
+    BadArtifactName {
+        /// The name.
+        name: String,
+        /// Why not.
+        reason: String,
+    },
     /// The store failed (unavailable, conflicting idempotency key, ...).
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The artifact store failed, or refused the bytes (too large, another sha256, a range it
+    /// cannot satisfy).
+    #[error(transparent)]
+    Artifacts(#[from] omni_artifacts::ArtifactError),
 }
 
 impl JobError {

@@ -17,6 +17,8 @@
 //!   make through it (`assign_engine`, `record_steps`, `append_logs`), and [`Dispatch`];
 //! - `submit`: submissions and renders, where a task's plugin is asked ([`Submission`]);
 //! - `moves`: transitions, cancels and purges, and the [`JobEvent`]s they announce;
+//! - `artifacts`: a job's artifacts, their bytes in the artifact store (`omni-artifacts`) and
+//!   their records in the store;
 //! - `error`: [`JobError`]; [`logs`]: the log fan-out ([`LogHub`]); [`lease`]: [`Lease`].
 //!
 //! [`metrics`] counts what this replica's service did (submissions, transitions, log lines
@@ -27,6 +29,7 @@ use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 
+use omni_artifacts::ArtifactStore;
 use omni_core::Plugins;
 use omni_store::{
     EventFilter, EventPage, Job, JobId, JobPage, JobQuery, LeaseStore, LogLine, LogPage, LogQuery,
@@ -34,6 +37,7 @@ use omni_store::{
 };
 use tokio::sync::broadcast;
 
+mod artifacts;
 mod error;
 pub mod lease;
 pub mod logs;
@@ -41,6 +45,7 @@ pub mod metrics;
 mod moves;
 mod submit;
 pub use crate::metrics::job_span;
+pub use artifacts::{artifact_key, artifacts_prefix, check_artifact_name};
 pub use error::JobError;
 pub use lease::Lease;
 pub use logs::{Batch, FollowEvent, LogHub, LogLimits, Publisher, Stored};
@@ -81,18 +86,25 @@ pub trait Dispatch: Send + Sync + std::fmt::Debug + 'static {
 pub struct JobService {
     store: Arc<dyn Store>,
     plugins: Arc<dyn Plugins>,
+    artifacts: Arc<dyn ArtifactStore>,
     events: broadcast::Sender<JobEvent>,
     dispatch: Arc<OnceLock<Arc<dyn Dispatch>>>,
     logs: LogHub,
 }
 
 impl JobService {
-    /// A service over `store` with `plugins` (the plugin host's registry).
-    pub fn new(store: Arc<dyn Store>, plugins: Arc<dyn Plugins>) -> Self {
+    /// A service over `store` with `plugins` (the plugin host's registry), keeping jobs'
+    /// artifacts in `artifacts`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        plugins: Arc<dyn Plugins>,
+        artifacts: Arc<dyn ArtifactStore>,
+    ) -> Self {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         JobService {
             store,
             plugins,
+            artifacts,
             events,
             dispatch: Arc::new(OnceLock::new()),
             logs: LogHub::new(LogLimits::default()),
@@ -111,8 +123,12 @@ impl JobService {
     /// (for running several replicas in one process, as tests do).
     #[must_use]
     pub fn replica(&self) -> Self {
-        JobService::new(Arc::clone(&self.store), Arc::clone(&self.plugins))
-            .with_log_limits(*self.logs.limits())
+        JobService::new(
+            Arc::clone(&self.store),
+            Arc::clone(&self.plugins),
+            Arc::clone(&self.artifacts),
+        )
+        .with_log_limits(*self.logs.limits())
     }
 
     /// The live fan-out of log lines (the collector publishes into it).

@@ -15,6 +15,10 @@ pub const TRANSITIONS: &str = "omni_job_transitions_total";
 pub const SUBMISSIONS: &str = "omni_job_submissions_total";
 /// Counter of log lines stored.
 pub const LOG_LINES: &str = "omni_log_lines_stored_total";
+/// Counter of artifacts stored, by `task`.
+pub const ARTIFACTS: &str = "omni_artifacts_stored_total";
+/// Counter of the bytes of artifacts stored, by `task`.
+pub const ARTIFACT_BYTES: &str = "omni_artifact_bytes_stored_total";
 
 /// Registers the help texts of the metrics above with the installed recorder.
 pub fn describe() {
@@ -34,6 +38,22 @@ pub fn describe() {
          omni_http_requests_total."
     );
     metrics::describe_counter!(LOG_LINES, "Job log lines this replica's collectors stored.");
+    metrics::describe_counter!(
+        ARTIFACTS,
+        "Job artifacts this replica stored (bytes in the artifact store and records in the \
+         store), by task."
+    );
+    metrics::describe_counter!(
+        ARTIFACT_BYTES,
+        "The bytes of the job artifacts this replica stored, by task."
+    );
+}
+
+/// Records `artifacts` of a job of `task` stored.
+pub(crate) fn artifacts_stored(task: &str, artifacts: &[omni_store::Artifact]) {
+    metrics::counter!(ARTIFACTS, "task" => task.to_owned()).increment(artifacts.len() as u64);
+    metrics::counter!(ARTIFACT_BYTES, "task" => task.to_owned())
+        .increment(artifacts.iter().map(|a| a.size).sum());
 }
 
 /// Records a state change of a job of `task` to `to`.

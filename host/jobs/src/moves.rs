@@ -2,7 +2,9 @@
 //! and the [`JobEvent`] every move announces to this replica's subscribers.
 
 use chrono::{DateTime, Utc};
-use omni_store::{Job, JobId, JobState, StateChange, StoreError, Transition};
+use omni_store::{
+    ArtifactsStored, Event, Job, JobId, JobState, StateChange, StoreError, Transition,
+};
 use serde::Serialize;
 
 use crate::{JobError, JobService};
@@ -26,8 +28,13 @@ pub struct JobEvent {
     pub time: DateTime<Utc>,
     /// Why.
     pub message: Option<String>,
-    /// The change's place in the job's history.
+    /// The change's place in the job's history (0 for an artifacts event, which is no change
+    /// of the history).
     pub seq: u32,
+    /// The artifacts stored, for a `job.artifacts` event (`from` and `to` are both the job's
+    /// state then).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub artifacts: Option<ArtifactsStored>,
 }
 
 impl JobEvent {
@@ -42,6 +49,23 @@ impl JobEvent {
             time: change.time,
             message: change.message.clone(),
             seq: change.seq,
+            artifacts: None,
+        }
+    }
+
+    /// The announcement of a stored `job.artifacts` event.
+    pub(crate) fn stored(event: &Event) -> Self {
+        JobEvent {
+            job_id: event.job_id,
+            service: event.service.clone(),
+            task: event.task.clone(),
+            domain: event.domain.clone(),
+            from: event.from,
+            to: event.to,
+            time: event.time,
+            message: event.message.clone(),
+            seq: 0,
+            artifacts: event.artifacts,
         }
     }
 }
@@ -142,6 +166,9 @@ impl JobService {
         let job = match self.cancel(id).await? {
             Cancelled::Now(job) | Cancelled::AlreadyEnded(job) => job,
         };
+        // The bytes first: a purge cut short leaves a job that can be purged again, never
+        // bytes no record names.
+        self.delete_artifacts(id).await?;
         if self.store.purge_job(id).await? {
             if let (Some(dispatch), Some(_)) = (self.dispatch.get(), &job.engine) {
                 dispatch.purged(&job).await;

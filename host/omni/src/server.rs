@@ -86,7 +86,17 @@ pub async fn serve(
     tokio::spawn(rescan_on_sighup(Arc::clone(&registry)));
 
     let engines = open_engines(&config).await?;
-    let jobs = JobService::new(store, Arc::clone(&registry) as _).with_log_limits(config.logs);
+    let artifacts = config
+        .artifacts
+        .build(&config.data_dir)
+        .context("cannot open the artifact store ([artifacts])")?;
+    tracing::info!(
+        kind = artifacts.kind(),
+        "artifacts kept in the {} store",
+        artifacts.kind()
+    );
+    let jobs =
+        JobService::new(store, Arc::clone(&registry) as _, artifacts).with_log_limits(config.logs);
     let scheduler = Scheduler::new(jobs.clone(), engines.clone(), config.scheduler.clone())?;
     let _scheduler = scheduler.spawn();
     let webhooks = omni_webhooks::Webhooks::new(&config.webhooks, keyring(&config)?);

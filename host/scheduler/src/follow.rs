@@ -43,17 +43,34 @@ impl Inner {
         if tokio::time::timeout(LOG_DRAIN, logs).await.is_err() {
             tracing::warn!("the job's log did not end with the job");
         }
-        let (to, message) = match outcome {
-            Some(Outcome::Succeeded) => (JobState::Succeeded, None),
-            Some(Outcome::Failed(message)) => (JobState::Failed, Some(message)),
-            Some(Outcome::Cancelled(message)) => (JobState::Cancelled, Some(message)),
-            None => (
+        // What it made is kept before its end is recorded (also what a failed job made: its
+        // logs and half-built packages are what its owner needs to see why).
+        let kept = match &outcome {
+            Some(Outcome::Succeeded | Outcome::Failed(_)) => {
+                crate::keep::keep_outputs(&self.jobs, &engine, id, self.config.retry_after).await
+            }
+            _ => Ok(0),
+        };
+        let (to, message) = match (outcome, kept) {
+            (Some(Outcome::Succeeded), Err(why)) => (
                 JobState::Failed,
-                Some(format!(
-                    "engine {} no longer has the job (it was removed there, or the engine restarted and keeps nothing)",
-                    engine.name()
-                )),
+                Some(format!("the job succeeded, but {why}")),
             ),
+            (Some(Outcome::Failed(message)), Err(why)) => {
+                (JobState::Failed, Some(format!("{message}; and {why}")))
+            }
+            (outcome, _) => match outcome {
+                Some(Outcome::Succeeded) => (JobState::Succeeded, None),
+                Some(Outcome::Failed(message)) => (JobState::Failed, Some(message)),
+                Some(Outcome::Cancelled(message)) => (JobState::Cancelled, Some(message)),
+                None => (
+                    JobState::Failed,
+                    Some(format!(
+                        "engine {} no longer has the job (it was removed there, or the engine restarted and keeps nothing)",
+                        engine.name()
+                    )),
+                ),
+            },
         };
         match self.jobs.transition(id, to, message).await {
             Ok(job) => tracing::info!(state = %job.state, "job ended"),

@@ -48,6 +48,7 @@ use tokio::sync::Notify;
 use tracing::Instrument as _;
 
 mod follow;
+mod keep;
 mod lead;
 mod queue;
 mod start;

@@ -128,6 +128,33 @@ where
     }
 }
 
+/// The stored events of job `id`, in stream order, once there are `count` of them (a store may
+/// hold events back for a moment: see `event_settle`).
+pub async fn events_of(
+    jobs: &omni_jobs::JobService,
+    id: omni_store::JobId,
+    count: usize,
+) -> Vec<omni_store::Event> {
+    eventually(&format!("{count} events of job {id}"), || async {
+        let mut events = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = jobs
+                .read_events(after.as_deref(), &omni_store::EventFilter::default(), 1000)
+                .await
+                .ok()?;
+            let empty = page.items.is_empty();
+            events.extend(page.items.into_iter().filter(|e| e.job_id == id));
+            if empty {
+                break;
+            }
+            after = Some(page.next);
+        }
+        (events.len() >= count).then_some(events)
+    })
+    .await
+}
+
 /// A registry over a fresh temporary plugins directory holding the named components, keeping
 /// the versions it loads in [`VERSIONS`] under it (which the registry does not scan).
 pub fn registry(sandbox: Arc<Sandbox>, names: &[&str]) -> (tempfile::TempDir, Arc<Registry>) {
@@ -154,7 +181,11 @@ pub fn job_service(names: &[&str]) -> (Dirs, omni_jobs::JobService) {
         omni_store_embedded::EmbeddedConfig::default(),
     )
     .unwrap();
-    let service = omni_jobs::JobService::new(Arc::new(store), Arc::clone(&registry) as _);
+    let service = omni_jobs::JobService::new(
+        Arc::new(store),
+        Arc::clone(&registry) as _,
+        artifacts_in(data.path()),
+    );
     (
         Dirs {
             plugins,
@@ -184,8 +215,15 @@ pub fn job_service_with(
         )
         .unwrap(),
     );
-    let service = omni_jobs::JobService::new(Arc::clone(&store), plugins);
+    let service =
+        omni_jobs::JobService::new(Arc::clone(&store), plugins, artifacts_in(data.path()));
     (data, store, service)
+}
+
+/// The directory artifact store under `dir`'s `artifacts/`, as `omni serve` keeps one under
+/// its data directory.
+pub fn artifacts_in(dir: &std::path::Path) -> Arc<dyn omni_artifacts::ArtifactStore> {
+    Arc::new(omni_artifacts::Directory::open(dir.join("artifacts")).unwrap())
 }
 
 /// Temporary directories a test keeps until it ends, and the registry over the plugins one.
@@ -266,10 +304,13 @@ fn last_line(mut command: std::process::Command) -> String {
 
 /// A job service over `store` with no plugins loaded (for tests that make jobs through the store
 /// and move them through the service, as the event stream's tests do); the registry's empty
-/// plugins directory and its registry live as long as the returned guard.
+/// plugins directory (which holds the artifacts too) and its registry live as long as the
+/// returned guard.
 pub fn job_service_over(store: Arc<dyn omni_store::Store>) -> (Plugins, omni_jobs::JobService) {
     let (dir, registry) = registry(sandbox(serde_json::json!({})), &[]);
-    let service = omni_jobs::JobService::new(store, Arc::clone(&registry) as _);
+    // Artifacts beside the plugin versions, in the plugins directory the guard keeps.
+    let artifacts = artifacts_in(&dir.path().join(VERSIONS));
+    let service = omni_jobs::JobService::new(store, Arc::clone(&registry) as _, artifacts);
     (Plugins { dir, registry }, service)
 }
 

@@ -100,12 +100,26 @@
 //! max_job_lines = 1000000          # most lines stored per job; then a marker line, and no more
 //! follower_batches = 256           # batches a live follower may fall behind before it is dropped
 //!
+//! [artifacts]                      # where jobs' artifacts are kept
+//! kind = "directory"               # under the data directory (the default) | "s3" (keys below)
+//! path = "artifacts"               # relative to data_dir unless absolute
+//! # kind = "s3"
+//! # endpoint = "http://127.0.0.1:8333"   # AWS itself without it
+//! # bucket = "omni-artifacts"       # must exist
+//! # region = "us-east-1"
+//! # prefix = "prod"                 # keys under prod/ in the bucket
+//! # allow_http = true               # plain http:// endpoints are refused without it
+//! # credentials_file = "/etc/omni/s3-credentials"   # AWS shared credentials (INI); else AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY
+//! # profile = "default"
+//! # part_size_mib = 8               # multipart part size (5..=512)
+//! # parts_in_flight = 2             # parts of one upload sent at once (1..=8)
+//!
 //! [[engines]]                      # where jobs run; without any entry, one local engine as here
 //! kind = "local"                   # the steps run as processes on this machine
 //! name = "local"                   # recorded on the jobs it runs
 //! arches = ["x86_64"]              # API arches it runs (this machine's by default)
 //! max_running = 2                  # jobs at once
-//! root = "./.omni/data/jobs"       # job directories, artifacts in <root>/<job id>/volumes/output (default data_dir/jobs)
+//! root = "./.omni/data/jobs"       # job directories (default data_dir/jobs); a job's volumes/output files become its artifacts when it ends
 //! max_log_bytes = 67108864         # a job's log kept in its directory (log.jsonl) until cleanup, text + per-line bookkeeping; then a marker line
 //! unsandboxed = false              # true: steps run as plain processes of the server's user (no isolation; a warning at start)
 //! keep_finished = "30d"            # a job's directory is removed this long after it ended (keep equal to the store's job_ttl)
@@ -194,6 +208,9 @@ pub struct Config {
     pub auth: AuthSection,
     /// `[http]`: connections, timeouts, the stop.
     pub http: crate::http::HttpConfig,
+    /// `[artifacts]`: where jobs' artifacts are kept (a directory under the data directory,
+    /// or an S3-compatible object store).
+    pub artifacts: omni_artifacts::ArtifactsConfig,
 }
 /// `[events]`: the event stream. `ttl` sets the store's `event_ttl` (embedded or Cassandra).
 #[derive(Debug, Clone, Deserialize)]
@@ -285,6 +302,7 @@ impl Default for Config {
             webhooks: WebhooksConfig::default(),
             auth: AuthSection::default(),
             http: crate::http::HttpConfig::default(),
+            artifacts: omni_artifacts::ArtifactsConfig::default(),
         }
     }
 }
@@ -309,6 +327,12 @@ impl Config {
             if let Some(file) = &mut key.file {
                 absolute(file);
             }
+        }
+        // A directory store's relative path is under the data directory, not here.
+        if let omni_artifacts::ArtifactsConfig::S3(s3) = &mut self.artifacts
+            && let Some(file) = &mut s3.credentials_file
+        {
+            absolute(file);
         }
         for engine in &mut self.engines {
             match engine {

@@ -1,5 +1,6 @@
 //! Jobs on the local engine, from submission to their end.
 
+use futures::StreamExt as _;
 use omni_engine::testing::{Act, Scripted};
 use omni_jobs::JobError;
 use omni_store::StepState;
@@ -81,12 +82,67 @@ async fn an_srpm_job_runs_to_success_on_the_local_engine_with_its_log_and_artifa
     assert!(info.status.success(), "{srpm:?}: {info:?}");
     assert_eq!(String::from_utf8_lossy(&info.stdout), "hello-1.0");
 
-    // Purging removes the job's directory with its artifacts.
+    // The output is the job's one artifact, recorded before its end, its bytes in the
+    // artifact store those of the file.
+    let page = world
+        .jobs
+        .list_artifacts(
+            job.id,
+            &omni_store::ArtifactQuery {
+                after: None,
+                limit: 100,
+            },
+        )
+        .await
+        .unwrap();
+    let bytes = std::fs::read(&srpm).unwrap();
+    assert_eq!(page.items.len(), 1, "{page:#?}");
+    let artifact = &page.items[0];
+    assert_eq!(artifact.name, "hello-1.0-1.oe2403.src.rpm");
+    assert_eq!(artifact.size, bytes.len() as u64);
+    assert_eq!(
+        artifact.sha256,
+        omni_artifacts::Sha256::of(&bytes).to_string()
+    );
+    assert_eq!(artifact.media_type, "application/x-rpm");
+    assert_eq!(artifact.step.as_deref(), Some("build"));
+    let (_, download) = world
+        .jobs
+        .open_artifact(job.id, &artifact.name, None)
+        .await
+        .unwrap();
+    let kept: Vec<u8> = download
+        .stream
+        .map(|chunk| chunk.unwrap().to_vec())
+        .concat()
+        .await;
+    assert!(kept == bytes, "the kept artifact is not the file");
+    let events = omni_test_support::events_of(&world.jobs, job.id, 5).await;
+    let names: Vec<&str> = events.iter().map(omni_store::Event::name).collect();
+    assert_eq!(
+        names,
+        [
+            "job.pending",
+            "job.queued",
+            "job.running",
+            "job.artifacts",
+            "job.succeeded"
+        ]
+    );
+
+    // Purging removes the job's directory and its artifacts.
     world.jobs.purge(job.id).await.unwrap();
     omni_test_support::eventually("the purged job's artifact to go", || {
         std::future::ready((!srpm.exists()).then_some(()))
     })
     .await;
+    let gone = world
+        .jobs
+        .artifact_store()
+        .list(&omni_jobs::artifacts_prefix(job.id))
+        .await
+        .unwrap();
+    assert!(gone.is_empty(), "{gone:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,0 +1,158 @@
+//! A job's artifacts: their bytes in the artifact store under `jobs/<job id>/<name>`, their
+//! records in the store, each batch announced as a `job.artifacts` event and counted.
+//!
+//! Bytes first, records after: a record always names bytes that are there (a put that fails
+//! stores nothing, and a record is written only for what was put). Bytes without a record (a
+//! replica that died between the two) are replaced when the job's outputs are kept again, and
+//! go with the job's prefix when it is purged.
+
+use std::sync::Arc;
+
+use omni_artifacts::{ArtifactStore, ByteRange, ByteStream, Download, PutLimits, validate_key};
+use omni_store::{Artifact, ArtifactPage, ArtifactQuery, JobId};
+
+use crate::{JobError, JobEvent, JobService};
+
+/// The key of a job's artifact in the artifact store.
+pub fn artifact_key(id: JobId, name: &str) -> String {
+    format!("jobs/{id}/{name}")
+}
+
+/// The prefix of every artifact of a job in the artifact store.
+pub fn artifacts_prefix(id: JobId) -> String {
+    format!("jobs/{id}")
+}
+
+/// Checks that `name` can name an artifact: a relative path of `/`-separated segments, as the
+/// artifact store's keys are ([`validate_key`]).
+///
+/// # Errors
+/// [`JobError::BadArtifactName`] saying why not.
+pub fn check_artifact_name(name: &str) -> Result<(), JobError> {
+    validate_key(name).map_err(|error| JobError::BadArtifactName {
+        name: name.to_owned(),
+        reason: error.to_string(),
+    })
+}
+
+impl JobService {
+    /// The artifact store the service keeps artifacts in.
+    pub fn artifact_store(&self) -> &Arc<dyn ArtifactStore> {
+        &self.artifacts
+    }
+
+    /// Stores the bytes of job `id`'s artifact `name` (made by `step`, when known) from
+    /// `body`, within `limits`, replacing any of that name; answers its record, which is kept
+    /// once [`JobService::record_artifacts`] is called with it.
+    ///
+    /// # Errors
+    /// [`JobError::BadArtifactName`]; [`JobError::Artifacts`] when the bytes break `limits` or
+    /// the artifact store fails (nothing is stored then).
+    pub async fn put_artifact(
+        &self,
+        id: JobId,
+        name: &str,
+        step: Option<String>,
+        body: ByteStream,
+        limits: PutLimits,
+    ) -> Result<Artifact, JobError> {
+        check_artifact_name(name)?;
+        let stored = self
+            .artifacts
+            .put(&artifact_key(id, name), body, limits)
+            .await?;
+        Ok(Artifact {
+            name: name.to_owned(),
+            size: stored.size,
+            sha256: stored.sha256.to_string(),
+            media_type: omni_artifacts::media_type(name).to_owned(),
+            step,
+            created_at: chrono::SubsecRound::trunc_subsecs(omni_store::now(), 3),
+        })
+    }
+
+    /// Records `artifacts` of job `id` (their bytes stored by [`JobService::put_artifact`]),
+    /// announces them as one `job.artifacts` event and counts them.
+    ///
+    /// # Errors
+    /// [`JobError::NotFound`]; [`JobError::Store`] (a conflict when the job has ended).
+    pub async fn record_artifacts(
+        &self,
+        id: JobId,
+        artifacts: &[Artifact],
+    ) -> Result<(), JobError> {
+        if artifacts.is_empty() {
+            return Ok(());
+        }
+        let event =
+            self.store
+                .record_artifacts(id, artifacts)
+                .await
+                .map_err(|error| match error {
+                    omni_store::StoreError::NotFound(id) => JobError::NotFound(id),
+                    other => JobError::Store(other),
+                })?;
+        crate::metrics::artifacts_stored(&event.task, artifacts);
+        // No subscribers is fine: nothing listens yet.
+        let _ = self.events.send(JobEvent::stored(&event));
+        Ok(())
+    }
+
+    /// A page of job `id`'s artifacts, by name.
+    ///
+    /// # Errors
+    /// [`JobError::Store`].
+    pub async fn list_artifacts(
+        &self,
+        id: JobId,
+        query: &ArtifactQuery,
+    ) -> Result<ArtifactPage, JobError> {
+        Ok(self.store.list_artifacts(id, query).await?)
+    }
+
+    /// Job `id`'s artifact `name`.
+    ///
+    /// # Errors
+    /// [`JobError::NoSuchArtifact`]; [`JobError::Store`].
+    pub async fn get_artifact(&self, id: JobId, name: &str) -> Result<Artifact, JobError> {
+        self.store
+            .get_artifact(id, name)
+            .await?
+            .ok_or_else(|| JobError::NoSuchArtifact {
+                id,
+                name: name.to_owned(),
+            })
+    }
+
+    /// Opens job `id`'s artifact `name` to read, all of it or `range`: its record and its
+    /// bytes.
+    ///
+    /// # Errors
+    /// [`JobError::NoSuchArtifact`] (also when its record outlived its bytes);
+    /// [`JobError::Artifacts`] for a range it cannot satisfy or an artifact store that fails;
+    /// [`JobError::Store`].
+    pub async fn open_artifact(
+        &self,
+        id: JobId,
+        name: &str,
+        range: Option<ByteRange>,
+    ) -> Result<(Artifact, Download), JobError> {
+        let artifact = self.get_artifact(id, name).await?;
+        match self.artifacts.get(&artifact_key(id, name), range).await {
+            Ok(download) => Ok((artifact, download)),
+            Err(omni_artifacts::ArtifactError::NotFound { .. }) => Err(JobError::NoSuchArtifact {
+                id,
+                name: name.to_owned(),
+            }),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Deletes the bytes of every artifact of job `id` (its records go with the job).
+    ///
+    /// # Errors
+    /// [`JobError::Artifacts`].
+    pub async fn delete_artifacts(&self, id: JobId) -> Result<u64, JobError> {
+        Ok(self.artifacts.delete_prefix(&artifacts_prefix(id)).await?)
+    }
+}
