@@ -114,6 +114,7 @@ const NAME_RULE: &str = "must be lowercase letters, digits and '-', 1 to 63 long
 /// `id:` the event's id, data an Event), from `after` or `Last-Event-ID` (or from now on); or,
 /// with `follow=false`, one page of stored events. Comments keep idle streams open.
 #[utoipa::path(
+    operation_id = "listEvents",
     get,
     path = "/v1/events",
     tag = "events",

@@ -33,6 +33,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/", post(create).get(list))
         .route("/{id}", get(one).delete(cancel))
         .route("/{id}/logs", get(crate::logs::logs))
+        .route("/{id}/artifacts", get(crate::artifacts::list))
+        .route("/{id}/artifacts/{*name}", get(crate::artifacts::download))
 }
 
 /// `POST /v1/jobs`.
@@ -162,6 +164,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, Problem> {
 /// Submits a job. The same `Idempotency-Key` and body again answer 200 with the job made the
 /// first time; the key with another body answers 409. Needs `submitter` in the domain.
 #[utoipa::path(
+    operation_id = "createJob",
     post,
     path = "/v1/jobs",
     tag = "jobs",
@@ -242,6 +245,7 @@ pub(crate) fn parse_id(id: &str) -> Result<JobId, Problem> {
 
 /// One job. Needs `viewer` in its domain.
 #[utoipa::path(
+    operation_id = "getJob",
     get,
     path = "/v1/jobs/{id}",
     tag = "jobs",
@@ -408,6 +412,7 @@ impl ListParams {
 
 /// Jobs, newest first, of the domains the caller may read.
 #[utoipa::path(
+    operation_id = "listJobs",
     get,
     path = "/v1/jobs",
     tag = "jobs",
@@ -475,6 +480,7 @@ pub struct CancelParams {
 /// Cancels a job that has not ended (needs `submitter`), or with `purge=true` deletes it and
 /// its logs (needs `admin`).
 #[utoipa::path(
+    operation_id = "cancelJob",
     delete,
     path = "/v1/jobs/{id}",
     tag = "jobs",

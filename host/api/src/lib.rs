@@ -1,7 +1,7 @@
 //! # omni-api: the HTTP API
 //!
 //! The routes of Omni's HTTP contract (`docs/api.md` at the repository's root: every route, its
-//! roles, errors, streams and paging) — jobs, logs, events, webhooks, plugins and operations — as
+//! roles, errors, streams and paging) — jobs, logs, artifacts, events, webhooks, plugins and operations — as
 //! an axum [`Router`] built by [`router`] over an [`AppState`]. It owns request parsing, limits
 //! and the mapping of every domain error to one `application/problem+json` answer ([`problem`]); it
 //! knows nothing of how plugins run (`omni-runtime`), how jobs are kept (`omni-jobs` over an
@@ -13,6 +13,7 @@
 //!   every `/v1` handler takes a [`Caller`] and checks it before it reads or acts.
 //! - [`jobs`]: `POST /v1/jobs`, `GET /v1/jobs`, `GET /v1/jobs/{id}`, `DELETE /v1/jobs/{id}`.
 //! - [`logs`]: `GET /v1/jobs/{id}/logs`, pages or followed as server-sent events.
+//! - [`artifacts`]: `GET /v1/jobs/{id}/artifacts` and the download of one, with ranges.
 //! - [`events`]: `GET /v1/events`, the job-change event stream as server-sent events (or, with
 //!   `follow=false`, pages of the stored events).
 //! - [`webhooks`]: `POST /v1/webhooks`, `GET /v1/webhooks`, `GET /v1/webhooks/{id}`,
@@ -40,6 +41,7 @@ use omni_engine::Engine;
 use omni_jobs::JobService;
 use omni_runtime::Registry;
 
+pub mod artifacts;
 pub mod auth;
 pub mod events;
 pub mod jobs;
@@ -158,6 +160,7 @@ pub fn router(state: AppState) -> Router {
 
 /// The process is alive (open: no credentials needed).
 #[utoipa::path(
+    operation_id = "healthz",
     get,
     path = "/healthz",
     tag = "operations",
@@ -174,6 +177,7 @@ const ENGINE_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
 /// Ready: the store answers and the plugins directory was scanned; each engine's state is shown
 /// (an engine that cannot take jobs now does not make the server unready). Open.
 #[utoipa::path(
+    operation_id = "readyz",
     get,
     path = "/readyz",
     tag = "operations",

@@ -87,6 +87,7 @@ fn wants_events(headers: &HeaderMap) -> bool {
 /// `event: end` (data `{"state"}`) once the job has ended and every line was sent; `event:
 /// lagged` (data `{"after"}`) drops a follower too far behind. Needs `viewer` in its domain.
 #[utoipa::path(
+    operation_id = "getJobLogs",
     get,
     path = "/v1/jobs/{id}/logs",
     tag = "jobs",

@@ -113,6 +113,7 @@ fn describe() {
 
 /// `GET /metrics`.
 #[utoipa::path(
+    operation_id = "metrics",
     get,
     path = "/metrics",
     tag = "operations",

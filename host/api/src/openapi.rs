@@ -43,6 +43,8 @@ pub const SWAGGER_PATH: &str = "/v1/swagger";
         crate::jobs::one,
         crate::jobs::cancel,
         crate::logs::logs,
+        crate::artifacts::list,
+        crate::artifacts::download,
         crate::events::stream,
         crate::webhooks::create,
         crate::webhooks::list,
@@ -78,7 +80,7 @@ pub const SWAGGER_PATH: &str = "/v1/swagger";
     modifiers(&SecuritySchemes),
     security(("basic" = []), ("bearer" = [])),
     tags(
-        (name = "jobs", description = "Submit, list, show, cancel and purge jobs; read their logs."),
+        (name = "jobs", description = "Submit, list, show, cancel and purge jobs; read their logs and download their artifacts."),
         (name = "events", description = "Job state changes as server-sent events or pages, and webhooks."),
         (name = "plugins", description = "The loaded task types: list, show, dry-run render, reload."),
         (name = "operations", description = "Health, readiness and this document."),
@@ -125,6 +127,7 @@ pub(crate) fn routes() -> Router<AppState> {
 
 /// This document (open: no credentials needed).
 #[utoipa::path(
+    operation_id = "getOpenApi",
     get,
     path = "/v1/openapi.json",
     tag = "operations",
@@ -302,6 +305,8 @@ mod tests {
             "/v1/jobs",
             "/v1/jobs/{id}",
             "/v1/jobs/{id}/logs",
+            "/v1/jobs/{id}/artifacts",
+            "/v1/jobs/{id}/artifacts/{name}",
             "/v1/events",
             "/v1/webhooks",
             "/v1/webhooks/{id}",
@@ -318,5 +323,24 @@ mod tests {
         }
         let schemes = doc["components"]["securitySchemes"].as_object().unwrap();
         assert!(schemes.contains_key("basic") && schemes.contains_key("bearer"));
+    }
+
+    /// Every operation has an `operationId` of its own, as OpenAPI requires: generated clients
+    /// name their methods by it, and tools that follow links find operations by it (two
+    /// handlers named `list` once made schemathesis follow a job's link to the webhooks).
+    #[test]
+    fn every_operation_has_an_id_of_its_own() {
+        let doc: serde_json::Value = serde_json::from_str(document()).unwrap();
+        let mut seen = std::collections::BTreeMap::new();
+        for (path, operations) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in operations.as_object().unwrap() {
+                let id = operation["operationId"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{method} {path} has no operationId"));
+                if let Some(other) = seen.insert(id.to_owned(), format!("{method} {path}")) {
+                    panic!("{method} {path} and {other} share the operationId {id}");
+                }
+            }
+        }
     }
 }

@@ -29,6 +29,7 @@ pub(crate) fn routes() -> Router<AppState> {
 /// Every plugin file of the plugins directory and its state. Plugins are the same for every
 /// domain: any caller may see them.
 #[utoipa::path(
+    operation_id = "listPlugins",
     get,
     path = "/v1/plugins",
     tag = "plugins",
@@ -47,6 +48,7 @@ pub(crate) async fn list(
 
 /// The plugin serving `task`.
 #[utoipa::path(
+    operation_id = "getPlugin",
     get,
     path = "/v1/plugins/{task}",
     tag = "plugins",
@@ -73,6 +75,7 @@ pub(crate) async fn one(
 /// Rescans the plugins directory now (as on SIGHUP). A reload changes every domain's task
 /// types: it takes `admin` on `*`.
 #[utoipa::path(
+    operation_id = "reloadPlugins",
     post,
     path = "/v1/plugins/reload",
     tag = "plugins",
@@ -136,6 +139,7 @@ fn default_service() -> String {
 /// A dry run of a job: the objects the plugin renders for these params. Nothing is stored or
 /// run. Needs `viewer` in the domain.
 #[utoipa::path(
+    operation_id = "renderJob",
     post,
     path = "/v1/plugins/{task}/render",
     tag = "plugins",

@@ -161,11 +161,14 @@ pub struct Job {
     pub started_at: Option<DateTime<Utc>>,
     /// When it ended.
     pub finished_at: Option<DateTime<Utc>>,
+    /// Where its artifacts are listed (`/v1/jobs/{id}/artifacts`).
+    pub artifacts: String,
 }
 
 impl From<omni_store::Job> for Job {
     fn from(job: omni_store::Job) -> Self {
         Job {
+            artifacts: format!("/v1/jobs/{}/artifacts", job.id),
             id: job.id,
             service: job.service,
             task: job.task,
@@ -196,7 +199,8 @@ impl From<omni_store::Job> for Job {
     }
 }
 
-/// One job state change as the event stream shows it (`GET /v1/events`, webhooks).
+/// One job state change (or artifacts of a job stored) as the event stream shows it
+/// (`GET /v1/events`, webhooks).
 ///
 /// `id` is opaque: ids increase in the order readers get the events, and reading after an id
 /// yields every later event once.
@@ -223,11 +227,33 @@ pub struct Event {
     pub time: DateTime<Utc>,
     /// Why.
     pub message: Option<String>,
+    /// Its name: `job.<to>` for a state change, `job.artifacts` for artifacts stored (what
+    /// webhooks filter on).
+    #[schema(value_type = String, example = "job.succeeded")]
+    pub kind: &'static str,
+    /// How many artifacts were stored, and their bytes (`job.artifacts` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false)]
+    pub artifacts: Option<ArtifactsStored>,
+}
+
+/// What a `job.artifacts` event tells.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ArtifactsStored {
+    /// How many artifacts were stored.
+    pub count: u64,
+    /// Their sizes together, in bytes.
+    pub bytes: u64,
 }
 
 impl From<omni_store::Event> for Event {
     fn from(event: omni_store::Event) -> Self {
         Event {
+            kind: event.name(),
+            artifacts: event.artifacts.map(|a| ArtifactsStored {
+                count: a.count,
+                bytes: a.bytes,
+            }),
             id: event.id,
             job_id: event.job_id,
             service: event.service,

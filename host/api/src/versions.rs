@@ -111,6 +111,7 @@ pub struct PluginVersion {
 /// The versions of `task`'s plugin this server keeps, the most recently kept first: the one
 /// serving, and the earlier ones that jobs may pin and an admin may roll back to.
 #[utoipa::path(
+    operation_id = "listPluginVersions",
     get,
     path = "/v1/plugins/{task}/versions",
     tag = "plugins",
@@ -150,6 +151,7 @@ pub(crate) async fn list(
 /// New jobs use it; jobs already made keep the version that accepted them. It changes every
 /// domain's task: it takes `admin` on `*`.
 #[utoipa::path(
+    operation_id = "rollbackPlugin",
     post,
     path = "/v1/plugins/{task}/rollback",
     tag = "plugins",

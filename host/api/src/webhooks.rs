@@ -164,6 +164,7 @@ fn scope(domain: Option<&str>) -> &str {
 /// sha256=<hex HMAC-SHA256 of the body with the secret>`, retried until a 2xx answer. Needs
 /// `admin` in its domain (on `*` for one without).
 #[utoipa::path(
+    operation_id = "createWebhook",
     post,
     path = "/v1/webhooks",
     tag = "events",
@@ -244,6 +245,7 @@ pub(crate) async fn create(
 
 /// The webhooks of the domains the caller administers, oldest first.
 #[utoipa::path(
+    operation_id = "listWebhooks",
     get,
     path = "/v1/webhooks",
     tag = "events",
@@ -298,6 +300,7 @@ async fn find(state: &AppState, caller: &Caller, id: &str) -> Result<Webhook, Pr
 
 /// One webhook with its delivery state (and how many events wait). Needs `admin` in its domain.
 #[utoipa::path(
+    operation_id = "getWebhook",
     get,
     path = "/v1/webhooks/{id}",
     tag = "events",
@@ -356,6 +359,7 @@ pub(crate) async fn one(
 
 /// Deletes a webhook; its deliveries stop. Needs `admin` in its domain.
 #[utoipa::path(
+    operation_id = "deleteWebhook",
     delete,
     path = "/v1/webhooks/{id}",
     tag = "events",

@@ -383,6 +383,33 @@ impl ArtifactStore for Directory {
         .await
     }
 
+    async fn children(&self, prefix: &str) -> Result<Vec<String>, ArtifactError> {
+        let dir = self.root.join(validate_prefix(prefix)?);
+        blocking(move || {
+            let entries = match fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+                // A prefix naming an object: it has no children.
+                Err(e) if e.kind() == io::ErrorKind::NotADirectory => return Ok(Vec::new()),
+                Err(e) => return Err(ArtifactError::io(format!("listing {}", dir.display()), e)),
+            };
+            let mut names = Vec::new();
+            for entry in entries {
+                let entry = entry
+                    .map_err(|e| ArtifactError::io(format!("listing {}", dir.display()), e))?;
+                // Temporary files of puts in progress (or a crash's) are no one's.
+                if let Some(name) = entry.file_name().to_str()
+                    && !name.starts_with(".omni-")
+                {
+                    names.push(name.to_owned());
+                }
+            }
+            names.sort();
+            Ok(names)
+        })
+        .await
+    }
+
     async fn delete(&self, key: &str) -> Result<(), ArtifactError> {
         validate_key(key)?;
         let path = self.path(key);

@@ -260,6 +260,14 @@ pub trait ArtifactStore: Send + Sync + Debug {
     /// an empty list, not an error.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, ArtifactError>;
 
+    /// The names one level under `prefix` (see [`validate_prefix`]), sorted: of the objects
+    /// there and of the "directories" that hold others (`jobs` has one name per job, however
+    /// many objects each has). Nothing under it is an empty list.
+    ///
+    /// # Errors
+    /// [`ArtifactError::InvalidKey`] for a bad prefix; backend errors.
+    async fn children(&self, prefix: &str) -> Result<Vec<String>, ArtifactError>;
+
     /// Deletes the object under `key`; deleting what is not there succeeds (S3 cannot tell
     /// without another request, and a retried delete must not fail).
     ///

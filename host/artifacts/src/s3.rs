@@ -368,6 +368,32 @@ impl ArtifactStore for S3 {
         Ok(out)
     }
 
+    async fn children(&self, prefix: &str) -> Result<Vec<String>, ArtifactError> {
+        let prefix = validate_prefix(prefix)?;
+        let path = self.path(prefix);
+        let under = (!path.as_ref().is_empty()).then_some(&path);
+        let listed = self
+            .store
+            .list_with_delimiter(under)
+            .await
+            .map_err(|e| backend(format!("listing {prefix:?}"), e))?;
+        let last = |location: &object_store::path::Path| location.filename().map(str::to_owned);
+        let mut names: Vec<String> = listed
+            .common_prefixes
+            .iter()
+            .filter_map(last)
+            .chain(
+                listed
+                    .objects
+                    .iter()
+                    .filter_map(|meta| last(&meta.location)),
+            )
+            .collect();
+        names.sort();
+        names.dedup();
+        Ok(names)
+    }
+
     async fn delete(&self, key: &str) -> Result<(), ArtifactError> {
         validate_key(key)?;
         match self.store.delete(&self.path(key)).await {

@@ -23,16 +23,27 @@ pub fn artifacts_prefix(id: JobId) -> String {
     format!("jobs/{id}")
 }
 
+/// The longest artifact name, in bytes: what is left of the artifact store's longest key
+/// ([`omni_artifacts::MAX_KEY_LEN`]) after `jobs/<job id>/`.
+pub const MAX_ARTIFACT_NAME: usize = omni_artifacts::MAX_KEY_LEN - "jobs/".len() - 36 - 1;
+
 /// Checks that `name` can name an artifact: a relative path of `/`-separated segments, as the
-/// artifact store's keys are ([`validate_key`]).
+/// artifact store's keys are ([`validate_key`]), of at most [`MAX_ARTIFACT_NAME`] bytes.
 ///
 /// # Errors
 /// [`JobError::BadArtifactName`] saying why not.
 pub fn check_artifact_name(name: &str) -> Result<(), JobError> {
-    validate_key(name).map_err(|error| JobError::BadArtifactName {
+    let refuse = |reason: String| JobError::BadArtifactName {
         name: name.to_owned(),
-        reason: error.to_string(),
-    })
+        reason,
+    };
+    if name.len() > MAX_ARTIFACT_NAME {
+        return Err(refuse(format!(
+            "it is {} bytes long, more than {MAX_ARTIFACT_NAME}",
+            name.len()
+        )));
+    }
+    validate_key(name).map_err(|error| refuse(error.to_string()))
 }
 
 impl JobService {
@@ -145,6 +156,72 @@ impl JobService {
                 name: name.to_owned(),
             }),
             Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Deletes the bytes of the artifacts whose job is gone: the store removed its record
+    /// after its TTL (the embedded store's sweep, Cassandra's TTL), which a purge does not
+    /// leave to this (it deletes the bytes itself). Only jobs made before `made_before` are
+    /// looked at (one read each): a younger one cannot have expired yet. Answers how many
+    /// objects were deleted.
+    ///
+    /// # Errors
+    /// [`JobError::Artifacts`], [`JobError::Store`]: the sweep stops there, and the next one
+    /// goes on.
+    pub async fn sweep_artifacts(
+        &self,
+        made_before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, JobError> {
+        let mut deleted = 0;
+        for child in self.artifacts.children("jobs").await? {
+            let Some(id) = JobId::parse_str(&child)
+                .ok()
+                .filter(|id| omni_store::id_time(*id).is_some_and(|t| t < made_before))
+            else {
+                continue;
+            };
+            if self.store.get_job(id).await?.is_none() {
+                let objects = self.delete_artifacts(id).await?;
+                tracing::info!(job = %id, objects, "deleted the artifacts of an expired job");
+                deleted += objects;
+            }
+        }
+        Ok(deleted)
+    }
+
+    /// Runs [`JobService::sweep_artifacts`] every `interval`, for jobs made more than
+    /// `job_ttl` ago, until the task is dropped. Of several replicas, the one that takes the
+    /// `artifacts-sweep` lease at a tick sweeps (the lease lasts half an interval); the others
+    /// skip that tick.
+    pub async fn sweep_artifacts_every(
+        self,
+        interval: std::time::Duration,
+        job_ttl: std::time::Duration,
+    ) {
+        let holder = format!("replica-{}", omni_store::new_job_id().simple());
+        let mut every = tokio::time::interval(interval);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            match self
+                .store
+                .acquire_lease("artifacts-sweep", &holder, interval / 2)
+                .await
+            {
+                Ok(Some(_)) => {}
+                Ok(None) => continue,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot take the artifacts-sweep lease");
+                    continue;
+                }
+            }
+            let ttl = chrono::TimeDelta::from_std(job_ttl).unwrap_or(chrono::TimeDelta::MAX);
+            let cutoff = omni_store::now()
+                .checked_sub_signed(ttl)
+                .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+            if let Err(error) = self.sweep_artifacts(cutoff).await {
+                tracing::warn!(%error, "sweeping expired jobs' artifacts failed; trying again later");
+            }
         }
     }
 

@@ -45,7 +45,7 @@ pub mod metrics;
 mod moves;
 mod submit;
 pub use crate::metrics::job_span;
-pub use artifacts::{artifact_key, artifacts_prefix, check_artifact_name};
+pub use artifacts::{MAX_ARTIFACT_NAME, artifact_key, artifacts_prefix, check_artifact_name};
 pub use error::JobError;
 pub use lease::Lease;
 pub use logs::{Batch, FollowEvent, LogHub, LogLimits, Publisher, Stored};

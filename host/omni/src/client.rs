@@ -22,9 +22,20 @@ pub const EXIT_USAGE: u8 = 2;
 /// No server answered.
 pub const EXIT_UNREACHABLE: u8 = 3;
 
-/// How to reach the server; every client command takes these.
+/// How to reach the server and what to print; every client command takes these.
 #[derive(Debug, Clone, Args)]
 pub struct Remote {
+    #[command(flatten)]
+    pub server: Server,
+    /// Tables and lines for people, or JSON for scripts.
+    #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+}
+
+/// How to reach the server (commands whose `-o` means something else, such as
+/// `omni artifacts get`, take these without [`Remote::output`]).
+#[derive(Debug, Clone, Args)]
+pub struct Server {
     /// The server's URL.
     #[arg(long, env = "OMNI_URL", default_value = "http://127.0.0.1:8080")]
     pub url: String,
@@ -37,9 +48,6 @@ pub struct Remote {
     /// The user's password.
     #[arg(long, env = "OMNI_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
-    /// Tables and lines for people, or JSON for scripts.
-    #[arg(long, short = 'o', value_enum, default_value_t = Output::Table)]
-    pub output: Output,
 }
 
 /// The output format.
@@ -151,12 +159,12 @@ pub fn run(command: impl std::future::Future<Output = Outcome>) -> ExitCode {
 pub struct Client {
     base: String,
     http: reqwest::Client,
-    remote: Remote,
+    remote: Server,
 }
 
 impl Client {
     /// A client of the server `remote` names.
-    pub fn new(remote: &Remote) -> Result<Self, Failure> {
+    pub fn new(remote: &Server) -> Result<Self, Failure> {
         let base = remote.url.trim_end_matches('/').to_owned();
         reqwest::Url::parse(&base).map_err(|e| {
             Failure::Other(anyhow::anyhow!(

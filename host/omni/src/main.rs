@@ -63,6 +63,9 @@ enum Command {
     Jobs(commands::JobsCommand),
     /// Print a job's log (-f: follow it until the job ends).
     Logs(commands::LogsArgs),
+    /// List and download a job's artifacts.
+    #[command(subcommand)]
+    Artifacts(commands::ArtifactsCommand),
     /// Print job-change events (-f: then follow them as they happen).
     Events(commands::EventsArgs),
     /// The plugins a server has loaded.
@@ -104,6 +107,7 @@ fn main() -> ExitCode {
         Command::Submit(args) => return client::run(commands::submit(args)),
         Command::Jobs(command) => return client::run(commands::jobs(command)),
         Command::Logs(args) => return client::run(commands::logs(args)),
+        Command::Artifacts(command) => return client::run(commands::artifacts(command)),
         Command::Events(args) => return client::run(commands::events(args)),
         Command::Plugins(command) => return client::run(commands::plugins(command)),
         Command::Completions { shell } => {

@@ -40,6 +40,16 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // On the heap: the server's state across its awaits is some 16 KiB, more than a caller's
+    // stack should carry.
+    Box::pin(run(config, listener, shutdown)).await
+}
+
+async fn run(
+    config: Config,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let auth = auth(&config)?;
     let address = listener.local_addr()?;
     if !auth.is_enabled() && !address.ip().is_loopback() {
@@ -99,6 +109,16 @@ pub async fn serve(
         JobService::new(store, Arc::clone(&registry) as _, artifacts).with_log_limits(config.logs);
     let scheduler = Scheduler::new(jobs.clone(), engines.clone(), config.scheduler.clone())?;
     let _scheduler = scheduler.spawn();
+    // Artifacts go with their jobs: a purge deletes them, and this deletes those of jobs the
+    // store's retention removed (after `job_ttl`).
+    let job_ttl = match config.store.selected()? {
+        SelectedStore::Cassandra(cassandra) => cassandra.job_ttl,
+        SelectedStore::Embedded(embedded) => embedded.job_ttl,
+    };
+    let _artifacts_sweep = AbortOnDrop(tokio::spawn(
+        jobs.clone()
+            .sweep_artifacts_every(ARTIFACTS_SWEEP_INTERVAL, job_ttl),
+    ));
     let webhooks = omni_webhooks::Webhooks::new(&config.webhooks, keyring(&config)?);
     let resealed = webhooks
         .reseal(&jobs)
@@ -202,6 +222,19 @@ async fn open_engines(config: &Config) -> anyhow::Result<Vec<Arc<dyn Engine>>> {
 }
 
 /// The configured store, opened and checked.
+/// How often the artifacts of expired jobs are looked for.
+const ARTIFACTS_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// A task stopped when the server stops.
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     match config.store.selected()? {
         SelectedStore::Cassandra(cassandra) => {

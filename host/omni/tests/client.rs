@@ -473,3 +473,180 @@ fn completions_are_printed_for_each_shell() {
         assert!(script.contains("submit"), "{shell}: {script}");
     }
 }
+
+/// `omni artifacts list` and `get` against a real SRPM job on the local engine: the table and
+/// the JSON, every artifact downloaded into a directory and checked (the same bytes the server
+/// keeps), one by name, an unknown name refused with 2, and a download whose bytes the server
+/// would not vouch for never left in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_artifacts_are_listed_and_downloaded() {
+    let plugins = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    install(plugins.path(), "srpm");
+    let server = serve(plugins.path(), data.path());
+    let url = server.url.as_str();
+    let spec = "Name: hello\nVersion: 1.0\nRelease: 1\nSummary: hello\nLicense: MIT\n\
+                BuildArch: noarch\n\n%description\nhello\n\n%files\n";
+    let params = serde_json::json!({"spec": spec});
+    let file = data.path().join("params.json");
+    std::fs::write(&file, params.to_string()).unwrap();
+    let submitted = run(
+        url,
+        &[
+            "submit",
+            "srpm",
+            "--params-file",
+            file.to_str().unwrap(),
+            "--wait",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(submitted.status.code(), Some(0), "{}", stderr(&submitted));
+    let job: Value = serde_json::from_slice(&submitted.stdout).unwrap();
+    let id = job["id"].as_str().unwrap();
+
+    let listed = run(url, &["artifacts", "list", id, "-o", "json"]).await;
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let items: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let items = items["items"].as_array().unwrap().clone();
+    assert_eq!(items.len(), 1, "{items:#?}");
+    let name = items[0]["name"].as_str().unwrap();
+    assert_eq!(name, "hello-1.0-1.src.rpm");
+    let table = stdout(&run(url, &["artifacts", "list", id]).await);
+    let header = table.lines().next().unwrap();
+    let row = table.lines().nth(1).unwrap();
+    assert!(header.starts_with("NAME"), "{table}");
+    assert!(row.starts_with(name), "{table}");
+    assert_eq!(
+        header.find("SHA256"),
+        row.find(items[0]["sha256"].as_str().unwrap()),
+        "{table}"
+    );
+
+    // All of them, into a directory made for them.
+    let out = tempfile::tempdir().unwrap();
+    let into = out.path().join("made/here");
+    let got = run(url, &["artifacts", "get", id, "-o", into.to_str().unwrap()]).await;
+    assert!(got.status.success(), "{}", stderr(&got));
+    let bytes = std::fs::read(into.join(name)).unwrap();
+    assert_eq!(
+        omni_artifacts::Sha256::of(&bytes).to_string(),
+        items[0]["sha256"].as_str().unwrap()
+    );
+    assert_eq!(stdout(&got).trim(), into.join(name).display().to_string());
+    let leftovers: Vec<_> = std::fs::read_dir(&into)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(leftovers, [name], "no temporary file is left");
+    let rpm = std::process::Command::new("rpm")
+        .args(["-qp", "--qf", "%{NAME}-%{VERSION}"])
+        .arg(into.join(name))
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&rpm.stdout), "hello-1.0");
+
+    // Counted: one artifact of srpm, its bytes.
+    let metrics = reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("omni_artifacts_stored_total{task=\"srpm\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!(
+            "omni_artifact_bytes_stored_total{{task=\"srpm\"}} {}\n",
+            bytes.len()
+        )),
+        "{metrics}"
+    );
+
+    // One by name; an unknown one is a wrong request.
+    let one = tempfile::tempdir().unwrap();
+    let got = run(
+        url,
+        &[
+            "artifacts",
+            "get",
+            id,
+            name,
+            "-o",
+            one.path().to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(got.status.success(), "{}", stderr(&got));
+    assert!(one.path().join(name).is_file());
+    let unknown = run(url, &["artifacts", "get", id, "nothing.rpm"]).await;
+    assert_eq!(unknown.status.code(), Some(2), "{}", stderr(&unknown));
+    assert!(
+        stderr(&unknown).contains("nothing.rpm"),
+        "{}",
+        stderr(&unknown)
+    );
+}
+
+/// A server that lies (failure injection no real server produces): an artifact whose bytes are
+/// not the sha256 it lists, and one named to escape the directory. `omni artifacts get` fails
+/// (1) and writes nothing: no file at the name, no temporary file, nothing outside.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_download_the_server_cannot_vouch_for_is_not_kept() {
+    use axum::routing::get;
+    let id = "4b5c5a4e-2b0a-11f0-9b1e-3f2d1c0b9a87";
+    for name in ["wrong.rpm", "../escaped.rpm"] {
+        let listing = serde_json::json!({"items": [{
+            "name": name, "size": 5, "sha256": "0".repeat(64), "media_type": "application/x-rpm",
+            "created_at": "2026-12-04T00:00:00Z",
+            "url": format!("/v1/jobs/{id}/artifacts/file"),
+        }], "next": null});
+        let app = axum::Router::new()
+            .route(
+                &format!("/v1/jobs/{id}/artifacts"),
+                get(move || std::future::ready(axum::Json(listing.clone()))),
+            )
+            .route(
+                &format!("/v1/jobs/{id}/artifacts/file"),
+                get(|| std::future::ready("bytes")),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let served = tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let out = tempfile::tempdir().unwrap();
+        let into = out.path().join("into");
+        let got = run(
+            &url,
+            &["artifacts", "get", id, "-o", into.to_str().unwrap()],
+        )
+        .await;
+        assert_eq!(got.status.code(), Some(1), "{name}: {}", stderr(&got));
+        let said = stderr(&got);
+        if name == "wrong.rpm" {
+            assert!(said.contains("sha256"), "{said}");
+        } else {
+            assert!(said.contains("cannot be a file name"), "{said}");
+        }
+        let left: Vec<_> = walk(out.path());
+        assert!(left.iter().all(|p| p.is_dir()), "{name}: {left:?}");
+        served.abort();
+    }
+}
+
+/// Every path under `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            found.extend(walk(&path));
+        }
+        found.push(path);
+    }
+    found
+}

@@ -40,6 +40,7 @@ macro_rules! conformance_tests {
             replacing_and_deleting,
             missing_objects_are_not_found,
             list_and_delete_a_prefix,
+            children_are_the_names_one_level_down,
         );
         $crate::conformance_tests!(@cases $make; failures:
             a_wrong_sha256_stores_nothing,

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use super::{LARGE, assert_same, body, data, keys, put, read, read_range, unique_prefix};
 use crate::{ArtifactError, ArtifactStore, ByteRange, PutLimits, Sha256};
 
@@ -316,4 +318,45 @@ pub async fn list_and_delete_a_prefix(store: Arc<dyn ArtifactStore>) {
     assert_eq!(keys(&store, &job_a).await, vec![format!("{job_a}/again")]);
     assert_eq!(store.delete_prefix(&format!("{p}/")).await.unwrap(), 5);
     assert!(keys(&store, &p).await.is_empty());
+}
+
+/// `children` names what is one level under a prefix, objects and "directories" alike, once
+/// each and sorted; nothing there is an empty list, an object has none, a bad prefix is
+/// refused.
+pub async fn children_are_the_names_one_level_down(store: Arc<dyn ArtifactStore>) {
+    let p = unique_prefix();
+    for key in [
+        "jobs/b/x.rpm",
+        "jobs/b/repodata/repomd.xml",
+        "jobs/a/y.iso",
+        "jobs/c",
+        "top",
+    ] {
+        put(&store, &format!("{p}/{key}"), &Bytes::from_static(b"x")).await;
+    }
+    assert_eq!(store.children(&p).await.unwrap(), ["jobs", "top"]);
+    assert_eq!(
+        store.children(&format!("{p}/jobs")).await.unwrap(),
+        ["a", "b", "c"]
+    );
+    assert_eq!(
+        store.children(&format!("{p}/jobs/b")).await.unwrap(),
+        ["repodata", "x.rpm"]
+    );
+    assert!(
+        store
+            .children(&format!("{p}/none"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .children(&format!("{p}/top"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.children(&format!("{p}/../x")).await.is_err());
+    assert!(store.children("").await.unwrap().contains(&p));
 }

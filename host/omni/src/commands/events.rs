@@ -42,7 +42,7 @@ const EVENT_PAGE: usize = 1000;
 /// stream from where the pages ended, reconnecting from the last event seen. The API filters by
 /// domain, service and task; `--job` is filtered here (the stream has no job filter).
 pub async fn events(args: EventsArgs) -> Outcome {
-    let client = Client::new(&args.remote)?;
+    let client = Client::new(&args.remote.server)?;
     let mut filters = Vec::new();
     for (name, value) in [
         ("domain", &args.domain),

@@ -84,7 +84,7 @@ pub struct JobArgs {
 
 /// `omni submit`.
 pub async fn submit(args: SubmitArgs) -> Outcome {
-    let client = Client::new(&args.remote)?;
+    let client = Client::new(&args.remote.server)?;
     let mut body = args.input.body()?;
     body["service"] = json!(args.service);
     body["task"] = json!(args.task);
@@ -175,7 +175,7 @@ pub async fn jobs(command: JobsCommand) -> Outcome {
     match command {
         JobsCommand::List(args) => list(args).await,
         JobsCommand::Get(args) => {
-            let client = Client::new(&args.remote)?;
+            let client = Client::new(&args.remote.server)?;
             let job = client.get(&format!("/v1/jobs/{}", args.id)).await?;
             match args.remote.output {
                 Output::Json => print_json(&job),
@@ -184,7 +184,7 @@ pub async fn jobs(command: JobsCommand) -> Outcome {
             success()
         }
         JobsCommand::Cancel(args) => {
-            let client = Client::new(&args.remote)?;
+            let client = Client::new(&args.remote.server)?;
             let job = client
                 .json(client.request(Method::DELETE, &format!("/v1/jobs/{}", args.id)))
                 .await?;
@@ -195,7 +195,7 @@ pub async fn jobs(command: JobsCommand) -> Outcome {
             success()
         }
         JobsCommand::Purge(args) => {
-            let client = Client::new(&args.remote)?;
+            let client = Client::new(&args.remote.server)?;
             client
                 .send(
                     client
@@ -212,7 +212,7 @@ pub async fn jobs(command: JobsCommand) -> Outcome {
 }
 
 async fn list(args: ListArgs) -> Outcome {
-    let client = Client::new(&args.remote)?;
+    let client = Client::new(&args.remote.server)?;
     let mut query = vec![("limit", args.limit.to_string())];
     for (name, value) in [
         ("service", &args.service),

@@ -80,7 +80,7 @@ pub(super) async fn follow(
 
 /// `omni logs`.
 pub async fn logs(args: LogsArgs) -> Outcome {
-    let client = Client::new(&args.remote)?;
+    let client = Client::new(&args.remote.server)?;
     if args.follow {
         follow(&client, &args.id, args.step.as_deref(), args.remote.output).await?;
         return success();

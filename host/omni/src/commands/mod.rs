@@ -1,5 +1,5 @@
 //! The commands that talk to a server: `omni submit`, `omni jobs ...`, `omni logs`,
-//! `omni events`, `omni plugins ...`. Human output is aligned tables (comfy-table) and plain log
+//! `omni artifacts ...`, `omni events`, `omni plugins ...`. Human output is aligned tables (comfy-table) and plain log
 //! lines, with the job's state coloured on a terminal; `--output json` prints what the API
 //! answered (one object a line where things stream: log lines, events).
 //!
@@ -7,6 +7,7 @@
 //! - this file: what the commands share: a job's params ([`JobInput`]), tables, states.
 //! - `jobs`: `omni submit` and `omni jobs ...`.
 //! - `logs`: `omni logs`, and following a job's log (`omni submit -f` too).
+//! - `artifacts`: `omni artifacts list` and `get`.
 //! - `events`: `omni events`.
 //! - `plugins`: `omni plugins ...`.
 
@@ -21,11 +22,13 @@ use serde_json::{Map, Value, json};
 
 use crate::client::{Failure, Outcome};
 
+mod artifacts;
 mod events;
 mod jobs;
 mod logs;
 mod plugins;
 
+pub use artifacts::{ArtifactsCommand, artifacts};
 pub use events::{EventsArgs, events};
 pub use jobs::{JobsCommand, SubmitArgs, jobs, submit};
 pub use logs::{LogsArgs, logs};

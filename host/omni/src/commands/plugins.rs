@@ -106,7 +106,7 @@ pub struct TaskArgs {
 pub async fn plugins(command: PluginsCommand) -> Outcome {
     match command {
         PluginsCommand::List(args) => {
-            let client = Client::new(&args.remote)?;
+            let client = Client::new(&args.remote.server)?;
             let plugins = client.get("/v1/plugins").await?;
             if args.remote.output == Output::Json {
                 print_json(&plugins);
@@ -136,13 +136,13 @@ pub async fn plugins(command: PluginsCommand) -> Outcome {
             success()
         }
         PluginsCommand::Get(args) => {
-            let client = Client::new(&args.remote)?;
+            let client = Client::new(&args.remote.server)?;
             let plugin = client.get(&format!("/v1/plugins/{}", args.task)).await?;
             print_json(&plugin);
             success()
         }
         PluginsCommand::Render(args) => {
-            let client = Client::new(&args.remote)?;
+            let client = Client::new(&args.remote.server)?;
             let request = client
                 .request(Method::POST, &format!("/v1/plugins/{}/render", args.task))
                 .json(&args.input.body()?);
@@ -161,7 +161,7 @@ pub async fn plugins(command: PluginsCommand) -> Outcome {
             success()
         }
         PluginsCommand::Versions(args) => {
-            let client = Client::new(&args.remote)?;
+            let client = Client::new(&args.remote.server)?;
             let path = format!("/v1/plugins/{}/versions", args.task);
             let versions = client.get(&path).await?;
             if args.remote.output == Output::Json {
@@ -190,7 +190,7 @@ pub async fn plugins(command: PluginsCommand) -> Outcome {
                 args.plugin_version.as_deref(),
                 args.plugin_digest.as_deref(),
             );
-            let client = Client::new(&args.remote)?;
+            let client = Client::new(&args.remote.server)?;
             let path = format!("/v1/plugins/{}/rollback", args.task);
             let serving = client
                 .json(client.request(Method::POST, &path).json(&pin))
@@ -207,7 +207,7 @@ pub async fn plugins(command: PluginsCommand) -> Outcome {
             success()
         }
         PluginsCommand::Reload(args) => {
-            let client = Client::new(&args.remote)?;
+            let client = Client::new(&args.remote.server)?;
             let answer = client
                 .json(client.request(Method::POST, "/v1/plugins/reload"))
                 .await?;
