@@ -40,6 +40,21 @@ pub struct LocalEngineConfig {
     /// for both: keep them equal). Directories a crash left behind go the same way.
     #[serde(default = "default_keep_finished", with = "humantime_serde")]
     pub keep_finished: Duration,
+    /// The most files a job may leave in its output volume; a job that leaves more fails,
+    /// saying so, and none of them becomes an artifact.
+    #[serde(default = "default_max_outputs")]
+    pub max_outputs: usize,
+    /// The most bytes those files may have together, in MiB (the same).
+    #[serde(default = "default_max_output_mib")]
+    pub max_output_mib: u64,
+}
+
+fn default_max_outputs() -> usize {
+    100_000
+}
+
+fn default_max_output_mib() -> u64 {
+    64 * 1024
 }
 
 fn default_keep_finished() -> Duration {
@@ -76,6 +91,8 @@ impl LocalEngineConfig {
             unsandboxed: false,
             sandbox: SandboxConfig::default(),
             keep_finished: default_keep_finished(),
+            max_outputs: default_max_outputs(),
+            max_output_mib: default_max_output_mib(),
         }
     }
 }

@@ -90,6 +90,9 @@ pub struct LocalEngine {
     arches: Vec<String>,
     max_running: usize,
     max_log_bytes: u64,
+    /// What a job's output may hold to become its artifacts.
+    max_outputs: usize,
+    max_output_bytes: u64,
     runner: LocalRunner,
     jobs: Arc<Mutex<HashMap<JobId, Arc<Tracked>>>>,
     /// The sandbox started here once (it is asked again until it has).
@@ -108,6 +111,8 @@ impl LocalEngine {
             arches: config.arches.clone(),
             max_running: config.max_running.max(1),
             max_log_bytes: config.max_log_bytes,
+            max_outputs: config.max_outputs,
+            max_output_bytes: config.max_output_mib.saturating_mul(1024 * 1024),
             runner: LocalRunner::with_isolation(
                 config.root.clone().unwrap_or(default_root),
                 if config.unsandboxed {
@@ -464,6 +469,18 @@ impl Engine for LocalEngine {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .list(&tracked.output_dir);
+        let bytes: u64 = outputs.iter().map(|o| o.size).sum();
+        if outputs.len() > self.max_outputs || bytes > self.max_output_bytes {
+            return Err(EngineError::Failed {
+                engine: self.name.clone(),
+                message: format!(
+                    "the job left {} files of {bytes} bytes in its output, more than this engine keeps ({} files, {} bytes: max_outputs, max_output_mib)",
+                    outputs.len(),
+                    self.max_outputs,
+                    self.max_output_bytes
+                ),
+            });
+        }
         Ok(outputs)
     }
 

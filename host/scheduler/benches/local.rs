@@ -1,11 +1,13 @@
 //! The local engine's own cost per job, printed for the README (`make bench`).
 //!
-//! The same one-step job (`/bin/true`) three ways, one after another: the command spawned
-//! directly (tokio::process, waited, its output read); the job through the local engine (plan,
-//! job directory, process group, progress and log streams followed to the end, cleanup); and
-//! the job through all of Omni (submission validated by the plugin and stored, queued, rendered,
-//! run by the local engine, followed, its end recorded in the embedded store). The engine's
-//! overhead is its p50 minus the direct p50.
+//! The same one-step job (`/bin/true`) four ways, one after another: the command spawned
+//! directly (tokio::process, waited, its output read); the job through the local engine without
+//! its sandbox (`unsandboxed = true`: plan, job directory, process group, progress and log
+//! streams followed to the end, cleanup), and with it (the default: the step in bubblewrap, with
+//! its uid, mounts and limits); and the job through all of Omni (submission validated by the
+//! plugin and stored, queued, rendered, run by the local engine in its sandbox, followed, its
+//! end recorded in the embedded store). The engine's overhead is its p50 minus the direct p50;
+//! the sandbox's cost per step is the sandboxed p50 minus the unsandboxed one.
 
 mod common;
 
@@ -136,21 +138,38 @@ fn main() {
     runtime.block_on(async {
         println!("local engine, one-step job running /bin/true, one job at a time:");
         let root = tempfile::tempdir().unwrap();
-        let engine = LocalEngine::new(&LocalEngineConfig::new(), root.path().to_owned());
+        let plain = LocalEngine::new(
+            &LocalEngineConfig {
+                unsandboxed: true,
+                ..LocalEngineConfig::new()
+            },
+            root.path().join("plain"),
+        );
+        let sandboxed = LocalEngine::new(&LocalEngineConfig::new(), root.path().join("sandboxed"));
         // Warm up the page cache and the allocator.
         direct().await;
         let direct = report("the command spawned directly", direct().await);
-        let engine_p50 = report(
-            "through the local engine",
-            through_the_engine(&engine).await,
+        let plain_p50 = report(
+            "through the local engine, unsandboxed",
+            through_the_engine(&plain).await,
+        );
+        let sandboxed_p50 = report(
+            "through the local engine, sandboxed",
+            through_the_engine(&sandboxed).await,
         );
         report(
             "through Omni (submit -> succeeded stored)",
             through_omni().await,
         );
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
         println!(
-            "the local engine's own overhead per job (p50 difference): {:.2} ms",
-            (engine_p50.saturating_sub(direct)).as_secs_f64() * 1e3
+            "the local engine's own overhead per job (p50 difference, unsandboxed): {:.2} ms",
+            ms(plain_p50.saturating_sub(direct))
+        );
+        println!(
+            "the sandbox's cost per step (p50 difference): {:.2} ms; sandboxed / unsandboxed p50: {:.1}",
+            ms(sandboxed_p50.saturating_sub(plain_p50)),
+            sandboxed_p50.as_secs_f64() / plain_p50.as_secs_f64()
         );
     });
 }

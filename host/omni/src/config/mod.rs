@@ -123,6 +123,8 @@
 //! max_log_bytes = 67108864         # a job's log kept in its directory (log.jsonl) until cleanup, text + per-line bookkeeping; then a marker line
 //! unsandboxed = false              # true: steps run as plain processes of the server's user (no isolation; a warning at start)
 //! keep_finished = "30d"            # a job's directory is removed this long after it ended (keep equal to the store's job_ttl)
+//! max_outputs = 100000             # most files a job may leave in its output to become artifacts (more: the job fails)
+//! max_output_mib = 65536           # most MiB those files may have together (the same)
 //! [engines.sandbox]                # the sandbox of every step (README, "The local engine's sandbox")
 //! bwrap = "bwrap"                  # bubblewrap 0.8 or later
 //! network = "none"                 # what a step that asks for network gets: none (it fails) | host

@@ -145,6 +145,49 @@ async fn an_srpm_job_runs_to_success_on_the_local_engine_with_its_log_and_artifa
     assert!(gone.is_empty(), "{gone:?}");
 }
 
+/// A job that leaves more in its output than the engine keeps fails, saying so, and none of
+/// it becomes an artifact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_whose_output_is_past_the_engines_caps_fails_and_keeps_nothing() {
+    let (_dirs, jobs) = omni_test_support::job_service(&["srpm"]);
+    let root = tempfile::tempdir().unwrap();
+    let config = LocalEngineConfig {
+        name: "local".into(),
+        arches: vec!["x86_64".into()],
+        max_outputs: 0,
+        ..LocalEngineConfig::new()
+    };
+    let engine = Arc::new(LocalEngine::new(&config, root.path().to_owned()));
+    let scheduler = Scheduler::new(
+        jobs.clone(),
+        vec![engine as Arc<dyn Engine>],
+        self::config(),
+    )
+    .unwrap();
+    let _handle = scheduler.spawn();
+    let params = json!({"spec": SPEC, "sources": {"hello.sh": "IyEvYmluL3NoCmVjaG8gaGVsbG8K"}});
+    let job = submit(&jobs, "srpm", "default", params).await;
+    let done = ended(&jobs, job.id).await;
+    assert_eq!(done.state, JobState::Failed, "{done:#?}");
+    let message = done.message.unwrap_or_default();
+    assert!(
+        message.starts_with("the job succeeded, but its outputs could not be read")
+            && message.contains("more than this engine keeps (0 files"),
+        "{message}"
+    );
+    let page = jobs
+        .list_artifacts(
+            job.id,
+            &omni_store::ArtifactQuery {
+                after: None,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(page.items.is_empty(), "{page:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_beyond_capacity_wait_queued_and_run_in_submission_order() {
     let world = world(1, config());
