@@ -69,7 +69,8 @@ fn main() {
             })
             .await
             .unwrap()
-            .into_job();
+            .job()
+            .clone();
 
         println!("rendering a stored srpm job, one call at a time:");
         println!("| path | renders/s | p50 | p99 |");
