@@ -51,7 +51,8 @@ test: lint plugins
 	./tests/deploy.sh
 	$(CARGO) test --locked --workspace
 
-## bench: the performance figures of the README ("Performance"): the plugin host, running jobs
+## bench: the performance figures of the README ("Performance"): the plugin host, a job's render
+## by the plugin version it records, running jobs
 ## (the local engine, then 1,000 and 10,000 jobs at once on the Kubernetes testbed, started as
 ## for `make test`), then the job service on each store (the Cassandra testbed is started, or
 ## OMNI_TEST_CASSANDRA is used), then webhook deliveries and the SSE stream's lag, then a sign-in under a flood of wrong passwords,
@@ -59,6 +60,7 @@ test: lint plugins
 ## S3 testbed).
 bench: plugins
 	$(CARGO) bench --locked -p omni-runtime --bench plugins
+	$(CARGO) bench --locked -p omni-jobs --bench render
 	$(CARGO) bench --locked -p omni-scheduler --bench local
 	$(CARGO) bench --locked -p omni-scheduler --bench logs
 	./tests/testbed/kubernetes.sh start >/dev/null

@@ -111,6 +111,11 @@ pub struct PluginRef {
     pub version: String,
     /// The sha256 of its component file, hex.
     pub digest: String,
+    /// The digest of the task's template set the job was accepted with, which renders it
+    /// (absent on jobs an older server accepted).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false)]
+    pub templates: Option<String>,
 }
 
 /// One step of a job (an init container, then the containers).
@@ -180,6 +185,7 @@ impl From<omni_store::Job> for Job {
                 task: job.plugin.task,
                 version: job.plugin.version,
                 digest: job.plugin.digest,
+                templates: job.plugin.templates,
             },
             engine: job.engine,
             message: job.message,

@@ -296,4 +296,25 @@ pub trait Plugins: Send + Sync + fmt::Debug {
             .filter(|plugin| plugin.info().version == version)
             .map(|plugin| plugin.digest().to_owned())
     }
+
+    /// The digest of `task`'s templates as they are now, kept so that a job accepted with them
+    /// is rendered with them later; `None` when templates are not versioned (the job then
+    /// renders with the templates of its render's time).
+    async fn templates(&self, task: &str) -> Option<String> {
+        let _ = task;
+        None
+    }
+
+    /// As [`Plugins::version`], bound to the template set with the digest `templates`: it
+    /// renders with that set whatever the templates are when it renders. `None` when the
+    /// version or the set is not kept.
+    async fn version_with_templates(
+        &self,
+        task: &str,
+        digest: &str,
+        templates: &str,
+    ) -> Option<Arc<dyn TaskPlugin>> {
+        let _ = templates;
+        self.version(task, digest).await
+    }
 }

@@ -38,10 +38,11 @@ pub enum JobError {
         /// What it asked for.
         pin: crate::Pin,
     },
-    /// The version of the plugin that accepted a job is no longer kept, so the job cannot be
-    /// rendered by the code that validated it.
+    /// The version of the plugin that accepted a job, or the template set it was accepted with,
+    /// is no longer kept, so the job cannot be rendered by the code and templates that
+    /// validated it.
     #[error(
-        "the plugin version that accepted the job ({task}@{version}, sha256 {digest}) is no longer kept"
+        "the plugin version that accepted the job ({task}@{version}, sha256 {digest}) or its template set is no longer kept"
     )]
     VersionGone {
         /// The task.

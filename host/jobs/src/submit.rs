@@ -58,15 +58,19 @@ impl JobService {
     /// when it fails.
     pub async fn render(&self, job: &Job, namespace: &str) -> Result<Rendered, JobError> {
         let accepted = &job.plugin;
-        let plugin = self
-            .plugins
-            .version(&job.task, &accepted.digest)
-            .await
-            .ok_or_else(|| JobError::VersionGone {
-                task: job.task.clone(),
-                version: accepted.version.clone(),
-                digest: accepted.digest.clone(),
-            })?;
+        let plugin = match &accepted.templates {
+            Some(templates) => {
+                self.plugins
+                    .version_with_templates(&job.task, &accepted.digest, templates)
+                    .await
+            }
+            None => self.plugins.version(&job.task, &accepted.digest).await,
+        }
+        .ok_or_else(|| JobError::VersionGone {
+            task: job.task.clone(),
+            version: accepted.version.clone(),
+            digest: accepted.digest.clone(),
+        })?;
         let context = JobContext::new(job.id, &job.service, &job.domain, namespace, &job.arch);
         Ok(plugin.serialize(context, job.params.to_string()).await?)
     }
@@ -186,6 +190,9 @@ impl JobService {
                 });
             }
         }
+        // The templates as they are when the plugin checks the params: the job renders with
+        // this set, whatever the templates are when it starts.
+        let templates = self.plugins.templates(&submission.task).await;
         plugin.validate(submission.params.to_string()).await?;
         let id = omni_store::new_job_id();
         // The creation time is the id's, to the millisecond: listings ordered by id are ordered
@@ -205,6 +212,7 @@ impl JobService {
                 task: info.task.clone(),
                 version: info.version.clone(),
                 digest: plugin.digest().to_owned(),
+                templates,
             },
             engine: None,
             message: None,

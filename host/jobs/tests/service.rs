@@ -165,9 +165,80 @@ async fn a_job_is_rendered_by_the_plugin_version_that_accepted_it() {
     assert_eq!(
         error.to_string(),
         format!(
-            "the plugin version that accepted the job (srpm@{}, sha256 {}) is no longer kept",
+            "the plugin version that accepted the job (srpm@{}, sha256 {}) or its template set is no longer kept",
             job.plugin.version,
             "0".repeat(64)
         )
     );
+}
+
+/// The templates are edited between a job's submission and its render: the job renders with
+/// the set it was accepted with (kept by its digest), a new job with the edited one; a set
+/// kept nowhere fails the render.
+#[tokio::test]
+async fn a_job_is_rendered_by_the_templates_it_was_accepted_with() {
+    let templates = tempfile::tempdir().unwrap();
+    omni_test_support::copy_templates("srpm", templates.path());
+    let sandbox = omni_test_support::sandbox_over(
+        templates.path(),
+        omni_runtime::SandboxConfig {
+            cache_dir: Some(omni_test_support::workspace().join("target/omni-test-cache")),
+            ..omni_runtime::SandboxConfig::default()
+        },
+    );
+    let (_plugins, registry) = omni_test_support::registry(sandbox, &["srpm"]);
+    let data = tempfile::tempdir().unwrap();
+    let store = omni_store_embedded::EmbeddedStore::open(data.path(), Default::default()).unwrap();
+    let jobs = omni_jobs::JobService::new(
+        std::sync::Arc::new(store),
+        registry as _,
+        omni_test_support::artifacts_in(data.path()),
+    );
+    let image = |rendered: &omni_core::Rendered| {
+        let text = serde_json::to_string(&rendered.manifests).unwrap();
+        ["openeuler:24.03-lts-sp1", "openeuler:edited"]
+            .into_iter()
+            .filter(|image| text.contains(image))
+            .collect::<Vec<_>>()
+    };
+    let Created::New(old) = jobs.submit(submission("old")).await.unwrap() else {
+        panic!("a new job")
+    };
+    let accepted = old.plugin.templates.clone().expect("the set is recorded");
+    assert_eq!(accepted.len(), 64);
+    assert_eq!(
+        image(&jobs.render(&old, "omni-jobs").await.unwrap()),
+        ["openeuler:24.03-lts-sp1"]
+    );
+
+    let settings = templates.path().join("srpm/settings.yaml");
+    let text = std::fs::read_to_string(&settings).unwrap();
+    std::fs::write(
+        &settings,
+        text.replace(
+            "openeuler/openeuler:24.03-lts-sp1",
+            "openeuler/openeuler:edited",
+        ),
+    )
+    .unwrap();
+
+    // The old job: its own set, from the kept copy.
+    assert_eq!(
+        image(&jobs.render(&old, "omni-jobs").await.unwrap()),
+        ["openeuler:24.03-lts-sp1"]
+    );
+    // A new job: the edited set, another digest.
+    let Created::New(new) = jobs.submit(submission("new")).await.unwrap() else {
+        panic!("a new job")
+    };
+    assert_ne!(new.plugin.templates.as_deref(), Some(accepted.as_str()));
+    assert_eq!(
+        image(&jobs.render(&new, "omni-jobs").await.unwrap()),
+        ["openeuler:edited"]
+    );
+    // A set kept nowhere: the render fails, naming what the job needs.
+    let mut lost = old.clone();
+    lost.plugin.templates = Some("0".repeat(64));
+    let error = jobs.render(&lost, "omni-jobs").await.unwrap_err();
+    assert!(matches!(error, JobError::VersionGone { .. }), "{error:?}");
 }

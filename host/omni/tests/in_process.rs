@@ -141,6 +141,7 @@ async fn a_job_in_a_state_this_server_does_not_know_is_shown_and_left_alone() {
             task: "srpm".into(),
             version: "9.0.0".into(),
             digest: "ab".repeat(32),
+            templates: None,
         },
         engine: None,
         message: Some("checking signatures".into()),

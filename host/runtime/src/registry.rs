@@ -171,6 +171,27 @@ impl omni_core::Plugins for Registry {
     fn digest_of(&self, task: &str, version: &str) -> Option<String> {
         self.digest_of(task, version)
     }
+
+    async fn templates(&self, task: &str) -> Option<String> {
+        let (kept, sandbox) = (Arc::clone(&self.kept), Arc::clone(self.sandbox()));
+        let task = task.to_owned();
+        tokio::task::spawn_blocking(move || crate::versions::keep_templates(&kept, &sandbox, &task))
+            .await
+            .ok()
+    }
+
+    async fn version_with_templates(
+        &self,
+        task: &str,
+        digest: &str,
+        templates: &str,
+    ) -> Option<Arc<dyn omni_core::TaskPlugin>> {
+        let (plugin, set) = self.version_with_templates(task, digest, templates).await?;
+        Some(match set {
+            None => Arc::new(crate::plugin::Shared(plugin)),
+            Some(set) => Arc::new(crate::plugin::WithTemplates(plugin, set)),
+        })
+    }
 }
 
 impl Registry {

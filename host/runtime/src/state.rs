@@ -11,7 +11,7 @@ use crate::bindings::omni::plugin::host::{Host, Level};
 use crate::bindings::omni::plugin::types;
 use crate::limits::Limits;
 use crate::sandbox::digest;
-use crate::templates::{Stamp, Templates};
+use crate::templates::{Stamp, TemplateSet, Templates};
 
 /// A template file an instance read.
 #[derive(Debug, Clone)]
@@ -46,7 +46,7 @@ pub(crate) struct HostState {
     /// Set when the plugin asked to wait past its deadline, so the trap that follows is
     /// reported as what it is.
     pub(crate) waited: Option<Duration>,
-    templates: Arc<Templates>,
+    templates: TemplateSource,
     task: Arc<str>,
     plugin: Arc<str>,
     log_lines: u32,
@@ -54,10 +54,19 @@ pub(crate) struct HostState {
     pub(crate) reads: Option<Reads>,
 }
 
+/// Where an instance's templates come from.
+#[derive(Debug, Clone)]
+pub(crate) enum TemplateSource {
+    /// The templates directory as it is at each read.
+    Live(Arc<Templates>),
+    /// One kept set (a job's, accepted with templates that have changed since).
+    Fixed(Arc<TemplateSet>),
+}
+
 impl HostState {
     /// `task` names the templates directory; `plugin` (`task@version`) tags log lines.
     pub(crate) fn new(
-        templates: Arc<Templates>,
+        templates: TemplateSource,
         task: Arc<str>,
         plugin: Arc<str>,
         limits: Limits,
@@ -78,14 +87,15 @@ impl HostState {
         wasi.secure_random(Deterministic::new(SNAPSHOT_SEED.to_vec()))
             .insecure_random(Deterministic::new(SNAPSHOT_SEED.to_vec()))
             .insecure_random_seed(u128::from_le_bytes(SNAPSHOT_SEED));
-        let mut state = Self::with_wasi(wasi, templates, task, plugin, limits);
+        let mut state =
+            Self::with_wasi(wasi, TemplateSource::Live(templates), task, plugin, limits);
         state.reads = Some(Vec::new());
         state
     }
 
     fn with_wasi(
         mut wasi: WasiCtxBuilder,
-        templates: Arc<Templates>,
+        templates: TemplateSource,
         task: Arc<str>,
         plugin: Arc<str>,
         limits: Limits,
@@ -156,7 +166,10 @@ impl types::Host for HostState {}
 
 impl Host for HostState {
     fn template(&mut self, name: String) -> Option<String> {
-        let (text, stamp) = self.templates.get_stamped(&self.task, &name);
+        let (text, stamp) = match &self.templates {
+            TemplateSource::Live(templates) => templates.get_stamped(&self.task, &name),
+            TemplateSource::Fixed(set) => (set.get(&name).cloned(), None),
+        };
         if let Some(reads) = &mut self.reads
             && !reads.iter().any(|read| read.name == name)
         {

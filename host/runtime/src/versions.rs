@@ -11,8 +11,11 @@
 //! (its code usually comes from the compile cache, which is keyed by the same digest), and the
 //! copy's sha256 is checked first, so a damaged or altered file is never run as that version.
 //!
-//! What a version does not pin yet: the templates. Every version reads the templates directory
-//! as it is at the call.
+//! Templates are versioned the same way, as sets ([`TemplateSet`]): the set of a task's
+//! templates when a job is accepted is kept by its digest (`templates/<digest>.json` under the
+//! versions directory, written once, read back only if its files still give its digest), and
+//! a job whose templates have changed since is rendered with its kept set
+//! ([`Registry::version_with_templates`]).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -24,6 +27,10 @@ use serde::{Deserialize, Serialize};
 use crate::plugin::Plugin;
 use crate::registry::Registry;
 use crate::sandbox::{Sandbox, digest};
+use crate::templates::TemplateSet;
+
+/// How many template sets stay in memory (the most recently used).
+const SETS: usize = 16;
 
 /// How many plugins that no longer serve stay loaded (the most recently used).
 pub const LOADED: usize = 8;
@@ -38,6 +45,9 @@ pub(crate) struct Kept {
     dir: Option<PathBuf>,
     /// Plugins that no longer serve, the most recently used first.
     loaded: Mutex<Vec<Arc<Plugin>>>,
+    /// Template sets kept or read back, the most recently used first (all there is of them
+    /// without a directory).
+    sets: Mutex<Vec<Arc<TemplateSet>>>,
 }
 
 impl Kept {
@@ -46,7 +56,80 @@ impl Kept {
         Self {
             dir,
             loaded: Mutex::default(),
+            sets: Mutex::default(),
         }
+    }
+
+    /// Keeps `set` (once: a set of that digest already kept stays as it is).
+    ///
+    /// # Errors
+    /// When the directory cannot be made or written.
+    pub(crate) fn keep_templates(&self, set: &Arc<TemplateSet>) -> std::io::Result<()> {
+        self.remember_set(Arc::clone(set));
+        let Some(dir) = &self.dir else {
+            return Ok(());
+        };
+        let dir = dir.join("templates");
+        let path = dir.join(format!("{}.json", set.digest));
+        if path.is_file() {
+            return Ok(());
+        }
+        std::fs::create_dir_all(&dir)?;
+        let stored = StoredSet {
+            digest: set.digest.clone(),
+            files: set
+                .files
+                .iter()
+                .map(|(name, text)| (name.clone(), text.to_string()))
+                .collect(),
+        };
+        write_atomically(&dir, &path, &serde_json::to_vec(&stored)?)
+    }
+
+    /// The kept template set with `digest`, from memory or read back (and checked).
+    pub(crate) fn templates(&self, digest: &str) -> Option<Arc<TemplateSet>> {
+        if !is_digest(digest) {
+            return None;
+        }
+        if let Some(set) = self
+            .sets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|set| set.digest == digest)
+        {
+            return Some(Arc::clone(set));
+        }
+        let path = self
+            .dir
+            .as_ref()?
+            .join("templates")
+            .join(format!("{digest}.json"));
+        let stored: StoredSet = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+        let set = TemplateSet::new(
+            stored
+                .files
+                .into_iter()
+                .map(|(name, text)| (name, Arc::from(text)))
+                .collect(),
+        );
+        if set.digest != digest {
+            tracing::error!(
+                path = %path.display(),
+                "a kept template set does not have the digest its name says; it is not used"
+            );
+            return None;
+        }
+        let set = Arc::new(set);
+        self.remember_set(Arc::clone(&set));
+        Some(set)
+    }
+
+    fn remember_set(&self, set: Arc<TemplateSet>) {
+        let mut sets = self.sets.lock().unwrap_or_else(PoisonError::into_inner);
+        sets.retain(|s| s.digest != set.digest);
+        sets.insert(0, set);
+        sets.truncate(SETS);
     }
 
     /// Whether the component with `digest` is to be kept: there is a directory, and no copy in
@@ -275,6 +358,54 @@ impl Registry {
             .ok()
             .flatten()
     }
+}
+
+impl Registry {
+    /// The digest of `task`'s templates as they are now, the set kept so that a job accepted
+    /// with it can be rendered with it later (see [`crate::versions`]).
+    pub fn templates_digest(&self, task: &str) -> String {
+        keep_templates(&self.kept, self.sandbox(), task)
+    }
+
+    /// The version of `task`'s plugin with `digest` (as [`Registry::version`]) bound to the
+    /// template set `templates`: as it is when the directory still holds that set, else
+    /// rendering with the kept set. `None` when either is not kept.
+    pub async fn version_with_templates(
+        &self,
+        task: &str,
+        digest: &str,
+        templates: &str,
+    ) -> Option<(Arc<Plugin>, Option<Arc<TemplateSet>>)> {
+        let plugin = self.version(task, digest).await?;
+        let (kept, sandbox) = (Arc::clone(&self.kept), Arc::clone(self.sandbox()));
+        let (task, templates) = (Arc::<str>::from(task), templates.to_owned());
+        tokio::task::spawn_blocking(move || {
+            if sandbox.templates().set(&task).digest == templates {
+                return Some((plugin, None));
+            }
+            let set = kept.templates(&templates)?;
+            Some((plugin, Some(set)))
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+}
+
+/// Keeps `task`'s template set as it is now in `kept`; answers its digest.
+pub(crate) fn keep_templates(kept: &Kept, sandbox: &Sandbox, task: &str) -> String {
+    let set = sandbox.templates().set(&Arc::from(task));
+    if let Err(error) = kept.keep_templates(&set) {
+        tracing::error!(%error, task, "cannot keep the task's template set");
+    }
+    set.digest.clone()
+}
+
+/// A kept template set as its file holds it.
+#[derive(Serialize, Deserialize)]
+struct StoredSet {
+    digest: String,
+    files: std::collections::BTreeMap<String, String>,
 }
 
 /// Why [`Registry::rollback`] did not make a version serve.

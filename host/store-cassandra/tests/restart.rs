@@ -43,6 +43,7 @@ fn job(service: &str, i: usize) -> Job {
             task: "rpm".into(),
             version: "0.1.0".into(),
             digest: "cd".repeat(32),
+            templates: None,
         },
         engine: None,
         message: None,

@@ -24,6 +24,7 @@ fn job() -> Job {
             task: "srpm".into(),
             version: "0.1.0".into(),
             digest: "00".repeat(32),
+            templates: None,
         },
         engine: None,
         message: None,

@@ -18,6 +18,10 @@ pub struct PluginRef {
     pub version: String,
     /// The sha256 of its component file, hex.
     pub digest: String,
+    /// The digest of the task's template set it was accepted with (see `omni-runtime`'s
+    /// `TemplateSet`), which renders it; absent on jobs of servers that did not record it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub templates: Option<String>,
 }
 
 /// One step of a job (an init container, then the containers).

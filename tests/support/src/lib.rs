@@ -331,6 +331,7 @@ pub fn pending_job(service: &str, task: &str, domain: &str) -> omni_store::Job {
             task: task.into(),
             version: "0.1.0".into(),
             digest: "ab".repeat(32),
+            templates: None,
         },
         engine: None,
         message: None,

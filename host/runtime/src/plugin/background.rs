@@ -45,7 +45,9 @@ impl Plugin {
             };
         let code = Code::link(&self.sandbox, &self.path, &component, Tier::Optimized)?;
         // The snapshot must still be the same plugin.
-        match self.call_on(&code, self.limits, |h, s| h.call_describe(s)) {
+        match self.call_on(&code, self.live_templates(), self.limits, |h, s| {
+            h.call_describe(s)
+        }) {
             Ok(info) if check_info(info.clone()).as_ref() == Ok(&self.info) => {
                 self.prepared
                     .store(Some(Arc::new(Prepared { code, reads })));
@@ -156,7 +158,9 @@ fn optimize(weak: &Weak<Plugin>, bytes: &[u8]) {
         }
     };
     // The same component must say the same of itself on either compiler.
-    match plugin.call_on(&code, plugin.limits, |h, s| h.call_describe(s)) {
+    match plugin.call_on(&code, plugin.live_templates(), plugin.limits, |h, s| {
+        h.call_describe(s)
+    }) {
         Ok(info) if check_info(info.clone()).as_ref() == Ok(&plugin.info) => {
             plugin.code.store(code);
             tracing::info!(

@@ -37,7 +37,8 @@ use crate::error::LoadError;
 use crate::limits::Limits;
 use crate::prepare;
 use crate::sandbox::{Denied, EPOCH_TICK, Sandbox, Tier, digest};
-use crate::state::{HostState, Reads};
+use crate::state::{HostState, Reads, TemplateSource};
+use crate::templates::TemplateSet;
 
 /// Time the outer timeout adds to a call's deadline before giving up on the worker thread. The
 /// epoch deadline stops wasm code; this bounds time spent in the host on the plugin's behalf.
@@ -64,6 +65,32 @@ impl TaskPlugin for Shared {
 
     async fn serialize(&self, job: JobContext, params: String) -> Result<Rendered, PluginError> {
         self.0.serialize(job, params).await
+    }
+}
+
+/// A plugin bound to a kept template set, as the job service sees it: it renders with that set
+/// (a job accepted with templates that have changed since).
+#[derive(Debug)]
+pub(crate) struct WithTemplates(pub(crate) Arc<Plugin>, pub(crate) Arc<TemplateSet>);
+
+#[async_trait::async_trait]
+impl TaskPlugin for WithTemplates {
+    fn info(&self) -> &PluginInfo {
+        self.0.info()
+    }
+
+    fn digest(&self) -> &str {
+        self.0.digest()
+    }
+
+    async fn validate(&self, params: String) -> Result<(), PluginError> {
+        self.0.validate(params).await
+    }
+
+    async fn serialize(&self, job: JobContext, params: String) -> Result<Rendered, PluginError> {
+        self.0
+            .serialize_with_templates(job, params, Arc::clone(&self.1))
+            .await
     }
 }
 
@@ -344,15 +371,52 @@ impl Plugin {
         params: &str,
     ) -> Result<Rendered, PluginError> {
         let start = Instant::now();
-        let result = self.serialize_unmeasured(job, params);
+        let result = self.serialize_unmeasured(job, params, None);
         crate::metrics::call(&self.task, "serialize", start, &result);
         result
+    }
+
+    /// [`Plugin::serialize_blocking`] with the kept template set `templates` instead of the
+    /// templates directory (a job accepted with templates that have changed since), on the
+    /// plugin's plain code: its pre-initialized snapshot read the directory's files.
+    ///
+    /// # Errors
+    /// As [`Plugin::serialize_blocking`].
+    pub fn serialize_with_templates_blocking(
+        &self,
+        job: &JobContext,
+        params: &str,
+        templates: &Arc<TemplateSet>,
+    ) -> Result<Rendered, PluginError> {
+        let start = Instant::now();
+        let result = self.serialize_unmeasured(job, params, Some(templates));
+        crate::metrics::call(&self.task, "serialize", start, &result);
+        result
+    }
+
+    /// [`Plugin::serialize_with_templates_blocking`] on a blocking thread, under the outer
+    /// timeout.
+    ///
+    /// # Errors
+    /// As [`Plugin::serialize_blocking`].
+    pub async fn serialize_with_templates(
+        self: &Arc<Self>,
+        job: JobContext,
+        params: String,
+        templates: Arc<TemplateSet>,
+    ) -> Result<Rendered, PluginError> {
+        let this = Arc::clone(self);
+        self.off_thread("serialize", move || {
+            this.serialize_with_templates_blocking(&job, &params, &templates)
+        })
+        .await
     }
 
     fn serialize_unmeasured(
         &self,
         job: &JobContext,
         params: &str,
+        templates: Option<&Arc<TemplateSet>>,
     ) -> Result<Rendered, PluginError> {
         let limits = self.limits;
         let context = wit::JobContext {
@@ -363,7 +427,15 @@ impl Plugin {
             name: job.name.clone(),
             arch: job.arch.clone(),
         };
-        let answer = self.call(limits, |h, s| h.call_serialize(s, &context, params))?;
+        let answer = match templates {
+            Some(set) => self.call_on(
+                &self.code.load_full(),
+                TemplateSource::Fixed(Arc::clone(set)),
+                limits,
+                |h, s| h.call_serialize(s, &context, params),
+            ),
+            None => self.call(limits, |h, s| h.call_serialize(s, &context, params)),
+        }?;
         let plugin = || self.label.to_string();
         match answer {
             Ok(rendered) => {
@@ -463,20 +535,27 @@ impl Plugin {
         limits: Limits,
         f: impl FnOnce(&JobHandler, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
+        let live = self.live_templates();
         match self.current_snapshot() {
-            Some(prepared) => self.call_on(&prepared.code, limits, f),
-            None => self.call_on(&self.code.load_full(), limits, f),
+            Some(prepared) => self.call_on(&prepared.code, live, limits, f),
+            None => self.call_on(&self.code.load_full(), live, limits, f),
         }
+    }
+
+    /// The templates directory, as calls read it.
+    fn live_templates(&self) -> TemplateSource {
+        TemplateSource::Live(Arc::clone(self.sandbox.templates()))
     }
 
     fn call_on<R>(
         &self,
         code: &Code,
+        templates: TemplateSource,
         limits: Limits,
         f: impl FnOnce(&JobHandler, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, PluginError> {
         let state = HostState::new(
-            Arc::clone(self.sandbox.templates()),
+            templates,
             Arc::clone(&self.task),
             Arc::clone(&self.label),
             limits,

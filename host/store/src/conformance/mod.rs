@@ -103,6 +103,7 @@ fn job(service: &str, task: &str, domain: &str) -> Job {
             task: task.into(),
             version: "0.1.0".into(),
             digest: "ab".repeat(32),
+            templates: None,
         },
         engine: None,
         message: None,
