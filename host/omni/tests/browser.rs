@@ -1,0 +1,407 @@
+//! The web UI in a real browser: Debian's headless Chromium, driven over WebDriver
+//! (thirtyfour; chromedriver, started here on a free loopback port) against `omni::serve` in this process
+//! with the srpm and hostile plugins on the local engine. One test walks what a release
+//! engineer does — the jobs page, the task types, the srpm task's generated form (a wrong field's
+//! 422 shown beside it), a job followed live to `succeeded` and its log read and searched, a
+//! running job cancelled from the jobs page — and runs axe-core (npm, `host/ui/web`'s lockfile)
+//! on every page: no serious or critical finding. Screenshots of each page, at 1280 px and at a
+//! phone's 390 px, go to `target/tmp/ui-screenshots/` for review.
+//!
+//! Needs `chromium` and `chromedriver` (`make setup` installs them; `OMNI_TEST_CHROMEDRIVER`
+//! and `OMNI_TEST_CHROMIUM` name other binaries) and axe-core in `host/ui/web/node_modules`
+//! (`make ui-check`, run by `make test`, installs it). Without them the test fails and says so.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use omni_test_support::{component_path, eventually, workspace};
+use serde_json::{Value, json};
+use thirtyfour::prelude::*;
+
+/// A chromedriver process on a loopback port, killed when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn binary(variable: &str, names: &[&str]) -> PathBuf {
+    if let Ok(path) = std::env::var(variable) {
+        return PathBuf::from(path);
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path) {
+        for name in names {
+            let candidate = dir.join(name);
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    panic!(
+        "{} not found on PATH (nor {variable} set): run `make setup`, which installs Debian's \
+         chromium and chromium-driver",
+        names.join(" or ")
+    );
+}
+
+async fn start_driver() -> Driver {
+    let chromedriver = binary("OMNI_TEST_CHROMEDRIVER", &["chromedriver"]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(&chromedriver)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("could not start {}: {e}", chromedriver.display()));
+    let driver = Driver {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    let http = reqwest::Client::new();
+    eventually("chromedriver to answer", || async {
+        let answer = http
+            .get(format!("{}/status", driver.url))
+            .send()
+            .await
+            .ok()?;
+        let status: Value = answer.json().await.ok()?;
+        (status["value"]["ready"] == true).then_some(())
+    })
+    .await;
+    driver
+}
+
+async fn browser(driver: &Driver) -> WebDriver {
+    let chromium = binary("OMNI_TEST_CHROMIUM", &["chromium", "chromium-browser"]);
+    let mut capabilities = DesiredCapabilities::chrome();
+    capabilities.set_binary(chromium.to_str().unwrap()).unwrap();
+    for arg in [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1000",
+    ] {
+        capabilities.add_arg(arg).unwrap();
+    }
+    WebDriver::new(&driver.url, capabilities)
+        .await
+        .expect("a Chromium session through chromedriver")
+}
+
+/// `omni::serve` in this process, with the srpm and hostile plugins, ready.
+struct Server {
+    url: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    _dirs: (tempfile::TempDir, tempfile::TempDir),
+}
+
+async fn start_server() -> Server {
+    let (plugins, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    for task in ["srpm", "hostile"] {
+        std::fs::copy(
+            component_path(task),
+            plugins.path().join(format!("{task}.wasm")),
+        )
+        .unwrap();
+    }
+    let config = omni::config::Config {
+        plugin_dir: plugins.path().to_owned(),
+        template_dir: workspace().join("templates"),
+        data_dir: data.path().to_owned(),
+        ..omni::config::Config::default()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(omni::serve(config, listener, async {
+        let _ = stopped.await;
+    }));
+    let http = reqwest::Client::new();
+    eventually("the server to be ready", || async {
+        assert!(!task.is_finished(), "the server ended before it was ready");
+        let answer = http.get(format!("{url}/readyz")).send().await.ok()?;
+        answer.status().is_success().then_some(())
+    })
+    .await;
+    Server {
+        url,
+        stop,
+        task,
+        _dirs: (plugins, data),
+    }
+}
+
+/// Where the screenshots go: `target/tmp/ui-screenshots/`.
+fn screenshots() -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("ui-screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn screenshot(browser: &WebDriver, name: &str) {
+    let png = browser.screenshot_as_png().await.unwrap();
+    std::fs::write(screenshots().join(format!("{name}.png")), png).unwrap();
+}
+
+/// axe-core, as the lockfile installed it.
+fn axe_source() -> String {
+    let path = workspace().join("host/ui/web/node_modules/axe-core/axe.min.js");
+    std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}: run `make ui-check` (or `npm ci` in host/ui/web), which installs axe-core \
+             from the lockfile",
+            path.display()
+        )
+    })
+}
+
+/// Runs axe-core on the page as it is; fails on any serious or critical finding.
+async fn accessible(browser: &WebDriver, axe: &str, page: &str) {
+    browser.execute(axe, vec![]).await.unwrap();
+    browser
+        .set_script_timeout(std::time::Duration::from_secs(120))
+        .await
+        .unwrap();
+    let found = browser
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document, {resultTypes: ['violations']})
+               .then(r => done(r.violations.map(v => ({id: v.id, impact: v.impact, help: v.help,
+                   nodes: v.nodes.slice(0, 5).map(n => n.target.join(' '))}))))
+               .catch(e => done([{id: 'axe-error', impact: 'critical', help: String(e), nodes: []}]));",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let serious: Vec<&Value> = found
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| matches!(v["impact"].as_str(), Some("serious" | "critical")))
+        .collect();
+    assert!(
+        serious.is_empty(),
+        "axe-core on the {page} page: {}",
+        serde_json::to_string_pretty(&serious).unwrap()
+    );
+}
+
+/// Waits until `css` matches an element that is shown; answers it.
+async fn shown(browser: &WebDriver, what: &str, css: &str) -> WebElement {
+    eventually(what, || async {
+        let element = browser.find(By::Css(css)).await.ok()?;
+        element.is_displayed().await.ok()?.then_some(element)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_engineer_submits_follows_reads_and_cancels_in_the_browser() {
+    let axe = axe_source();
+    let driver = start_driver().await;
+    let server = start_server().await;
+    let browser = browser(&driver).await;
+    let url = &server.url;
+
+    // The UI is at `/`; the API's paths are still the API's.
+    let http = reqwest::Client::new();
+    let missing = http
+        .get(format!("{url}/v1/no-such-route"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(
+        missing.headers()["content-type"],
+        "application/problem+json"
+    );
+
+    // The jobs page, empty.
+    browser.goto(&format!("{url}/")).await.unwrap();
+    shown(&browser, "the jobs page", "table.jobs").await;
+    let heading = browser.find(By::Css("h1")).await.unwrap();
+    assert_eq!(heading.text().await.unwrap(), "Jobs");
+    accessible(&browser, &axe, "jobs").await;
+    screenshot(&browser, "jobs-empty").await;
+
+    // The task types.
+    browser.goto(&format!("{url}/#/tasks")).await.unwrap();
+    shown(&browser, "the srpm task's card", "a[href='#/tasks/srpm']").await;
+    accessible(&browser, &axe, "task types").await;
+    screenshot(&browser, "tasks").await;
+
+    // The srpm task's form: a wrong field first (the plugin's 422 beside it).
+    browser.goto(&format!("{url}/#/tasks/srpm")).await.unwrap();
+    let spec = shown(&browser, "the spec field", "#p-_params_spec").await;
+    let service = browser.find(By::Css("#p-_service")).await.unwrap();
+    service.clear().await.unwrap();
+    service.send_keys("browser").await.unwrap();
+    browser
+        .find(By::Css(format!(
+            "#p-_arch option[value='{}']",
+            std::env::consts::ARCH
+        )))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    spec.send_keys(
+        "Name: hello\nVersion: 1.0\nRelease: 1\nSummary: hi\nLicense: MIT\nBuildArch: noarch\n%description\nhi\n%files\n",
+    )
+    .await
+    .unwrap();
+    let timeout = browser
+        .find(By::Css("#p-_params_timeout_seconds"))
+        .await
+        .unwrap();
+    timeout.send_keys("5").await.unwrap();
+    browser
+        .find(By::XPath("//button[text()='Submit job']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let error = shown(
+        &browser,
+        "the timeout field's error",
+        "#p-_params_timeout_seconds-error",
+    )
+    .await;
+    let message = error.text().await.unwrap();
+    assert!(!message.trim().is_empty());
+    assert_eq!(
+        timeout.attr("aria-invalid").await.unwrap().as_deref(),
+        Some("true")
+    );
+    browser
+        .execute(
+            "arguments[0].scrollIntoView({block: 'center'})",
+            vec![error.to_json().unwrap()],
+        )
+        .await
+        .unwrap();
+    accessible(&browser, &axe, "task (with a 422)").await;
+    screenshot(&browser, "task-srpm-422").await;
+
+    // The render preview, then the job for real.
+    timeout.clear().await.unwrap();
+    browser
+        .find(By::XPath("//button[text()='Preview manifests']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let yaml = shown(&browser, "the rendered manifests", "pre.yaml").await;
+    assert!(yaml.text().await.unwrap().contains("kind:"));
+    screenshot(&browser, "task-srpm-preview").await;
+    browser
+        .find(By::XPath("//button[text()='Submit job']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+
+    // The job's page, followed live to `succeeded`, its log complete.
+    shown(
+        &browser,
+        "the job to succeed on its page",
+        "h1 [data-state='succeeded']",
+    )
+    .await;
+    shown(&browser, "the log to end", "#log-status[data-ended='true']").await;
+    let lines = browser.find_all(By::Css(".log .line")).await.unwrap();
+    assert!(!lines.is_empty(), "the log shows lines");
+    let search = browser.find(By::Css("#log-search")).await.unwrap();
+    search.send_keys("src.rpm\n").await.unwrap();
+    let current = shown(&browser, "a line holding the search", ".log .line.current").await;
+    assert!(current.text().await.unwrap().contains("src.rpm"));
+    accessible(&browser, &axe, "job").await;
+    screenshot(&browser, "job-succeeded").await;
+    let job_url = browser.current_url().await.unwrap().to_string();
+
+    // A running job cancelled from the jobs page.
+    let lingering: Value = http
+        .post(format!("{url}/v1/jobs"))
+        .json(
+            &json!({"service": "browser", "task": "hostile", "arch": std::env::consts::ARCH,
+                      "params": {"behaviour": "linger"}}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = lingering["id"].as_str().unwrap();
+    browser.goto(&format!("{url}/#/jobs")).await.unwrap();
+    shown(
+        &browser,
+        "the lingering job running on the jobs page",
+        &format!("tr[data-job='{id}'] [data-state='running']"),
+    )
+    .await;
+    screenshot(&browser, "jobs-running").await;
+    browser
+        .find(By::Css(format!("button[aria-label='Cancel job {id}']")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    shown(
+        &browser,
+        "the job cancelled on the jobs page",
+        &format!("tr[data-job='{id}'] [data-state='cancelled']"),
+    )
+    .await;
+    let job: Value = http
+        .get(format!("{url}/v1/jobs/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(job["state"], "cancelled", "{job:#}");
+    accessible(&browser, &axe, "jobs (with jobs)").await;
+    screenshot(&browser, "jobs").await;
+
+    // A phone's width.
+    browser.set_window_rect(0, 0, 390, 844).await.unwrap();
+    browser.refresh().await.unwrap();
+    shown(&browser, "the jobs page on a phone", "table.jobs tbody tr").await;
+    accessible(&browser, &axe, "jobs (phone)").await;
+    screenshot(&browser, "phone-jobs").await;
+    browser.goto(&job_url).await.unwrap();
+    shown(
+        &browser,
+        "the job page on a phone",
+        "#log-status[data-ended='true']",
+    )
+    .await;
+    screenshot(&browser, "phone-job").await;
+
+    browser.quit().await.unwrap();
+    server.stop.send(()).unwrap();
+    server.task.await.unwrap().unwrap();
+}
