@@ -92,6 +92,8 @@ async fn browser(driver: &Driver) -> WebDriver {
         "--disable-gpu",
         "--disable-dev-shm-usage",
         "--window-size=1280,1000",
+        // performance.memory to the byte, for the long log's heap figure.
+        "--enable-precise-memory-info",
     ] {
         capabilities.add_arg(arg).unwrap();
     }
@@ -100,7 +102,8 @@ async fn browser(driver: &Driver) -> WebDriver {
         .expect("a Chromium session through chromedriver")
 }
 
-/// `omni::serve` in this process, with the srpm and hostile plugins, ready.
+/// `omni::serve` in this process, with the srpm and hostile plugins and the configuration
+/// `toml` (the defaults when empty), ready.
 struct Server {
     url: String,
     stop: tokio::sync::oneshot::Sender<()>,
@@ -108,8 +111,15 @@ struct Server {
     _dirs: (tempfile::TempDir, tempfile::TempDir),
 }
 
-async fn start_server() -> Server {
+async fn start_server(toml: &str) -> Server {
     let (plugins, data) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let file = data.path().join("omni.toml");
+    std::fs::write(&file, toml).unwrap();
+    let loaded = if toml.is_empty() {
+        omni::config::Config::default()
+    } else {
+        omni::config::Config::load(Some(&file)).unwrap()
+    };
     for task in ["srpm", "hostile"] {
         std::fs::copy(
             component_path(task),
@@ -121,7 +131,7 @@ async fn start_server() -> Server {
         plugin_dir: plugins.path().to_owned(),
         template_dir: workspace().join("templates"),
         data_dir: data.path().to_owned(),
-        ..omni::config::Config::default()
+        ..loaded
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
@@ -143,6 +153,10 @@ async fn start_server() -> Server {
         _dirs: (plugins, data),
     }
 }
+
+/// One browser test at a time: each runs a Chromium and a server, and the second would only
+/// slow the first down (and its million-line job with it).
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Where the screenshots go: `target/tmp/ui-screenshots/`.
 fn screenshots() -> PathBuf {
@@ -211,9 +225,10 @@ async fn shown(browser: &WebDriver, what: &str, css: &str) -> WebElement {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_engineer_submits_follows_reads_and_cancels_in_the_browser() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let axe = axe_source();
     let driver = start_driver().await;
-    let server = start_server().await;
+    let server = start_server("").await;
     let browser = browser(&driver).await;
     let url = &server.url;
 
@@ -400,6 +415,107 @@ async fn a_release_engineer_submits_follows_reads_and_cancels_in_the_browser() {
     )
     .await;
     screenshot(&browser, "phone-job").await;
+
+    browser.quit().await.unwrap();
+    server.stop.send(()).unwrap();
+    server.task.await.unwrap().unwrap();
+}
+
+/// A log of a million lines (the default most a job keeps) read to its end: the page holds
+/// a screenful of lines, the newest on screen, the tab's script heap under 300 MB, and a line
+/// in the middle is found by the search.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_of_a_million_lines_is_read_to_its_end_and_stays_usable() {
+    const LINES: u64 = 999_999;
+    let _one = ONE_AT_A_TIME.lock().await;
+    let driver = start_driver().await;
+    // The default caps of a job's log (64 MiB on the local engine and in the store, text and
+    // bookkeeping) stop `line N` lines at about 660,000: room for the million.
+    let server = start_server(
+        "[logs]\nmax_job_bytes = 268435456\n[[engines]]\nkind = \"local\"\nmax_log_bytes = 268435456\n",
+    )
+    .await;
+    let browser = browser(&driver).await;
+    let url = &server.url;
+    let job: Value = reqwest::Client::new()
+        .post(format!("{url}/v1/jobs"))
+        .json(
+            &json!({"service": "browser", "task": "hostile", "arch": std::env::consts::ARCH,
+                      "params": {"behaviour": "print", "lines": LINES, "pause": 0}}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = job["id"].as_str().unwrap();
+    // The page opens on the log once it is all stored. Followed while the job runs, on a loaded
+    // machine the stream sometimes ends (`event: end`, the job `succeeded`) before the server
+    // has stored every line `seq` printed (docs/ui.md, "Long logs"): the server's to fix; the
+    // live following itself is the other test's.
+    let http = reqwest::Client::new();
+    eventually("the million lines and `done` to be stored", || async {
+        let page: Value = http
+            .get(format!("{url}/v1/jobs/{id}/logs?after={LINES}&limit=1"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (page["items"][0]["line"] == "done").then_some(())
+    })
+    .await;
+    browser.goto(&format!("{url}/#/jobs/{id}")).await.unwrap();
+    let status = shown(
+        &browser,
+        "the million-line log to end",
+        "#log-status[data-ended='true']",
+    )
+    .await;
+    let complete = status.text().await.unwrap();
+    let ended: Value = http
+        .get(format!("{url}/v1/jobs/{id}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        complete.contains(&format!("{} lines", LINES + 1)),
+        "{complete} (last seq {:?}, gaps {:?}); the job: {ended:#}",
+        status.attr("data-last-seq").await.unwrap(),
+        status.attr("data-gaps").await.unwrap()
+    );
+    let rendered = browser.find_all(By::Css(".log .line")).await.unwrap();
+    assert!(
+        !rendered.is_empty() && rendered.len() < 200,
+        "{} lines in the page",
+        rendered.len()
+    );
+    let newest = shown(
+        &browser,
+        "the newest line on screen",
+        ".log .line:last-child",
+    )
+    .await;
+    assert!(newest.text().await.unwrap().ends_with("done"));
+    let heap = browser
+        .execute("return performance.memory.usedJSHeapSize", vec![])
+        .await
+        .unwrap();
+    let heap_mb = heap.json().as_f64().unwrap() / 1e6;
+    println!("script heap with {} lines: {heap_mb:.0} MB", LINES + 1);
+    assert!(heap_mb < 300.0, "the tab's script heap is {heap_mb:.0} MB");
+    let search = browser.find(By::Css("#log-search")).await.unwrap();
+    search.send_keys("line 500000\n").await.unwrap();
+    let found = shown(&browser, "the searched line", ".log .line.current").await;
+    assert!(found.text().await.unwrap().ends_with("line 500000"));
+    screenshot(&browser, "job-million-lines").await;
 
     browser.quit().await.unwrap();
     server.stop.send(()).unwrap();

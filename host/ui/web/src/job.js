@@ -55,7 +55,8 @@ export function jobPage(main, id, q, { go, streams }) {
   function find(backwards) {
     keep({ q: search.value });
     const found = view.find(search.value, backwards);
-    matches.textContent = search.value ? `${view.matches(search.value)} lines match` : "";
+    const count = search.value ? view.matches(search.value) : 0;
+    matches.textContent = search.value ? `${count} ${count === 1 ? "line matches" : "lines match"}` : "";
     if (!found && search.value) logStatus.textContent = `“${search.value}” is not in the log shown.`;
   }
 
@@ -223,18 +224,47 @@ export function jobPage(main, id, q, { go, streams }) {
 
   function followLog() {
     if (q.get("step")) view.setFilter(q.get("step"));
-    const source = streams.open(`/v1/jobs/${id}/logs?follow=true`);
-    logStatus.textContent = "Following the log…";
+    follow("");
+  }
+
+  /** Follows the log from after `after` (a line's seq; the start when empty). */
+  function follow(after) {
+    const source = streams.open(`/v1/jobs/${id}/logs${query({ follow: "true", after })}`);
     source.addEventListener("line", (ev) => view.append(JSON.parse(ev.data)));
-    source.addEventListener("end", () => {
+    source.addEventListener("end", async () => {
       source.close();
+      // A follower that fell behind can be told `end` before it was sent every line (seen with
+      // a million lines and a slow tab): read whatever is stored after the last line shown.
+      try {
+        let rest = view.lastSeq >= 0 ? String(view.lastSeq) : "";
+        for (;;) {
+          const page = await api(`/v1/jobs/${id}/logs${query({ after: rest, limit: 10000 })}`);
+          for (const l of page.items) view.append(l);
+          if (!page.next || page.items.length === 0) break;
+          rest = page.next;
+        }
+      } catch (e) {
+        logStatus.textContent = `Could not read the end of the log: ${describe(e)}`;
+        return;
+      }
       ended = true;
       logStatus.textContent = `The log is complete: ${view.text.length + view.dropped} lines.`;
       logStatus.setAttribute("data-ended", "true");
+      logStatus.setAttribute("data-last-seq", String(view.lastSeq));
+      logStatus.setAttribute("data-gaps", String(view.gaps || 0));
       if (q.get("step")) view.setFilter(q.get("step"));
       if (search.value) find(false);
       showSteps();
     });
+    // Too far behind the job (a slow tab): the server dropped this follower; go on from the
+    // last line this page has.
+    source.addEventListener("lagged", () => {
+      source.close();
+      follow(view.lastSeq >= 0 ? String(view.lastSeq) : "");
+    });
+    source.onopen = () => {
+      if (!ended) logStatus.textContent = "Following the log…";
+    };
     source.onerror = () => {
       if (!ended) logStatus.textContent = "The log stream was interrupted; reconnecting…";
     };

@@ -61,6 +61,7 @@ export class LogView {
   /** Adds a line from the API (`{step, time, seq, stream, line}`); repeats are skipped. */
   append(line) {
     if (line.seq <= this.lastSeq) return;
+    if (this.lastSeq >= 0 && line.seq !== this.lastSeq + 1) this.gaps = (this.gaps || 0) + 1;
     this.lastSeq = line.seq;
     let step = this.stepIndex.get(line.step);
     if (step === undefined) {
