@@ -83,6 +83,11 @@ async fn start_driver() -> Driver {
 }
 
 async fn browser(driver: &Driver) -> WebDriver {
+    browser_with(driver, &[]).await
+}
+
+/// A Chromium session with `extra` command-line switches.
+async fn browser_with(driver: &Driver, extra: &[&str]) -> WebDriver {
     let chromium = binary("OMNI_TEST_CHROMIUM", &["chromium", "chromium-browser"]);
     let mut capabilities = DesiredCapabilities::chrome();
     capabilities.set_binary(chromium.to_str().unwrap()).unwrap();
@@ -94,7 +99,10 @@ async fn browser(driver: &Driver) -> WebDriver {
         "--window-size=1280,1000",
         // performance.memory to the byte, for the long log's heap figure.
         "--enable-precise-memory-info",
-    ] {
+    ]
+    .iter()
+    .chain(extra)
+    {
         capabilities.add_arg(arg).unwrap();
     }
     WebDriver::new(&driver.url, capabilities)
@@ -415,8 +423,32 @@ async fn a_release_engineer_submits_follows_reads_and_cancels_in_the_browser() {
     )
     .await;
     screenshot(&browser, "phone-job").await;
-
     browser.quit().await.unwrap();
+
+    // The dark theme, as a system that prefers it gets it.
+    let dark = browser_with(&driver, &["--force-dark-mode"]).await;
+    dark.goto(&job_url).await.unwrap();
+    shown(
+        &dark,
+        "the job page, dark",
+        "#log-status[data-ended='true']",
+    )
+    .await;
+    let prefers = dark
+        .execute(
+            "return matchMedia('(prefers-color-scheme: dark)').matches",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(prefers.json(), &json!(true), "the browser prefers dark");
+    accessible(&dark, &axe, "job (dark)").await;
+    screenshot(&dark, "dark-job").await;
+    dark.goto(&format!("{url}/#/tasks/srpm")).await.unwrap();
+    shown(&dark, "the srpm form, dark", "#p-_params_spec").await;
+    accessible(&dark, &axe, "task (dark)").await;
+    screenshot(&dark, "dark-task-srpm").await;
+    dark.quit().await.unwrap();
     server.stop.send(()).unwrap();
     server.task.await.unwrap().unwrap();
 }
