@@ -231,6 +231,91 @@ async fn shown(browser: &WebDriver, what: &str, css: &str) -> WebElement {
     .await
 }
 
+/// Presses Tab until the focused element matches `css` (at most 80 times); answers it.
+async fn tab_to(browser: &WebDriver, css: &str) -> WebElement {
+    for _ in 0..80 {
+        let matched = browser
+            .execute(
+                "return document.activeElement.matches(arguments[0])",
+                vec![json!(css)],
+            )
+            .await
+            .unwrap();
+        let active = browser.active_element().await.unwrap();
+        if matched.json() == &json!(true) {
+            return active;
+        }
+        active.send_keys(Key::Tab).await.unwrap();
+    }
+    panic!("Tab never reached {css}");
+}
+
+/// One whole task with the keyboard alone: from the jobs page to the srpm task's form, a job
+/// submitted, followed to `succeeded` and its log downloaded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_is_submitted_followed_and_fetched_with_the_keyboard_alone() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let driver = start_driver().await;
+    let server = start_server("").await;
+    let browser = browser(&driver).await;
+    let url = &server.url;
+    browser.goto(&format!("{url}/#/jobs")).await.unwrap();
+    shown(&browser, "the jobs page", "table.jobs").await;
+    tab_to(&browser, "a[href='#/tasks']")
+        .await
+        .send_keys(Key::Enter)
+        .await
+        .unwrap();
+    shown(&browser, "the task types", "a[href='#/tasks/srpm']").await;
+    tab_to(&browser, "a[href='#/tasks/srpm']")
+        .await
+        .send_keys(Key::Enter)
+        .await
+        .unwrap();
+    shown(&browser, "the srpm form", "#p-_params_spec").await;
+    tab_to(&browser, "#p-_arch")
+        .await
+        .send_keys(std::env::consts::ARCH)
+        .await
+        .unwrap();
+    tab_to(&browser, "#p-_params_spec")
+        .await
+        .send_keys(
+            "Name: keys\nVersion: 1.0\nRelease: 1\nSummary: hi\nLicense: MIT\nBuildArch: noarch\n%description\nhi\n%files\n",
+        )
+        .await
+        .unwrap();
+    tab_to(&browser, "form.submit button[type='submit']")
+        .await
+        .send_keys(Key::Enter)
+        .await
+        .unwrap();
+    shown(
+        &browser,
+        "the job to succeed on its page",
+        "h1 [data-state='succeeded']",
+    )
+    .await;
+    shown(&browser, "the log to end", "#log-status[data-ended='true']").await;
+    tab_to(&browser, "button.download")
+        .await
+        .send_keys(Key::Enter)
+        .await
+        .unwrap();
+    let status = shown(
+        &browser,
+        "the log downloaded",
+        "#log-status[data-downloaded]",
+    )
+    .await;
+    assert!(status.text().await.unwrap().starts_with("Downloaded"));
+    screenshot(&browser, "keyboard-job").await;
+
+    browser.quit().await.unwrap();
+    server.stop.send(()).unwrap();
+    server.task.await.unwrap().unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_engineer_submits_follows_reads_and_cancels_in_the_browser() {
     let _one = ONE_AT_A_TIME.lock().await;

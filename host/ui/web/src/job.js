@@ -49,7 +49,7 @@ export function jobPage(main, id, q, { go, streams }) {
     ),
     pause,
     h("button", { type: "button", onclick: () => { if (!view.firstError()) logStatus.textContent = "No line reads as an error."; else logStatus.textContent = `First error: line ${view.current + 1} shown.`; } }, "Jump to first error"),
-    h("button", { type: "button", onclick: download }, "Download whole log"),
+    h("button", { type: "button", class: "download", onclick: download }, "Download whole log"),
   );
 
   function find(backwards) {
@@ -204,6 +204,7 @@ export function jobPage(main, id, q, { go, streams }) {
     a.remove();
     setTimeout(() => URL.revokeObjectURL(url), 10000);
     logStatus.textContent = `Downloaded ${parts.length} lines.`;
+    logStatus.setAttribute("data-downloaded", String(parts.length));
   }
 
   function event(e) {
