@@ -231,6 +231,17 @@ async fn shown(browser: &WebDriver, what: &str, css: &str) -> WebElement {
     .await
 }
 
+/// Chooses `value` in the select `css` (a click on its option).
+async fn choose(browser: &WebDriver, css: &str, value: &str) {
+    browser
+        .find(By::Css(format!("{css} option[value='{value}']")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
 /// Presses Tab until the focused element matches `css` (at most 80 times); answers it.
 async fn tab_to(browser: &WebDriver, css: &str) -> WebElement {
     for _ in 0..80 {
@@ -493,6 +504,57 @@ async fn a_release_engineer_submits_follows_reads_and_cancels_in_the_browser() {
     assert_eq!(job["state"], "cancelled", "{job:#}");
     accessible(&browser, &axe, "jobs (with jobs)").await;
     screenshot(&browser, "jobs").await;
+
+    // Filters from the form land in the link; the server's pages are followed by their links.
+    choose(&browser, "#f-state", "succeeded").await;
+    browser
+        .find(By::XPath("//form[@role='search']//button[text()='Apply']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    eventually("the state filter in the link", || async {
+        let at = browser.current_url().await.ok()?;
+        at.fragment()?.contains("state=succeeded").then_some(())
+    })
+    .await;
+    shown(
+        &browser,
+        "the succeeded job alone",
+        "table.jobs tbody tr [data-state='succeeded']",
+    )
+    .await;
+    let states = eventually("one row", || async {
+        let rows = browser
+            .find_all(By::Css("table.jobs tbody tr"))
+            .await
+            .ok()?;
+        (rows.len() == 1).then_some(rows.len())
+    })
+    .await;
+    assert_eq!(states, 1);
+    browser
+        .goto(&format!("{url}/#/jobs?limit=1"))
+        .await
+        .unwrap();
+    let first = shown(&browser, "the first page of one job", "table.jobs tbody tr").await;
+    let first_id = first.attr("data-job").await.unwrap().unwrap();
+    assert_eq!(first_id, id, "newest first");
+    browser
+        .find(By::Css("a[rel='next']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    eventually("the second page", || async {
+        let row = browser.find(By::Css("table.jobs tbody tr")).await.ok()?;
+        let shown_id = row.attr("data-job").await.ok()??;
+        (shown_id != first_id).then_some(())
+    })
+    .await;
+    screenshot(&browser, "jobs-page-2").await;
 
     // A phone's width.
     browser.set_window_rect(0, 0, 390, 844).await.unwrap();

@@ -23,6 +23,9 @@ function fromLocal(value) {
 export function jobsPage(main, q, { go, streams }) {
   const filters = Object.fromEntries(FILTERS.map((f) => [f, q.get(f) || ""]));
   const pageToken = q.get("page_token") || "";
+  // Jobs a page (`limit` in the link, 1 to 1000; 50 without).
+  const limit = q.get("limit") || "";
+  const kept = { ...filters, limit };
   const status = h("p", { class: "status", role: "status" });
   const tbody = h("tbody");
   const paging = h("nav", { class: "paging", "aria-label": "Pages of jobs" });
@@ -48,7 +51,7 @@ export function jobsPage(main, q, { go, streams }) {
         const values = Object.fromEntries(FILTERS.map((f) => [f, data.get(f) || ""]));
         values.since = fromLocal(values.since);
         values.until = fromLocal(values.until);
-        go(`#/jobs${query(values)}`);
+        go(`#/jobs${query({ ...values, limit })}`);
       },
     },
     labelled("f-service", "Service", h("input", { id: "f-service", name: "service", value: filters.service, autocomplete: "off" })),
@@ -146,12 +149,12 @@ export function jobsPage(main, q, { go, streams }) {
   async function load() {
     status.textContent = "Loading…";
     try {
-      const page = await api(`/v1/jobs${query({ ...filters, limit: LIMIT, page_token: pageToken })}`);
+      const page = await api(`/v1/jobs${query({ ...filters, limit: limit || LIMIT, page_token: pageToken })}`);
       tbody.replaceChildren(...page.items.map(row));
       status.textContent = page.items.length ? "" : "No jobs match.";
       const links = [];
-      if (pageToken) links.push(h("a", { href: `#/jobs${query(filters)}` }, "First page"));
-      if (page.next_page_token) links.push(h("a", { href: `#/jobs${query({ ...filters, page_token: page.next_page_token })}`, rel: "next" }, "Next page"));
+      if (pageToken) links.push(h("a", { href: `#/jobs${query(kept)}` }, "First page"));
+      if (page.next_page_token) links.push(h("a", { href: `#/jobs${query({ ...kept, page_token: page.next_page_token })}`, rel: "next" }, "Next page"));
       paging.replaceChildren(...links);
     } catch (e) {
       status.textContent = `Could not list jobs: ${describe(e)}`;
