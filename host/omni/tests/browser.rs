@@ -454,6 +454,23 @@ async fn a_release_engineer_submits_follows_reads_and_cancels_in_the_browser() {
     assert!(current.text().await.unwrap().contains("src.rpm"));
     accessible(&browser, &axe, "job").await;
     screenshot(&browser, "job-succeeded").await;
+    // Its events, stored then live; the log of one step.
+    shown(
+        &browser,
+        "the job's events up to `succeeded`",
+        "section[aria-labelledby='h-events'] tbody [data-state='succeeded']",
+    )
+    .await;
+    choose(&browser, "#log-step", "build").await;
+    eventually("only the build step's lines", || async {
+        let steps = browser.find_all(By::Css(".log .line .step")).await.ok()?;
+        let mut names = Vec::new();
+        for step in &steps {
+            names.push(step.text().await.ok()?);
+        }
+        (!names.is_empty() && names.iter().all(|n| n == "build")).then_some(())
+    })
+    .await;
     let job_url = browser.current_url().await.unwrap().to_string();
 
     // A running job cancelled from the jobs page.
