@@ -2,12 +2,14 @@
 # The web UI's assets from a clean build: installs the locked npm packages (npm ci), builds the
 # assets twice into fresh directories and checks that the builds are byte-identical, that they
 # are the committed host/ui/dist (which the omni binary embeds), and that they weigh under
-# 500 KB gzipped. Run by `make test` (`make ui-check`).
+# 500 KB gzipped; and runs the sources' own tests (node --test: the YAML of the render preview,
+# the log's ANSI colours). Run by `make test` (`make ui-check`).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 web="$here/../host/ui/web"
 dist="$here/../host/ui/dist"
 (cd "$web" && npm ci --no-audit --no-fund --loglevel=error)
+node --test "$web"/test/*.test.js
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 node "$web/build.mjs" "$work/first"
