@@ -380,7 +380,8 @@ async fn a_release_engineer_submits_follows_reads_and_cancels_in_the_browser() {
         .await
         .unwrap();
     spec.send_keys(
-        "Name: hello\nVersion: 1.0\nRelease: 1\nSummary: hi\nLicense: MIT\nBuildArch: noarch\n%description\nhi\n%files\n",
+        // HTML in the params: shown as text on the job page, never as markup.
+        "Name: hello\nVersion: 1.0\nRelease: 1\nSummary: <b id=injected>hi</b>\nLicense: MIT\nBuildArch: noarch\n%description\nhi\n%files\n",
     )
     .await
     .unwrap();
@@ -454,6 +455,14 @@ async fn a_release_engineer_submits_follows_reads_and_cancels_in_the_browser() {
     assert!(current.text().await.unwrap().contains("src.rpm"));
     accessible(&browser, &axe, "job").await;
     screenshot(&browser, "job-succeeded").await;
+    assert!(
+        browser
+            .find_all(By::Css("#injected"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "the params' HTML was parsed as markup"
+    );
     // Its events, stored then live; the log of one step.
     shown(
         &browser,
