@@ -455,6 +455,8 @@ async fn a_release_engineer_submits_follows_reads_and_cancels_in_the_browser() {
     assert!(current.text().await.unwrap().contains("src.rpm"));
     accessible(&browser, &axe, "job").await;
     screenshot(&browser, "job-succeeded").await;
+    let params = browser.find(By::Css("pre.json")).await.unwrap();
+    assert!(params.text().await.unwrap().contains("<b id=injected>"));
     assert!(
         browser
             .find_all(By::Css("#injected"))
