@@ -1,5 +1,5 @@
 # Omni's task runner. The README's commands are these targets; .ci/run calls `make setup test`.
-.PHONY: setup build plugins install-plugins test lint fmt serve bench clean
+.PHONY: setup build plugins install-plugins ui ui-check test lint fmt serve bench clean
 
 CARGO ?= cargo
 WASM_TARGET := wasm32-wasip2
@@ -26,8 +26,20 @@ install-plugins: plugins
 		mv $(PLUGIN_DIR)/.$$p.wasm.tmp $(PLUGIN_DIR)/$$p.wasm; \
 	done
 
-## build: the omni binary (release) and the plugins, installed into ./.omni/plugins.
-build: install-plugins
+## ui: the web UI's assets (host/ui/dist, embedded in the omni binary) from its sources, with
+## the npm packages of its lockfile (npm ci).
+ui:
+	cd host/ui/web && npm ci --no-audit --no-fund --loglevel=error
+	node host/ui/web/build.mjs host/ui/dist
+
+## ui-check: build the UI's assets twice; both builds and the committed host/ui/dist must be
+## byte-identical, and under 500 KB gzipped (tests/ui-assets.sh).
+ui-check:
+	./tests/ui-assets.sh
+
+## build: the web UI's assets, the omni binary (release) and the plugins, installed into
+## ./.omni/plugins.
+build: install-plugins ui
 	$(CARGO) build --locked --release -p omni
 
 ## serve: build, then run `omni serve` with the defaults (127.0.0.1:8080, embedded everything).
@@ -40,11 +52,13 @@ lint:
 	$(CARGO) clippy --locked --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --locked --target $(WASM_TARGET) $(foreach p,$(PLUGINS) $(FIXTURES),-p omni-plugin-$(p)) -- -D warnings
 
-## test: lint, build the plugins, start the Kubernetes testbed (built once, cached; recover.sh
-## checks that start recovers from killed components), validate deploy/kubernetes on it
+## test: lint, check the web UI's assets (two builds, the committed ones; this also installs
+## the npm packages the browser tests use: axe-core), build the plugins, start the Kubernetes
+## testbed (built once, cached; recover.sh checks that start recovers from killed components),
+## validate deploy/kubernetes on it
 ## (server-side dry run), start the S3 testbed (SeaweedFS, built once, cached), run every
 ## test (the Cassandra, Kubernetes and S3 tests find their testbeds through omni-test-support).
-test: lint plugins
+test: lint ui-check plugins
 	./tests/testbed/kubernetes.sh start >/dev/null
 	./tests/testbed/s3.sh start >/dev/null
 	./tests/testbed/kubernetes/recover.sh

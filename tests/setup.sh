@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing Omni need on a clean machine: the wasm32-wasip2 Rust target
-# (plus rustfmt and clippy), and the tools of the testbeds. Idempotent.
+# (plus rustfmt and clippy), the tools of the testbeds, and Node, Chromium and chromedriver for
+# the web UI. Idempotent.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 target=wasm32-wasip2
@@ -47,6 +48,12 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 # GOTOOLCHAIN=auto is needed there), and its readiness probe signs requests with curl (above).
 command -v go >/dev/null 2>&1 || missing+=(golang-go)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# The web UI: its assets are built with Node and npm (host/ui/web), and its browser tests
+# (host/omni/tests/browser.rs) drive Debian's headless Chromium over WebDriver (chromedriver).
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo=sudo

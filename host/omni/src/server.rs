@@ -155,7 +155,9 @@ async fn run(
         request_timeout: config.http.request_timeout,
         answer_limit: config.http.max_answer_kib << 10,
         webhooks,
-    });
+    })
+    // The web UI at `/` (its files under `/ui/`); every other path is the API's.
+    .merge(omni_ui::routes());
     tracing::info!("omni listening on http://{}", listener.local_addr()?);
     crate::http::serve(listener, app, &config.http, shutdown, || streams.stop()).await;
     tracing::info!("omni stopped");
