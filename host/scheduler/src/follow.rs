@@ -2,6 +2,7 @@
 //! the store in batches, and its end as the job's last transition (after its last line).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -16,7 +17,9 @@ use crate::Inner;
 const BATCH_LINES: usize = 1000;
 /// Longest a line waits for its batch to fill.
 const BATCH_WAIT: Duration = Duration::from_millis(100);
-/// Longest the end of a job waits for the rest of its log once the engine says it ended.
+/// Longest the end of a job waits for the rest of its log, once the engine says it ended,
+/// while the collector stores nothing: a collector still storing lines (a million of them on a
+/// busy machine take minutes) is waited for as long as it stores.
 const LOG_DRAIN: Duration = Duration::from_secs(60);
 /// How often a follower checks the store for a cancel made on another replica that could not
 /// reach the engine.
@@ -28,6 +31,7 @@ impl Inner {
     /// for as long as the job runs.
     pub(crate) async fn follow(self: Arc<Self>, id: JobId, steps: Vec<Step>, index: usize) {
         let engine = Arc::clone(&self.engines[index]);
+        let stored = Arc::new(AtomicU64::new(0));
         // Called in the job's span: the collector's lines carry the job's id too.
         let logs = tokio::spawn(
             collect(
@@ -35,12 +39,13 @@ impl Inner {
                 Arc::clone(&engine),
                 id,
                 self.config.retry_after,
+                Arc::clone(&stored),
             )
             .in_current_span(),
         );
         let outcome = self.watch(id, steps, &engine).await;
         // Every line before the end: followers of the log see `end` after the last line.
-        if tokio::time::timeout(LOG_DRAIN, logs).await.is_err() {
+        if !drain(logs, &stored).await {
             tracing::warn!("the job's log did not end with the job");
         }
         // What it made is kept before its end is recorded (also what a failed job made: its
@@ -142,10 +147,35 @@ impl Inner {
     }
 }
 
+/// Waits for the collector `logs` to end, as long as it keeps storing lines (`stored` counts
+/// them): it gives up only after [`LOG_DRAIN`] without a line stored. Whether it ended.
+async fn drain(mut logs: tokio::task::JoinHandle<()>, stored: &AtomicU64) -> bool {
+    let mut seen = stored.load(Ordering::Relaxed);
+    loop {
+        match tokio::time::timeout(LOG_DRAIN, &mut logs).await {
+            Ok(_) => return true,
+            Err(_) => {
+                let now = stored.load(Ordering::Relaxed);
+                if now == seen {
+                    return false;
+                }
+                seen = now;
+            }
+        }
+    }
+}
+
 /// Copies the job's log from the engine into the store, from where the store's copy ends, until
 /// the engine's log ends: lines kept to the service's [`omni_jobs::LogLimits`], numbered, stored
-/// in batches and each stored batch handed to this replica's followers.
-async fn collect(jobs: JobService, engine: Arc<dyn Engine>, id: JobId, retry: Duration) {
+/// in batches and each stored batch handed to this replica's followers; `stored` counts the
+/// lines stored.
+async fn collect(
+    jobs: JobService,
+    engine: Arc<dyn Engine>,
+    id: JobId,
+    retry: Duration,
+    stored_lines: Arc<AtomicU64>,
+) {
     let limits = *jobs.logs().limits();
     let publisher = jobs.logs().publisher(id);
     let (mut stored, mut cursor) = loop {
@@ -167,7 +197,7 @@ async fn collect(jobs: JobService, engine: Arc<dyn Engine>, id: JobId, retry: Du
                 match tokio::time::timeout(BATCH_WAIT, lines.next()).await {
                     Ok(next) => next,
                     Err(_) => {
-                        write(&jobs, &publisher, &mut batch, retry).await;
+                        write(&jobs, &publisher, &mut batch, retry, &stored_lines).await;
                         continue;
                     }
                 }
@@ -185,7 +215,7 @@ async fn collect(jobs: JobService, engine: Arc<dyn Engine>, id: JobId, retry: Du
                         &mut batch,
                     );
                     if batch.len() >= BATCH_LINES {
-                        write(&jobs, &publisher, &mut batch, retry).await;
+                        write(&jobs, &publisher, &mut batch, retry, &stored_lines).await;
                     }
                 }
                 None | Some(Err(EngineError::UnknownJob { .. })) => break true,
@@ -195,7 +225,7 @@ async fn collect(jobs: JobService, engine: Arc<dyn Engine>, id: JobId, retry: Du
                 }
             }
         };
-        write(&jobs, &publisher, &mut batch, retry).await;
+        write(&jobs, &publisher, &mut batch, retry, &stored_lines).await;
         if ended {
             return;
         }
@@ -209,6 +239,7 @@ async fn write(
     publisher: &Publisher,
     batch: &mut Vec<LogLine>,
     retry: Duration,
+    stored: &AtomicU64,
 ) {
     if batch.is_empty() {
         return;
@@ -216,6 +247,7 @@ async fn write(
     loop {
         match jobs.append_logs(publisher, batch).await {
             Ok(()) => {
+                stored.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 // Freed, not cleared: a burst's batch (up to BATCH_LINES lines) kept by every
                 // quiet running job would be most of the memory of thousands of them.
                 *batch = Vec::new();
@@ -267,5 +299,44 @@ async fn resume_point(
             Some(next) => query.after = Some(next),
             None => return Ok((stored, LogCursor::after(&tail))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A collector that stores a batch every 50 s for five minutes is waited for to its end; one
+    /// that stops storing is given up on [`LOG_DRAIN`] after its last batch.
+    #[tokio::test(start_paused = true)]
+    async fn the_end_waits_for_a_collector_as_long_as_it_stores() {
+        let stored = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&stored);
+        let slow = tokio::spawn(async move {
+            for _ in 0..6 {
+                tokio::time::sleep(Duration::from_secs(50)).await;
+                counter.fetch_add(1000, Ordering::Relaxed);
+            }
+        });
+        let started = tokio::time::Instant::now();
+        assert!(drain(slow, &stored).await);
+        assert_eq!(
+            stored.load(Ordering::Relaxed),
+            6000,
+            "every batch stored first"
+        );
+        assert!(started.elapsed() >= Duration::from_secs(300));
+
+        let stalled = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&stalled);
+        let stuck = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            counter.fetch_add(1, Ordering::Relaxed);
+            std::future::pending::<()>().await;
+        });
+        let started = tokio::time::Instant::now();
+        assert!(!drain(stuck, &stalled).await);
+        // Past the first wait it saw a line stored, then a whole LOG_DRAIN without one.
+        assert_eq!(started.elapsed(), LOG_DRAIN * 2);
     }
 }
