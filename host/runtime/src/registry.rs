@@ -160,12 +160,12 @@ impl std::fmt::Debug for Registry {
 impl omni_core::Plugins for Registry {
     fn plugin(&self, task: &str) -> Option<Arc<dyn omni_core::TaskPlugin>> {
         let plugin = self.get(task)?;
-        Some(Arc::new(crate::plugin::Shared(plugin)))
+        Some(Arc::new(crate::plugin::Shared(plugin, None)))
     }
 
     async fn version(&self, task: &str, digest: &str) -> Option<Arc<dyn omni_core::TaskPlugin>> {
         let plugin = self.version(task, digest).await?;
-        Some(Arc::new(crate::plugin::Shared(plugin)))
+        Some(Arc::new(crate::plugin::Shared(plugin, None)))
     }
 
     fn digest_of(&self, task: &str, version: &str) -> Option<String> {
@@ -187,10 +187,7 @@ impl omni_core::Plugins for Registry {
         templates: &str,
     ) -> Option<Arc<dyn omni_core::TaskPlugin>> {
         let (plugin, set) = self.version_with_templates(task, digest, templates).await?;
-        Some(match set {
-            None => Arc::new(crate::plugin::Shared(plugin)),
-            Some(set) => Arc::new(crate::plugin::WithTemplates(plugin, set)),
-        })
+        Some(Arc::new(crate::plugin::Shared(plugin, set)))
     }
 }
 

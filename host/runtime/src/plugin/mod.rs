@@ -45,9 +45,10 @@ use crate::templates::TemplateSet;
 const OUTER_GRACE: Duration = Duration::from_millis(500);
 
 /// A loaded plugin as the job service sees it ([`TaskPlugin`]): its calls run on blocking
-/// threads, which need the plugin shared.
+/// threads, which need the plugin shared. Bound to a kept template set, it renders with that set
+/// (a job accepted with templates that have changed since); else with the templates directory.
 #[derive(Debug)]
-pub(crate) struct Shared(pub(crate) Arc<Plugin>);
+pub(crate) struct Shared(pub(crate) Arc<Plugin>, pub(crate) Option<Arc<TemplateSet>>);
 
 #[async_trait::async_trait]
 impl TaskPlugin for Shared {
@@ -64,33 +65,14 @@ impl TaskPlugin for Shared {
     }
 
     async fn serialize(&self, job: JobContext, params: String) -> Result<Rendered, PluginError> {
-        self.0.serialize(job, params).await
-    }
-}
-
-/// A plugin bound to a kept template set, as the job service sees it: it renders with that set
-/// (a job accepted with templates that have changed since).
-#[derive(Debug)]
-pub(crate) struct WithTemplates(pub(crate) Arc<Plugin>, pub(crate) Arc<TemplateSet>);
-
-#[async_trait::async_trait]
-impl TaskPlugin for WithTemplates {
-    fn info(&self) -> &PluginInfo {
-        self.0.info()
-    }
-
-    fn digest(&self) -> &str {
-        self.0.digest()
-    }
-
-    async fn validate(&self, params: String) -> Result<(), PluginError> {
-        self.0.validate(params).await
-    }
-
-    async fn serialize(&self, job: JobContext, params: String) -> Result<Rendered, PluginError> {
-        self.0
-            .serialize_with_templates(job, params, Arc::clone(&self.1))
-            .await
+        match &self.1 {
+            Some(set) => {
+                self.0
+                    .serialize_with_templates(job, params, Arc::clone(set))
+                    .await
+            }
+            None => self.0.serialize(job, params).await,
+        }
     }
 }
 
