@@ -449,6 +449,39 @@ async fn a_release_engineer_submits_follows_reads_and_cancels_in_the_browser() {
     shown(&browser, "the log to end", "#log-status[data-ended='true']").await;
     let lines = browser.find_all(By::Css(".log .line")).await.unwrap();
     assert!(!lines.is_empty(), "the log shows lines");
+
+    // Its artifact: listed with its size and sha256; the link downloads those very bytes.
+    let artifact = shown(
+        &browser,
+        "the job's source RPM among its artifacts",
+        "tr[data-artifact$='.src.rpm']",
+    )
+    .await;
+    let link = artifact.find(By::Css("a")).await.unwrap();
+    let href = link.attr("href").await.unwrap().unwrap();
+    let listed = artifact
+        .find(By::Css("code.digest"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let bytes = http
+        .get(format!("{url}{href}"))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(omni_artifacts::Sha256::of(&bytes).to_string(), listed);
+    assert!(
+        bytes.starts_with(&[0xed, 0xab, 0xee, 0xdb]),
+        "an RPM's lead"
+    );
+    screenshot(&browser, "job-artifacts").await;
     let search = browser.find(By::Css("#log-search")).await.unwrap();
     search.send_keys("src.rpm\n").await.unwrap();
     let current = shown(&browser, "a line holding the search", ".log .line.current").await;

@@ -4,11 +4,12 @@
 // (`make ui-check` builds twice and compares, and compares with the committed host/ui/dist).
 import { build } from "esbuild";
 import { copyFileSync, mkdirSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const here = dirname(fileURLToPath(import.meta.url));
-const out = process.argv[2];
+// Relative to where the build runs (esbuild would take it relative to this directory).
+const out = process.argv[2] && resolve(process.argv[2]);
 if (!out) {
   console.error("usage: node build.mjs OUT_DIR");
   process.exit(2);

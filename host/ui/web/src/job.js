@@ -1,11 +1,15 @@
 // One job: its fields, plugin, params (sources folded), steps with durations, its log followed
-// live (step filter, search, pause, ANSI colours, first error, download) and its events. The
+// live (step filter, search, pause, ANSI colours, first error, download), its artifacts (name,
+// size, sha256, step; each a download) and its events. The
 // step filter and the search are in the link, so a link shows what its sender saw.
 
 import { api, describe, query } from "./api.js";
 import { LogView } from "./logview.js";
 import { strip } from "./ansi.js";
-import { FINAL, STATES, announce, badge, duration, h, shortId, time } from "./util.js";
+import { FINAL, STATES, announce, badge, duration, h, shortId, size, time } from "./util.js";
+
+/** The most artifacts the page lists (pages of 1000); the rest are counted. */
+const MAX_ARTIFACTS = 10000;
 
 export function jobPage(main, id, q, { go, streams }) {
   let job = null;
@@ -16,6 +20,8 @@ export function jobPage(main, id, q, { go, streams }) {
   const params = h("div");
   const stepList = h("ol", { class: "steps" });
   const eventRows = h("tbody");
+  const artifactRows = h("tbody");
+  const artifactStatus = h("p", { class: "status", id: "artifacts-status", role: "status" });
   const logStatus = h("p", { class: "status", id: "log-status", role: "status" });
   const view = new LogView({ onChange: () => syncToolbar() });
   let ended = false;
@@ -84,6 +90,13 @@ export function jobPage(main, id, q, { go, streams }) {
     fields,
     h("section", { "aria-labelledby": "h-params" }, h("h2", { id: "h-params" }, "Params"), params),
     h("section", { "aria-labelledby": "h-steps" }, h("h2", { id: "h-steps" }, "Steps"), stepList),
+    h(
+      "section",
+      { "aria-labelledby": "h-artifacts" },
+      h("h2", { id: "h-artifacts" }, "Artifacts"),
+      artifactStatus,
+      h("div", { class: "table-wrap" }, h("table", { class: "artifacts" }, h("thead", {}, h("tr", {}, ["Name", "Size", "SHA-256", "Step"].map((c) => h("th", { scope: "col" }, c)))), artifactRows)),
+    ),
     h("section", { "aria-labelledby": "h-log", class: "log-section" }, h("h2", { id: "h-log" }, "Log"), toolbar, logStatus, view.scroller),
     h(
       "section",
@@ -208,13 +221,51 @@ export function jobPage(main, id, q, { go, streams }) {
   }
 
   function event(e) {
-    eventRows.append(h("tr", {}, h("td", {}, time(e.time)), h("td", {}, e.from ? badge(e.from) : "—"), h("td", {}, badge(e.to)), h("td", {}, e.message || "")));
+    const message = e.artifacts ? `${e.artifacts.count} artifacts stored (${size(e.artifacts.bytes)})` : e.message || "";
+    eventRows.append(h("tr", {}, h("td", {}, time(e.time)), h("td", {}, e.from ? badge(e.from) : "—"), h("td", {}, badge(e.to)), h("td", {}, message)));
+  }
+
+  /** Lists the job's artifacts (again), each a download of its bytes. */
+  async function loadArtifacts() {
+    const rows = [];
+    let after = "";
+    try {
+      do {
+        const page = await api(`/v1/jobs/${id}/artifacts${query({ limit: 1000, after })}`);
+        for (const a of page.items) {
+          rows.push(
+            h(
+              "tr",
+              { "data-artifact": a.name },
+              h("td", {}, h("a", { href: a.url, download: a.name.split("/").pop() }, a.name)),
+              h("td", { class: "num", "data-size": String(a.size) }, size(a.size)),
+              h("td", {}, h("code", { class: "digest" }, a.sha256)),
+              h("td", {}, a.step || "—"),
+            ),
+          );
+        }
+        after = page.next || "";
+      } while (after && rows.length < MAX_ARTIFACTS);
+    } catch (e) {
+      artifactStatus.textContent = `Could not list the artifacts: ${describe(e)}`;
+      return;
+    }
+    artifactRows.replaceChildren(...rows);
+    artifactStatus.textContent = rows.length
+      ? after
+        ? `The first ${rows.length} artifacts (omni artifacts list ${id} lists them all).`
+        : ""
+      : job && FINAL.has(job.state)
+        ? "The job kept no artifacts."
+        : "Its artifacts are kept when it ends.";
+    artifactStatus.setAttribute("data-count", String(rows.length));
   }
 
   // The job, then its log and events, live.
   api(`/v1/jobs/${id}`).then(
     (first) => {
       show(first);
+      loadArtifacts();
       followLog();
       followEvents();
     },
@@ -293,6 +344,7 @@ export function jobPage(main, id, q, { go, streams }) {
       const e = JSON.parse(ev.data);
       if (e.job_id !== id) return;
       event(e);
+      if (e.kind === "job.artifacts" || FINAL.has(e.to)) loadArtifacts();
       try {
         show({ ...(await api(`/v1/jobs/${id}`)), params: job.params });
       } catch {

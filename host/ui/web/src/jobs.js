@@ -146,17 +146,30 @@ export function jobsPage(main, q, { go, streams }) {
     fillActions(entry);
   }
 
+  // Changes the stream brings while the page is being read: the page may be older than them,
+  // so they are applied to its rows once it is shown (the latest state of each job).
+  let loading = true;
+  const early = new Map();
+
   async function load() {
     status.textContent = "Loading…";
     try {
       const page = await api(`/v1/jobs${query({ ...filters, limit: limit || LIMIT, page_token: pageToken })}`);
       tbody.replaceChildren(...page.items.map(row));
+      loading = false;
+      for (const [id, state] of early) {
+        const known = rows.get(id);
+        if (known && later(state, known.job.state)) update({ id, state });
+      }
+      early.clear();
       status.textContent = page.items.length ? "" : "No jobs match.";
       const links = [];
       if (pageToken) links.push(h("a", { href: `#/jobs${query(kept)}` }, "First page"));
       if (page.next_page_token) links.push(h("a", { href: `#/jobs${query({ ...kept, page_token: page.next_page_token })}`, rel: "next" }, "Next page"));
       paging.replaceChildren(...links);
     } catch (e) {
+      loading = false;
+      early.clear();
       status.textContent = `Could not list jobs: ${describe(e)}`;
       if (e instanceof ApiError && e.status === 400) status.textContent += " (check the filters)";
     }
@@ -167,6 +180,10 @@ export function jobsPage(main, q, { go, streams }) {
   const events = streams.events(query({ service: filters.service, task: filters.task, domain: filters.domain }));
   events.addEventListener("job", async (ev) => {
     const event = JSON.parse(ev.data);
+    if (loading) {
+      const seen = early.get(event.job_id);
+      if (!seen || later(event.to, seen)) early.set(event.job_id, event.to);
+    }
     const known = rows.get(event.job_id);
     if (known) {
       if (later(event.to, known.job.state)) update({ id: event.job_id, state: event.to });

@@ -93,3 +93,15 @@ export function announce(message) {
 export function shortId(id) {
   return id.slice(0, 8);
 }
+
+/** A size in bytes for people: B, KiB, MiB, GiB. */
+export function size(bytes) {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
+}
