@@ -12,8 +12,11 @@
 //!   and cancel, output, what the runner refuses.
 //! - `sandbox`: what a step cannot do: reach the network, see the server or other jobs, run a
 //!   spec's commands outside, exceed its limits.
+//! - `network`: a step's own network through slirp4netns: the host's address reached, its
+//!   loopback not; slirp4netns ending with the step; a missing one; what it costs.
 
 mod exact;
+mod network;
 mod plugins;
 mod roots;
 mod sandbox;
