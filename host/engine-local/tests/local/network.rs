@@ -12,24 +12,6 @@ use std::time::Instant;
 
 use super::*;
 
-/// This machine's primary IPv4 address (the source of its route to the outside): what a
-/// step's slirp4netns connects to as the host would. A machine with loopback alone has none;
-/// give it one (`ip link add omni0 type dummy; ip addr add 192.0.2.2/24 dev omni0; ip link set
-/// omni0 up`) to run these tests.
-fn host_address() -> IpAddr {
-    let out = Command::new("ip")
-        .args(["-4", "route", "get", "1.1.1.1"])
-        .output()
-        .expect("ip (iproute2)");
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.split_whitespace()
-        .skip_while(|w| *w != "src")
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .filter(|a: &IpAddr| !a.is_loopback())
-        .unwrap_or_else(|| panic!("this machine has no IPv4 address but loopback ({text})"))
-}
-
 /// An HTTP server on `address` answering every request with `body`, counting the connections
 /// it accepted; it serves until the listener (returned) is dropped with the test.
 fn serve(address: IpAddr, body: &'static str) -> (u16, Arc<AtomicUsize>, TcpListener) {
