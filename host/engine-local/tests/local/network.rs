@@ -1,7 +1,8 @@
 //! User-mode networking (`network = "user"`, the default) attacked through real jobs: a step
 //! that asks reaches an HTTP server on this machine's own (non-loopback) address and not one on
-//! its loopback; a step that did not ask reaches nothing; slirp4netns ends with its step, also
-//! on cancel; a missing slirp4netns fails the step before its command runs.
+//! its loopback, and resolves names as the host does; a step that did not ask reaches nothing;
+//! slirp4netns ends with its step, also on cancel; a missing slirp4netns fails the step before
+//! its command runs; `network = "none"` and `"host"`; what a networked step costs.
 
 use std::io::{Read as _, Write as _};
 use std::net::{IpAddr, TcpListener};
@@ -251,4 +252,45 @@ async fn what_a_networked_step_costs() {
         networked.saturating_sub(plain)
     );
     assert!(networked < plain + std::time::Duration::from_secs(2));
+}
+
+/// Names resolve inside through slirp4netns's 10.0.2.3 to what the host resolves them to
+/// (the name of the archive this machine installs packages from; a machine that cannot
+/// resolve it itself cannot check this, and the test says so).
+#[tokio::test]
+async fn names_resolve_inside_as_the_host_resolves_them() {
+    let name = "deb.debian.org";
+    let host = Command::new("getent")
+        .args(["hosts", name])
+        .output()
+        .unwrap();
+    if !host.status.success() {
+        eprintln!("this machine cannot resolve {name} itself: whether a step can is not checked");
+        return;
+    }
+    let resolver = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let first = resolver
+        .lines()
+        .find_map(|l| l.strip_prefix("nameserver "))
+        .map(str::trim);
+    let plan = networked_job(&[("dns", format!("getent hosts {name}"))], "dns");
+    let root = tempfile::tempdir().unwrap();
+    let mut run = LocalRunner::new(root.path()).start("dns-1", plan).unwrap();
+    let (events, outcome) = finish(&mut run).await;
+    if first.is_some_and(|a| a.starts_with("127.") && a != "127.0.0.53") {
+        // The step gets no DNS then, and its log says why.
+        assert!(
+            lines(&events, "dns").iter().any(|l| l.contains("no DNS")),
+            "{events:#?}"
+        );
+        return;
+    }
+    assert_eq!(outcome, Outcome::Succeeded, "{events:#?}");
+    let inside = lines(&events, "dns");
+    let host = String::from_utf8_lossy(&host.stdout);
+    let address = inside[0].split_whitespace().next().unwrap();
+    assert!(
+        host.split_whitespace().any(|a| a == address),
+        "inside: {inside:?}, host: {host}"
+    );
 }
