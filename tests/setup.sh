@@ -40,6 +40,8 @@ command -v busybox >/dev/null 2>&1 || missing+=(busybox-static)
 command -v xorriso >/dev/null 2>&1 || missing+=(xorriso)
 # Every step of a local job runs in a bubblewrap sandbox (host/engine-local/src/sandbox.rs).
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
+# A step that asks for network gets a stack of its own through slirp4netns (same file).
+command -v slirp4netns >/dev/null 2>&1 || missing+=(slirp4netns)
 command -v git >/dev/null 2>&1 || missing+=(git)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 # The Kubernetes testbed (tests/testbed/kubernetes.sh) builds its binaries with Go and makes its
@@ -59,5 +61,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || sudo=sudo
   $sudo apt-get update
   $sudo apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+# slirp4netns opens /dev/net/tun: Debian's udev makes it 0666; a container without udev may
+# have none, or one only root can open.
+if [ ! -c /dev/net/tun ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo mkdir -p /dev/net
+  $sudo mknod -m 0666 /dev/net/tun c 10 200 || echo "warning: cannot make /dev/net/tun; a step with network (network = \"user\") will fail" >&2
+elif [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo chmod 0666 /dev/net/tun || echo "warning: cannot make /dev/net/tun usable by anyone" >&2
 fi
 echo "testbed tools: java ${java_major:-17}, $(mvn -B -v 2>/dev/null | head -1 | cut -c1-40), $(python3 --version)"

@@ -12,7 +12,8 @@
 //! system directories; writable by the job alone through overlayfs when the server is root), the job's volumes
 //! bind-mounted at their mount paths (`readOnly` honoured), private `/dev`, `/proc` and `/tmp`,
 //! nothing of the server's (its environment, data, configuration, other jobs), no network
-//! unless the step asks and the engine allows, resource limits, and as a uid that is neither
+//! unless the step asks (then a stack of its own through slirp4netns, without the host's
+//! loopback, unless the engine says otherwise), resource limits, and as a uid that is neither
 //! root nor the server's. A host where bubblewrap cannot start refuses to run jobs
 //! ([`LocalRunner::probe`]), unless the operator sets `unsandboxed = true`
 //! ([`Isolation::Unsandboxed`]): then the steps are plain processes of the server's user, and
@@ -448,7 +449,7 @@ impl Job {
 
     async fn step(&self, step: &StepPlan, deadline: Option<tokio::time::Instant>) -> Outcome {
         let name = &step.name;
-        let mut command = match &self.isolation {
+        let (mut command, mut network) = match &self.isolation {
             Isolation::Sandboxed(sandbox) => {
                 let fallback;
                 let root = match &self.root {
@@ -466,11 +467,11 @@ impl Job {
                     volumes: &self.volume_dirs,
                 };
                 match sandbox.command(step, &paths, self.uid.as_ref().map(JobUid::uid)) {
-                    Ok(command) => command,
+                    Ok(sandbox::StepCommand { command, network }) => (command, network),
                     Err(message) => return Outcome::Failed(format!("step {name}: {message}")),
                 }
             }
-            Isolation::Unsandboxed => self.plain_command(step),
+            Isolation::Unsandboxed => (self.plain_command(step), None),
         };
         command
             .stdin(Stdio::null())
@@ -480,10 +481,13 @@ impl Job {
             // in the sandbox, killing bubblewrap takes its pid namespace down.
             .process_group(0)
             .kill_on_drop(true);
-        let mut child = match command.spawn() {
+        let spawned = command.spawn();
+        let program = command.as_std().get_program().to_owned();
+        // The child's ends of the network's pipes close here with it.
+        drop(command);
+        let mut child = match spawned {
             Ok(child) => child,
             Err(e) => {
-                let program = command.as_std().get_program().to_owned();
                 return Outcome::Failed(format!("step {name}: cannot run {program:?}: {e}"));
             }
         };
@@ -505,8 +509,28 @@ impl Job {
                 None => std::future::pending().await,
             }
         };
+        let mut slirp = None;
+        let run = async {
+            if let Some(network) = &mut network {
+                let started = network.start().await.map_err(|message| {
+                    Outcome::Failed(format!("step {name}: no network: {message}"))
+                })?;
+                if let Some(note) = &started.note {
+                    let _ = self
+                        .events
+                        .send(Event::Line {
+                            step: name.clone(),
+                            stderr: true,
+                            line: note.clone(),
+                        })
+                        .await;
+                }
+                slirp = Some(started);
+            }
+            Ok(child.wait().await)
+        };
         let ended = tokio::select! {
-            status = child.wait() => Ok(status),
+            ended = run => ended,
             () = self.cancel.notified() => Err(Outcome::Cancelled),
             () = sleep => Err(Outcome::DeadlineExceeded(format!(
                 "the job's deadline ({}s) passed during step {name}",
@@ -520,12 +544,28 @@ impl Job {
         for reader in readers.into_iter().flatten() {
             let _ = reader.await;
         }
+        let outcome = self.ended(name, ended, &mut child).await;
+        // Only now that the sandbox is gone: its block pipe, closed, would let its command run.
+        drop(network);
+        if let Some(slirp) = slirp {
+            slirp.stop().await;
+        }
+        outcome
+    }
+
+    /// What the step whose wait ended so reports, once its sandbox is gone.
+    async fn ended(
+        &self,
+        name: &str,
+        ended: Result<std::io::Result<std::process::ExitStatus>, Outcome>,
+        child: &mut tokio::process::Child,
+    ) -> Outcome {
         match ended {
             Ok(Ok(status)) => {
                 let _ = self
                     .events
                     .send(Event::StepEnded {
-                        step: name.clone(),
+                        step: name.to_owned(),
                         exit_code: status.code(),
                     })
                     .await;
@@ -544,7 +584,7 @@ impl Job {
                 let _ = self
                     .events
                     .send(Event::StepEnded {
-                        step: name.clone(),
+                        step: name.to_owned(),
                         exit_code: None,
                     })
                     .await;

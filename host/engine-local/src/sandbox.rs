@@ -12,8 +12,10 @@
 //! `/etc/group` naming only `root`, the build user `omni` (uid and gid 1000, or 0 for a step
 //! whose `securityContext.runAsUser` is 0) and `nobody`. Its
 //! environment is exactly the step's (plus `HOME`, `PATH` and `LANG` when it sets none). It
-//! has no network (a loopback of its own) unless it asks for it ([`NETWORK_ANNOTATION`]) and the
-//! engine allows it ([`Network::Host`]). It cannot make user namespaces (`--disable-userns`),
+//! has no network (a loopback of its own) unless it asks for it ([`NETWORK_ANNOTATION`]); one
+//! that asks gets a stack of its own through slirp4netns ([`Network::User`], the default, see
+//! [`UserNetwork`]) that cannot reach the host's loopback, or fails before it starts
+//! ([`Network::None`]), or shares the host's ([`Network::Host`]). It cannot make user namespaces (`--disable-userns`),
 //! gain privileges (`no_new_privs`, no capabilities), or outlive its step: bubblewrap's init is
 //! pid 1 of the step's pid namespace and dies with bubblewrap (`--die-with-parent`), which dies
 //! with the server, and a pid namespace whose init dies is emptied by the kernel.
@@ -31,6 +33,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
+use std::io::Write as _;
+use std::os::fd::{AsRawFd as _, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -58,12 +62,15 @@ pub enum SandboxError {
     },
     /// The step asks for network, and this engine gives steps none.
     #[error(
-        "step {step} asks for network (annotation {NETWORK_ANNOTATION}), and this engine gives steps none: user-mode networking is not built yet; `network = \"host\"` in the engine's [engines.sandbox] lets such steps share the host's network, loopback included"
+        "step {step} asks for network (annotation {NETWORK_ANNOTATION}), and this engine gives steps none (`network = \"none\"` in its [engines.sandbox]; \"user\" gives such a step a network of its own through slirp4netns)"
     )]
     NoNetwork {
         /// The step.
         step: String,
     },
+    /// The pipes between bubblewrap and the server that set up a step's network.
+    #[error("cannot make a pipe for the step's network: {0}")]
+    Pipe(#[source] std::io::Error),
     /// A step mounts a volume the job has no directory for.
     #[error("volume {volume:?} has no directory")]
     NoVolume {
@@ -91,10 +98,11 @@ pub const HOME: &str = "/home/omni";
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Network {
-    /// Nothing: such a step fails before it starts, saying why. User-mode networking
-    /// (slirp4netns or pasta, a stack of the step's own that cannot reach the host's loopback)
-    /// is not built yet.
+    /// A network stack of the step's own through slirp4netns ([`UserNetwork`]): what the host
+    /// reaches on its other addresses, not the host's loopback.
     #[default]
+    User,
+    /// Nothing: such a step fails before it starts, saying why.
     None,
     /// The host's network namespace, loopback included (Omni's API, the store, a cluster's API
     /// server listening there are reachable): for operators who trust the jobs that ask.
@@ -133,6 +141,8 @@ impl Default for Limits {
 pub struct SandboxConfig {
     /// The bubblewrap binary (0.8 or later).
     pub bwrap: PathBuf,
+    /// The slirp4netns binary (1.2 or later), for `network = "user"`.
+    pub slirp4netns: PathBuf,
     /// What a step that asks for network gets.
     pub network: Network,
     /// The first host uid of the range a root server gives its running jobs.
@@ -158,7 +168,8 @@ impl Default for SandboxConfig {
     fn default() -> Self {
         SandboxConfig {
             bwrap: PathBuf::from("bwrap"),
-            network: Network::None,
+            slirp4netns: PathBuf::from("slirp4netns"),
+            network: Network::User,
             first_uid: 100_000,
             uids: 1000,
             host_paths: [
@@ -186,6 +197,9 @@ pub struct Sandbox {
     link_args: Vec<OsString>,
     /// Masking arguments for `hide`.
     hide_args: Vec<OsString>,
+    /// Where the host's `/etc/resolv.conf` really is (it may be a link into `/run`): a networked
+    /// step's own resolv.conf is bound there when its root is the host's.
+    resolv_conf: PathBuf,
     in_use: Mutex<BTreeSet<u32>>,
 }
 
@@ -279,6 +293,7 @@ impl Sandbox {
             host_dirs,
             link_args,
             hide_args,
+            resolv_conf: resolve_links(Path::new("/"), Path::new("/etc/resolv.conf")),
             in_use: Mutex::new(BTreeSet::new()),
         }
     }
@@ -331,7 +346,9 @@ impl Sandbox {
         }))
     }
 
-    /// The command that runs `step` of the job at `paths` in the sandbox, as `uid`.
+    /// The command that runs `step` of the job at `paths` in the sandbox, as `uid`, and the
+    /// user-mode network to start once it is spawned ([`UserNetwork::start`]) when the step has
+    /// one.
     ///
     /// # Errors
     /// When the step asks for network and the engine gives none, or a path is not in the job's
@@ -341,8 +358,13 @@ impl Sandbox {
         step: &StepPlan,
         paths: &JobPaths<'_>,
         uid: Option<u32>,
-    ) -> Result<Command, SandboxError> {
-        if step.network && self.config.network == Network::None {
+    ) -> Result<StepCommand, SandboxError> {
+        let network = if step.network {
+            self.config.network
+        } else {
+            Network::None
+        };
+        if step.network && network == Network::None {
             return Err(SandboxError::NoNetwork {
                 step: step.name.clone(),
             });
@@ -444,9 +466,36 @@ impl Sandbox {
                 "--unshare-cgroup-try",
             ],
         );
-        if !(step.network && self.config.network == Network::Host) {
+        if network != Network::Host {
             args.push("--unshare-net".into());
         }
+        // bubblewrap reports the sandbox's pid on `info` and waits on `block` before it runs the
+        // step's command, while slirp4netns sets the network up (UserNetwork::start).
+        let user = if network == Network::User {
+            let (info, info_child) = std::io::pipe().map_err(SandboxError::Pipe)?;
+            let (block_child, block) = std::io::pipe().map_err(SandboxError::Pipe)?;
+            push(
+                &mut args,
+                [
+                    "--info-fd".to_owned(),
+                    info_child.as_raw_fd().to_string(),
+                    "--block-fd".to_owned(),
+                    block_child.as_raw_fd().to_string(),
+                ],
+            );
+            Some((
+                UserNetwork {
+                    slirp4netns: self.config.slirp4netns.clone(),
+                    root_server: uid.is_some(),
+                    label: paths.dir.as_os_str().to_owned(),
+                    info: Some(info.into()),
+                    block: Some(block.into()),
+                },
+                [OwnedFd::from(info_child), OwnedFd::from(block_child)],
+            ))
+        } else {
+            None
+        };
         // The root first: the mounts after it go over it.
         let layer = |index: usize, args: &mut Vec<OsString>, at: &Path| {
             if overlays {
@@ -499,6 +548,20 @@ impl Sandbox {
                 "/etc/group".as_ref(),
             ],
         );
+        if network == Network::User {
+            // The host's resolver may be a loopback address the step cannot reach; slirp4netns
+            // answers at 10.0.2.3 by asking it.
+            let resolv = source(&paths.etc.join("resolv.conf"))?;
+            let at = if root.whole {
+                resolve_links(&root.lowers[0], Path::new("/etc/resolv.conf"))
+            } else {
+                self.resolv_conf.clone()
+            };
+            push(
+                &mut args,
+                ["--ro-bind".as_ref(), resolv.as_os_str(), at.as_os_str()],
+            );
+        }
         push(
             &mut args,
             [
@@ -558,19 +621,312 @@ impl Sandbox {
         args.extend(step.argv.iter().map(OsString::from));
         let mut command = Command::new(program);
         // What the step's environment holds never reaches the wrappers that run as root.
-        command
-            .args(args)
-            .env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
-        Ok(command)
+        command.args(args).env_clear().env("PATH", SYSTEM_PATH);
+        let network = user.map(|(network, child_ends)| {
+            pass_fds(&mut command, child_ends);
+            network
+        });
+        Ok(StepCommand { command, network })
     }
+}
+
+/// A step's command ([`Sandbox::command`]).
+#[derive(Debug)]
+pub struct StepCommand {
+    /// What to spawn; drop it once spawned (it holds the child's ends of the network's pipes).
+    pub command: Command,
+    /// The step's user-mode network, to start once the command is spawned.
+    pub network: Option<UserNetwork>,
+}
+
+/// Keeps `fds` open across `exec` in the child of `command` (they are close-on-exec here, so
+/// no other child of the server inherits them, nor a step of another job), and closes them
+/// here when `command` is dropped.
+fn pass_fds<const N: usize>(command: &mut Command, fds: [OwnedFd; N]) {
+    let hook = move || {
+        for fd in &fds {
+            rustix::io::fcntl_setfd(fd, rustix::io::FdFlags::empty())?;
+        }
+        Ok(())
+    };
+    // SAFETY: the hook runs in the forked child before `exec` and makes only `fcntl` calls on
+    // descriptors it owns, which are async-signal-safe; it neither allocates nor takes locks.
+    // The standard library has no safe way to hand a child a descriptor other than 0, 1 and 2.
+    #[allow(unsafe_code)]
+    unsafe {
+        command.pre_exec(hook);
+    }
+}
+
+/// The address slirp4netns gives the step's resolver (`nameserver` of its resolv.conf).
+pub const SLIRP_DNS: &str = "10.0.2.3";
+
+/// User-mode networking for one step: `slirp4netns` attached to the step's network namespace.
+///
+/// Why slirp4netns rather than pasta: Debian 12's slirp4netns (1.2.0, with libslirp 4.7) is
+/// the stack rootless Podman and rootlesskit use by default, with the options this needs
+/// (`--disable-host-loopback`, `--ready-fd`, `--exit-fd`, `--enable-sandbox`,
+/// `--enable-seccomp`); Debian 12's passt/pasta is a 2023 snapshot from before its options
+/// for keeping the host's loopback out settled.
+///
+/// How: bubblewrap starts with `--unshare-net --info-fd --block-fd`; [`UserNetwork::start`]
+/// reads the sandbox's pid from the info pipe, waits until bubblewrap has set up the
+/// namespace's loopback (its uid map is written next), starts slirp4netns on that pid's network
+/// namespace (by its path, `/proc/<pid>/ns/net`; `--configure` brings up `tap0` as 10.0.2.100/24 with 10.0.2.2 as gateway,
+/// `--mtu=65520`), waits for its ready pipe, and only then releases the block pipe, so the
+/// step's command starts with its network up. slirp4netns runs as the server's user, root:
+/// the job's uid cannot join the namespace (it has no capability in the init user namespace,
+/// and slirp4netns's `--userns-path` needs uid 0 mapped in the sandbox's user namespace, where
+/// bubblewrap maps the job's uid alone); `--enable-sandbox` then drops every capability but
+/// `CAP_NET_BIND_SERVICE` and leaves it a mount namespace of `/etc` and `/run` alone, and
+/// `--enable-seccomp` a syscall filter. A server that is not root gets no user-mode network.
+/// What the step reaches: outside addresses as the host would (connections are made by
+/// slirp4netns, a process of the host); not the host's loopback (`--disable-host-loopback` refuses 10.0.2.2, and the step's
+/// 127.0.0.1 is its own). DNS: the step's `/etc/resolv.conf` names 10.0.2.3, where slirp4netns
+/// forwards queries to the host's first resolver, also when that is systemd-resolved's stub
+/// (127.0.0.53), which the step could not reach itself; when it is another loopback address
+/// the step gets no DNS (see [`loopback_resolver`]) and its log says why. slirp4netns ends with
+/// the step: [`Slirp::stop`] closes its exit pipe, and a server that dies closes it too.
+#[derive(Debug)]
+pub struct UserNetwork {
+    slirp4netns: PathBuf,
+    /// The server is root (slirp4netns can join the sandbox's network namespace).
+    root_server: bool,
+    /// The job's directory, in slirp4netns's environment (`OMNI_JOB_DIR`) so that it can be
+    /// found.
+    label: OsString,
+    info: Option<OwnedFd>,
+    block: Option<OwnedFd>,
+}
+
+/// A running slirp4netns ([`UserNetwork::start`]).
+#[derive(Debug)]
+pub struct Slirp {
+    child: tokio::process::Child,
+    exit: Option<OwnedFd>,
+    /// What the step's log should say about its network (no DNS, and why), if anything.
+    pub note: Option<String>,
+}
+
+impl Slirp {
+    /// Ends slirp4netns (closing its exit pipe) and waits until it has.
+    pub async fn stop(mut self) {
+        drop(self.exit.take());
+        let _ = self.child.wait().await;
+    }
+}
+
+impl UserNetwork {
+    /// Attaches slirp4netns to the sandbox whose command was just spawned and lets the step's
+    /// command run once its network is up.
+    ///
+    /// # Errors
+    /// Why the network could not be set up (the sandbox ended first, slirp4netns is missing or
+    /// failed, with what it printed). The caller kills the sandbox and waits for it before it
+    /// drops this (whose block pipe, once closed, would let the command run).
+    pub async fn start(&mut self) -> Result<Slirp, String> {
+        use tokio::io::AsyncReadExt;
+        let info = self.info.take().ok_or("the network was started already")?;
+        let mut info = tokio::net::unix::pipe::Receiver::from_owned_fd(info)
+            .map_err(|e| format!("bubblewrap's info pipe: {e}"))?;
+        let mut said = Vec::new();
+        while !said.contains(&b'}') {
+            let mut chunk = [0; 512];
+            match info.read(&mut chunk).await {
+                Ok(0) | Err(_) => {
+                    return Err(
+                        "the sandbox ended before its network was set up (bubblewrap's message is in the step's log)"
+                            .to_owned(),
+                    );
+                }
+                Ok(n) => said.extend_from_slice(&chunk[..n]),
+            }
+        }
+        #[derive(Deserialize)]
+        struct Info {
+            #[serde(rename = "child-pid")]
+            child_pid: u32,
+        }
+        let pid = serde_json::from_slice::<Info>(&said)
+            .map_err(|e| {
+                format!(
+                    "bubblewrap's info ({}) names no child-pid: {e}",
+                    String::from_utf8_lossy(&said)
+                )
+            })?
+            .child_pid;
+        // bubblewrap's child sets up its loopback, then writes its uid map (bubblewrap not
+        // setuid, as Debian ships it): slirp4netns, which brings `lo` up too, must not start
+        // before, or bubblewrap fails ("loopback: Failed RTM_NEWADDR").
+        let map = format!("/proc/{pid}/uid_map");
+        loop {
+            match std::fs::read_to_string(&map) {
+                Ok(text) if !text.trim().is_empty() => break,
+                Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(1)).await,
+                Err(e) => {
+                    return Err(format!(
+                        "the sandbox ended before its network was set up ({map}: {e}; bubblewrap's message is in the step's log)"
+                    ));
+                }
+            }
+        }
+        let (ready, ready_child) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+        let (exit_child, exit) = std::io::pipe().map_err(|e| format!("pipe: {e}"))?;
+        // A missing slirp4netns is told apart from one that fails (setpriv runs it as root).
+        let slirp4netns = which(&self.slirp4netns).ok_or_else(|| {
+            format!(
+                "{} is not installed (apt-get install slirp4netns, or `make setup`), and a step with network needs it; or set `network` in the engine's [engines.sandbox] to \"host\" or \"none\"",
+                self.slirp4netns.display()
+            )
+        })?;
+        if !self.root_server {
+            return Err("user-mode networking needs a server that runs as root (slirp4netns joins the step's network namespace as root and then drops every capability; the sandbox maps one uid, so it cannot enter the step's user namespace as it does for rootless Podman); set `network` in the engine's [engines.sandbox] to \"host\" or \"none\"".to_owned());
+        }
+        let mut args: Vec<OsString> = Vec::new();
+        let program: OsString = slirp4netns.into();
+        let resolver = loopback_resolver();
+        if resolver.is_some() {
+            args.push("--disable-dns".into());
+        }
+        push(
+            &mut args,
+            [
+                "--configure".to_owned(),
+                "--mtu=65520".to_owned(),
+                "--disable-host-loopback".to_owned(),
+                "--enable-sandbox".to_owned(),
+                "--enable-seccomp".to_owned(),
+                format!("--ready-fd={}", ready_child.as_raw_fd()),
+                format!("--exit-fd={}", exit_child.as_raw_fd()),
+                // By path: given a pid, slirp4netns would first join that process's user
+                // namespace, which bubblewrap may have replaced already by the nested one of
+                // `--disable-userns`, where it has no say over the network namespace.
+                "--netns-type=path".to_owned(),
+                format!("/proc/{pid}/ns/net"),
+                "tap0".to_owned(),
+            ],
+        );
+        let mut command = Command::new(&program);
+        command
+            .args(&args)
+            .env_clear()
+            .env("PATH", SYSTEM_PATH)
+            .env("OMNI_JOB_DIR", &self.label)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        pass_fds(
+            &mut command,
+            [OwnedFd::from(ready_child), OwnedFd::from(exit_child)],
+        );
+        let spawned = command.spawn();
+        drop(command);
+        let mut child = spawned.map_err(|e| format!("cannot run {program:?}: {e}"))?;
+        let mut ready = tokio::net::unix::pipe::Receiver::from_owned_fd(ready.into())
+            .map_err(|e| format!("slirp4netns's ready pipe: {e}"))?;
+        let mut byte = [0; 1];
+        if !matches!(ready.read(&mut byte).await, Ok(1)) {
+            let mut message = Vec::new();
+            if let Some(mut stderr) = child.stderr.take() {
+                let _ = stderr.read_to_end(&mut message).await;
+            }
+            let _ = child.wait().await;
+            let message = String::from_utf8_lossy(&message);
+            let message = message.trim().replace('\n', "; ");
+            let hint = if message.contains("/dev/net/tun") {
+                " (the job's uid must be able to open /dev/net/tun: Debian's udev makes it 0666; `chmod 0666 /dev/net/tun`, which `make setup` does)"
+            } else {
+                ""
+            };
+            return Err(format!(
+                "slirp4netns could not set up the step's network: {message}{hint}"
+            ));
+        }
+        // Its stderr is not read from here on: it prints little, well under a pipe's buffer,
+        // and only while starting.
+        drop(child.stderr.take());
+        let block = self.block.take().ok_or("the network was started already")?;
+        std::fs::File::from(block)
+            .write_all(b"1")
+            .map_err(|e| format!("cannot release the sandbox: {e}"))?;
+        Ok(Slirp {
+            child,
+            exit: Some(exit.into()),
+            note: resolver.map(|addr| {
+                format!(
+                    "[omni] this step has network but no DNS: the host's resolver is {addr}, a loopback address, and forwarding {SLIRP_DNS} to it would open every service on it to the step; name a resolver that is not on the host's loopback (or 127.0.0.53) in the host's /etc/resolv.conf"
+                )
+            }),
+        })
+    }
+}
+
+/// The PATH of the wrappers the server runs as root, and of slirp4netns.
+const SYSTEM_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// `program` as a path: itself when it names a directory, else the first match on
+/// [`SYSTEM_PATH`] that is a file.
+fn which(program: &Path) -> Option<PathBuf> {
+    if program.components().count() > 1 {
+        return program.is_file().then(|| program.to_owned());
+    }
+    SYSTEM_PATH
+        .split(':')
+        .map(|dir| Path::new(dir).join(program))
+        .find(|path| path.is_file())
+}
+
+/// `path` inside the tree at `base` with its symbolic links followed (absolute ones from
+/// `base`), also where they lead nowhere; the result is a path inside the tree.
+fn resolve_links(base: &Path, path: &Path) -> PathBuf {
+    let mut path = path.to_owned();
+    for _ in 0..16 {
+        let inside = base.join(path.strip_prefix("/").unwrap_or(&path));
+        let Ok(target) = std::fs::read_link(&inside) else {
+            break;
+        };
+        path = match path.parent() {
+            Some(parent) if target.is_relative() => parent.join(target),
+            _ => target,
+        };
+    }
+    // `/etc/../run/x` as `/run/x`: bubblewrap makes the mount point.
+    let mut plain = PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                plain.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => plain.push(other),
+        }
+    }
+    plain
+}
+
+/// The host's first IPv4 resolver (the one libslirp forwards 10.0.2.3 to) when it is a
+/// loopback address other than systemd-resolved's stub, 127.0.0.53.
+///
+/// libslirp forwards every connection to 10.0.2.3, of any protocol and port, to that address:
+/// were it 127.0.0.1, the step would reach every service listening on the host's 127.0.0.1
+/// through 10.0.2.3. 127.0.0.53 is safe to forward to: nothing but the stub listens on it.
+fn loopback_resolver() -> Option<std::net::Ipv4Addr> {
+    let text = std::fs::read_to_string("/etc/resolv.conf").ok()?;
+    let first = text.lines().find_map(|line| {
+        let mut words = line.split_whitespace();
+        (words.next() == Some("nameserver"))
+            .then(|| words.next()?.parse::<std::net::Ipv4Addr>().ok())
+            .flatten()
+    })?;
+    (first.is_loopback() && first != std::net::Ipv4Addr::new(127, 0, 0, 53)).then_some(first)
 }
 
 fn push<S: AsRef<std::ffi::OsStr>>(args: &mut Vec<OsString>, items: impl IntoIterator<Item = S>) {
     args.extend(items.into_iter().map(|s| s.as_ref().to_owned()));
 }
 
-/// The build user's `/etc/passwd` and `/etc/group`.
+/// The build user's `/etc/passwd` and `/etc/group`, and a networked step's `/etc/resolv.conf`.
 pub fn write_etc(etc: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(etc)?;
     std::fs::write(
@@ -582,5 +938,6 @@ pub fn write_etc(etc: &Path) -> std::io::Result<()> {
     std::fs::write(
         etc.join("group"),
         format!("root:x:0:\nomni:x:{BUILD_UID}:\nnogroup:x:65534:\n"),
-    )
+    )?;
+    std::fs::write(etc.join("resolv.conf"), format!("nameserver {SLIRP_DNS}\n"))
 }

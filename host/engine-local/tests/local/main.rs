@@ -12,8 +12,11 @@
 //!   and cancel, output, what the runner refuses.
 //! - `sandbox`: what a step cannot do: reach the network, see the server or other jobs, run a
 //!   spec's commands outside, exceed its limits.
+//! - `network`: a step's own network through slirp4netns: the host's address reached, its
+//!   loopback not; slirp4netns ending with the step; a missing one; what it costs.
 
 mod exact;
+mod network;
 mod plugins;
 mod roots;
 mod sandbox;
@@ -127,6 +130,24 @@ fn leaves_a_sleep(seconds: &str, wait: bool) -> Value {
             "sleep {seconds} & until grep -qs {seconds} /proc/$!/cmdline; do :; done; echo started{wait}"
         ),
     )
+}
+
+/// This machine's primary IPv4 address (the source of its route to the outside): what a
+/// step's slirp4netns connects to as the host would. A machine with loopback alone has none;
+/// give it one (`ip link add omni0 type dummy; ip addr add 192.0.2.2/24 dev omni0; ip link set
+/// omni0 up`) to run these tests.
+fn host_address() -> std::net::IpAddr {
+    let out = Command::new("ip")
+        .args(["-4", "route", "get", "1.1.1.1"])
+        .output()
+        .expect("ip (iproute2)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .skip_while(|w| *w != "src")
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .filter(|a: &std::net::IpAddr| !a.is_loopback())
+        .unwrap_or_else(|| panic!("this machine has no IPv4 address but loopback ({text})"))
 }
 
 /// A sandbox that gives the steps that ask for it the host's network.

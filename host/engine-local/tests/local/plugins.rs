@@ -82,7 +82,8 @@ async fn the_rpm_job_builds_a_real_binary_rpm() {
     assert_eq!(String::from_utf8_lossy(&files.stdout), "/usr/bin/hello\n");
 }
 
-/// The iso plugin's customize mode: a base ISO fetched over HTTP from a server on loopback
+/// The iso plugin's customize mode: a base ISO fetched over HTTP from a server on this
+/// machine's own address by the template's `fetch`, the step it gives network
 /// (`allow_insecure_base_iso` turned on in a copy of the templates), remastered by xorriso with
 /// a kickstart, a file and a new volume label.
 #[tokio::test]
@@ -100,7 +101,9 @@ async fn the_iso_customize_job_builds_a_real_iso() {
         .unwrap();
     assert!(made.success());
     let bytes = std::fs::read(&base).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = tokio::net::TcpListener::bind((host_address(), 0))
+        .await
+        .unwrap();
     let url = format!("http://{}/base.iso", listener.local_addr().unwrap());
     let app = axum::Router::new().route(
         "/base.iso",
@@ -132,21 +135,18 @@ async fn the_iso_customize_job_builds_a_real_iso() {
         .await
         .unwrap();
 
-    // The base ISO comes over the network: the template does not ask for it yet, so the test
-    // does (the fetch step), and the engine gives it the host's (the server is on loopback).
-    let mut rendered = rendered;
-    let job = rendered
-        .manifests
-        .iter_mut()
-        .find(|m| m.kind == "Job")
-        .unwrap();
-    job.body["spec"]["template"]["metadata"]["annotations"] =
-        json!({omni_engine_local::NETWORK_ANNOTATION: "fetch"});
+    // The base ISO comes over the network: the template's `fetch` asks for it, and gets a
+    // network of its own (slirp4netns), which reaches the server on this machine's address.
+    let plan = Plan::from_rendered(&rendered).unwrap();
+    let asking: Vec<(&str, bool)> = plan
+        .steps
+        .iter()
+        .map(|s| (s.name.as_str(), s.network))
+        .collect();
+    assert_eq!(asking, [("fetch", true), ("customize", false)]);
     let root = tempfile::tempdir().unwrap();
-    let runner = LocalRunner::with_isolation(root.path(), host_network());
-    let mut run = runner
-        .start("iso-1", Plan::from_rendered(&rendered).unwrap())
-        .unwrap();
+    let runner = LocalRunner::new(root.path());
+    let mut run = runner.start("iso-1", plan).unwrap();
     let (events, outcome) = finish(&mut run).await;
     assert_eq!(outcome, Outcome::Succeeded, "{events:#?}");
     let output = runner.volume_dir("iso-1", "output");
@@ -178,4 +178,111 @@ async fn the_iso_customize_job_builds_a_real_iso() {
         .unwrap();
     assert!(status.status.success());
     assert_eq!(std::fs::read_to_string(&extracted).unwrap(), "customized\n");
+}
+
+fn git(dir: &std::path::Path, args: &[&str]) {
+    let status = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.com")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.com")
+        .status()
+        .unwrap();
+    assert!(status.success(), "git {args:?}");
+}
+
+/// The srpm plugin's job with `scm_url`: its `fetch` step (the one step the template gives
+/// network) clones a git repository served over HTTP ("dumb" protocol) on this machine's own
+/// address through slirp4netns, and `build`, which has none, makes the source RPM from it.
+#[tokio::test]
+async fn an_srpm_job_clones_its_scm_url_through_the_steps_own_network() {
+    let scratch = tempfile::tempdir().unwrap();
+    let work = scratch.path().join("work");
+    std::fs::create_dir_all(work.join("hello")).unwrap();
+    std::fs::write(work.join("hello/hello.spec"), SPEC).unwrap();
+    std::fs::write(work.join("hello/hello.sh"), "#!/bin/sh\necho hello\n").unwrap();
+    git(&work, &["init", "--quiet", "--initial-branch=main"]);
+    git(&work, &["add", "."]);
+    git(&work, &["commit", "--quiet", "-m", "hello"]);
+    let served = scratch.path().join("served");
+    std::fs::create_dir_all(&served).unwrap();
+    let bare = served.join("hello.git");
+    let status = Command::new("git")
+        .args(["clone", "--quiet", "--bare"])
+        .arg(&work)
+        .arg(&bare)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    git(&bare, &["update-server-info"]);
+
+    let listener = tokio::net::TcpListener::bind((host_address(), 0))
+        .await
+        .unwrap();
+    let url = format!("http://{}/hello.git", listener.local_addr().unwrap());
+    let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&requests);
+    let app = axum::Router::new().fallback(move |uri: axum::http::Uri| {
+        let path = served.join(uri.path().trim_start_matches('/'));
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async move {
+            match std::fs::read(&path) {
+                Ok(bytes) if !uri.path().contains("..") => Ok(bytes),
+                _ => Err(axum::http::StatusCode::NOT_FOUND),
+            }
+        }
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let templates = scratch.path().join("templates");
+    omni_test_support::copy_templates("srpm", &templates);
+    let settings = templates.join("srpm/settings.yaml");
+    let text = std::fs::read_to_string(&settings).unwrap();
+    assert!(text.contains("allow_insecure_scm: false"), "{text}");
+    std::fs::write(
+        &settings,
+        text.replace("allow_insecure_scm: false", "allow_insecure_scm: true"),
+    )
+    .unwrap();
+    let sandbox =
+        omni_test_support::sandbox_over(&templates, omni_runtime::SandboxConfig::default());
+    let (_plugins, registry) = omni_test_support::registry(sandbox, &["srpm"]);
+    let params = json!({"scm_url": url, "ref": "main", "spec_path": "hello/hello.spec"});
+    let rendered = registry
+        .get("srpm")
+        .unwrap()
+        .serialize(omni_test_support::job("x86_64"), params.to_string())
+        .await
+        .unwrap();
+    let plan = Plan::from_rendered(&rendered).unwrap();
+    let asking: Vec<(&str, bool)> = plan
+        .steps
+        .iter()
+        .map(|s| (s.name.as_str(), s.network))
+        .collect();
+    assert_eq!(asking, [("fetch", true), ("build", false)]);
+    let root = tempfile::tempdir().unwrap();
+    let runner = LocalRunner::new(root.path());
+    let mut run = runner.start("scm-1", plan).unwrap();
+    let (events, outcome) = finish(&mut run).await;
+    assert_eq!(outcome, Outcome::Succeeded, "{events:#?}");
+    assert!(requests.load(std::sync::atomic::Ordering::SeqCst) > 0);
+    assert!(
+        lines(&events, "fetch")
+            .iter()
+            .any(|l| l.starts_with("checked out main at ")),
+        "{events:#?}"
+    );
+    let srpm = runner
+        .volume_dir("scm-1", "output")
+        .join("hello-1.0-1.src.rpm");
+    let files = Command::new("rpm").arg("-qpl").arg(&srpm).output().unwrap();
+    let files = String::from_utf8_lossy(&files.stdout);
+    assert!(
+        files.contains("hello.sh") && files.contains(".spec"),
+        "{files}"
+    );
 }

@@ -5,7 +5,8 @@ use super::*;
 
 /// A step gets no network unless it asks and the engine allows: without, a socket to the
 /// host's loopback (where Omni's API listens) reaches nothing; asking where the engine gives
-/// none fails before the step starts, saying why; with `network = "host"` it connects.
+/// none (`network = "none"`) fails before the step starts, saying why; with the default
+/// (`"user"`) the host's loopback stays out of reach; with `network = "host"` it connects.
 #[tokio::test]
 async fn network_is_given_only_to_a_step_that_asks_where_the_engine_allows() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -29,11 +30,20 @@ async fn network_is_given_only_to_a_step_that_asks_where_the_engine_allows() {
     let (events, outcome) = run_on(LocalRunner::new(root.path()), "n1", false).await;
     assert_eq!(outcome, Outcome::Succeeded, "{events:#?}");
     assert_eq!(lines(&events, "net").last().unwrap(), "refused");
-    let (_, outcome) = run_on(LocalRunner::new(root.path()), "n2", true).await;
+    let none = Isolation::Sandboxed(std::sync::Arc::new(Sandbox::new(SandboxConfig {
+        network: Network::None,
+        ..SandboxConfig::default()
+    })));
+    let (_, outcome) = run_on(LocalRunner::with_isolation(root.path(), none), "n2", true).await;
     assert!(
-        matches!(&outcome, Outcome::Failed(m) if m.contains("asks for network") && m.contains("network = \"host\"")),
+        matches!(&outcome, Outcome::Failed(m) if m.contains("asks for network") && m.contains("network = \"none\"")),
         "{outcome:?}"
     );
+    // The default ("user", `network.rs`): a network of its own, whose 127.0.0.1 is not the
+    // host's.
+    let (events, outcome) = run_on(LocalRunner::new(root.path()), "n4", true).await;
+    assert_eq!(outcome, Outcome::Succeeded, "{events:#?}");
+    assert_eq!(lines(&events, "net").last().unwrap(), "refused");
     let (events, outcome) = run_on(
         LocalRunner::with_isolation(root.path(), host_network()),
         "n3",
