@@ -127,7 +127,8 @@
 //! max_output_mib = 65536           # most MiB those files may have together (the same)
 //! [engines.sandbox]                # the sandbox of every step (README, "The local engine's sandbox")
 //! bwrap = "bwrap"                  # bubblewrap 0.8 or later
-//! network = "none"                 # what a step that asks for network gets: none (it fails) | host
+//! slirp4netns = "slirp4netns"      # user-mode networking, for network = "user" (1.2 or later)
+//! network = "user"                 # what a step that asks for network gets: user (its own stack, no host loopback) | none (it fails) | host
 //! first_uid = 100000               # a root server runs each job as its own uid from this range ...
 //! uids = 1000                      # ... of this many (jobs running at once at most)
 //! host_paths = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt"]   # seen read-only
