@@ -65,13 +65,25 @@ impl Kept {
     /// # Errors
     /// When the directory cannot be made or written.
     pub(crate) fn keep_templates(&self, set: &Arc<TemplateSet>) -> std::io::Result<()> {
-        self.remember_set(Arc::clone(set));
+        // A set in memory is kept already (written, or read back): every submission asks, and
+        // it costs no file system call then.
+        if self
+            .sets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .any(|kept| kept.digest == set.digest)
+        {
+            return Ok(());
+        }
         let Some(dir) = &self.dir else {
+            self.remember_set(Arc::clone(set));
             return Ok(());
         };
         let dir = dir.join("templates");
         let path = dir.join(format!("{}.json", set.digest));
         if path.is_file() {
+            self.remember_set(Arc::clone(set));
             return Ok(());
         }
         std::fs::create_dir_all(&dir)?;
@@ -83,7 +95,9 @@ impl Kept {
                 .map(|(name, text)| (name.clone(), text.to_string()))
                 .collect(),
         };
-        write_atomically(&dir, &path, &serde_json::to_vec(&stored)?)
+        write_atomically(&dir, &path, &serde_json::to_vec(&stored)?)?;
+        self.remember_set(Arc::clone(set));
+        Ok(())
     }
 
     /// The kept template set with `digest`, from memory or read back (and checked).

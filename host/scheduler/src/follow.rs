@@ -54,28 +54,26 @@ impl Inner {
             Some(Outcome::Succeeded | Outcome::Failed(_)) => {
                 crate::keep::keep_outputs(&self.jobs, &engine, id, self.config.retry_after).await
             }
-            _ => Ok(0),
+            _ => Ok(()),
         };
         let (to, message) = match (outcome, kept) {
+            (Some(Outcome::Succeeded), Ok(())) => (JobState::Succeeded, None),
             (Some(Outcome::Succeeded), Err(why)) => (
                 JobState::Failed,
                 Some(format!("the job succeeded, but {why}")),
             ),
+            (Some(Outcome::Failed(message)), Ok(())) => (JobState::Failed, Some(message)),
             (Some(Outcome::Failed(message)), Err(why)) => {
                 (JobState::Failed, Some(format!("{message}; and {why}")))
             }
-            (outcome, _) => match outcome {
-                Some(Outcome::Succeeded) => (JobState::Succeeded, None),
-                Some(Outcome::Failed(message)) => (JobState::Failed, Some(message)),
-                Some(Outcome::Cancelled(message)) => (JobState::Cancelled, Some(message)),
-                None => (
-                    JobState::Failed,
-                    Some(format!(
-                        "engine {} no longer has the job (it was removed there, or the engine restarted and keeps nothing)",
-                        engine.name()
-                    )),
-                ),
-            },
+            (Some(Outcome::Cancelled(message)), _) => (JobState::Cancelled, Some(message)),
+            (None, _) => (
+                JobState::Failed,
+                Some(format!(
+                    "engine {} no longer has the job (it was removed there, or the engine restarted and keeps nothing)",
+                    engine.name()
+                )),
+            ),
         };
         match self.jobs.transition(id, to, message).await {
             Ok(job) => tracing::info!(state = %job.state, "job ended"),

@@ -23,20 +23,19 @@ pub(crate) async fn keep_outputs(
     engine: &Arc<dyn Engine>,
     id: JobId,
     retry: std::time::Duration,
-) -> Result<usize, String> {
+) -> Result<(), String> {
     let outputs = match engine.outputs(id).await {
         Ok(outputs) => outputs,
         Err(error) => return Err(format!("its outputs could not be read: {error}")),
     };
     if outputs.is_empty() {
-        return Ok(0);
+        return Ok(());
     }
     let mut attempt = 1;
     loop {
         match keep(jobs, id, &outputs).await {
-            Ok(count) => return Ok(count),
-            // Purged, or ended elsewhere (cancelled): nothing to keep them for.
-            Err(JobError::NotFound(_)) => return Ok(0),
+            // Purged meanwhile: nothing to keep them for.
+            Ok(()) | Err(JobError::NotFound(_)) => return Ok(()),
             Err(error) if attempt >= ATTEMPTS => {
                 return Err(format!("its artifacts could not be kept: {error}"));
             }
@@ -49,7 +48,7 @@ pub(crate) async fn keep_outputs(
     }
 }
 
-async fn keep(jobs: &JobService, id: JobId, outputs: &[Output]) -> Result<usize, JobError> {
+async fn keep(jobs: &JobService, id: JobId, outputs: &[Output]) -> Result<(), JobError> {
     // Owned futures: a stream of futures borrowing from here is not `Send` for every
     // lifetime the spawned follower needs.
     let artifacts: Vec<Artifact> = futures::stream::iter(outputs.to_vec())
@@ -66,7 +65,7 @@ async fn keep(jobs: &JobService, id: JobId, outputs: &[Output]) -> Result<usize,
         bytes = artifacts.iter().map(|a| a.size).sum::<u64>(),
         "kept the job's artifacts"
     );
-    Ok(artifacts.len())
+    Ok(())
 }
 
 /// Streams one output into the artifact store. The file is opened without following a link
