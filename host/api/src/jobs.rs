@@ -21,7 +21,7 @@ use crate::{AppState, Problem};
 
 /// What a 413 on a job's body says to do instead: params are for what describes a build, not
 /// for its sources.
-pub(crate) const JOB_BODY_HINT: &str = ": sources this large do not belong in params; build from source control (scm_url, ref, spec_path) instead";
+pub(crate) const JOB_BODY_HINT: &str = ": sources this large do not belong in params; send each to POST /v1/uploads and name it by its sha256 ({\"upload\": \"<sha256>\"}; `omni submit --source FILE` does both), or build from source control (scm_url, ref, spec_path)";
 
 /// The header that makes a submission safe to retry.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";

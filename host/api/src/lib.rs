@@ -1,7 +1,7 @@
 //! # omni-api: the HTTP API
 //!
 //! The routes of Omni's HTTP contract (`docs/api.md` at the repository's root: every route, its
-//! roles, errors, streams and paging) — jobs, logs, artifacts, events, webhooks, plugins and operations — as
+//! roles, errors, streams and paging) — jobs, logs, artifacts, uploads, events, webhooks, plugins and operations — as
 //! an axum [`Router`] built by [`router`] over an [`AppState`]. It owns request parsing, limits
 //! and the mapping of every domain error to one `application/problem+json` answer ([`problem`]); it
 //! knows nothing of how plugins run (`omni-runtime`), how jobs are kept (`omni-jobs` over an
@@ -14,6 +14,8 @@
 //! - [`jobs`]: `POST /v1/jobs`, `GET /v1/jobs`, `GET /v1/jobs/{id}`, `DELETE /v1/jobs/{id}`.
 //! - [`logs`]: `GET /v1/jobs/{id}/logs`, pages or followed as server-sent events.
 //! - [`artifacts`]: `GET /v1/jobs/{id}/artifacts` and the download of one, with ranges.
+//! - [`uploads`]: `POST /v1/uploads` (a file for a domain's jobs, streamed, kept by sha256)
+//!   and `GET /v1/uploads/{sha256}`.
 //! - [`events`]: `GET /v1/events`, the job-change event stream as server-sent events (or, with
 //!   `follow=false`, pages of the stored events).
 //! - [`webhooks`]: `POST /v1/webhooks`, `GET /v1/webhooks`, `GET /v1/webhooks/{id}`,
@@ -53,6 +55,7 @@ pub mod plugins;
 pub mod problem;
 pub mod streams;
 pub mod types;
+pub mod uploads;
 pub mod versions;
 pub mod webhooks;
 
@@ -139,6 +142,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::metrics))
         .nest("/v1/jobs", jobs::routes())
+        .nest("/v1/uploads", uploads::routes())
         .nest("/v1/events", events::routes())
         .nest("/v1/webhooks", webhooks::routes())
         .nest("/v1/plugins", plugins::routes())
@@ -233,6 +237,12 @@ async fn answer_within(
     request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
+    // An upload's handler reads its body for as long as it flows (with a timeout of its own
+    // between bytes): a large file takes longer than any request should.
+    if request.method() == axum::http::Method::POST && request.uri().path() == uploads::UPLOAD_PATH
+    {
+        return next.run(request).await;
+    }
     // A Uri's clone shares its bytes: nothing is copied unless the request times out.
     let uri = request.uri().clone();
     match tokio::time::timeout(timeout, next.run(request)).await {

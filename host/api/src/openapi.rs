@@ -45,6 +45,8 @@ pub const SWAGGER_PATH: &str = "/v1/swagger";
         crate::logs::logs,
         crate::artifacts::list,
         crate::artifacts::download,
+        crate::uploads::create,
+        crate::uploads::one,
         crate::events::stream,
         crate::webhooks::create,
         crate::webhooks::list,
@@ -80,7 +82,7 @@ pub const SWAGGER_PATH: &str = "/v1/swagger";
     modifiers(&SecuritySchemes),
     security(("basic" = []), ("bearer" = [])),
     tags(
-        (name = "jobs", description = "Submit, list, show, cancel and purge jobs; read their logs and download their artifacts."),
+        (name = "jobs", description = "Submit, list, show, cancel and purge jobs; read their logs and download their artifacts; upload files for jobs to use."),
         (name = "events", description = "Job state changes as server-sent events or pages, and webhooks."),
         (name = "plugins", description = "The loaded task types: list, show, dry-run render, reload."),
         (name = "operations", description = "Health, readiness and this document."),

@@ -180,6 +180,18 @@ impl Problem {
                 vec![Self::field("/path/name", "not an artifact name")],
             ),
             JobError::Artifacts(error) => Self::from_artifacts(error),
+            JobError::NoSuchUpload { domain, sha256 } => Self::new(
+                StatusCode::NOT_FOUND,
+                "no such upload",
+                format!("no upload {sha256:?} in domain {domain:?}"),
+            ),
+            JobError::BadUploads(errors) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "no such upload",
+                "the params name uploads the domain does not have (send each to POST /v1/uploads \
+                 first; an upload no job uses expires)",
+            )
+            .with_errors(under_params(errors)),
         }
     }
 
@@ -298,15 +310,7 @@ impl Problem {
                 "invalid params",
                 format!("plugin {plugin} rejected the params"),
             )
-            .with_errors(
-                errors
-                    .into_iter()
-                    .map(|e| FieldError {
-                        path: format!("/params{}", e.path),
-                        message: e.message,
-                    })
-                    .collect(),
-            ),
+            .with_errors(under_params(errors)),
             other => {
                 tracing::warn!(kind = other.kind(), "{other}");
                 Self::new(
@@ -317,6 +321,17 @@ impl Problem {
             }
         }
     }
+}
+
+/// Field errors of a job's params, their paths made the request's (under `/params`).
+fn under_params(errors: Vec<omni_core::FieldError>) -> Vec<FieldError> {
+    errors
+        .into_iter()
+        .map(|e| FieldError {
+            path: format!("/params{}", e.path),
+            message: e.message,
+        })
+        .collect()
 }
 
 impl IntoResponse for Problem {

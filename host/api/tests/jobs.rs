@@ -481,6 +481,26 @@ impl omni_store::ArtifactIndex for Unreachable {
 }
 
 #[async_trait::async_trait]
+impl omni_store::UploadIndex for Unreachable {
+    async fn put_upload(&self, _: &omni_store::Upload) -> omni_store::Result<omni_store::Upload> {
+        Err(down())
+    }
+    async fn get_upload(&self, _: &str, _: &str) -> omni_store::Result<Option<omni_store::Upload>> {
+        Err(down())
+    }
+    async fn list_uploads(&self, _: &str) -> omni_store::Result<Vec<omni_store::Upload>> {
+        Err(down())
+    }
+    async fn forget_uploads(
+        &self,
+        _: &str,
+        _: chrono::DateTime<chrono::Utc>,
+    ) -> omni_store::Result<u64> {
+        Err(down())
+    }
+}
+
+#[async_trait::async_trait]
 impl omni_store::LeaseStore for Unreachable {
     async fn acquire_lease(
         &self,

@@ -178,6 +178,7 @@ mod tests {
             .map(manifest)
             .collect();
         EngineJob {
+            inputs: Default::default(),
             id: "3f1e2d4c-8a7b-11f0-9c5d-0242ac120002".parse().unwrap(),
             name: "omni-x".into(),
             namespace: "rendered-ns".into(),

@@ -440,6 +440,17 @@ impl Engine for KubeEngine {
 
     async fn submit(&self, job: &EngineJob) -> Result<(), EngineError> {
         let inner = &self.inner;
+        if !job.inputs.files.is_empty() {
+            // Said, not run wrongly: the job's `fetch` would find its uploads missing.
+            return Err(EngineError::Rejected {
+                engine: inner.name.clone(),
+                message: format!(
+                    "the job uses {} uploaded file(s), and the Kubernetes engine cannot give a \
+                     job its uploads yet; run it on a local engine",
+                    job.inputs.files.len()
+                ),
+            });
+        }
         let mut objects =
             apply::prepare(job, &inner.namespace).map_err(|e| EngineError::Rejected {
                 engine: inner.name.clone(),

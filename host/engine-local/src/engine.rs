@@ -293,13 +293,13 @@ impl Engine for LocalEngine {
         if jobs.contains_key(&job.id) {
             return Ok(());
         }
-        let mut run =
-            self.runner
-                .start(&job.id.to_string(), plan)
-                .map_err(|e| EngineError::Failed {
-                    engine: self.name.clone(),
-                    message: e.to_string(),
-                })?;
+        let mut run = self
+            .runner
+            .start_with(&job.id.to_string(), plan, job.inputs.clone())
+            .map_err(|e| EngineError::Failed {
+                engine: self.name.clone(),
+                message: e.to_string(),
+            })?;
         let spool = match Spool::create(run.dir()) {
             Ok(spool) => spool,
             Err(e) => {

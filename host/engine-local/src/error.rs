@@ -28,6 +28,9 @@ pub enum RunError {
         "job {0} was started before, by this engine or by an earlier run of the server that stopped while it ran; it is not run a second time"
     )]
     Started(String),
+    /// The job's input files cannot be given to it as the plan stands.
+    #[error("{0}")]
+    Inputs(String),
 }
 
 /// Why the sandbox cannot run jobs on this host ([`crate::LocalRunner::probe`]).

@@ -24,7 +24,9 @@
 //! Volumes: each job gets a directory (`<root>/<job>/`), and each pod volume a directory in it
 //! (`volumes/<name>/`): ConfigMap volumes hold the map's keys as files, emptyDir volumes start
 //! empty. `HOME` is the job's own `home/` (`/home/omni` in the sandbox), so a step never writes
-//! into the user's home.
+//! into the user's home. A job's input files (the uploads its params name,
+//! [`omni_engine::Inputs`]) are written into its `uploads` volume before the first step, each
+//! read-only and named by its sha256, their size and sha256 checked (`inputs`).
 //!
 //! Each step's stdout and stderr are read line by line into [`Event::Line`]s; a step that exits
 //! non-zero fails the job and the steps after it do not run; `activeDeadlineSeconds` and
@@ -37,7 +39,8 @@
 //!
 //! Layout: the runner here; `engine` ([`LocalEngine`]) tracks jobs for the `Engine` trait,
 //! `config` ([`LocalEngineConfig`]), `spool` (a job's log in `log.jsonl`, read back by each
-//! follower), `outputs` (a job's output files and the steps that wrote them), `sweep`
+//! follower), `inputs` (a job's input files, written), `outputs` (a job's output files and
+//! the steps that wrote them), `sweep`
 //! (removing old job directories), [`sandbox`], [`root`] (a job's build
 //! root: a configured root per arch or the host's directories, writable for the job alone
 //! through overlayfs) and `plan` (what a rendered Job becomes), `error` (why a run or the
@@ -51,6 +54,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 
 use omni_engine::text::{LineSplitter, MAX_LINE_BYTES, decode_line};
+use omni_engine::{INPUTS_VOLUME, Inputs};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 use tokio::sync::{Notify, mpsc};
@@ -58,6 +62,7 @@ use tokio::sync::{Notify, mpsc};
 mod config;
 mod engine;
 mod error;
+mod inputs;
 mod outputs;
 mod plan;
 pub mod root;
@@ -217,6 +222,17 @@ impl LocalRunner {
     /// [`RunError::Started`] when the job's directory exists already: a job is started at most
     /// once (after [`LocalRunner::remove`], its id may start again).
     pub fn start(&self, id: &str, plan: Plan) -> Result<Run, RunError> {
+        self.start_with(id, plan, Inputs::default())
+    }
+
+    /// [`LocalRunner::start`], with `inputs` written into the plan's [`INPUTS_VOLUME`] (when it
+    /// has one) before the first step.
+    ///
+    /// # Errors
+    /// As [`LocalRunner::start`]; [`RunError::Inputs`] when the plan's
+    /// [`INPUTS_VOLUME`] is not an empty directory.
+    pub fn start_with(&self, id: &str, plan: Plan, inputs: Inputs) -> Result<Run, RunError> {
+        inputs::check(&plan, &inputs).map_err(RunError::Inputs)?;
         let dir = self.job_dir(id);
         let io = |path: &Path| {
             let path = path.to_owned();
@@ -282,6 +298,7 @@ impl LocalRunner {
         let (sender, events) = mpsc::channel(1024);
         let cancel = Arc::new(Notify::new());
         let job = Job {
+            inputs,
             plan,
             root: job_root,
             volume_dirs,
@@ -372,6 +389,8 @@ impl LocalRunner {
 
 struct Job {
     plan: Plan,
+    /// Its input files, written before the first step.
+    inputs: Inputs,
     /// Its build root (sandboxed).
     root: Option<JobRoot>,
     volume_dirs: BTreeMap<String, PathBuf>,
@@ -388,8 +407,13 @@ struct Job {
 impl Job {
     async fn run(self) {
         let deadline = self.plan.deadline.map(|d| tokio::time::Instant::now() + d);
-        let mut outcome = Outcome::Succeeded;
-        for step in &self.plan.steps {
+        let mut outcome = self.write_inputs(deadline).await;
+        let steps = if outcome == Outcome::Succeeded {
+            &self.plan.steps[..]
+        } else {
+            &[]
+        };
+        for step in steps {
             match self.step(step, deadline).await {
                 Outcome::Succeeded => {}
                 ended => {
@@ -403,6 +427,33 @@ impl Job {
             let _ = tokio::task::spawn_blocking(move || root::remove(&dir)).await;
         }
         let _ = self.events.send(Event::Ended(outcome)).await;
+    }
+
+    /// Writes the job's input files into its [`INPUTS_VOLUME`], if it has one; a cancel or
+    /// the deadline stops it.
+    async fn write_inputs(&self, deadline: Option<tokio::time::Instant>) -> Outcome {
+        let Some(dir) = self.volume_dirs.get(INPUTS_VOLUME) else {
+            return Outcome::Succeeded;
+        };
+        if self.inputs.files.is_empty() {
+            return Outcome::Succeeded;
+        }
+        let sleep = async {
+            match deadline {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            written = inputs::write(&self.inputs, dir) => match written {
+                Ok(()) => Outcome::Succeeded,
+                Err(message) => Outcome::Failed(format!("the job's input files could not be written: {message}")),
+            },
+            () = self.cancel.notified() => Outcome::Cancelled,
+            () = sleep => Outcome::DeadlineExceeded(
+                "the job's deadline passed while its input files were written".to_owned(),
+            ),
+        }
     }
 
     /// `value` with a mount path prefix replaced by its volume's directory (unsandboxed).

@@ -32,6 +32,7 @@ pub fn one_job(pod: &serde_json::Value) -> EngineJob {
         "spec": {"template": {"spec": pod}},
     });
     EngineJob {
+        inputs: Default::default(),
         id,
         name: name.clone(),
         namespace: "omni-jobs".into(),

@@ -14,7 +14,7 @@
 //! and builds no plugin host.
 //!
 //! # Layout
-//! - [`Engine`], [`EngineJob`], [`Progress`], [`Outcome`], [`EngineLine`], [`LogCursor`],
+//! - [`Engine`], [`EngineJob`] (with its [`Inputs`]), [`Progress`], [`Outcome`], [`EngineLine`], [`LogCursor`],
 //!   [`Output`], [`EngineError`]: the boundary.
 //! - [`text`]: what a step prints made into lines the same way by every engine (bounded pieces,
 //!   binary escaped).
@@ -51,6 +51,44 @@ pub struct EngineJob {
     pub arch: String,
     /// What the plugin rendered: the objects in apply order, and the Job to watch.
     pub rendered: Rendered,
+    /// The files its steps get before the first one runs (the uploads its params name).
+    pub inputs: Inputs,
+}
+
+/// The name of the pod volume an engine fills with a job's [`Inputs`] before its first step:
+/// each as a file named by its sha256. A plugin whose job uses uploads declares it (an
+/// `emptyDir`) and mounts it where its steps read them; a pod without it gets none.
+pub const INPUTS_VOLUME: &str = "uploads";
+
+/// A job's input files and where their bytes are read from.
+#[derive(Debug, Clone, Default)]
+pub struct Inputs {
+    /// The files, each once.
+    pub files: Vec<InputFile>,
+    /// Where their bytes come from (none when there are no files).
+    pub source: Option<std::sync::Arc<dyn InputSource>>,
+}
+
+/// One input file: its sha256 (lowercase hex; its name in [`INPUTS_VOLUME`]) and size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputFile {
+    /// The sha256 of its bytes.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub size: u64,
+}
+
+/// Reads input files' bytes for an engine (the scheduler's, over the job's domain's uploads).
+#[async_trait]
+pub trait InputSource: Send + Sync + fmt::Debug {
+    /// The bytes of the input with that sha256, streamed; the engine checks size and sha256.
+    ///
+    /// # Errors
+    /// Why it cannot be read, for the job's message.
+    async fn open(
+        &self,
+        sha256: &str,
+    ) -> Result<BoxStream<'static, std::io::Result<bytes::Bytes>>, String>;
 }
 
 /// How a job ended on its engine.

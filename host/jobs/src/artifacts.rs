@@ -190,15 +190,16 @@ impl JobService {
     }
 
     /// Runs [`JobService::sweep_artifacts`] every `interval`, for jobs made more than
-    /// `job_ttl` ago, until the task is dropped. Of several replicas, the one that takes the
-    /// `artifacts-sweep` lease at a tick sweeps (the lease lasts half an interval); the others
-    /// skip that tick.
+    /// `job_ttl` ago, then [`JobService::sweep_uploads`], until the task is dropped. Of several
+    /// replicas, the one that takes the `artifacts-sweep` lease at a tick sweeps (the lease
+    /// lasts half an interval); the others skip that tick.
     pub async fn sweep_artifacts_every(
         self,
         interval: std::time::Duration,
         job_ttl: std::time::Duration,
     ) {
         let holder = format!("replica-{}", omni_store::new_job_id().simple());
+        let mut suspects = std::collections::BTreeSet::new();
         let mut every = tokio::time::interval(interval);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -221,6 +222,9 @@ impl JobService {
                 .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
             if let Err(error) = self.sweep_artifacts(cutoff).await {
                 tracing::warn!(%error, "sweeping expired jobs' artifacts failed; trying again later");
+            }
+            if let Err(error) = self.sweep_uploads(&mut suspects).await {
+                tracing::warn!(%error, "sweeping expired uploads failed; trying again later");
             }
         }
     }

@@ -91,6 +91,18 @@ pub enum JobError {
         /// Why not.
         reason: String,
     },
+    /// No upload of the domain with that sha256 is kept.
+    #[error("no upload {sha256} in domain {domain:?}")]
+    NoSuchUpload {
+        /// The domain.
+        domain: String,
+        /// The sha256 asked for.
+        sha256: String,
+    },
+    /// A submission's params name uploads that are not kept, or not by a sha256: a field error
+    /// at each such reference.
+    #[error("the params name uploads that are not kept ({} errors)", .0.len())]
+    BadUploads(Vec<FieldError>),
     /// The store failed (unavailable, conflicting idempotency key, ...).
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -105,6 +117,7 @@ impl JobError {
     pub fn field_errors(&self) -> Option<&[FieldError]> {
         match self {
             JobError::Plugin(PluginError::InvalidParams { errors, .. }) => Some(errors),
+            JobError::BadUploads(errors) => Some(errors),
             _ => None,
         }
     }

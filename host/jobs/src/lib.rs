@@ -19,6 +19,8 @@
 //! - `moves`: transitions, cancels and purges, and the [`JobEvent`]s they announce;
 //! - `artifacts`: a job's artifacts, their bytes in the artifact store (`omni-artifacts`) and
 //!   their records in the store;
+//! - `uploads`: files submitted for jobs to use, kept by content and referenced from params
+//!   (`{"upload": "<sha256>"}`), and their expiry ([`UploadPolicy`]);
 //! - `error`: [`JobError`]; [`logs`]: the log fan-out ([`LogHub`]); [`lease`]: [`Lease`].
 //!
 //! [`metrics`] counts what this replica's service did (submissions, transitions, log lines
@@ -44,6 +46,7 @@ pub mod logs;
 pub mod metrics;
 mod moves;
 mod submit;
+mod uploads;
 pub use crate::metrics::job_span;
 pub use artifacts::{MAX_ARTIFACT_NAME, artifact_key, artifacts_prefix, check_artifact_name};
 pub use error::JobError;
@@ -51,6 +54,7 @@ pub use lease::Lease;
 pub use logs::{Batch, FollowEvent, LogHub, LogLimits, Publisher, Stored};
 pub use moves::{Cancelled, JobEvent};
 pub use submit::{Pin, Submission};
+pub use uploads::{DEFAULT_KEEP_WITH_JOBS, UploadPolicy, UploadRef, upload_key, upload_refs};
 
 /// How many events a slow subscriber may fall behind before it misses some (it is told).
 const EVENT_BUFFER: usize = 4096;
@@ -90,6 +94,7 @@ pub struct JobService {
     events: broadcast::Sender<JobEvent>,
     dispatch: Arc<OnceLock<Arc<dyn Dispatch>>>,
     logs: LogHub,
+    uploads: UploadPolicy,
 }
 
 impl JobService {
@@ -108,7 +113,15 @@ impl JobService {
             events,
             dispatch: Arc::new(OnceLock::new()),
             logs: LogHub::new(LogLimits::default()),
+            uploads: UploadPolicy::default(),
         }
+    }
+
+    /// The same service with another upload policy (call before it is shared).
+    #[must_use]
+    pub fn with_upload_policy(mut self, policy: UploadPolicy) -> Self {
+        self.uploads = policy;
+        self
     }
 
     /// The same service with other log limits (call before it is shared).
@@ -129,6 +142,7 @@ impl JobService {
             Arc::clone(&self.artifacts),
         )
         .with_log_limits(*self.logs.limits())
+        .with_upload_policy(self.uploads)
     }
 
     /// The live fan-out of log lines (the collector publishes into it).

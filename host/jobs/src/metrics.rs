@@ -20,6 +20,11 @@ pub const ARTIFACTS: &str = "omni_artifacts_stored_total";
 /// Counter of the bytes of artifacts stored, by `task`.
 pub const ARTIFACT_BYTES: &str = "omni_artifact_bytes_stored_total";
 
+/// Counter of uploads stored, by `outcome` (`new`, or `again`: bytes already kept).
+pub const UPLOADS: &str = "omni_uploads_stored_total";
+/// Counter of the bytes of uploads received.
+pub const UPLOAD_BYTES: &str = "omni_upload_bytes_received_total";
+
 /// Registers the help texts of the metrics above with the installed recorder.
 pub fn describe() {
     metrics::describe_counter!(
@@ -33,7 +38,7 @@ pub fn describe() {
         "Job submissions this replica answered, by task (empty when no plugin is loaded for it), \
          outcome (accepted, replayed: an idempotency key seen before, rejected) and the reason \
          of a rejection (no_such_task, unsupported_arch, no_engine, plugin: invalid_params \
-         and the other plugin error kinds, idempotency_conflict, store_unavailable, store). \
+         and the other plugin error kinds, no_such_upload, idempotency_conflict, store_unavailable, store). \
          Requests refused before reaching the job service (malformed bodies) are only in \
          omni_http_requests_total."
     );
@@ -47,6 +52,22 @@ pub fn describe() {
         ARTIFACT_BYTES,
         "The bytes of the job artifacts this replica stored, by task."
     );
+    metrics::describe_counter!(
+        UPLOADS,
+        "Uploads this replica stored, by outcome: new, or again (the same bytes were kept \
+         already, and are now kept longer)."
+    );
+    metrics::describe_counter!(
+        UPLOAD_BYTES,
+        "The bytes of the uploads this replica received and stored."
+    );
+}
+
+/// Records an upload of `size` bytes stored (`fresh` when its bytes were not kept before).
+pub(crate) fn upload_stored(size: u64, fresh: bool) {
+    let outcome = if fresh { "new" } else { "again" };
+    metrics::counter!(UPLOADS, "outcome" => outcome).increment(1);
+    metrics::counter!(UPLOAD_BYTES).increment(size);
 }
 
 /// Records `artifacts` of a job of `task` stored.
@@ -85,6 +106,7 @@ fn reason(error: &JobError) -> String {
         JobError::NoSuchVersion { .. } => "no_such_version".to_owned(),
         JobError::UnsupportedArch { .. } => "unsupported_arch".to_owned(),
         JobError::NoEngine { .. } => "no_engine".to_owned(),
+        JobError::BadUploads(_) => "no_such_upload".to_owned(),
         JobError::Plugin(error) => error.kind().to_owned(),
         JobError::Store(StoreError::IdempotencyConflict { .. }) => {
             "idempotency_conflict".to_owned()

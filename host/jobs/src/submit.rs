@@ -104,7 +104,8 @@ impl JobService {
     ///
     /// # Errors
     /// [`JobError::NoSuchTask`], [`JobError::UnsupportedArch`], [`JobError::Plugin`] (with the
-    /// field errors when the params are wrong), [`JobError::Store`] (unavailable, or the key was
+    /// field errors when the params are wrong), [`JobError::BadUploads`] when they name uploads
+    /// the domain does not have, [`JobError::Store`] (unavailable, or the key was
     /// used for another request).
     pub async fn submit(&self, submission: Submission) -> Result<Created, JobError> {
         let task = submission.task.clone();
@@ -194,6 +195,9 @@ impl JobService {
         // this set, whatever the templates are when it starts.
         let templates = self.plugins.templates(&submission.task).await;
         plugin.validate(submission.params.to_string()).await?;
+        // The uploads the params name exist in the job's domain, and are kept as long as it.
+        self.keep_uploads(&submission.domain, &submission.params)
+            .await?;
         let id = omni_store::new_job_id();
         // The creation time is the id's, to the millisecond: listings ordered by id are ordered
         // by creation time.

@@ -105,16 +105,20 @@ async fn run(
         "artifacts kept in the {} store",
         artifacts.kind()
     );
-    let jobs =
-        JobService::new(store, Arc::clone(&registry) as _, artifacts).with_log_limits(config.logs);
-    let scheduler = Scheduler::new(jobs.clone(), engines.clone(), config.scheduler.clone())?;
-    let _scheduler = scheduler.spawn();
-    // Artifacts go with their jobs: a purge deletes them, and this deletes those of jobs the
-    // store's retention removed (after `job_ttl`).
     let job_ttl = match config.store.selected()? {
         SelectedStore::Cassandra(cassandra) => cassandra.job_ttl,
         SelectedStore::Embedded(embedded) => embedded.job_ttl,
     };
+    // An upload a job uses is kept as long as the job's record, unless the file says.
+    let mut uploads = config.uploads;
+    uploads.keep_with_jobs.get_or_insert(job_ttl);
+    let jobs = JobService::new(store, Arc::clone(&registry) as _, artifacts)
+        .with_log_limits(config.logs)
+        .with_upload_policy(uploads);
+    let scheduler = Scheduler::new(jobs.clone(), engines.clone(), config.scheduler.clone())?;
+    let _scheduler = scheduler.spawn();
+    // Artifacts go with their jobs: a purge deletes them, and this deletes those of jobs the
+    // store's retention removed (after `job_ttl`), and the uploads no job uses.
     let _artifacts_sweep = AbortOnDrop(tokio::spawn(
         jobs.clone()
             .sweep_artifacts_every(ARTIFACTS_SWEEP_INTERVAL, job_ttl),

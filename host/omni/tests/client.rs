@@ -650,3 +650,124 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     found
 }
+
+/// `omni submit --source`: a tarball larger than a job's body and a script are sent to the
+/// server's uploads and named in `params.sources` with their modes; the source RPM packs them
+/// byte for byte. A file that cannot be read is a wrong command (exit 2), and nothing is sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_sends_sources_as_uploads() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let plugins = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    install(plugins.path(), "srpm");
+    let server = serve(plugins.path(), data.path());
+    let url = server.url.as_str();
+    let work = tempfile::tempdir().unwrap();
+    // 2 MiB that do not compress, in a real tarball.
+    let tarball = omni_test_support::incompressible_tarball(work.path(), "big-1.0", 2);
+    let script = work.path().join("script");
+    std::fs::write(&script, "#!/bin/sh\necho hi\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let spec = "Name: big\nVersion: 1.0\nRelease: 1\nSummary: big\nLicense: MIT\n\
+                Source0: big-1.0.tar.gz\nSource1: run.sh\nBuildArch: noarch\n\n\
+                %description\nbig\n\n%files\n";
+    let params = work.path().join("params.json");
+    std::fs::write(&params, serde_json::json!({"spec": spec}).to_string()).unwrap();
+
+    let missing = run(
+        url,
+        &["submit", "srpm", "--source", "/nonexistent/x.tar.gz"],
+    )
+    .await;
+    assert_eq!(missing.status.code(), Some(2), "{}", stderr(&missing));
+    assert!(
+        stderr(&missing).contains("cannot read"),
+        "{}",
+        stderr(&missing)
+    );
+
+    let run_sh = format!("run.sh={}", script.display());
+    let submitted = run(
+        url,
+        &[
+            "submit",
+            "srpm",
+            "--params-file",
+            params.to_str().unwrap(),
+            "--source",
+            tarball.to_str().unwrap(),
+            "--source",
+            &run_sh,
+            "--wait",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(submitted.status.code(), Some(0), "{}", stderr(&submitted));
+    let job: Value = serde_json::from_slice(&submitted.stdout).unwrap();
+    let tar_sha = omni_artifacts::Sha256::of(&std::fs::read(&tarball).unwrap()).to_string();
+    let sources = &job["params"]["sources"];
+    assert_eq!(
+        sources["big-1.0.tar.gz"],
+        serde_json::json!({"upload": tar_sha, "mode": "0644"}),
+        "{job:#}"
+    );
+    assert_eq!(sources["run.sh"]["mode"], "0755", "{job:#}");
+
+    let srpm = data
+        .path()
+        .join("jobs")
+        .join(job["id"].as_str().unwrap())
+        .join("volumes/output/big-1.0-1.src.rpm");
+    let listing = std::process::Command::new("rpm")
+        .args([
+            "-qp",
+            "--qf",
+            "[%{FILENAMES} %{FILEDIGESTS} %{FILEMODES:perms}\n]",
+        ])
+        .arg(&srpm)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
+    assert!(
+        listing
+            .lines()
+            .any(|l| l == format!("big-1.0.tar.gz {tar_sha} -rw-r--r--")),
+        "{listing}"
+    );
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with("run.sh ") && l.ends_with(" -rwxr-xr-x")),
+        "{listing}"
+    );
+
+    // Submitted again: the server has both files, so neither is sent again.
+    let again = run(
+        url,
+        &[
+            "submit",
+            "srpm",
+            "--params-file",
+            params.to_str().unwrap(),
+            "--source",
+            tarball.to_str().unwrap(),
+            "--source",
+            &run_sh,
+        ],
+    )
+    .await;
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    let metrics = reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("omni_uploads_stored_total{outcome=\"new\"} 2\n"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("outcome=\"again\""), "{metrics}");
+}

@@ -45,6 +45,7 @@ fn true_job() -> EngineJob {
             "containers": [{"name": "run", "image": "none", "command": ["/bin/true"]}]}}},
     });
     EngineJob {
+        inputs: Default::default(),
         id,
         name: name.clone(),
         namespace: "omni-jobs".into(),

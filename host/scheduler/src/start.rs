@@ -5,9 +5,9 @@
 use std::sync::Arc;
 
 use omni_core::JobContext;
-use omni_engine::{EngineError, EngineJob};
-use omni_jobs::{JobError, job_span};
-use omni_store::{JobId, JobState, StoreError};
+use omni_engine::{EngineError, EngineJob, InputFile, InputSource, Inputs};
+use omni_jobs::{JobError, JobService, job_span};
+use omni_store::{Job, JobId, JobState, StoreError};
 use tokio::task::JoinSet;
 use tracing::Instrument as _;
 
@@ -79,7 +79,26 @@ impl Inner {
                 return;
             }
         }
+        let inputs = match self.inputs(&queued).await {
+            Ok(inputs) => inputs,
+            Err(error @ JobError::NoSuchUpload { .. }) => {
+                self.end(
+                    id,
+                    JobState::Failed,
+                    format!("an input of the job is gone: {error}"),
+                )
+                .await;
+                self.release(id);
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot read a job's inputs; it waits");
+                self.requeue(waiting, None);
+                return;
+            }
+        };
         let submission = EngineJob {
+            inputs,
             id,
             name: JobContext::object_name(id),
             namespace: engine.namespace().to_owned(),
@@ -137,10 +156,53 @@ impl Inner {
     }
 
     /// Ends a job (from wherever it is) with a message; a job that ended already stays as it is.
+    /// The uploads `job`'s params name, for its engine to give its steps.
+    async fn inputs(&self, job: &Job) -> Result<Inputs, JobError> {
+        let uploads = self.jobs.job_uploads(&job.domain, &job.params).await?;
+        if uploads.is_empty() {
+            return Ok(Inputs::default());
+        }
+        Ok(Inputs {
+            files: uploads
+                .into_iter()
+                .map(|upload| InputFile {
+                    sha256: upload.sha256,
+                    size: upload.size,
+                })
+                .collect(),
+            source: Some(Arc::new(Uploads {
+                jobs: self.jobs.clone(),
+                domain: job.domain.clone(),
+            })),
+        })
+    }
+
     pub(crate) async fn end(&self, id: JobId, to: JobState, message: String) {
         match self.jobs.transition(id, to, Some(message)).await {
             Ok(_) | Err(JobError::Illegal { .. } | JobError::NotFound(_)) => {}
             Err(error) => tracing::warn!(%error, "cannot record the end of a job"),
         }
+    }
+}
+
+/// A job's inputs read from its domain's uploads.
+#[derive(Debug)]
+struct Uploads {
+    jobs: JobService,
+    domain: String,
+}
+
+#[async_trait::async_trait]
+impl InputSource for Uploads {
+    async fn open(
+        &self,
+        sha256: &str,
+    ) -> Result<futures::stream::BoxStream<'static, std::io::Result<bytes::Bytes>>, String> {
+        let (_, download) = self
+            .jobs
+            .open_upload(&self.domain, sha256)
+            .await
+            .map_err(|error| error.to_string())?;
+        Ok(download.stream)
     }
 }

@@ -228,6 +228,9 @@ pub(crate) struct Statements {
     pub list_artifacts: PreparedStatement,
     pub get_artifact: PreparedStatement,
     pub delete_artifacts: PreparedStatement,
+    pub insert_upload: PreparedStatement,
+    pub get_upload: PreparedStatement,
+    pub list_uploads: PreparedStatement,
     pub insert_key: PreparedStatement,
     pub delete_key: PreparedStatement,
     pub insert_lease: PreparedStatement,
@@ -388,6 +391,18 @@ impl Statements {
             )
             .await?,
             delete_artifacts: prepare("DELETE FROM job_artifacts WHERE job_id = ?", Plain).await?,
+            insert_upload: prepare(
+                "INSERT INTO uploads (domain, sha256, upload) VALUES (?, ?, ?) \
+                 USING TTL ? AND TIMESTAMP ?",
+                Plain,
+            )
+            .await?,
+            get_upload: prepare(
+                "SELECT upload FROM uploads WHERE domain = ? AND sha256 = ?",
+                Plain,
+            )
+            .await?,
+            list_uploads: prepare("SELECT upload FROM uploads WHERE domain = ?", Plain).await?,
             insert_key: prepare(
                 "INSERT INTO idempotency_keys (key, fingerprint, job_id, job) \
                  VALUES (?, ?, ?, ?) IF NOT EXISTS USING TTL ?",

@@ -70,6 +70,7 @@ mod jobs;
 mod leases;
 mod logs;
 pub mod migrate;
+mod uploads;
 mod webhooks;
 
 pub use config::{CassandraConfig, Consistency, Replication, SerialConsistency};

@@ -82,6 +82,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0004_artifacts",
         cql: include_str!("../migrations/0004_artifacts.cql"),
     },
+    Migration {
+        version: 5,
+        name: "0005_uploads",
+        cql: include_str!("../migrations/0005_uploads.cql"),
+    },
 ];
 
 /// How long a migration lock holds without its holder.

@@ -21,8 +21,8 @@
 //! # Layout
 //! - here: [`EmbeddedStore`], opening the file, reads and writes through the writer, the
 //!   retention sweep, and [`Store`] itself (`kind`, `ping`).
-//! - `jobs`, `logs`, `events`, `artifacts`, `leases`, `webhooks`: one capability each, named as its trait's
-//!   module in `omni-store` (`jobs` implements `JobStore`, and so on).
+//! - `jobs`, `logs`, `events`, `artifacts`, `uploads`, `leases`, `webhooks`: one capability
+//!   each, named as its trait's module in `omni-store` (`jobs` implements `JobStore`, and so on).
 //! - [`EmbeddedConfig`]: the TTLs and the page cache's size.
 //! - `tables`: the tables, their keys and what each serves.
 //! - `writer`: the group-commit writer thread.
@@ -45,6 +45,7 @@ mod jobs;
 mod leases;
 mod logs;
 mod tables;
+mod uploads;
 mod webhooks;
 mod writer;
 

@@ -38,6 +38,7 @@ pub(crate) const HISTORY: TableDefinition<(u128, u32), &[u8]> = TableDefinition:
 pub(crate) const LOGS: TableDefinition<(u128, u64), &[u8]> = TableDefinition::new("logs");
 pub(crate) const ARTIFACTS: TableDefinition<(u128, &str), &[u8]> =
     TableDefinition::new("artifacts");
+pub(crate) const UPLOADS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("uploads");
 pub(crate) const EXPIRY: TableDefinition<(i64, u128), ()> = TableDefinition::new("expiry");
 pub(crate) const IDEMPOTENCY: TableDefinition<&str, &[u8]> = TableDefinition::new("idempotency");
 pub(crate) const LEASES: TableDefinition<&str, &[u8]> = TableDefinition::new("leases");
@@ -58,6 +59,7 @@ pub(crate) fn create_all(db: &Database) -> Result<(), StoreError> {
         txn.open_table(HISTORY)?;
         txn.open_table(LOGS)?;
         txn.open_table(ARTIFACTS)?;
+        txn.open_table(UPLOADS)?;
         txn.open_table(EXPIRY)?;
         txn.open_table(IDEMPOTENCY)?;
         txn.open_table(LEASES)?;

@@ -2,7 +2,7 @@
 //!
 //! The job records the store keeps and [`Store`], one small trait per capability: jobs and
 //! their state history, the job-change event stream, log lines, the records of jobs'
-//! artifacts, leases, webhooks (with their delivery state) and idempotency keys. Backends live in their
+//! artifacts and of uploads, leases, webhooks (with their delivery state) and idempotency keys. Backends live in their
 //! own crates (`omni-store-embedded`, `omni-store-cassandra`) and are held as `Arc<dyn Store>`;
 //! every one of them passes the same conformance suite ([`conformance_tests!`], feature
 //! `conformance`). The model it stores (ids, states and the table of allowed moves) is
@@ -10,9 +10,9 @@
 //! nothing of HTTP, plugins or engines.
 //!
 //! # Layout
-//! - `jobs`, `logs`, `events`, `artifacts`, `leases`, `webhooks`: one capability each, its
-//!   trait ([`JobStore`], [`LogStore`], [`EventStore`], [`ArtifactIndex`], [`LeaseStore`],
-//!   [`WebhookStore`]); [`Store`]
+//! - `jobs`, `logs`, `events`, `artifacts`, `uploads`, `leases`, `webhooks`: one capability
+//!   each, its trait ([`JobStore`], [`LogStore`], [`EventStore`], [`ArtifactIndex`],
+//!   [`UploadIndex`], [`LeaseStore`], [`WebhookStore`]); [`Store`]
 //!   (here) is all of them plus `kind` and `ping`. A new capability (flows) is a new
 //!   file like them, a supertrait of [`Store`], a block in [`timed`] and a file of the suite;
 //!   each backend implements it in a file of the same name.
@@ -35,6 +35,7 @@ pub mod model;
 pub mod record;
 pub mod timed;
 pub mod token;
+mod uploads;
 mod webhooks;
 
 #[cfg(feature = "conformance")]
@@ -51,6 +52,7 @@ pub use omni_core::{
     IllegalTransition, JobId, JobState, LogStream, StepState, TRANSITIONS, id_time, new_job_id, now,
 };
 pub use timed::Timed;
+pub use uploads::{UPLOAD_GRACE, UploadIndex};
 pub use webhooks::WebhookStore;
 
 /// Why a store call failed.
@@ -118,7 +120,7 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// each capability as tests.
 #[async_trait]
 pub trait Store:
-    JobStore + LogStore + EventStore + ArtifactIndex + LeaseStore + WebhookStore
+    JobStore + LogStore + EventStore + ArtifactIndex + UploadIndex + LeaseStore + WebhookStore
 {
     /// The backend's name (`embedded`, `cassandra`), for logs and `/readyz`.
     fn kind(&self) -> &'static str;

@@ -289,6 +289,37 @@ pub struct Artifact {
     pub created_at: DateTime<Utc>,
 }
 
+/// A file submitted for jobs to use, as the store records it (its bytes are in the artifact
+/// store, under `uploads/<domain>/<sha256>`). Content-addressed: one record per domain and
+/// content, however often it is sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Upload {
+    /// The tenant it was sent to; only that domain's jobs use it.
+    pub domain: String,
+    /// The sha256 of its bytes, lowercase hex.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub size: u64,
+    /// When it was first stored.
+    pub created_at: DateTime<Utc>,
+    /// When it is no longer needed: sent again or used by a job, it is kept longer.
+    pub expires_at: DateTime<Utc>,
+}
+
+impl Upload {
+    /// The record of two writes of one upload: the later expiry, the earlier creation.
+    #[must_use]
+    pub fn merged(&self, other: &Upload) -> Upload {
+        Upload {
+            domain: self.domain.clone(),
+            sha256: self.sha256.clone(),
+            size: self.size,
+            created_at: self.created_at.min(other.created_at),
+            expires_at: self.expires_at.max(other.expires_at),
+        }
+    }
+}
+
 /// What an artifacts read asks for: names after `after`, in name order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ArtifactQuery {

@@ -15,7 +15,7 @@ use crate::{
     Artifact, ArtifactIndex, ArtifactPage, ArtifactQuery, Created, Delivery, Event, EventFilter,
     EventPage, EventStore, IdempotencyKey, Job, JobId, JobPage, JobQuery, JobStore, Lease,
     LeaseStore, LogLine, LogPage, LogQuery, LogStore, Result, StateChange, Step, Store, StoreError,
-    Transition, Webhook, WebhookStore,
+    Transition, Upload, UploadIndex, Webhook, WebhookStore,
 };
 
 /// Histogram of store calls, by `operation` (the store trait's method).
@@ -126,6 +126,13 @@ timed!(ArtifactIndex {
     async fn record_artifacts(&self, id: JobId, artifacts: &[Artifact]) -> Result<Event>;
     async fn list_artifacts(&self, id: JobId, query: &ArtifactQuery) -> Result<ArtifactPage>;
     async fn get_artifact(&self, id: JobId, name: &str) -> Result<Option<Artifact>>;
+});
+
+timed!(UploadIndex {
+    async fn put_upload(&self, upload: &Upload) -> Result<Upload>;
+    async fn get_upload(&self, domain: &str, sha256: &str) -> Result<Option<Upload>>;
+    async fn list_uploads(&self, domain: &str) -> Result<Vec<Upload>>;
+    async fn forget_uploads(&self, domain: &str, now: chrono::DateTime<chrono::Utc>) -> Result<u64>;
 });
 
 timed!(LeaseStore {

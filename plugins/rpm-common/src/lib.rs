@@ -32,7 +32,7 @@ pub mod sources;
 pub mod spec_name;
 
 pub use settings::{Deps, Images, Repository, Settings, settings};
-pub use sources::{Mode, Source, SourceFile};
+pub use sources::{Mode, Source, SourceFile, UploadedSource};
 
 /// ConfigMap keys the templates use for their own files (sources have keys of their own,
 /// [`sources`]).
@@ -76,10 +76,11 @@ pub struct Params {
 
     /// Files the inline spec's `Source`/`Patch` tags name, written into `SOURCES/`: file name
     /// -> base64 content (standard alphabet, padded), or -> `{"content": ..., "mode": "0755"}`
-    /// (mode: octal string or integer value, permission bits only; 0644 without one). A name is
-    /// any file name rpm finds in `SOURCES/`: not empty, not `.` or `..`, no `/` or NUL, at most
-    /// 255 bytes. Spec and sources together must stay under the size of one ConfigMap (about
-    /// 1 MiB); larger inputs come from source control.
+    /// (mode: octal string or integer value, permission bits only; 0644 without one), or ->
+    /// `{"upload": "<sha256>", "mode": ...}`, a file sent to `POST /v1/uploads` in the job's
+    /// domain (any size). A name is any file name rpm finds in `SOURCES/`: not empty, not `.`
+    /// or `..`, no `/` or NUL, at most 255 bytes. Spec and inline sources together must stay
+    /// under the size of one ConfigMap (about 1 MiB); larger ones are uploads.
     #[serde(default)]
     #[schemars(extend(
         "propertyNames" = {"minLength": 1, "maxLength": 255, "pattern": "^[^/\\u0000]+$", "not": {"enum": [".", ".."]}},
@@ -91,6 +92,18 @@ pub struct Params {
                 "additionalProperties": false,
                 "properties": {
                     "content": {"type": "string", "contentEncoding": "base64"},
+                    "mode": {"oneOf": [
+                        {"type": "string", "pattern": "^[0-7]{3,4}$"},
+                        {"type": "integer", "minimum": 0, "maximum": 511}
+                    ]}
+                }
+            },
+            {
+                "type": "object",
+                "required": ["upload"],
+                "additionalProperties": false,
+                "properties": {
+                    "upload": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$"},
                     "mode": {"oneOf": [
                         {"type": "string", "pattern": "^[0-7]{3,4}$"},
                         {"type": "integer", "minimum": 0, "maximum": 511}
@@ -356,7 +369,10 @@ fn source_errors(params: &Params) -> Vec<FieldError> {
             errors.extend(named);
             continue;
         }
-        match base64::engine::general_purpose::STANDARD.decode(source.content()) {
+        let Some(content) = source.content() else {
+            continue;
+        };
+        match base64::engine::general_purpose::STANDARD.decode(content) {
             Ok(bytes) => decoded += bytes.len(),
             Err(e) => errors.push(FieldError::new(
                 path,
@@ -375,7 +391,9 @@ fn source_errors(params: &Params) -> Vec<FieldError> {
             path,
             format!(
                 "spec and sources take {size} bytes, more than the {CONFIG_MAP_DATA_LIMIT} an \
-                 inline job can carry; build from source control (`scm_url`) instead"
+                 inline job can carry; send large sources to POST /v1/uploads and name them \
+                 by sha256 (`{{\"upload\": \"<sha256>\"}}`), or build from source control \
+                 (`scm_url`)"
             ),
         ));
     }
@@ -423,7 +441,8 @@ pub fn macros(defines: &BTreeMap<String, String>) -> String {
 ///
 /// The templates see `job`, `node_arch`, `params`, `settings`, `form` (`inline` or `scm`),
 /// `spec_file` (the spec's file name under `SPECS/`), `macros` (the `macros` file's text),
-/// `sources` (what the ConfigMap holds of each inline source, [`sources::entries`]),
+/// `sources` (what the ConfigMap holds of each source, [`sources::entries`]), `uploads`
+/// (whether any source is an upload: the job then declares the `uploads` volume),
 /// `repo_file` (the `.repo` file of `deps.repositories`, empty without any),
 /// `resources` and `helper_resources` (container `resources` objects).
 ///
@@ -454,6 +473,7 @@ pub fn render(task: &str, job: &Job, params: &Params, ctx: &Context) -> Result<R
         "spec_file": spec_file,
         "macros": macros(&params.defines),
         "sources": sources::entries(&params.sources),
+        "uploads": sources::any_upload(&params.sources),
         "repo_file": settings.deps.repo_file().map_err(Error::Template)?,
         "resources": params.resources.requirements(),
         "helper_resources": settings.job.helper_resources.requirements(),

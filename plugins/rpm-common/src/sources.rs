@@ -1,5 +1,6 @@
-//! Inline sources: what a job gives for each file of `SOURCES/` ([`Source`]), the rules their
-//! names and modes follow, and the list the templates write them from ([`entries`]).
+//! Sources: what a job gives for each file of `SOURCES/` ([`Source`]: inline, or an upload by
+//! its sha256), the rules their names and modes follow, and the list the templates write them
+//! from ([`entries`]).
 //!
 //! A source's name is any name rpm can find in `SOURCES/` ([`name_error`]), so it cannot be a
 //! ConfigMap key: the ConfigMap holds each source under a key of its own (`source-<n>`), and
@@ -19,7 +20,8 @@ pub const NAME_MAX: usize = 255;
 /// The mode of a source that gives none, as `git` and `cp` would leave a plain file.
 pub const DEFAULT_MODE: u32 = 0o644;
 
-/// One inline source: its content (base64), or an object with its content and mode.
+/// One source: its content (base64), an object with its content and mode, or an upload (a
+/// file sent to `POST /v1/uploads`, by its sha256) and its mode.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum Source {
@@ -27,6 +29,20 @@ pub enum Source {
     Content(String),
     /// The content and, optionally, the mode.
     File(SourceFile),
+    /// An upload of the job's domain and, optionally, the mode.
+    Upload(UploadedSource),
+}
+
+/// A source sent as an upload: the host checks that the job's domain has it and its engine
+/// puts it in the job's `uploads` volume, named by its sha256, before the first step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UploadedSource {
+    /// The upload's sha256 (64 hex digits).
+    pub upload: String,
+    /// The file's mode (0644 when absent).
+    #[serde(default)]
+    pub mode: Option<Mode>,
 }
 
 /// A source with its mode.
@@ -77,10 +93,19 @@ impl Mode {
 }
 
 impl Source {
-    /// The base64 content.
-    pub fn content(&self) -> &str {
+    /// The base64 content, for an inline source.
+    pub fn content(&self) -> Option<&str> {
         match self {
-            Source::Content(content) | Source::File(SourceFile { content, .. }) => content,
+            Source::Content(content) | Source::File(SourceFile { content, .. }) => Some(content),
+            Source::Upload(_) => None,
+        }
+    }
+
+    /// The upload's sha256 (lowercase), for an uploaded source.
+    pub fn upload(&self) -> Option<String> {
+        match self {
+            Source::Upload(uploaded) => Some(uploaded.upload.to_ascii_lowercase()),
+            _ => None,
         }
     }
 
@@ -89,6 +114,7 @@ impl Source {
         match self {
             Source::Content(_) => None,
             Source::File(file) => file.mode.as_ref(),
+            Source::Upload(uploaded) => uploaded.mode.as_ref(),
         }
     }
 }
@@ -122,19 +148,32 @@ fn meta(mode: u32, name: &str) -> String {
     format!("{mode:04o} {name}")
 }
 
-/// The bytes the sources add to the ConfigMap beyond their decoded contents: keys and `.meta`
-/// files.
+/// The bytes the sources add to the ConfigMap beyond their decoded contents: keys, `.meta`
+/// files, and an upload's sha256.
 pub fn overhead(sources: &BTreeMap<String, Source>) -> usize {
     sources
-        .keys()
+        .iter()
         .enumerate()
-        .map(|(index, name)| 2 * key(index).len() + ".meta".len() + meta(0, name).len())
+        .map(|(index, (name, source))| {
+            let content = match source {
+                Source::Upload(_) => ".upload".len() + 64,
+                _ => 0,
+            };
+            2 * key(index).len() + ".meta".len() + meta(0, name).len() + content
+        })
         .sum()
 }
 
+/// Whether any source is an upload (the job then has an `uploads` volume).
+pub fn any_upload(sources: &BTreeMap<String, Source>) -> bool {
+    sources.values().any(|s| matches!(s, Source::Upload(_)))
+}
+
 /// What the templates write the sources from, in name order: `key` (the content's ConfigMap
-/// key), `meta_key`, `meta` and `content` (base64). Modes that do not pass [`check`] count as
-/// the default; `serialize` runs only on params that passed.
+/// key), `meta_key`, `meta`, and `content` (base64) for an inline source or `upload_key` and
+/// `upload` (its sha256, which the `fetch` step finds in the `uploads` volume) for an upload.
+/// Modes that do not pass [`check`] count as the default; `serialize` runs only on params that
+/// passed.
 pub fn entries(sources: &BTreeMap<String, Source>) -> Vec<Value> {
     sources
         .iter()
@@ -149,6 +188,8 @@ pub fn entries(sources: &BTreeMap<String, Source>) -> Vec<Value> {
                 "meta_key": format!("{}.meta", key(index)),
                 "meta": meta(mode, name),
                 "content": source.content(),
+                "upload_key": format!("{}.upload", key(index)),
+                "upload": source.upload(),
             })
         })
         .collect()
@@ -162,6 +203,14 @@ pub fn check(name: &str, source: &Source, path: &str) -> Vec<FieldError> {
     }
     if let Some(Err(message)) = source.mode().map(Mode::bits) {
         errors.push(FieldError::new(format!("{path}/mode"), message));
+    }
+    if let Source::Upload(uploaded) = source
+        && !(uploaded.upload.len() == 64 && uploaded.upload.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        errors.push(FieldError::new(
+            format!("{path}/upload"),
+            "is not a sha256: 64 hex digits",
+        ));
     }
     errors
 }

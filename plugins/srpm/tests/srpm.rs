@@ -47,6 +47,20 @@ fn golden_inline_aarch64() {
     insta::assert_snapshot!(harness().render("aarch64", &inline()).to_yaml());
 }
 
+/// A source sent as an upload: its sha256 in the ConfigMap instead of its content, and the
+/// `uploads` volume declared and mounted by `fetch` only.
+#[test]
+fn golden_upload_x86_64() {
+    let params = json!({
+        "spec": SPEC,
+        "sources": {
+            "hello-2.12.1.tar.gz": {"upload": "9F86D081884C7D659A2FEAA0C55AD015A3BF4F1B2B0B822CD15D6C15B0F00A08", "mode": "0640"},
+            "hello.patch": "H4sIAAAAAAAAA+3BAQ0AAADCoPdPbQ8HFAAAAAAAAAAAAAAA",
+        },
+    });
+    insta::assert_snapshot!(harness().render("x86_64", &params).to_yaml());
+}
+
 #[test]
 fn golden_scm_x86_64() {
     insta::assert_snapshot!(harness().render("x86_64", &scm()).to_yaml());

@@ -302,6 +302,35 @@ fn last_line(mut command: std::process::Command) -> String {
         .to_owned()
 }
 
+/// A real `.tar.gz` at `<dir>/<name>-<version>.tar.gz` of one directory
+/// `<name>-<version>/` holding `mib` MiB that do not compress (a xorshift stream): a tarball
+/// as large as a source too big for a request body. Answers its path.
+pub fn incompressible_tarball(dir: &Path, name_version: &str, mib: usize) -> PathBuf {
+    let tree = dir.join(name_version);
+    std::fs::create_dir_all(&tree).expect("the tarball's directory");
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let noise: Vec<u8> = (0..mib << 20)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()[0]
+        })
+        .collect();
+    std::fs::write(tree.join("data.bin"), noise).expect("the tarball's file");
+    let tarball = dir.join(format!("{name_version}.tar.gz"));
+    let made = std::process::Command::new("tar")
+        .arg("-czf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(dir)
+        .arg(name_version)
+        .status()
+        .expect("tar");
+    assert!(made.success(), "tar failed");
+    tarball
+}
+
 /// A job service over `store` with no plugins loaded (for tests that make jobs through the store
 /// and move them through the service, as the event stream's tests do); the registry's empty
 /// plugins directory (which holds the artifacts too) and its registry live as long as the

@@ -114,6 +114,7 @@ pub fn job_manifest(id: JobId, spec: &JobSpec<'_>) -> Manifest {
 /// A job of `manifests`, the first being its Job.
 pub fn engine_job(id: JobId, manifests: Vec<Manifest>) -> EngineJob {
     EngineJob {
+        inputs: Default::default(),
         id,
         name: format!("omni-{id}"),
         namespace: "omni-jobs".into(),

@@ -438,6 +438,7 @@ mod tests {
     fn job() -> EngineJob {
         let id = uuid_like();
         EngineJob {
+            inputs: Default::default(),
             id,
             name: format!("omni-{id}"),
             namespace: crate::DEFAULT_NAMESPACE.into(),

@@ -28,6 +28,11 @@ pub struct SubmitArgs {
     pub idempotency_key: Option<String>,
     #[command(flatten)]
     pub pin: super::plugins::PinArgs,
+    /// A source file to send to the server's uploads and name in `params.sources`, as
+    /// `{"upload": <sha256>, "mode": <its mode>}` (tasks whose params take `sources`: srpm,
+    /// rpm); any size. `PATH`, or `NAME=PATH` for another name. Repeatable.
+    #[arg(long = "source", value_name = "[NAME=]PATH")]
+    pub sources: Vec<super::uploads::SourceArg>,
     /// Wait for the job to end; the exit code says how it ended.
     #[arg(long)]
     pub wait: bool,
@@ -86,6 +91,10 @@ pub struct JobArgs {
 pub async fn submit(args: SubmitArgs) -> Outcome {
     let client = Client::new(&args.remote.server)?;
     let mut body = args.input.body()?;
+    if !args.sources.is_empty() {
+        let domain = args.input.domain.as_deref().unwrap_or("default");
+        super::uploads::add_sources(&client, domain, &args.sources, &mut body["params"]).await?;
+    }
     body["service"] = json!(args.service);
     body["task"] = json!(args.task);
     if let Some(pin) = args.pin.body() {

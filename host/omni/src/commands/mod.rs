@@ -27,6 +27,7 @@ mod events;
 mod jobs;
 mod logs;
 mod plugins;
+mod uploads;
 
 pub use artifacts::{ArtifactsCommand, artifacts};
 pub use events::{EventsArgs, events};

@@ -114,6 +114,11 @@
 //! # part_size_mib = 8               # multipart part size (5..=512)
 //! # parts_in_flight = 2             # parts of one upload sent at once (1..=8)
 //!
+//! [uploads]                        # files sent to POST /v1/uploads for jobs (kept in [artifacts])
+//! max_mib = 4096                   # the largest upload
+//! ttl = "24h"                      # kept this long after it was last sent, while no job uses it
+//! # keep_with_jobs = "30d"         # kept this long after a job using it was submitted (the store's job_ttl)
+//!
 //! [[engines]]                      # where jobs run; without any entry, one local engine as here
 //! kind = "local"                   # the steps run as processes on this machine
 //! name = "local"                   # recorded on the jobs it runs
@@ -214,6 +219,8 @@ pub struct Config {
     /// `[artifacts]`: where jobs' artifacts are kept (a directory under the data directory,
     /// or an S3-compatible object store).
     pub artifacts: omni_artifacts::ArtifactsConfig,
+    /// `[uploads]`: the size limit of files sent for jobs, and how long they are kept.
+    pub uploads: omni_jobs::UploadPolicy,
 }
 /// `[events]`: the event stream. `ttl` sets the store's `event_ttl` (embedded or Cassandra).
 #[derive(Debug, Clone, Deserialize)]
@@ -306,6 +313,7 @@ impl Default for Config {
             auth: AuthSection::default(),
             http: crate::http::HttpConfig::default(),
             artifacts: omni_artifacts::ArtifactsConfig::default(),
+            uploads: omni_jobs::UploadPolicy::default(),
         }
     }
 }

@@ -267,6 +267,7 @@ async fn stored_lines(jobs: &JobService, id: JobId) -> Vec<LogLine> {
 fn engine_job(job: &Job) -> EngineJob {
     let name = JobContext::object_name(job.id);
     EngineJob {
+        inputs: Default::default(),
         id: job.id,
         name: name.clone(),
         namespace: omni_engine::DEFAULT_NAMESPACE.into(),

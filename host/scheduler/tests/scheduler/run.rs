@@ -145,6 +145,55 @@ async fn an_srpm_job_runs_to_success_on_the_local_engine_with_its_log_and_artifa
     assert!(gone.is_empty(), "{gone:?}");
 }
 
+/// A source larger than a request body can carry is sent as an upload and named by its sha256:
+/// the local engine gives it to the job's `fetch` step, and the source RPM packs it whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_srpm_job_packs_a_source_sent_as_an_upload_larger_than_a_body() {
+    let world = world(1, config());
+    // A real tarball of 3 MiB that does not compress: over the 1 MiB body limit as it is,
+    // and over it again once base64 inflates it.
+    let dir = tempfile::tempdir().unwrap();
+    let tarball = omni_test_support::incompressible_tarball(dir.path(), "big-1.0", 3);
+    let bytes = std::fs::read(&tarball).unwrap();
+    assert!(bytes.len() > 3 << 20, "{}", bytes.len());
+    let body: omni_artifacts::ByteStream = Box::pin(futures::stream::once({
+        let bytes = bytes.clone();
+        async move { Ok::<_, std::io::Error>(bytes::Bytes::from(bytes)) }
+    }));
+    let (upload, _) = world.jobs.put_upload("default", body, None).await.unwrap();
+
+    let spec = "Name: big\nVersion: 1.0\nRelease: 1\nSummary: Big\nLicense: MIT\n\
+                Source0: big-1.0.tar.gz\nBuildArch: noarch\n\n%description\nBig.\n\n\
+                %prep\n%setup -q\n\n%files\n";
+    let params = json!({"spec": spec, "sources": {
+        "big-1.0.tar.gz": {"upload": upload.sha256, "mode": "0640"}
+    }});
+    assert!(params.to_string().len() < 1024);
+    let job = submit(&world.jobs, "srpm", "default", params).await;
+    let done = ended(&world.jobs, job.id).await;
+    assert_eq!(done.state, JobState::Succeeded, "{done:#?}");
+
+    // The source RPM holds the tarball, byte for byte (rpm's sha256 of it), with its mode.
+    let srpm = world
+        .engine
+        .runner()
+        .volume_dir(&job.id.to_string(), "output")
+        .join("big-1.0-1.src.rpm");
+    let files = std::process::Command::new("rpm")
+        .args([
+            "-qp",
+            "--qf",
+            "[%{FILENAMES} %{FILEDIGESTS} %{FILEMODES:perms}\n]",
+        ])
+        .arg(&srpm)
+        .output()
+        .unwrap();
+    assert!(files.status.success(), "{files:?}");
+    let listing = String::from_utf8_lossy(&files.stdout);
+    let want = format!("big-1.0.tar.gz {} -rw-r-----", upload.sha256);
+    assert!(listing.lines().any(|l| l == want), "{listing}");
+}
+
 /// A job that leaves more in its output than the engine keeps fails, saying so, and none of
 /// it becomes an artifact.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,7 +7,7 @@
 //! ```
 //!
 //! One file per capability of the store, named as the trait's module is (`jobs`, `logs`,
-//! `events`, `artifacts`, `leases`, `webhooks`); this one holds the macro and the helpers the files share.
+//! `events`, `artifacts`, `uploads`, `leases`, `webhooks`); this one holds the macro and the helpers the files share.
 //! `future` holds the cases of rows a newer server wrote, which need raw access to a backend's
 //! rows ([`future::RawRows`], [`future_rows_tests!`](crate::future_rows_tests)).
 //!
@@ -27,6 +27,7 @@ pub mod future;
 pub mod jobs;
 pub mod leases;
 pub mod logs;
+pub mod uploads;
 pub mod webhooks;
 
 /// Instantiates every case as a `#[tokio::test]` over the stores `$make()` returns, one list
@@ -60,6 +61,10 @@ macro_rules! conformance_tests {
         $crate::conformance_tests!(@cases $make; artifacts:
             artifacts_are_recorded_by_name_and_announced,
             artifacts_go_with_their_job,
+        );
+        $crate::conformance_tests!(@cases $make; uploads:
+            uploads_are_kept_by_domain_with_the_later_expiry,
+            expired_uploads_are_forgotten_after_the_grace,
         );
         $crate::conformance_tests!(@cases $make; leases:
             leases_have_one_holder,
