@@ -35,6 +35,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/{id}/logs", get(crate::logs::logs))
         .route("/{id}/artifacts", get(crate::artifacts::list))
         .route("/{id}/artifacts/{*name}", get(crate::artifacts::download))
+        .route("/{id}/provenance", get(crate::provenance::provenance))
+        .route("/{id}/render", get(crate::provenance::render))
 }
 
 /// `POST /v1/jobs`.
@@ -117,24 +119,9 @@ impl CreateJob {
             "params": self.params,
             "plugin": self.plugin,
         });
-        canonical(&value).to_string().into_bytes()
-    }
-}
-
-fn canonical(value: &Value) -> Value {
-    match value {
-        Value::Object(map) => {
-            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            Value::Object(
-                entries
-                    .into_iter()
-                    .map(|(k, v)| (k.clone(), canonical(v)))
-                    .collect(),
-            )
-        }
-        Value::Array(items) => Value::Array(items.iter().map(canonical).collect()),
-        other => other.clone(),
+        omni_jobs::provenance::canonical_json(&value)
+            .to_string()
+            .into_bytes()
     }
 }
 

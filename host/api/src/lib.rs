@@ -14,6 +14,8 @@
 //! - [`jobs`]: `POST /v1/jobs`, `GET /v1/jobs`, `GET /v1/jobs/{id}`, `DELETE /v1/jobs/{id}`.
 //! - [`logs`]: `GET /v1/jobs/{id}/logs`, pages or followed as server-sent events.
 //! - [`artifacts`]: `GET /v1/jobs/{id}/artifacts` and the download of one, with ranges.
+//! - [`provenance`]: `GET /v1/jobs/{id}/provenance` (an in-toto statement, SLSA provenance)
+//!   and `GET /v1/jobs/{id}/render` (the job's objects rendered again by its recorded versions).
 //! - [`uploads`]: `POST /v1/uploads` (a file for a domain's jobs, streamed, kept by sha256)
 //!   and `GET /v1/uploads/{sha256}`.
 //! - [`events`]: `GET /v1/events`, the job-change event stream as server-sent events (or, with
@@ -53,6 +55,7 @@ pub mod openapi;
 mod origin;
 pub mod plugins;
 pub mod problem;
+pub mod provenance;
 pub mod streams;
 pub mod types;
 pub mod uploads;

@@ -45,6 +45,8 @@ pub const SWAGGER_PATH: &str = "/v1/swagger";
         crate::logs::logs,
         crate::artifacts::list,
         crate::artifacts::download,
+        crate::provenance::provenance,
+        crate::provenance::render,
         crate::uploads::create,
         crate::uploads::one,
         crate::events::stream,

@@ -188,6 +188,27 @@ fn matrix() -> Vec<Row> {
             [200, 200, 200, 200, 404],
         ),
         (
+            "GET",
+            "/v1/jobs/{job}/artifacts",
+            JobOfA,
+            None,
+            [200, 200, 200, 200, 404],
+        ),
+        (
+            "GET",
+            "/v1/jobs/{job}/provenance",
+            JobOfA,
+            None,
+            [200, 200, 200, 200, 404],
+        ),
+        (
+            "GET",
+            "/v1/jobs/{job}/render",
+            JobOfA,
+            None,
+            [200, 200, 200, 200, 404],
+        ),
+        (
             "DELETE",
             "/v1/jobs/{job}",
             JobOfA,

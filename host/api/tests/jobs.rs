@@ -416,6 +416,7 @@ impl omni_store::JobStore for Unreachable {
         &self,
         _: omni_store::JobId,
         _: &str,
+        _: Option<&omni_store::Rendering>,
     ) -> omni_store::Result<omni_store::Job> {
         Err(down())
     }

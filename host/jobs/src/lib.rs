@@ -19,6 +19,8 @@
 //! - `moves`: transitions, cancels and purges, and the [`JobEvent`]s they announce;
 //! - `artifacts`: a job's artifacts, their bytes in the artifact store (`omni-artifacts`) and
 //!   their records in the store;
+//! - [`provenance`]: what a job was rendered into (recorded as it starts), re-rendering it by
+//!   its recorded versions, and its in-toto statement with a SLSA provenance predicate;
 //! - `uploads`: files submitted for jobs to use, kept by content and referenced from params
 //!   (`{"upload": "<sha256>"}`), and their expiry ([`UploadPolicy`]);
 //! - `error`: [`JobError`]; [`logs`]: the log fan-out ([`LogHub`]); [`lease`]: [`Lease`].
@@ -35,7 +37,7 @@ use omni_artifacts::ArtifactStore;
 use omni_core::Plugins;
 use omni_store::{
     EventFilter, EventPage, Job, JobId, JobPage, JobQuery, LeaseStore, LogLine, LogPage, LogQuery,
-    StateChange, Step, Store, StoreError, WebhookStore,
+    Rendering, StateChange, Step, Store, StoreError, WebhookStore,
 };
 use tokio::sync::broadcast;
 
@@ -45,6 +47,7 @@ pub mod lease;
 pub mod logs;
 pub mod metrics;
 mod moves;
+pub mod provenance;
 mod submit;
 mod uploads;
 pub use crate::metrics::job_span;
@@ -218,14 +221,20 @@ impl JobService {
     }
 
     /// Records the engine a queued job is being started on, before it is submitted there (see
-    /// `Store::assign_engine`): whoever takes over from here starts it there again.
+    /// `Store::assign_engine`): whoever takes over from here starts it there again; and what
+    /// its plugin rendered for it ([`Rendering`]: the job's provenance).
     ///
     /// # Errors
     /// [`JobError::NotFound`] when it was purged; [`JobError::Store`] with
     /// `StoreError::Conflict` when it is no longer queued (cancelled meanwhile), or when the
     /// store fails.
-    pub async fn assign_engine(&self, id: JobId, engine: &str) -> Result<Job, JobError> {
-        match self.store.assign_engine(id, engine).await {
+    pub async fn assign_engine(
+        &self,
+        id: JobId,
+        engine: &str,
+        rendering: Option<&Rendering>,
+    ) -> Result<Job, JobError> {
+        match self.store.assign_engine(id, engine, rendering).await {
             Err(StoreError::NotFound(id)) => Err(JobError::NotFound(id)),
             other => Ok(other?),
         }

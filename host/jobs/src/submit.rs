@@ -205,6 +205,7 @@ impl JobService {
             chrono::SubsecRound::trunc_subsecs(t, 3)
         });
         let job = Job {
+            rendering: None,
             id,
             service: submission.service,
             task: submission.task,

@@ -771,3 +771,166 @@ async fn submit_sends_sources_as_uploads() {
     );
     assert!(!metrics.contains("outcome=\"again\""), "{metrics}");
 }
+
+/// `omni jobs provenance` and `omni jobs render` of a job built on the local engine: the
+/// statement names its artifacts as subjects and what went in (the params, the upload they
+/// name, the plugin version and template set, each object rendered for the engine, the
+/// images); after the task's plugin is replaced, the job still renders by the version it
+/// records, to objects whose sha256 are those recorded when its engine was given them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jobs_provenance_names_what_went_in_and_it_renders_again_byte_for_byte() {
+    use sha2::Digest as _;
+    let plugins = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    install(plugins.path(), "srpm");
+    let server = serve(plugins.path(), data.path());
+    let url = server.url.as_str();
+    let work = tempfile::tempdir().unwrap();
+    let source = work.path().join("hello.sh");
+    std::fs::write(&source, "#!/bin/sh\necho hello\n").unwrap();
+    let spec = "Name: hello\nVersion: 1.0\nRelease: 1\nSummary: hello\nLicense: MIT\n\
+                Source0: hello.sh\nBuildArch: noarch\n\n%description\nhello\n\n%files\n";
+    let params = work.path().join("params.json");
+    std::fs::write(&params, serde_json::json!({"spec": spec}).to_string()).unwrap();
+    let submitted = run(
+        url,
+        &[
+            "submit",
+            "srpm",
+            "--params-file",
+            params.to_str().unwrap(),
+            "--source",
+            source.to_str().unwrap(),
+            "--wait",
+            "-o",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(submitted.status.code(), Some(0), "{}", stderr(&submitted));
+    let job: Value = serde_json::from_slice(&submitted.stdout).unwrap();
+    let id = job["id"].as_str().unwrap();
+
+    let shown = run(url, &["jobs", "provenance", id]).await;
+    assert!(shown.status.success(), "{}", stderr(&shown));
+    let statement: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(statement["_type"], "https://in-toto.io/Statement/v1");
+    assert_eq!(statement["predicateType"], "https://slsa.dev/provenance/v1");
+    let artifacts = run(url, &["artifacts", "list", id, "-o", "json"]).await;
+    let artifacts: Value = serde_json::from_slice(&artifacts.stdout).unwrap();
+    let subjects: Vec<(String, String)> = statement["subject"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].to_string(), s["digest"]["sha256"].to_string()))
+        .collect();
+    let made: Vec<(String, String)> = artifacts["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["name"].to_string(), a["sha256"].to_string()))
+        .collect();
+    assert_eq!(subjects, made);
+    assert_eq!(subjects.len(), 1, "{statement:#}");
+    let definition = &statement["predicate"]["buildDefinition"];
+    assert_eq!(definition["externalParameters"]["params"], job["params"]);
+    assert_eq!(definition["externalParameters"]["task"], "srpm");
+    let dependencies = definition["resolvedDependencies"].as_array().unwrap();
+    let digest_of = |name: &str| -> Option<String> {
+        dependencies
+            .iter()
+            .find(|d| d["name"] == name)
+            .map(|d| d["digest"]["sha256"].as_str().unwrap().to_owned())
+    };
+    let plugin = &job["plugin"];
+    assert_eq!(
+        digest_of(&format!(
+            "plugin/srpm@{}",
+            plugin["version"].as_str().unwrap()
+        )),
+        plugin["digest"].as_str().map(str::to_owned),
+        "{statement:#}"
+    );
+    assert_eq!(
+        digest_of("templates/srpm"),
+        plugin["templates"].as_str().map(str::to_owned)
+    );
+    let upload = job["params"]["sources"]["hello.sh"]["upload"]
+        .as_str()
+        .unwrap();
+    assert_eq!(
+        digest_of(&format!("upload/{upload}")).as_deref(),
+        Some(upload)
+    );
+    let recorded: Vec<(String, String)> = dependencies
+        .iter()
+        .filter_map(|d| {
+            let name = d["name"].as_str()?.strip_prefix("manifest/")?;
+            Some((name.to_owned(), d["digest"]["sha256"].as_str()?.to_owned()))
+        })
+        .collect();
+    let names: Vec<&str> = recorded.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            format!("ConfigMap/omni-{id}-input"),
+            format!("Job/omni-{id}")
+        ],
+        "{statement:#}"
+    );
+    assert!(
+        dependencies
+            .iter()
+            .any(|d| d["name"].as_str().unwrap().starts_with("image/")),
+        "{statement:#}"
+    );
+    let run_details = &statement["predicate"]["runDetails"];
+    assert_eq!(run_details["metadata"]["invocationId"], id);
+    assert_eq!(run_details["byproducts"][0]["content"], "succeeded");
+
+    // Another build of the plugin serves the task now.
+    let changed = omni_test_support::rebuilt(
+        &std::fs::read(plugins.path().join("srpm.wasm")).unwrap(),
+        "2",
+    );
+    std::fs::write(plugins.path().join(".srpm.tmp"), changed).unwrap();
+    std::fs::rename(
+        plugins.path().join(".srpm.tmp"),
+        plugins.path().join("srpm.wasm"),
+    )
+    .unwrap();
+    omni_test_support::eventually("the changed plugin to serve", || async {
+        let now = run(url, &["plugins", "get", "srpm"]).await;
+        let now: Value = serde_json::from_slice(&now.stdout).ok()?;
+        (now["digest"] != plugin["digest"]).then_some(())
+    })
+    .await;
+
+    // The job renders by its own version: each object's bytes are those its engine got.
+    let rendered = run(url, &["jobs", "render", id, "-o", "json"]).await;
+    assert!(rendered.status.success(), "{}", stderr(&rendered));
+    let rendered: Value = serde_json::from_slice(&rendered.stdout).unwrap();
+    let again: Vec<(String, String)> = rendered["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let bytes = serde_json::to_vec(&m["body"]).unwrap();
+            (
+                format!(
+                    "{}/{}",
+                    m["kind"].as_str().unwrap(),
+                    m["name"].as_str().unwrap()
+                ),
+                hex::encode(sha2::Sha256::digest(&bytes)),
+            )
+        })
+        .collect();
+    assert_eq!(again, recorded);
+    let yaml = run(url, &["jobs", "render", id]).await;
+    assert!(
+        stdout(&yaml).starts_with("---\napiVersion: v1\nkind: ConfigMap\n"),
+        "{}",
+        stdout(&yaml)
+    );
+}

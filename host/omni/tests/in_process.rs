@@ -130,6 +130,7 @@ async fn a_job_in_a_state_this_server_does_not_know_is_shown_and_left_alone() {
     std::fs::copy(component_path("srpm"), plugins.path().join("srpm.wasm")).unwrap();
     let created = omni_store::now();
     let future = omni_store::Job {
+        rendering: None,
         id: omni_store::new_job_id(),
         service: "test".into(),
         task: "srpm".into(),

@@ -66,7 +66,13 @@ impl Inner {
             }
         };
         // The engine is on record before the submit: whoever takes over from here finds it.
-        match self.jobs.assign_engine(id, engine.name()).await {
+        // What goes to the engine is on record too: the job's provenance.
+        let rendering = omni_jobs::provenance::rendering(&rendered, engine.namespace());
+        match self
+            .jobs
+            .assign_engine(id, engine.name(), Some(&rendering))
+            .await
+        {
             Ok(_) => {}
             // Cancelled (or purged) meanwhile.
             Err(JobError::Store(StoreError::Conflict { .. }) | JobError::NotFound(_)) => {

@@ -8,7 +8,7 @@ use futures::{StreamExt, TryStreamExt};
 use scylla::value::CqlTimeuuid;
 
 use omni_store::{
-    Created, IdempotencyKey, Job, JobId, JobPage, JobQuery, JobState, JobStore, Result,
+    Created, IdempotencyKey, Job, JobId, JobPage, JobQuery, JobState, JobStore, Rendering, Result,
     StateChange, Step, StoreError, Transition, id_time, record,
 };
 
@@ -452,7 +452,12 @@ impl JobStore for CassandraStore {
         })
     }
 
-    async fn assign_engine(&self, id: JobId, engine: &str) -> Result<Job> {
+    async fn assign_engine(
+        &self,
+        id: JobId,
+        engine: &str,
+        rendering: Option<&Rendering>,
+    ) -> Result<Job> {
         self.rewrite(id, "assigning it an engine", |job| {
             if job.state != JobState::Queued {
                 return Err(StoreError::Conflict {
@@ -463,6 +468,7 @@ impl JobStore for CassandraStore {
             }
             let mut job = job.clone();
             job.engine = Some(engine.to_owned());
+            job.rendering = rendering.cloned();
             Ok(Some(job))
         })
         .await

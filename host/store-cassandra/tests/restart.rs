@@ -32,6 +32,7 @@ impl Drop for Restart {
 fn job(service: &str, i: usize) -> Job {
     let created = now();
     Job {
+        rendering: None,
         id: new_job_id(),
         service: service.into(),
         task: "rpm".into(),

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use chrono::{TimeDelta, Utc};
 use omni_store::{
-    Created, IdempotencyKey, Job, JobId, JobPage, JobQuery, JobState, JobStore, Result,
+    Created, IdempotencyKey, Job, JobId, JobPage, JobQuery, JobState, JobStore, Rendering, Result,
     StateChange, Step, StoreError, Transition,
 };
 use redb::ReadableTable;
@@ -243,8 +243,14 @@ impl JobStore for EmbeddedStore {
         .await
     }
 
-    async fn assign_engine(&self, id: JobId, engine: &str) -> Result<Job> {
+    async fn assign_engine(
+        &self,
+        id: JobId,
+        engine: &str,
+        rendering: Option<&Rendering>,
+    ) -> Result<Job> {
         let engine = engine.to_owned();
+        let rendering = rendering.cloned();
         self.rewrite(id, move |job| {
             if job.state != JobState::Queued {
                 return Err(StoreError::Conflict {
@@ -255,6 +261,7 @@ impl JobStore for EmbeddedStore {
             }
             Ok(Some(Job {
                 engine: Some(engine),
+                rendering,
                 ..job.clone()
             }))
         })

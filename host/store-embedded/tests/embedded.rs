@@ -13,6 +13,7 @@ use omni_store_embedded::{EmbeddedConfig, EmbeddedStore};
 fn job() -> Job {
     let created = now();
     Job {
+        rendering: None,
         id: new_job_id(),
         service: "obs".into(),
         task: "srpm".into(),

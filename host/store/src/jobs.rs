@@ -3,7 +3,8 @@
 use async_trait::async_trait;
 
 use crate::{
-    Created, IdempotencyKey, Job, JobId, JobPage, JobQuery, Result, StateChange, Step, Transition,
+    Created, IdempotencyKey, Job, JobId, JobPage, JobQuery, Rendering, Result, StateChange, Step,
+    Transition,
 };
 // Only the docs name it (their `# Errors`).
 #[cfg(doc)]
@@ -48,12 +49,19 @@ pub trait JobStore: Send + Sync + std::fmt::Debug + 'static {
     /// Records the engine a queued job is being started on, before it is submitted there, so
     /// that a scheduler that dies between the submit and the `running` write leaves the job's
     /// engine known: the next one starts it there again (a submit the engine has seen starts
-    /// nothing twice) rather than on another engine. No state change, no event.
+    /// nothing twice) rather than on another engine. With it, what the job's plugin rendered
+    /// for that engine (`rendering`: the job's provenance), replacing any recorded before. No
+    /// state change, no event.
     ///
     /// # Errors
     /// [`StoreError::Conflict`] when the job is not queued (cancelled meanwhile);
     /// [`StoreError::NotFound`]; [`StoreError::Unavailable`].
-    async fn assign_engine(&self, id: JobId, engine: &str) -> Result<Job>;
+    async fn assign_engine(
+        &self,
+        id: JobId,
+        engine: &str,
+        rendering: Option<&Rendering>,
+    ) -> Result<Job>;
 
     /// Replaces a job's steps (the engine's progress) unless the job has ended.
     ///

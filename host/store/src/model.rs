@@ -67,6 +67,36 @@ pub struct Job {
     pub started_at: Option<DateTime<Utc>>,
     /// When it ended.
     pub finished_at: Option<DateTime<Utc>>,
+    /// What its plugin rendered for its engine, recorded as it was assigned one (absent before,
+    /// and on jobs of servers that did not record it): its provenance's record of the objects
+    /// applied, which a re-render by the recorded versions must match byte for byte.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rendering: Option<Rendering>,
+}
+
+/// What a job's plugin rendered for its engine: where, and each object's sha256.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rendering {
+    /// The namespace the objects were rendered for (the engine's).
+    pub namespace: String,
+    /// The objects, in apply order.
+    pub manifests: Vec<ManifestDigest>,
+    /// The container images the Job's steps run, in step order, each once.
+    #[serde(default)]
+    pub images: Vec<String>,
+}
+
+/// One rendered object and the sha256 of its body (the JSON text the plugin rendered).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestDigest {
+    /// `apiVersion`.
+    pub api_version: String,
+    /// `kind`.
+    pub kind: String,
+    /// `metadata.name`.
+    pub name: String,
+    /// The sha256 of its body, lowercase hex.
+    pub sha256: String,
 }
 
 impl Job {

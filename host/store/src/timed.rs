@@ -14,8 +14,8 @@ use uuid::Uuid;
 use crate::{
     Artifact, ArtifactIndex, ArtifactPage, ArtifactQuery, Created, Delivery, Event, EventFilter,
     EventPage, EventStore, IdempotencyKey, Job, JobId, JobPage, JobQuery, JobStore, Lease,
-    LeaseStore, LogLine, LogPage, LogQuery, LogStore, Result, StateChange, Step, Store, StoreError,
-    Transition, Upload, UploadIndex, Webhook, WebhookStore,
+    LeaseStore, LogLine, LogPage, LogQuery, LogStore, Rendering, Result, StateChange, Step, Store,
+    StoreError, Transition, Upload, UploadIndex, Webhook, WebhookStore,
 };
 
 /// Histogram of store calls, by `operation` (the store trait's method).
@@ -101,7 +101,12 @@ timed!(JobStore {
     async fn get_job(&self, id: JobId) -> Result<Option<Job>>;
     async fn list_jobs(&self, query: &JobQuery) -> Result<JobPage>;
     async fn transition(&self, id: JobId, transition: &Transition) -> Result<(Job, StateChange)>;
-    async fn assign_engine(&self, id: JobId, engine: &str) -> Result<Job>;
+    async fn assign_engine(
+        &self,
+        id: JobId,
+        engine: &str,
+        rendering: Option<&Rendering>,
+    ) -> Result<Job>;
     async fn update_steps(&self, id: JobId, steps: &[Step]) -> Result<Job>;
     async fn history(&self, id: JobId) -> Result<Vec<StateChange>>;
     async fn purge_job(&self, id: JobId) -> Result<bool>;

@@ -349,6 +349,7 @@ pub fn pending_job(service: &str, task: &str, domain: &str) -> omni_store::Job {
     let id = omni_store::new_job_id();
     let created = omni_store::now();
     omni_store::Job {
+        rendering: None,
         id,
         service: service.into(),
         task: task.into(),

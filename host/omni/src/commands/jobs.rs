@@ -1,5 +1,5 @@
 //! `omni submit` and `omni jobs ...`: submitting a job (and waiting for it), listing, showing,
-//! cancelling and purging jobs.
+//! cancelling and purging jobs, rendering one again and showing its provenance.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -54,6 +54,11 @@ pub enum JobsCommand {
     Cancel(JobArgs),
     /// Delete a job's record and its logs (cancelling it first).
     Purge(JobArgs),
+    /// Render a job's objects again by the plugin version and templates it records: byte for
+    /// byte what its engine was given (YAML; -o json for the API's answer).
+    Render(JobArgs),
+    /// A job's provenance: an in-toto statement with a SLSA provenance predicate (JSON).
+    Provenance(JobArgs),
 }
 
 /// `omni jobs list`.
@@ -201,6 +206,21 @@ pub async fn jobs(command: JobsCommand) -> Outcome {
                 Output::Json => print_json(&job),
                 Output::Table => println!("{} {}", text(&job["id"]), state(&job["state"])),
             }
+            success()
+        }
+        JobsCommand::Render(args) => {
+            let client = Client::new(&args.remote.server)?;
+            let rendered = client.get(&format!("/v1/jobs/{}/render", args.id)).await?;
+            super::print_rendered(&rendered, args.remote.output)?;
+            success()
+        }
+        JobsCommand::Provenance(args) => {
+            let client = Client::new(&args.remote.server)?;
+            print_json(
+                &client
+                    .get(&format!("/v1/jobs/{}/provenance", args.id))
+                    .await?,
+            );
             success()
         }
         JobsCommand::Purge(args) => {

@@ -64,6 +64,22 @@ fn print_json(value: &Value) {
     );
 }
 
+/// An API's Rendered answer: its objects as YAML documents, or the answer as JSON.
+fn print_rendered(rendered: &Value, output: crate::client::Output) -> Result<(), Failure> {
+    match output {
+        crate::client::Output::Json => print_json(rendered),
+        crate::client::Output::Table => {
+            let objects = rendered["manifests"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|m| &m["body"]);
+            crate::render::write_yaml(&mut std::io::stdout().lock(), objects)?;
+        }
+    }
+    Ok(())
+}
+
 fn table(header: &[&str]) -> Table {
     let mut table = Table::new();
     table

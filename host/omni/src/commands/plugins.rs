@@ -147,17 +147,7 @@ pub async fn plugins(command: PluginsCommand) -> Outcome {
                 .request(Method::POST, &format!("/v1/plugins/{}/render", args.task))
                 .json(&args.input.body()?);
             let rendered = client.json(request).await?;
-            match args.remote.output {
-                Output::Json => print_json(&rendered),
-                Output::Table => {
-                    let objects = rendered["manifests"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .map(|m| &m["body"]);
-                    crate::render::write_yaml(&mut std::io::stdout().lock(), objects)?;
-                }
-            }
+            super::print_rendered(&rendered, args.remote.output)?;
             success()
         }
         PluginsCommand::Versions(args) => {

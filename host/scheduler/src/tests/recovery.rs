@@ -14,7 +14,7 @@ async fn queued_on(jobs: &JobService, engine: &str) -> Job {
     jobs.transition(job.id, JobState::Queued, None)
         .await
         .unwrap();
-    jobs.assign_engine(job.id, engine).await.unwrap()
+    jobs.assign_engine(job.id, engine, None).await.unwrap()
 }
 
 /// A job moved by hand to `running` on `engine`.

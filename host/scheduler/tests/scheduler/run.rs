@@ -420,6 +420,16 @@ async fn a_jobs_objects_are_rendered_for_the_namespace_of_the_engine_that_runs_i
         .collect();
     assert!(!objects.is_empty());
     assert!(objects.iter().all(|n| *n == "builds-arm"), "{objects:?}");
+    // What the engine was given is on the job's record (its provenance), and a re-render by
+    // the job's recorded versions gives the same bytes.
+    let stored = jobs.get(job.id).await.unwrap();
+    let rendering = stored.rendering.clone().expect("the job's rendering");
+    assert_eq!(
+        rendering,
+        omni_jobs::provenance::rendering(&given[0].rendered, "builds-arm")
+    );
+    let again = jobs.rerender(&stored, "elsewhere").await.unwrap();
+    assert_eq!(again, given[0].rendered);
     engine.play(
         job.id,
         [Act::Run, Act::End(omni_engine::Outcome::Succeeded)],

@@ -141,7 +141,7 @@ pub async fn a_newer_job_record_is_read_and_its_unknown_fields_survive_changes(
     assert_eq!(queued.state, JobState::Queued);
     assert_future_fields_kept(&raw.job(made.id).await);
 
-    store.assign_engine(made.id, "local").await.unwrap();
+    store.assign_engine(made.id, "local", None).await.unwrap();
     let steps = vec![
         Step {
             name: "fetch".into(),

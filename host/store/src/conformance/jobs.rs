@@ -376,12 +376,12 @@ pub async fn racing_cancel_and_completion_have_one_winner(store: Arc<dyn Store>)
     }
 }
 
-/// A queued job gets its engine before it is submitted, with no state change; a job in any
-/// other state refuses one.
+/// A queued job gets its engine (and what was rendered for it) before it is submitted, with no
+/// state change; a job in any other state refuses one.
 pub async fn an_engine_is_assigned_to_queued_jobs_only(store: Arc<dyn Store>) {
     let job = create(&store, &job(&unique_service(), "rpm", "default")).await;
     assert!(matches!(
-        store.assign_engine(job.id, "cluster-a").await,
+        store.assign_engine(job.id, "cluster-a", None).await,
         Err(StoreError::Conflict {
             expected: JobState::Queued,
             actual: JobState::Pending,
@@ -389,13 +389,32 @@ pub async fn an_engine_is_assigned_to_queued_jobs_only(store: Arc<dyn Store>) {
         })
     ));
     move_to(&store, job.id, &[JobState::Pending, JobState::Queued]).await;
-    let assigned = store.assign_engine(job.id, "cluster-a").await.unwrap();
+    // With what was rendered for it (the job's provenance), kept on the record.
+    let rendering = |namespace: &str| Rendering {
+        namespace: namespace.to_owned(),
+        manifests: vec![ManifestDigest {
+            api_version: "batch/v1".into(),
+            kind: "Job".into(),
+            name: format!("omni-{}", job.id),
+            sha256: "ab".repeat(32),
+        }],
+        images: vec!["builder:1".into(), "fetch@sha256:cd".into()],
+    };
+    let assigned = store
+        .assign_engine(job.id, "cluster-a", Some(&rendering("ns-a")))
+        .await
+        .unwrap();
     assert_eq!(assigned.engine.as_deref(), Some("cluster-a"));
     assert_eq!(assigned.state, JobState::Queued);
-    // Another engine after a failed start: the newer one counts.
-    store.assign_engine(job.id, "cluster-b").await.unwrap();
+    assert_eq!(assigned.rendering, Some(rendering("ns-a")));
+    // Another engine after a failed start: the newer one counts, and so does its rendering.
+    store
+        .assign_engine(job.id, "cluster-b", Some(&rendering("ns-b")))
+        .await
+        .unwrap();
     let stored = store.get_job(job.id).await.unwrap().unwrap();
     assert_eq!(stored.engine.as_deref(), Some("cluster-b"));
+    assert_eq!(stored.rendering, Some(rendering("ns-b")));
     assert_eq!(stored.state, JobState::Queued);
     assert_eq!(
         store.history(job.id).await.unwrap().len(),
@@ -410,14 +429,14 @@ pub async fn an_engine_is_assigned_to_queued_jobs_only(store: Arc<dyn Store>) {
         .await
         .unwrap();
     assert!(matches!(
-        store.assign_engine(job.id, "cluster-a").await,
+        store.assign_engine(job.id, "cluster-a", None).await,
         Err(StoreError::Conflict {
             actual: JobState::Cancelled,
             ..
         })
     ));
     assert!(matches!(
-        store.assign_engine(new_job_id(), "cluster-a").await,
+        store.assign_engine(new_job_id(), "cluster-a", None).await,
         Err(StoreError::NotFound(_))
     ));
 }

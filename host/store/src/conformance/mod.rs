@@ -97,6 +97,7 @@ fn unique_service() -> String {
 fn job(service: &str, task: &str, domain: &str) -> Job {
     let created = now();
     Job {
+        rendering: None,
         id: new_job_id(),
         service: service.into(),
         task: task.into(),
