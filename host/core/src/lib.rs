@@ -40,7 +40,7 @@ pub use id::{JobId, id_time, new_job_id, now};
 pub use log::LogStream;
 pub use name::{InvalidName, Name};
 pub use plugin::{
-    DEFAULT_NAMESPACE, FieldError, JobContext, Manifest, PluginError, PluginInfo, Plugins,
-    Rendered, TaskPlugin,
+    DEFAULT_NAMESPACE, FieldError, InUse, JobContext, Manifest, PluginError, PluginInfo, Plugins,
+    Pruned, Rendered, TaskPlugin,
 };
 pub use state::{IllegalTransition, JobState, StepState, TRANSITIONS, UnknownState};

@@ -317,4 +317,32 @@ pub trait Plugins: Send + Sync + fmt::Debug {
         let _ = templates;
         self.version(task, digest).await
     }
+
+    /// Deletes the kept versions and template sets that no stored job records (`in_use`), that
+    /// do not serve and are not among the few most recently used, and the compiled code of
+    /// components no longer kept or serving. Answers what went; nothing without kept versions.
+    async fn prune(&self, in_use: &InUse) -> Pruned {
+        let _ = in_use;
+        Pruned::default()
+    }
+}
+
+/// What the stored jobs record of their plugins: the versions to keep.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InUse {
+    /// The sha256 of each component a stored job records.
+    pub components: std::collections::BTreeSet<String>,
+    /// The digest of each template set a stored job records.
+    pub templates: std::collections::BTreeSet<String>,
+}
+
+/// What a prune deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Pruned {
+    /// Kept components (with their index files).
+    pub components: usize,
+    /// Kept template sets.
+    pub template_sets: usize,
+    /// Files of the compile cache.
+    pub cache_files: usize,
 }

@@ -21,6 +21,7 @@
 //!   their records in the store;
 //! - [`provenance`]: what a job was rendered into (recorded as it starts), re-rendering it by
 //!   its recorded versions, and its in-toto statement with a SLSA provenance predicate;
+//! - `prune`: deleting the plugin versions and template sets no stored job records;
 //! - `uploads`: files submitted for jobs to use, kept by content and referenced from params
 //!   (`{"upload": "<sha256>"}`), and their expiry ([`UploadPolicy`]);
 //! - `error`: [`JobError`]; [`logs`]: the log fan-out ([`LogHub`]); [`lease`]: [`Lease`].
@@ -48,6 +49,7 @@ pub mod logs;
 pub mod metrics;
 mod moves;
 pub mod provenance;
+mod prune;
 mod submit;
 mod uploads;
 pub use crate::metrics::job_span;

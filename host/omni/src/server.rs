@@ -123,6 +123,11 @@ async fn run(
         jobs.clone()
             .sweep_artifacts_every(ARTIFACTS_SWEEP_INTERVAL, job_ttl),
     ));
+    // This replica's kept plugin versions: those no stored job records go (at start, then
+    // hourly).
+    let _prune = AbortOnDrop(tokio::spawn(
+        jobs.clone().prune_plugin_versions_every(PRUNE_INTERVAL),
+    ));
     let webhooks = omni_webhooks::Webhooks::new(&config.webhooks, keyring(&config)?);
     let resealed = webhooks
         .reseal(&jobs)
@@ -227,9 +232,10 @@ async fn open_engines(config: &Config) -> anyhow::Result<Vec<Arc<dyn Engine>>> {
     Ok(engines)
 }
 
-/// The configured store, opened and checked.
 /// How often the artifacts of expired jobs are looked for.
 const ARTIFACTS_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
+/// How often this replica prunes the plugin versions no job records.
+const PRUNE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// A task stopped when the server stops.
 #[derive(Debug)]
@@ -241,6 +247,7 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// The configured store, opened and checked.
 async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
     match config.store.selected()? {
         SelectedStore::Cassandra(cassandra) => {

@@ -46,6 +46,14 @@ struct ManifestRead {
     sha256: Option<String>,
 }
 
+/// The sha256 of the snapshot the compile cache holds for the component with sha256
+/// `component`, if it holds one.
+pub(crate) fn snapshot_of(sandbox: &Sandbox, component: &str) -> Option<String> {
+    let manifest = sandbox.cache_file(component, "preinit.json")?;
+    let manifest: Manifest = serde_json::from_slice(&std::fs::read(manifest).ok()?).ok()?;
+    Some(manifest.snapshot).filter(|s| crate::versions::is_digest(s))
+}
+
 /// The snapshot made earlier of the component with sha256 `component`, from the compile cache,
 /// if every template file its initialization read still has the text it had: a restart does
 /// not initialize, snapshot or compile anything again.

@@ -189,6 +189,16 @@ impl omni_core::Plugins for Registry {
         let (plugin, set) = self.version_with_templates(task, digest, templates).await?;
         Some(Arc::new(crate::plugin::Shared(plugin, set)))
     }
+
+    async fn prune(&self, in_use: &omni_core::InUse) -> omni_core::Pruned {
+        let (components, sets) = self.to_keep(in_use);
+        let (kept, sandbox) = (Arc::clone(&self.kept), Arc::clone(self.sandbox()));
+        tokio::task::spawn_blocking(move || {
+            crate::versions::prune(&kept, &sandbox, &components, &sets)
+        })
+        .await
+        .unwrap_or_default()
+    }
 }
 
 impl Registry {
@@ -218,6 +228,11 @@ impl Registry {
     /// Whether a scan has completed (for readiness).
     pub fn is_scanned(&self) -> bool {
         self.scanned.load(Ordering::Acquire)
+    }
+
+    /// Every plugin serving a task now.
+    pub(crate) fn serving(&self) -> Vec<Arc<Plugin>> {
+        self.state.load().tasks.values().cloned().collect()
     }
 
     /// The plugin serving `task` now.

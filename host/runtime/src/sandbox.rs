@@ -347,6 +347,46 @@ impl Sandbox {
         Some(dir.join(format!("{stem}-{}.{extension}", self.engine_key)))
     }
 
+    /// Deletes the compile cache's files of components whose sha256 is not in `live` (nor
+    /// the snapshot a live component's pre-initialization made), and every file of another
+    /// engine's build (another wasmtime, other settings: never read again). Answers how many
+    /// went.
+    pub(crate) fn evict_cache(&self, live: &std::collections::BTreeSet<String>) -> usize {
+        let Some(dir) = &self.cache_dir else {
+            return 0;
+        };
+        let mut stems = live.clone();
+        for component in live {
+            if let Some(snapshot) = crate::prepare::snapshot_of(self, component) {
+                stems.insert(snapshot);
+            }
+        }
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        let mut gone = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            // `<sha256>-<engine key>.<extension>`; anything else is not the cache's.
+            let Some((stem, rest)) = name.split_once('-') else {
+                continue;
+            };
+            if !crate::versions::is_digest(stem) || !rest.contains('.') {
+                continue;
+            }
+            let ours = rest.starts_with(&format!("{}.", self.engine_key));
+            if ours && stems.contains(stem) {
+                continue;
+            }
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => gone += 1,
+                Err(error) => tracing::warn!(file = name, %error, "cannot evict a cache file"),
+            }
+        }
+        gone
+    }
+
     /// Cranelift's code for the component with this sha256, if the cache has it.
     pub(crate) fn cached(&self, digest: &str) -> Option<Component> {
         let cached = self.cache_path(digest)?;
@@ -516,4 +556,59 @@ fn quiet_clocks(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     )?;
     linker.allow_shadowing(false);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Eviction leaves the files of live components (and the snapshot a live component's
+    /// pre-initialization made) of this build, and deletes those of other components and of
+    /// other builds; files that are not the cache's are left.
+    #[test]
+    fn the_cache_keeps_only_live_components_of_this_build() {
+        let cache = tempfile::tempdir().unwrap();
+        let templates = tempfile::tempdir().unwrap();
+        let config = SandboxConfig {
+            cache_dir: Some(cache.path().to_owned()),
+            max_instances: 0,
+            quick_compile: false,
+            ..SandboxConfig::default()
+        };
+        let sandbox = Sandbox::new(config, Arc::new(Templates::new(templates.path()))).unwrap();
+        let key = sandbox.engine_key.clone();
+        let (live, dead, snapshot) = ("a".repeat(64), "b".repeat(64), "c".repeat(64));
+        let files = [
+            format!("{live}-{key}.cwasm"),
+            format!("{live}-{key}.preinit.json"),
+            format!("{snapshot}-{key}.cwasm"),
+            format!("{dead}-{key}.cwasm"),
+            format!("{dead}-{key}.preinit.json"),
+            format!("{live}-0123456789abcdef.cwasm"),
+            "notes.txt".to_owned(),
+        ];
+        for file in &files {
+            std::fs::write(cache.path().join(file), b"x").unwrap();
+        }
+        std::fs::write(
+            cache.path().join(&files[1]),
+            format!(r#"{{"snapshot": "{snapshot}", "reads": []}}"#),
+        )
+        .unwrap();
+        let gone = sandbox.evict_cache(&[live.clone()].into());
+        assert_eq!(gone, 3);
+        let mut left: Vec<String> = std::fs::read_dir(cache.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        let mut want = vec![
+            files[0].clone(),
+            files[1].clone(),
+            files[2].clone(),
+            files[6].clone(),
+        ];
+        want.sort();
+        assert_eq!(left, want);
+    }
 }

@@ -17,6 +17,7 @@
 //! a job whose templates have changed since is rendered with its kept set
 //! ([`Registry::version_with_templates`]).
 
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -259,6 +260,72 @@ impl Kept {
         Some(plugin)
     }
 
+    /// The digests of the plugins that stopped serving and stay loaded, and of the template
+    /// sets in memory: the most recently used, which a prune leaves.
+    pub(crate) fn recent(&self) -> (BTreeSet<String>, BTreeSet<String>) {
+        let loaded = self.loaded.lock().unwrap_or_else(PoisonError::into_inner);
+        let sets = self.sets.lock().unwrap_or_else(PoisonError::into_inner);
+        (
+            loaded.iter().map(|p| p.digest().to_owned()).collect(),
+            sets.iter().map(|s| s.digest.clone()).collect(),
+        )
+    }
+
+    /// Deletes the kept components (and their index files) whose digest is not in
+    /// `components`, and the kept template sets whose digest is not in `sets`; answers how
+    /// many of each went and the digests of the components still kept.
+    pub(crate) fn prune(
+        &self,
+        components: &BTreeSet<String>,
+        sets: &BTreeSet<String>,
+    ) -> (usize, usize, BTreeSet<String>) {
+        let Some(dir) = &self.dir else {
+            return (0, 0, BTreeSet::new());
+        };
+        let mut gone = (0, 0);
+        let mut still = BTreeSet::new();
+        for (folder, extension) in [(dir.clone(), "wasm"), (dir.join("templates"), "json")] {
+            let Ok(entries) = std::fs::read_dir(&folder) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let Some(digest) = name
+                    .to_str()
+                    .and_then(|n| n.strip_suffix(&format!(".{extension}")))
+                    .filter(|d| is_digest(d))
+                else {
+                    continue;
+                };
+                let keep = if extension == "wasm" {
+                    components
+                } else {
+                    sets
+                };
+                if keep.contains(digest) {
+                    if extension == "wasm" {
+                        still.insert(digest.to_owned());
+                    }
+                    continue;
+                }
+                match std::fs::remove_file(entry.path()) {
+                    Ok(()) if extension == "wasm" => {
+                        // The index after the component: a component there has its index.
+                        let _ = std::fs::remove_file(index_path(dir, digest));
+                        gone.0 += 1;
+                    }
+                    Ok(()) => gone.1 += 1,
+                    Err(error) => tracing::warn!(
+                        file = %entry.path().display(),
+                        %error,
+                        "cannot prune a kept plugin version"
+                    ),
+                }
+            }
+        }
+        (gone.0, gone.1, still)
+    }
+
     /// Remembers a plugin that stopped serving (or was loaded again), as the most recently
     /// used.
     pub(crate) fn remember(&self, plugin: Arc<Plugin>) {
@@ -375,6 +442,27 @@ impl Registry {
 }
 
 impl Registry {
+    /// What a prune leaves of the kept versions (see [`omni_core::Plugins::prune`]): the
+    /// components and template sets stored jobs record (`in_use`), the serving components and
+    /// their tasks' template sets, and the most recently used of both.
+    pub(crate) fn to_keep(
+        &self,
+        in_use: &omni_core::InUse,
+    ) -> (BTreeSet<String>, BTreeSet<String>) {
+        let serving = self.serving();
+        let (recent, recent_sets) = self.kept.recent();
+        let mut components = in_use.components.clone();
+        components.extend(serving.iter().map(|p| p.digest().to_owned()));
+        components.extend(recent);
+        let mut sets = in_use.templates.clone();
+        sets.extend(recent_sets);
+        for plugin in &serving {
+            let task: Arc<str> = Arc::from(plugin.info().task.as_str());
+            sets.insert(self.sandbox().templates().set(&task).digest.clone());
+        }
+        (components, sets)
+    }
+
     /// The digest of `task`'s templates as they are now, the set kept so that a job accepted
     /// with it can be rendered with it later (see [`crate::versions`]).
     pub fn templates_digest(&self, task: &str) -> String {
@@ -403,6 +491,24 @@ impl Registry {
         .await
         .ok()
         .flatten()
+    }
+}
+
+/// Deletes the kept components and template sets not in `components` and `sets`, then the
+/// compile cache's files of components neither in `components` nor still kept (and of other
+/// wasmtime builds). Blocks on the file system.
+pub(crate) fn prune(
+    kept: &Kept,
+    sandbox: &Sandbox,
+    components: &BTreeSet<String>,
+    sets: &BTreeSet<String>,
+) -> omni_core::Pruned {
+    let (pruned, template_sets, mut live) = kept.prune(components, sets);
+    live.extend(components.iter().cloned());
+    omni_core::Pruned {
+        components: pruned,
+        template_sets,
+        cache_files: sandbox.evict_cache(&live),
     }
 }
 
