@@ -31,6 +31,11 @@ pub(crate) async fn keep_outputs(
     if outputs.is_empty() {
         return Ok(());
     }
+    // A name that cannot be an artifact's fails the job at once: trying again changes nothing.
+    for output in &outputs {
+        omni_jobs::check_artifact_name(&output.name)
+            .map_err(|error| format!("its artifacts could not be kept: {error}"))?;
+    }
     let mut attempt = 1;
     loop {
         match keep(jobs, id, &outputs).await {

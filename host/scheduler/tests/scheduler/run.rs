@@ -145,6 +145,33 @@ async fn an_srpm_job_runs_to_success_on_the_local_engine_with_its_log_and_artifa
     assert!(gone.is_empty(), "{gone:?}");
 }
 
+/// A job leaving a file whose name cannot be an artifact's fails at once, naming the file and
+/// the rule (trying again changes nothing), and keeps none of its outputs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_whose_name_cannot_be_an_artifacts_fails_the_job_naming_it() {
+    let world = world(1, config());
+    let job = hostile(&world.jobs, "odd-output").await;
+    let done = ended(&world.jobs, job.id).await;
+    assert_eq!(done.state, JobState::Failed, "{done:#?}");
+    let message = done.message.clone().unwrap_or_default();
+    assert!(
+        message.contains("\"bad\\u{1}name\"") && message.contains("control character"),
+        "{message}"
+    );
+    let page = world
+        .jobs
+        .list_artifacts(
+            job.id,
+            &omni_store::ArtifactQuery {
+                after: None,
+                limit: 10,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(page.items.is_empty(), "{page:#?}");
+}
+
 /// A source larger than a request body can carry is sent as an upload and named by its sha256:
 /// the local engine gives it to the job's `fetch` step, and the source RPM packs it whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

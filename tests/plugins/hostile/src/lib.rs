@@ -47,6 +47,9 @@ pub enum Behaviour {
     /// `blank`) as fast as it can (or `burst` lines every 100 ms), waits `pause` seconds, and
     /// prints `done`: a job with a log to collect and follow.
     Print,
+    /// Render a Job whose step leaves in its `output` volume a file whose name cannot be an
+    /// artifact's (a control character in it) beside a plain one.
+    OddOutput,
 }
 
 /// Params of the hostile task.
@@ -190,6 +193,21 @@ impl Plugin for Hostile {
                     .map_or_else(|e| format!("error ({e})"), |t| format!("{} bytes", t.len()));
                 let report = format!("env {env}; args {args}; cwd {cwd}; /etc/passwd {file}");
                 Rendered::from_objects(Self::TASK, job, vec![job_object(&report)])
+            }
+            Behaviour::OddOutput => {
+                let mut object = job_with(
+                    "",
+                    json!([
+                        "/bin/sh",
+                        "-c",
+                        "echo ok > /out/plain; echo odd > \"/out/bad$(printf '\\001')name\""
+                    ]),
+                );
+                let spec = &mut object["spec"]["template"]["spec"];
+                spec["volumes"] = json!([{"name": "output", "emptyDir": {}}]);
+                spec["containers"][0]["volumeMounts"] =
+                    json!([{"name": "output", "mountPath": "/out"}]);
+                Rendered::from_objects(Self::TASK, job, vec![object])
             }
             Behaviour::BadOutput => {
                 ctx.log(
