@@ -482,6 +482,46 @@ async fn a_release_engineer_submits_follows_reads_and_cancels_in_the_browser() {
         "an RPM's lead"
     );
     screenshot(&browser, "job-artifacts").await;
+
+    // Its provenance: the plugin version and each object rendered for the engine, with their
+    // sha256; the link is the in-toto statement.
+    shown(
+        &browser,
+        "the rendered Job in the provenance",
+        "tr[data-dependency^='manifest/Job/'] code.digest",
+    )
+    .await;
+    let plugin_row = shown(
+        &browser,
+        "the plugin in the provenance",
+        "tr[data-dependency^='plugin/srpm@'] code.digest",
+    )
+    .await;
+    let shown_digest = browser
+        .find(By::Css("dl.fields code.digest"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(plugin_row.text().await.unwrap(), shown_digest);
+    let statement = browser
+        .find(By::XPath("//a[contains(., 'in-toto statement')]"))
+        .await
+        .unwrap()
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap();
+    let statement: serde_json::Value = http
+        .get(format!("{url}{statement}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(statement["_type"], "https://in-toto.io/Statement/v1");
     let search = browser.find(By::Css("#log-search")).await.unwrap();
     search.send_keys("src.rpm\n").await.unwrap();
     let current = shown(&browser, "a line holding the search", ".log .line.current").await;

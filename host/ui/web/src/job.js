@@ -1,6 +1,7 @@
-// One job: its fields, plugin, params (sources folded), steps with durations, its log followed
-// live (step filter, search, pause, ANSI colours, first error, download), its artifacts (name,
-// size, sha256, step; each a download) and its events. The
+// One job: its fields, plugin, params (sources folded; uploads by sha256), steps with durations,
+// its log followed live (step filter, search, pause, ANSI colours, first error, download), its
+// artifacts (name, size, sha256, step; each a download), its provenance (what went in, each with
+// its sha256; the in-toto statement to download) and its events. The
 // step filter and the search are in the link, so a link shows what its sender saw.
 
 import { api, describe, query } from "./api.js";
@@ -22,6 +23,8 @@ export function jobPage(main, id, q, { go, streams }) {
   const eventRows = h("tbody");
   const artifactRows = h("tbody");
   const artifactStatus = h("p", { class: "status", id: "artifacts-status", role: "status" });
+  const provenanceRows = h("tbody");
+  const provenanceStatus = h("p", { class: "status", id: "provenance-status", role: "status" });
   const logStatus = h("p", { class: "status", id: "log-status", role: "status" });
   const view = new LogView({ onChange: () => syncToolbar() });
   let ended = false;
@@ -97,6 +100,14 @@ export function jobPage(main, id, q, { go, streams }) {
       artifactStatus,
       h("div", { class: "table-wrap" }, h("table", { class: "artifacts" }, h("thead", {}, h("tr", {}, ["Name", "Size", "SHA-256", "Step"].map((c) => h("th", { scope: "col" }, c)))), artifactRows)),
     ),
+    h(
+      "section",
+      { "aria-labelledby": "h-provenance" },
+      h("h2", { id: "h-provenance" }, "Provenance"),
+      h("p", {}, h("a", { href: `/v1/jobs/${id}/provenance`, download: `provenance-${id}.json` }, "The in-toto statement (SLSA provenance, JSON)")),
+      provenanceStatus,
+      h("div", { class: "table-wrap" }, h("table", { class: "provenance" }, h("thead", {}, h("tr", {}, ["What went in", "SHA-256"].map((c) => h("th", { scope: "col" }, c)))), provenanceRows)),
+    ),
     h("section", { "aria-labelledby": "h-log", class: "log-section" }, h("h2", { id: "h-log" }, "Log"), toolbar, logStatus, view.scroller),
     h(
       "section",
@@ -164,6 +175,9 @@ export function jobPage(main, id, q, { go, streams }) {
       parts.push(
         h("h3", {}, `Sources (${Object.keys(sources).length})`),
         ...Object.entries(sources).map(([name, source]) => {
+          if (source && typeof source === "object" && typeof source.upload === "string") {
+            return h("p", { class: "upload" }, `${name}: upload `, h("code", { class: "digest" }, source.upload), source.mode ? ` (mode ${source.mode})` : "");
+          }
           const content = typeof source === "string" ? source : source && source.content;
           let text = "";
           try {
@@ -261,11 +275,27 @@ export function jobPage(main, id, q, { go, streams }) {
     artifactStatus.setAttribute("data-count", String(rows.length));
   }
 
+  /** Shows what went into the job, as its provenance says (again when it ends). */
+  async function loadProvenance() {
+    try {
+      const statement = await api(`/v1/jobs/${id}/provenance`);
+      const deps = statement.predicate.buildDefinition.resolvedDependencies || [];
+      provenanceRows.replaceChildren(
+        ...deps.map((d) => h("tr", { "data-dependency": d.name }, h("td", {}, d.name), h("td", {}, d.digest && d.digest.sha256 ? h("code", { class: "digest" }, d.digest.sha256) : "—"))),
+      );
+      provenanceStatus.textContent = deps.some((d) => d.name.startsWith("manifest/")) ? "" : "What was rendered for its engine is recorded when it starts.";
+      provenanceStatus.setAttribute("data-count", String(deps.length));
+    } catch (e) {
+      provenanceStatus.textContent = `Could not read the provenance: ${describe(e)}`;
+    }
+  }
+
   // The job, then its log and events, live.
   api(`/v1/jobs/${id}`).then(
     (first) => {
       show(first);
       loadArtifacts();
+      loadProvenance();
       followLog();
       followEvents();
     },
@@ -345,6 +375,7 @@ export function jobPage(main, id, q, { go, streams }) {
       if (e.job_id !== id) return;
       event(e);
       if (e.kind === "job.artifacts" || FINAL.has(e.to)) loadArtifacts();
+      if (e.to === "running" || FINAL.has(e.to)) loadProvenance();
       try {
         show({ ...(await api(`/v1/jobs/${id}`)), params: job.params });
       } catch {
