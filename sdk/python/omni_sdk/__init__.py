@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional
 
 import jinja2
+import jinja2.debug  # imported by Jinja2 when a template raises; see _warm_up
 import jsonschema
 from ruamel.yaml import YAML
 
@@ -53,6 +54,11 @@ __all__ = [
 
 #: The file of a task's templates directory that holds the operator's settings.
 SETTINGS = "settings.yaml"
+
+# A component starts from the state its modules reached when componentize-py imported them at
+# build time, and has no files at run time: what jsonschema reads from its package's files on
+# first use (the vocabularies of draft 2020-12) is read now.
+jsonschema.validators._store_schema_list()
 
 
 @dataclass(frozen=True)
@@ -401,3 +407,28 @@ def _with_defaults(schema: dict, value: Any) -> Any:
         if key in out:
             out[key] = _with_defaults(sub, out[key])
     return out
+
+
+def _warm_up() -> None:
+    """Runs the SDK's paths once, at import: a component starts from the state its modules
+    reached when componentize-py imported them at build time and can import nothing later (it
+    has no files), so what the libraries import or load on first use happens here."""
+    files = {
+        SETTINGS: "a: [1, 2]\nb: {c: d}\n",
+        # A string literal: Jinja2 decodes it with the `unicode-escape` codec, found on first use.
+        "t.yaml": "{% for x in settings.a %}\n---\nkind: {{ (x | string ~ '-\\n') | tojson }}\n"
+                  "v: {{ settings.b | tojson }}\n{% endfor %}",
+        "bad.yaml": "{{ nope }}",
+    }
+    ctx = Context(files.get, lambda level, message: None)
+    ctx.render("t.yaml", {"settings": ctx.settings()})
+    try:
+        ctx.render("bad.yaml", {})
+    except TemplateError:
+        pass
+    schema_errors({"type": "object", "required": ["a"], "additionalProperties": False,
+                   "properties": {"b": {"type": "string", "pattern": "^x$", "minLength": 2}}},
+                  {"b": "y", "c": 1})
+
+
+_warm_up()

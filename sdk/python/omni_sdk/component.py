@@ -8,7 +8,8 @@ from typing import List
 from componentize_py_types import Err
 from wit_world.imports import host, types as wit
 
-from . import Context, FieldError, InternalError, InvalidParams, Job, Plugin, TemplateError
+from . import (Context, FieldError, InternalError, InvalidParams, Job, Plugin, TemplateError,
+               schema_errors)
 
 _LEVELS = {
     "debug": host.Level.DEBUG,
@@ -37,6 +38,9 @@ def export(plugin_class: type) -> type:
     so is any other exception a call raises (``internal``, with its type and message): a plugin
     never traps on a Python error."""
     plugin: Plugin = plugin_class()
+    # At build time (componentize-py imports the app module then): the params' validator is made
+    # and used once, so no call makes it again or finds something it would load from a file.
+    schema_errors(plugin.params_schema, {})
 
     class WitWorld:
         def describe(self) -> wit.PluginInfo:

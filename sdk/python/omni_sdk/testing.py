@@ -3,17 +3,18 @@
 - :class:`Harness` runs the plugin natively in this CPython, with a stand-in for the host's
   ``template`` import that reads the task's templates directory: fast, for logic and golden
   files.
-- :class:`HostHarness` renders through the real host: ``omni plugin render`` loads the built
-  component in the sandbox and calls it, with the same templates. Its answers are made
+- :class:`HostHarness` renders through the real host: a running ``omni serve`` that loaded the
+  built component, with the same templates, answers its dry run. Its answers are made
   comparable with the native ones by giving the job the id of :meth:`Job.example`.
 
-:func:`harnesses` gives both when the environment names the ``omni`` binary (``OMNI_BIN``) and
-the directory of built components (``OMNI_PLUGIN_WASM_DIR``), as ``make test`` does, and the
-native one alone otherwise."""
+:func:`harnesses` gives both when ``OMNI_URL`` names such a server, as ``make test`` does
+(``host/omni/tests/python.rs``), and the native one alone otherwise. One server serves every
+case: a plugin is compiled once, not once per case."""
 
 import json
 import os
-import subprocess
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any, List, Optional, Tuple
 
@@ -60,72 +61,78 @@ class Harness:
 
 
 class HostError(Exception):
-    """``omni plugin render`` failed: its exit code and standard error."""
+    """The host answered something other than objects or field errors."""
 
-    def __init__(self, code: int, stderr: str):
-        super().__init__(f"omni plugin render exited {code}: {stderr}")
-        self.code = code
-        self.stderr = stderr
+    def __init__(self, status: int, body: str):
+        super().__init__(f"the host answered {status}: {body}")
+        self.status = status
+        self.body = body
 
 
 class HostHarness:
-    """The built component called by the real host (``omni plugin render``)."""
+    """The built component called by the real host: a running ``omni serve`` (``url``) that
+    loaded it from its plugins directory and serves the same templates, through its dry run
+    (``POST /v1/plugins/<task>/render``)."""
 
     name = "host"
 
-    def __init__(self, omni: str, component, templates_root):
-        self.omni = omni
-        self.component = Path(component)
-        self.templates_root = Path(templates_root)
+    def __init__(self, url: str, task: str):
+        self.url = url.rstrip("/")
+        self.task = task
 
-    def _render(self, job: Job, params: Any) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [self.omni, "plugin", "render", str(self.component), "--params", "-",
-             "--template-dir", str(self.templates_root), "--arch", job.arch,
-             "--domain", job.domain, "--namespace", job.namespace, "-o", "json"],
-            input=_text(params), capture_output=True, text=True, check=False)
+    def _render(self, job: Job, params: Any) -> Tuple[int, Any]:
+        value = json.loads(params) if isinstance(params, str) else params
+        body = json.dumps({"params": value, "arch": job.arch, "domain": job.domain}).encode()
+        request = urllib.request.Request(
+            f"{self.url}/v1/plugins/{self.task}/render", data=body, method="POST",
+            headers={"content-type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as e:
+            text = e.read().decode(errors="replace")
+            try:
+                return e.code, json.loads(text)
+            except ValueError:
+                return e.code, text
 
     def validate(self, params: Any) -> List[FieldError]:
-        """The field errors the host printed (exit 2), parsed from its lines ``  path: message``."""
-        done = self._render(Job.example(), params)
-        if done.returncode == 0:
+        """The field errors of a 422 (their paths under ``/params`` made the params' own)."""
+        status, answer = self._render(Job.example(), params)
+        if status == 200:
             return []
-        if done.returncode != 2:
-            raise HostError(done.returncode, done.stderr)
-        errors = []
-        for line in done.stderr.splitlines()[1:]:
-            path, _, message = line.strip().partition(": ")
-            errors.append(FieldError("" if path == "/" else path, message))
-        return errors
+        if status != 422 or not isinstance(answer, dict):
+            raise HostError(status, json.dumps(answer))
+        return [FieldError(e["path"][len("/params"):], e["message"]) for e in answer["errors"]]
 
     def serialize(self, job: Job, params: Any) -> dict:
-        done = self._render(job, params)
-        if done.returncode != 0:
-            raise HostError(done.returncode, done.stderr)
-        answer = json.loads(done.stdout)
-        # The CLI makes up a job id (and the name from it); use the example's.
+        """The objects, in the shape of :meth:`Harness.serialize` (the host made up the job's id,
+        and the name from it: they are the example's here)."""
+        status, answer = self._render(job, params)
+        if status != 200:
+            raise HostError(status, json.dumps(answer))
         host_id = answer["primary"][len("omni-"):]
-        text = json.dumps(answer).replace(host_id, job.id)
-        answer = json.loads(text)
-        for manifest in answer["manifests"]:
-            if isinstance(manifest["body"], str):
-                manifest["body"] = json.loads(manifest["body"])
-        return answer
+        answer = json.loads(json.dumps(answer).replace(host_id, job.id))
+        return {
+            "manifests": [
+                {"api_version": m["apiVersion"], "kind": m["kind"], "name": m["name"],
+                 "body": m["body"]}
+                for m in answer["manifests"]
+            ],
+            "primary": answer["primary"],
+        }
 
 
-def harnesses(plugin_class: type, task: str, templates_root, component_name: Optional[str] = None):
-    """The native harness, and the host harness when ``OMNI_BIN`` and the built component
-    (``$OMNI_PLUGIN_WASM_DIR/omni_plugin_<task, - as _>.wasm``) are there. With ``OMNI_REQUIRE_HOST=1``
-    (set by ``make test``'s runner), a missing component is an error instead of a skip."""
-    templates_root = Path(templates_root)
-    found = [Harness(plugin_class, templates_root / task)]
-    omni, wasm_dir = os.environ.get("OMNI_BIN"), os.environ.get("OMNI_PLUGIN_WASM_DIR")
-    name = component_name or task.replace("-", "_")
-    component = Path(wasm_dir or ".") / f"omni_plugin_{name}.wasm"
-    if omni and wasm_dir and component.is_file():
-        found.append(HostHarness(omni, component, templates_root))
+def harnesses(plugin_class: type, task: str, templates_root) -> list:
+    """The native harness, and the host harness when ``OMNI_URL`` names a running ``omni serve``
+    that serves the plugin (``host/omni/tests/python.rs`` starts one for ``make test``). With
+    ``OMNI_REQUIRE_HOST=1``, no such server is an error instead of a skip."""
+    found = [Harness(plugin_class, Path(templates_root) / task)]
+    url = os.environ.get("OMNI_URL")
+    if url:
+        found.append(HostHarness(url, task))
     elif os.environ.get("OMNI_REQUIRE_HOST") == "1":
-        raise RuntimeError(f"{component}: missing, or OMNI_BIN unset; build with `make plugins`")
+        raise RuntimeError("OMNI_REQUIRE_HOST=1 but OMNI_URL is not set")
     return found
 
 
