@@ -2,7 +2,7 @@
 # Builds a Python plugin into a component: build.sh PLUGIN_DIR OUT.wasm
 # PLUGIN_DIR holds app.py (`WitWorld = omni_sdk.component.export(...)`) and the plugin's
 # modules. componentize-py (the pinned one, from env.sh's virtualenv) generates the bindings of
-# wit/'s `job-handler` world while it builds (they are never written into the tree), and bundles
+# wit/'s `job-handler-preinit` world while it builds (they are never written into the tree), and bundles
 # the plugin, this SDK and the virtualenv's vendor/ (Jinja2, jsonschema, ruamel.yaml) with
 # CPython into one component, pre-initialized: the modules are imported at build time and their
 # state is part of the component. Written to a temporary file, then renamed.
@@ -15,7 +15,7 @@ venv=$("$here/env.sh")
 mkdir -p "$(dirname "$out")"
 tmp="$out.tmp$$"
 trap 'rm -f "$tmp"' EXIT
-"$venv/bin/componentize-py" -d "$here/../../wit" -w job-handler componentize \
+"$venv/bin/componentize-py" -d "$here/../../wit" -w job-handler-preinit componentize \
   -p "$plugin" -p "$here" -p "$venv/vendor" -o "$tmp" app >/dev/null
 mv "$tmp" "$out"
 trap - EXIT

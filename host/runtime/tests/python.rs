@@ -2,7 +2,8 @@
 //! plugins`) in the real sandbox: CPython asks WASI for its preopened directories while it
 //! handles an exception and gets none instead of a trap, so params it rejects come back as field
 //! errors; a file it opens fails as a call, it sees no environment, and a Python exception in
-//! `serialize` is the plugin's error, not a crash. On both compilers' code.
+//! `serialize` is the plugin's error, not a crash. On both compilers' code. And the `sign` plugin
+//! served from the host's snapshot of it answers as its plain component does.
 
 use std::sync::Arc;
 
@@ -94,4 +95,39 @@ fn files_and_environment_are_empty_and_an_exception_is_the_plugins_error() {
         // And it goes on serving.
         assert_eq!(note(&plugin, "behave"), "behaved");
     }
+}
+
+/// The host's own pre-initialization works on a componentize-py component: the SDK exports
+/// `wizer-initialize` (settings parsed, templates compiled), the host snapshots the instance
+/// after it, and the `sign` plugin answers from that snapshot exactly as its plain component
+/// does, refusals included.
+#[test]
+fn the_python_sign_plugin_answers_from_its_snapshot_as_from_its_plain_component() {
+    let sandbox = sandbox(json!({}));
+    let path = std::path::Path::new("sign.wasm");
+    let prepared = Plugin::load(&sandbox, path, &component("sign")).unwrap();
+    prepared
+        .prepare()
+        .expect("the host snapshots the Python plugin");
+    assert!(prepared.is_prepared());
+    let plain = Plugin::load(&sandbox, path, &component("sign")).unwrap();
+    assert!(!plain.is_prepared());
+    let params = json!({"rpms": {"hello-1.0-1.x86_64.rpm": {"upload": "a".repeat(64)}}});
+    for arch in ["x86_64", "aarch64"] {
+        assert_eq!(
+            prepared
+                .serialize_blocking(&job(arch), &params.to_string())
+                .unwrap(),
+            plain
+                .serialize_blocking(&job(arch), &params.to_string())
+                .unwrap(),
+            "{arch}"
+        );
+    }
+    let bad = json!({"rpms": {"x.rpm": {"upload": "A"}}, "key": "k"}).to_string();
+    let refused = prepared.validate_blocking(&bad).unwrap_err().to_string();
+    assert_eq!(
+        refused,
+        plain.validate_blocking(&bad).unwrap_err().to_string()
+    );
 }

@@ -1,6 +1,13 @@
 """The component's exports: ``export(MyPlugin)`` is the ``WitWorld`` class componentize-py
 looks for in the app module. It imports the bindings componentize-py generates from ``wit/`` at
-build time (``wit_world``), so it is only imported inside a component, never natively."""
+build time (``wit_world``, of the world ``job-handler-preinit``), so it is only imported inside a
+component, never natively.
+
+Two pre-initializations: componentize-py's, at build time (the modules imported, the SDK warmed
+up: no call imports anything), and the host's, which calls ``wizer-initialize`` once and
+snapshots the instance: the context it prepares (``settings.yaml`` parsed, the plugin's
+``templates`` compiled) serves every call that starts from the snapshot, which the host uses only
+while the files it read are unchanged."""
 
 import json
 from typing import List
@@ -23,8 +30,12 @@ def _log(level: str, message: str) -> None:
     host.log(_LEVELS.get(level, host.Level.INFO), message)
 
 
+#: The context ``wizer-initialize`` prepared, in the host's snapshot; None in a plain instance.
+_prepared = None
+
+
 def _context() -> Context:
-    return Context(host.template, _log)
+    return _prepared if _prepared is not None else Context(host.template, _log)
 
 
 def _field_errors(errors: List[FieldError]) -> List[wit.FieldError]:
@@ -43,6 +54,15 @@ def export(plugin_class: type) -> type:
     schema_errors(plugin.params_schema, {})
 
     class WitWorld:
+        def wizer_initialize(self) -> None:
+            global _prepared
+            ctx = Context(host.template, _log)
+            try:
+                ctx.prepare(list(plugin.templates))
+            except Exception:  # noqa: BLE001 - every call that needs the file reports it
+                return
+            _prepared = ctx
+
         def describe(self) -> wit.PluginInfo:
             info = plugin.describe()
             return wit.PluginInfo(
