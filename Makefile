@@ -1,27 +1,42 @@
 # Omni's task runner. The README's commands are these targets; .ci/run calls `make setup test`.
+.SECONDEXPANSION:
 .PHONY: setup build plugins install-plugins ui ui-check test lint fmt serve bench clean
 
 CARGO ?= cargo
 WASM_TARGET := wasm32-wasip2
-WASM_OUT := target/$(WASM_TARGET)/plugin
+WASM_OUT := $(or $(CARGO_TARGET_DIR),target)/$(WASM_TARGET)/plugin
 PLUGIN_DIR ?= .omni/plugins
 # The task plugins, and the hostile fixture the runtime's tests need.
 PLUGINS := iso rpm srpm
 FIXTURES := hostile
+# The task plugins in Python (plugins/<task>/app.py), and the Python fixture the runtime's tests
+# need (tests/plugins/python, task pyfixture). Each is built by sdk/python/build.sh when its
+# sources, the SDK, the pins or wit/ changed.
+PY_PLUGINS := sign
+PY_SDK := $(wildcard sdk/python/omni_sdk/*.py) sdk/python/build.sh sdk/python/env.sh \
+	sdk/python/requirements.txt sdk/python/vendor.txt wit/plugin.wit
 
-## setup: install what building and testing need (the wasm32-wasip2 Rust target).
+## setup: install what building and testing need (the wasm32-wasip2 Rust target, the
+## virtualenv of componentize-py that builds the Python plugins).
 setup:
 	./tests/setup.sh
 
-## plugins: build every plugin component (and the test fixtures) for wasm32-wasip2.
-plugins:
+## plugins: build every plugin component (and the test fixtures) for wasm32-wasip2: the Rust
+## ones with cargo, the Python ones with componentize-py, all into $(WASM_OUT).
+plugins: $(foreach p,$(PY_PLUGINS) pyfixture,$(WASM_OUT)/omni_plugin_$(p).wasm)
 	$(CARGO) build --locked --target $(WASM_TARGET) --profile plugin \
 		$(foreach p,$(PLUGINS) $(FIXTURES),-p omni-plugin-$(p))
+
+$(WASM_OUT)/omni_plugin_%.wasm: plugins/%/app.py $$(wildcard plugins/%/*.py) $(PY_SDK)
+	./sdk/python/build.sh plugins/$* $@
+
+$(WASM_OUT)/omni_plugin_pyfixture.wasm: $(wildcard tests/plugins/python/*.py) $(PY_SDK)
+	./sdk/python/build.sh tests/plugins/python $@
 
 ## install-plugins: copy the task plugins into the default plugins directory (write, then rename).
 install-plugins: plugins
 	mkdir -p $(PLUGIN_DIR)
-	for p in $(PLUGINS); do \
+	for p in $(PLUGINS) $(PY_PLUGINS); do \
 		cp $(WASM_OUT)/omni_plugin_$$p.wasm $(PLUGIN_DIR)/.$$p.wasm.tmp && \
 		mv $(PLUGIN_DIR)/.$$p.wasm.tmp $(PLUGIN_DIR)/$$p.wasm; \
 	done

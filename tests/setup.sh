@@ -43,6 +43,9 @@ command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 # A step that asks for network gets a stack of its own through slirp4netns (same file).
 command -v slirp4netns >/dev/null 2>&1 || missing+=(slirp4netns)
 command -v git >/dev/null 2>&1 || missing+=(git)
+# The sign task's step test runs its script here: rpmsign (rpm, above) with gpg and its agent.
+command -v gpg >/dev/null 2>&1 || missing+=(gpg)
+command -v gpg-agent >/dev/null 2>&1 || missing+=(gpg-agent)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 # The Kubernetes testbed (tests/testbed/kubernetes.sh) builds its binaries with Go and makes its
 # keys with the openssl CLI. The S3 testbed (tests/testbed/s3.sh) builds SeaweedFS with Go too
@@ -74,4 +77,8 @@ elif [ "$(stat -c %a /dev/net/tun)" != 666 ]; then
   [ "$(id -u)" -eq 0 ] || sudo=sudo
   $sudo chmod 0666 /dev/net/tun || echo "warning: cannot make /dev/net/tun usable by anyone" >&2
 fi
+# Python plugins: componentize-py (pinned), pytest and the packages every Python component
+# bundles, in a virtualenv of the testbed cache (sdk/python/env.sh; made once, ~10 s, then reused).
+python_env=$("$here/../sdk/python/env.sh")
+echo "python plugins: $("$python_env/bin/componentize-py" --version) in $python_env"
 echo "testbed tools: java ${java_major:-17}, $(mvn -B -v 2>/dev/null | head -1 | cut -c1-40), $(python3 --version)"

@@ -71,6 +71,33 @@ async fn bad_params_are_422_with_field_errors_under_params() {
     assert_eq!(problem["errors"][0]["path"], "/params/packages");
 }
 
+/// A Python plugin (componentize-py) whose `validate` raises field errors: CPython asks WASI for
+/// its preopened directories while it handles the exception, gets none, and the rejection is a
+/// 422 with the fields, on render and on submission (not a 500 for a trapped plugin).
+#[tokio::test]
+async fn a_python_plugin_rejecting_params_is_a_422_with_its_fields() {
+    let (_dir, app) = app(&["pyfixture"]);
+    let render = "/v1/plugins/pyfixture/render";
+    let body = json!({"params": {"behaviour": "fly", "colour": "red"}});
+    let (status, _, problem) = call(&app, "POST", render, json_body(&body)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    let paths: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, ["/params/behaviour", "/params/colour"]);
+    let body = json!({"service": "obs", "task": "pyfixture", "params": {"count": 3}});
+    let (status, _, problem) = call(&app, "POST", "/v1/jobs", json_body(&body)).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(problem["errors"][0]["path"], "/params/behaviour");
+    assert_eq!(problem["errors"][0]["message"], "missing field");
+    let body = json!({"params": {"behaviour": "behave"}});
+    let (status, _, rendered) = call(&app, "POST", render, json_body(&body)).await;
+    assert_eq!(status, StatusCode::OK, "{rendered}");
+}
+
 #[tokio::test]
 async fn bad_requests_get_the_right_status() {
     let (_dir, app) = app(&["srpm"]);

@@ -1,12 +1,13 @@
 //! `omni plugin new NAME`: a new plugin crate on the SDK, from the files of `host/omni/scaffold/`
-//! (compiled into the binary), with `@PLACEHOLDER@`s filled in. Plain substitution, not
+//! (compiled into the binary), with `@PLACEHOLDER@`s filled in; `--lang python`: a Python plugin
+//! on the Python SDK (`sdk/python`), from `host/omni/scaffold-python/`. Plain substitution, not
 //! minijinja: the scaffold's own templates are minijinja and must come out as they are.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context as _, bail};
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 /// Flags of `omni plugin new`.
 #[derive(Debug, Args)]
@@ -20,6 +21,18 @@ pub struct NewArgs {
     /// still there].
     #[arg(long, value_name = "PATH")]
     sdk: Option<PathBuf>,
+    /// The plugin's language: a Rust crate, or a Python package built with componentize-py.
+    #[arg(long, value_enum, default_value_t = Lang::Rust)]
+    lang: Lang,
+}
+
+/// The languages a plugin can be written in with an SDK of this checkout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Lang {
+    /// A crate on `omni-sdk` (`sdk/`).
+    Rust,
+    /// A Python module on `omni_sdk` (`sdk/python`).
+    Python,
 }
 
 /// The scaffold: a path in the new crate (`@TASK@` is the task's name) and its text.
@@ -42,6 +55,33 @@ const FILES: &[(&str, &str)] = &[
     ),
 ];
 
+/// The Python scaffold, as [`FILES`] (`@MODULE@` is the task as a Python module name).
+const PYTHON_FILES: &[(&str, &str)] = &[
+    (".gitignore", include_str!("../scaffold-python/.gitignore")),
+    ("README.md", include_str!("../scaffold-python/README.md")),
+    ("app.py", include_str!("../scaffold-python/app.py")),
+    (
+        "@MODULE@.py",
+        include_str!("../scaffold-python/@MODULE@.py"),
+    ),
+    (
+        "conftest.py",
+        include_str!("../scaffold-python/conftest.py"),
+    ),
+    (
+        "tests/test_@MODULE@.py",
+        include_str!("../scaffold-python/tests/test_@MODULE@.py"),
+    ),
+    (
+        "templates/@TASK@/job.yaml",
+        include_str!("../scaffold-python/templates/job.yaml"),
+    ),
+    (
+        "templates/@TASK@/settings.yaml",
+        include_str!("../scaffold-python/templates/settings.yaml"),
+    ),
+];
+
 /// The SDK of the checkout this binary was built from.
 const BUILT_FROM: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../sdk");
 
@@ -54,7 +94,7 @@ pub fn run(args: &NewArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::from(crate::EXIT_USAGE));
     }
-    let sdk = match sdk(args.sdk.as_deref()) {
+    let sdk = match sdk(args.sdk.as_deref(), args.lang) {
         Ok(sdk) => sdk,
         Err(e) => {
             eprintln!("omni: {e:#}");
@@ -77,7 +117,12 @@ pub fn run(args: &NewArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("cannot create {}", args.dir.display()))?;
     let staging = staging_dir(&args.dir, name)?;
-    let written = write_files(staging.as_path(), &values, &sdk);
+    let written = match args.lang {
+        Lang::Rust => {
+            write_files(&staging, &values, FILES).and_then(|()| copy_lock(&staging, &sdk))
+        }
+        Lang::Python => write_files(&staging, &values, PYTHON_FILES),
+    };
     let result = written.and_then(|()| {
         std::fs::rename(&staging, &root)
             .with_context(|| format!("cannot create {}", root.display()))
@@ -85,6 +130,18 @@ pub fn run(args: &NewArgs) -> anyhow::Result<ExitCode> {
     if let Err(e) = result {
         let _ = std::fs::remove_dir_all(&staging);
         return Err(e);
+    }
+    if args.lang == Lang::Python {
+        println!(
+            "wrote {} (Python), on the SDK at {}/python",
+            root.display(),
+            sdk.display()
+        );
+        println!("  cd {}", root.display());
+        println!("  {}/python/test.sh .", sdk.display());
+        println!("  {}/python/build.sh . plugins/{name}.wasm", sdk.display());
+        println!("then see README.md: its tests through a server, and installing it");
+        return Ok(ExitCode::SUCCESS);
     }
     let wasm = format!("target/wasm32-wasip2/plugin/{}.wasm", values.crate_ident);
     println!(
@@ -102,8 +159,8 @@ pub fn run(args: &NewArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The SDK to build on: `--sdk`, or the one this binary was built from; a directory whose
-/// Cargo.toml is the `omni-sdk` package.
-fn sdk(given: Option<&Path>) -> anyhow::Result<PathBuf> {
+/// Cargo.toml is the `omni-sdk` package (and, for Python, with the Python SDK in `python/`).
+fn sdk(given: Option<&Path>, lang: Lang) -> anyhow::Result<PathBuf> {
     let (dir, whence) = match given {
         Some(dir) => (dir.to_path_buf(), "--sdk"),
         None => (
@@ -112,7 +169,8 @@ fn sdk(given: Option<&Path>) -> anyhow::Result<PathBuf> {
         ),
     };
     let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).ok();
-    let is_sdk = manifest.is_some_and(|m| m.lines().any(|l| l.trim() == r#"name = "omni-sdk""#));
+    let is_sdk = manifest.is_some_and(|m| m.lines().any(|l| l.trim() == r#"name = "omni-sdk""#))
+        && (lang == Lang::Rust || dir.join("python/omni_sdk/__init__.py").is_file());
     if !is_sdk {
         match given {
             Some(_) => bail!(
@@ -138,6 +196,8 @@ struct Values {
     krate: String,
     /// The package as a Rust identifier (and the .wasm file's name).
     crate_ident: String,
+    /// The task as a Python module name (`-` as `_`, `task_` before a leading digit).
+    module: String,
     sdk: String,
 }
 
@@ -157,10 +217,15 @@ impl Values {
             ty.insert_str(0, "Task");
         }
         let krate = format!("omni-plugin-{task}");
+        let mut module = task.replace('-', "_");
+        if module.starts_with(|c: char| c.is_ascii_digit()) {
+            module.insert_str(0, "task_");
+        }
         Values {
             task: task.to_owned(),
             ty,
             crate_ident: krate.replace('-', "_"),
+            module,
             krate,
             sdk: sdk.to_owned(),
         }
@@ -171,6 +236,7 @@ impl Values {
             .replace("@TYPE@", &self.ty)
             .replace("@CRATE_IDENT@", &self.crate_ident)
             .replace("@CRATE@", &self.krate)
+            .replace("@MODULE@", &self.module)
             .replace("@SDK@", &toml_escape(&self.sdk))
             .replace("@OMNI_VERSION@", env!("CARGO_PKG_VERSION"))
     }
@@ -181,8 +247,8 @@ fn toml_escape(text: &str) -> String {
     text.replace('\\', "\\\\").replace('"', "\\\"")
 }
 
-fn write_files(root: &Path, values: &Values, sdk: &Path) -> anyhow::Result<()> {
-    for (path, text) in FILES {
+fn write_files(root: &Path, values: &Values, files: &[(&str, &str)]) -> anyhow::Result<()> {
+    for (path, text) in files {
         let path = root.join(values.fill(path));
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent)
@@ -191,8 +257,12 @@ fn write_files(root: &Path, values: &Values, sdk: &Path) -> anyhow::Result<()> {
         std::fs::write(&path, values.fill(text))
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
-    // The checkout's lock: the new crate resolves to the versions Omni builds and tests with (its
-    // first build drops what it does not use). Without one, cargo picks the newest.
+    Ok(())
+}
+
+/// The checkout's lock: the new crate resolves to the versions Omni builds and tests with (its
+/// first build drops what it does not use). Without one, cargo picks the newest.
+fn copy_lock(root: &Path, sdk: &Path) -> anyhow::Result<()> {
     if let Some(lock) = sdk.parent().map(|checkout| checkout.join("Cargo.lock"))
         && lock.is_file()
     {
@@ -232,13 +302,14 @@ mod tests {
     #[test]
     fn every_placeholder_is_filled() {
         let values = Values::new("demo", r"C:\omni\sdk");
-        for (path, text) in FILES {
-            let filled = values.fill(text);
+        for (path, text) in FILES.iter().chain(PYTHON_FILES) {
+            let filled = values.fill(&format!("{path}\n{text}"));
             for placeholder in [
                 "@TASK@",
                 "@TYPE@",
                 "@CRATE@",
                 "@CRATE_IDENT@",
+                "@MODULE@",
                 "@SDK@",
                 "@OMNI_VERSION@",
             ] {

@@ -190,3 +190,93 @@ fn what_plugin_new_refuses() {
     names.sort();
     assert_eq!(names, ["taken"]);
 }
+
+#[tokio::test]
+async fn a_new_python_plugin_passes_its_tests_builds_and_renders_through_the_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let made = omni()
+        .args(["plugin", "new", "--lang", "python", "py-demo", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(made.status.code(), Some(0), "{}", text(&made.stderr));
+    let root = dir.path().join("py-demo");
+    for file in [
+        "README.md",
+        "app.py",
+        "py_demo.py",
+        "conftest.py",
+        "tests/test_py_demo.py",
+        "templates/py-demo/job.yaml",
+        "templates/py-demo/settings.yaml",
+    ] {
+        assert!(root.join(file).is_file(), "{file}");
+    }
+    let python = workspace().join("sdk/python");
+    // Its tests natively, then its component built and served by `omni serve` with the
+    // templates it came with, then the same tests natively and through that server.
+    check(
+        "test.sh (native)",
+        Command::new(python.join("test.sh")).arg(&root),
+    );
+    let plugins = root.join("plugins");
+    check(
+        "build.sh",
+        Command::new(python.join("build.sh"))
+            .arg(&root)
+            .arg(plugins.join("py-demo.wasm")),
+    );
+    let data = tempfile::tempdir().unwrap();
+    let mut serve = omni();
+    serve
+        .args(["serve", "--listen", "127.0.0.1:0", "--plugin-dir"])
+        .arg(&plugins)
+        .arg("--template-dir")
+        .arg(root.join("templates"))
+        .arg("--data-dir")
+        .arg(data.path());
+    let server = common::start(serve);
+    let url = format!("{}/v1/plugins/py-demo", server.url);
+    let mut answer = common::get(&url).await.1;
+    for _ in 0..3000 {
+        if answer["status"] == "ready" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        answer = common::get(&url).await.1;
+    }
+    assert_eq!(answer["status"], "ready", "{answer}");
+    let tested = check(
+        "test.sh (native and host)",
+        Command::new(python.join("test.sh"))
+            // -q is test.sh's: -vv lists each case with its outcome.
+            .arg("-vv")
+            .arg(&root)
+            .env("OMNI_URL", &server.url)
+            .env("OMNI_REQUIRE_HOST", "1"),
+    );
+    let out = text(&tested.stdout);
+    assert!(
+        out.contains("test_renders_one_job_per_arch[host-aarch64-arm64] PASSED"),
+        "{out}"
+    );
+    assert!(!out.contains("SKIPPED") && !out.contains("FAILED"), "{out}");
+}
+
+#[test]
+fn python_needs_the_python_sdk() {
+    let dir = tempfile::tempdir().unwrap();
+    // An SDK directory without python/: the Rust scaffold would take it, the Python one not.
+    let sdk = dir.path().join("sdk");
+    std::fs::create_dir_all(&sdk).unwrap();
+    std::fs::write(sdk.join("Cargo.toml"), "[package]\nname = \"omni-sdk\"\n").unwrap();
+    let made = omni()
+        .args(["plugin", "new", "--lang", "python", "demo", "--sdk"])
+        .arg(&sdk)
+        .arg("--dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(made.status.code(), Some(2), "{}", text(&made.stderr));
+    assert!(!dir.path().join("demo").exists());
+}

@@ -7,7 +7,10 @@
 //! rendering done natively in Rust (the SDK's harness, prepared the same way, same code) in the
 //! same run, and without the snapshot, and on quick code. Then: how fast a changed plugin serves after its rename (on
 //! quick code) and runs optimized code, how many calls fail while it is swapped under load, and
-//! the peak RSS of a host process with the three plugins loaded from the cache.
+//! the peak RSS of a host process with the three plugins loaded from the cache. Last, the same
+//! figures for the Python plugin (`sign`, built with componentize-py): its component's size,
+//! compiles, a load from the compile cache (a restart), renders, the same rendering natively in
+//! CPython, and how much a host's RSS grows when it loads it and renders.
 
 use std::path::{Path, PathBuf};
 
@@ -120,6 +123,10 @@ fn main() {
         rss_probe(Path::new(&args[i + 1]));
         return;
     }
+    if let Some(i) = args.iter().position(|a| a == "--rss-probe-python") {
+        rss_probe_python(Path::new(&args[i + 1]));
+        return;
+    }
     let cache = tempfile::tempdir().expect("tempdir");
     let sandbox = sandbox(cache.path());
     println!("pooling allocator: {}\n", sandbox.is_pooling());
@@ -205,6 +212,170 @@ fn main() {
         .output()
         .expect("rss probe");
     print!("{}", String::from_utf8_lossy(&out.stdout));
+    python(&sandbox, cache.path(), &args[0]);
+}
+
+/// Params of a `sign` job: two RPMs.
+fn sign_params() -> String {
+    json!({"rpms": {
+        "hello-1.0-1.x86_64.rpm": {"upload": "a".repeat(64)},
+        "hello-debuginfo-1.0-1.x86_64.rpm": {"upload": "b".repeat(64)},
+    }})
+    .to_string()
+}
+
+/// The Python plugin's figures (a table of their own: it has no snapshot of the host's).
+fn python(sandbox: &Arc<Sandbox>, cache: &Path, exe: &str) {
+    let bytes = wasm("sign");
+    let path = PathBuf::from("sign.wasm");
+    let t = Instant::now();
+    let plugin = Plugin::load(sandbox, &path, &bytes).expect("load");
+    let compile = t.elapsed();
+    let t = Instant::now();
+    let quick = Plugin::load_quick(sandbox, &path, &bytes).expect("quick load");
+    let quick_compile = t.elapsed();
+    let mut loads: Vec<Duration> = (0..20)
+        .map(|_| {
+            let t = Instant::now();
+            drop(Plugin::load(sandbox, &path, &bytes).expect("cached load"));
+            t.elapsed()
+        })
+        .collect();
+    loads.sort();
+    let (p, j) = (sign_params(), job());
+    let plain = Plugin::load(sandbox, &path, &bytes).expect("cached load");
+    let (_, plain_lat) = measure(1, || {
+        drop(plain.serialize_blocking(&j, &p).expect("render"));
+    });
+    // The host's snapshot of the SDK's `wizer-initialize` (settings parsed, templates compiled).
+    let t = Instant::now();
+    let prepared = plugin.prepare();
+    let prepare = t.elapsed();
+    let prepare = match prepared {
+        Ok(()) => ms(prepare),
+        Err(e) => format!("failed: {e}"),
+    };
+    let call = || drop(plugin.serialize_blocking(&j, &p).expect("render"));
+    for _ in 0..20 {
+        call();
+    }
+    let (rate1, lat1) = measure(1, call);
+    let (rate2, lat2) = measure(2, call);
+    let (_, quick_lat) = measure(1, || {
+        drop(quick.serialize_blocking(&j, &p).expect("render"));
+    });
+    let native = native_python();
+    println!(
+        "\n| Python plugin | component | compile | quick compile | pre-initialize | cached load | 1 thread: renders/s | p50 | p99 | 2 threads: renders/s | p50 | p99 | native CPython p50 | p50 without snapshot | quick code p50 |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| sign | {:.1} MB | {} | {} | {prepare} | {} | {rate1:.0} | {} | {} | {rate2:.0} | {} | {} | {native} | {} | {} |",
+        bytes.len() as f64 / 1e6,
+        ms(compile),
+        ms(quick_compile),
+        ms(pct(&loads, 0.5)),
+        us(pct(&lat1, 0.5)),
+        us(pct(&lat1, 0.99)),
+        us(pct(&lat2, 0.5)),
+        us(pct(&lat2, 0.99)),
+        us(pct(&plain_lat, 0.5)),
+        us(pct(&quick_lat, 0.5)),
+    );
+    let out = std::process::Command::new(exe)
+        .arg("--rss-probe-python")
+        .arg(cache)
+        .output()
+        .expect("rss probe");
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+}
+
+/// The same render natively in CPython (the SDK's harness, the pinned virtualenv), and what
+/// importing the plugin's modules costs there: what componentize-py's build-time
+/// pre-initialization saves every call (each starts from the imported state).
+fn native_python() -> String {
+    let script = r#"
+import json, sys, time
+t = time.perf_counter()
+from omni_sdk import Job
+from omni_sdk.testing import Harness
+from sign import Sign
+imports = time.perf_counter() - t
+h = Harness(Sign, sys.argv[1])
+params = json.loads(sys.argv[2])
+job = Job.example()
+for _ in range(20):
+    h.serialize(job, params)
+lat = []
+end = time.perf_counter() + 2
+while time.perf_counter() < end:
+    t = time.perf_counter()
+    h.serialize(job, params)
+    lat.append(time.perf_counter() - t)
+lat.sort()
+print(f"{lat[len(lat) // 2] * 1e6:.0f} µs ({imports * 1e3:.0f} ms to import)")
+"#;
+    let python = workspace().join("sdk/python");
+    let venv = std::process::Command::new(python.join("env.sh"))
+        .output()
+        .expect("sdk/python/env.sh");
+    let venv = String::from_utf8_lossy(&venv.stdout).trim().to_owned();
+    let out = std::process::Command::new(format!("{venv}/bin/python"))
+        .args(["-c", script])
+        .arg(workspace().join("templates/sign"))
+        .arg(sign_params())
+        .env(
+            "PYTHONPATH",
+            format!(
+                "{}:{venv}/vendor:{}",
+                python.display(),
+                workspace().join("plugins/sign").display()
+            ),
+        )
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .expect("python");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// In a fresh process: the host's RSS before and after it loads the Python plugin from the
+/// cache and renders with it.
+fn rss_probe_python(cache: &Path) {
+    let rss = || {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let kib = |key: &str| -> u64 {
+            status
+                .lines()
+                .find(|l| l.starts_with(key))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0)
+        };
+        (kib("VmRSS:"), kib("VmHWM:"))
+    };
+    let sandbox = sandbox(cache);
+    let (before, _) = rss();
+    let plugin = Plugin::load(&sandbox, Path::new("sign.wasm"), &wasm("sign")).expect("load");
+    // Serving from its snapshot, as a running host does shortly after a start (when it has one).
+    let _ = plugin.prepare();
+    for _ in 0..100 {
+        drop(
+            plugin
+                .serialize_blocking(&job(), &sign_params())
+                .expect("render"),
+        );
+    }
+    let (after, peak) = rss();
+    println!(
+        "host RSS with the Python plugin loaded from the cache and 100 renders: {before} kB before, {after} kB after (+{:.1} MiB), peak {peak} kB (+{:.1} MiB)",
+        (after.saturating_sub(before)) as f64 / 1024.0,
+        (peak.saturating_sub(before)) as f64 / 1024.0
+    );
 }
 
 /// Renames changed versions of the rpm plugin into a watched directory while two threads render

@@ -1,0 +1,1 @@
+# pytest's root for this plugin: it puts this directory on sys.path, so the tests import it.
