@@ -60,7 +60,7 @@ pub(crate) async fn provenance(
 /// what its engine was given, whatever plugin serves the task now. Needs `viewer` in the job's
 /// domain; 409 `plugin version gone` when that version is no longer kept.
 #[utoipa::path(
-    operation_id = "renderJob",
+    operation_id = "rerenderJob",
     get,
     path = "/v1/jobs/{id}/render",
     tag = "jobs",
