@@ -279,13 +279,26 @@ mod tests {
                     mode: Some(Mode::Octal("0755".into())),
                 }),
             ),
+            (
+                "zlib-1.3.1.tar.gz".to_owned(),
+                Source::Upload(UploadedSource {
+                    upload: "AB".repeat(32),
+                    mode: Some(Mode::Bits(0o640)),
+                }),
+            ),
         ]);
         assert_eq!(
             entries(&sources),
             [
-                json!({"key": "source-0", "meta_key": "source-0.meta", "meta": "0755 $(id) x", "content": "Yg=="}),
-                json!({"key": "source-1", "meta_key": "source-1.meta", "meta": "0644 vsftpd@.service", "content": "YQ=="}),
+                json!({"key": "source-0", "meta_key": "source-0.meta", "meta": "0755 $(id) x", "content": "Yg==",
+                       "upload_key": "source-0.upload", "upload": null}),
+                json!({"key": "source-1", "meta_key": "source-1.meta", "meta": "0644 vsftpd@.service", "content": "YQ==",
+                       "upload_key": "source-1.upload", "upload": null}),
+                // An upload: its sha256 (lowercase), no content.
+                json!({"key": "source-2", "meta_key": "source-2.meta", "meta": "0640 zlib-1.3.1.tar.gz", "content": null,
+                       "upload_key": "source-2.upload", "upload": "ab".repeat(32)}),
             ]
         );
+        assert!(any_upload(&sources));
     }
 }
